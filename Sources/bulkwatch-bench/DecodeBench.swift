@@ -1,0 +1,1 @@
+func decodeBenchmark(arguments: [String]) async throws {}
