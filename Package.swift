@@ -8,7 +8,7 @@ let strict: [SwiftSetting] = [
 
 let package = Package(
     name: "bulkwatch",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "bulkwatch", targets: ["bulkwatch"]),
         .library(name: "BulkWatch", targets: ["BulkWatch"]),

@@ -1,0 +1,411 @@
+import CCurl
+import Synchronization
+import Foundation
+
+/// Settings shared by every transfer of one ``CurlTransport``.
+public struct TransportConfiguration: Sendable {
+    /// Most simultaneous connections to one host; further transfers queue inside curl.
+    public var maxConnectionsPerHost: Int = 4
+    /// Idle connections kept for reuse across all hosts.
+    public var maxIdleConnections: Int = 16
+    /// Deadline for TCP + TLS connection establishment (the request's own timeout still applies).
+    public var connectTimeout: Duration = .seconds(10)
+    /// A transfer slower than `lowSpeedBytesPerSecond` for `lowSpeedWindow` is aborted as timed out,
+    /// so a stalled peer cannot hold a transfer until its whole deadline.
+    public var lowSpeedBytesPerSecond: Int = 1
+    public var lowSpeedWindow: Duration = .seconds(30)
+    /// Extra CA bundle (PEM) to trust, e.g. a private CA. Verification itself can't be turned off.
+    public var caFile: String?
+    public var userAgent: String = "bulkwatch/\(BulkWatchVersion.current)"
+
+    public init() {}
+}
+
+/// An HTTP client over one libcurl multi handle, driven by a dedicated thread.
+///
+/// Why libcurl: it is the transport operators already trust (proxies via `http_proxy` /
+/// `https_proxy` / `no_proxy`, the system CA store, gzip), and one multi handle gives every
+/// watcher and sink a shared, capped connection pool.
+///
+/// Guarantees: TLS verification always on; redirects not followed unless the request asks;
+/// the body limit is enforced while receiving, not only from `Content-Length`; a cancelled
+/// awaiting task removes its transfer at once; only `http` and `https` URLs are accepted.
+/// Call ``shutdown()`` once when done: pending transfers then fail with `CancellationError`.
+public final class CurlTransport: Sendable {
+    private enum Command {
+        case start(Transfer)
+        case cancel(Transfer)
+    }
+
+    private struct Inbox {
+        var commands: [Command] = []
+        var shuttingDown = false
+    }
+
+    private let multi: OpaquePointer
+    private let configuration: TransportConfiguration
+    private let inbox = Mutex(Inbox())
+    private let stopped = Mutex(false)
+    private let loopFinished = DispatchSemaphore(value: 0)
+
+    public init(configuration: TransportConfiguration = TransportConfiguration()) {
+        CurlGlobal.initializeOnce()
+        self.configuration = configuration
+        guard let multi = curl_multi_init() else {
+            fatalError("curl_multi_init failed: out of memory")
+        }
+        self.multi = multi
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxIdleConnections)
+        let loop = Thread { [multi, inbox, loopFinished] in
+            TransferLoop(multi: multi, inbox: inbox).run()
+            loopFinished.signal()
+        }
+        loop.name = "bulkwatch-curl"
+        loop.start()
+    }
+
+    /// Sends `request` and returns the complete response, whatever its status code.
+    /// Throws ``TransportError`` when no response arrived, `CancellationError` when the calling
+    /// task was cancelled or the transport shut down.
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try Task.checkCancellation()
+        let transfer = try Transfer(request: request, configuration: configuration)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
+                transfer.continuation = continuation
+                submit(.start(transfer))
+            }
+        } onCancel: {
+            transfer.cancelRequested.withLock { $0 = true }
+            submit(.cancel(transfer))
+        }
+    }
+
+    /// Stops the loop thread, failing transfers in flight with `CancellationError`. Idempotent.
+    public func shutdown() {
+        let first = stopped.withLock { wasStopped in
+            defer { wasStopped = true }
+            return !wasStopped
+        }
+        guard first else { return }
+        inbox.withLock { $0.shuttingDown = true }
+        curl_multi_wakeup(multi)
+        loopFinished.wait()
+        curl_multi_cleanup(multi)
+    }
+
+    deinit {
+        shutdown()
+    }
+
+    private func submit(_ command: Command) {
+        let accepted = inbox.withLock { box -> Bool in
+            guard !box.shuttingDown else { return false }
+            box.commands.append(command)
+            return true
+        }
+        if accepted {
+            curl_multi_wakeup(multi)
+        } else if case .start(let transfer) = command {
+            transfer.finish(.failure(CancellationError()))
+        }
+    }
+
+    /// Runs on the curl thread only: everything it touches is confined to that thread.
+    private struct TransferLoop {
+        let multi: OpaquePointer
+        let inbox: Mutex<Inbox>
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
+
+        init(multi: OpaquePointer, inbox: Mutex<Inbox>) {
+            self.multi = multi
+            self.inbox = inbox
+        }
+
+        mutating func run() {
+            while true {
+                let (commands, shuttingDown) = inbox.withLock { box in
+                    defer { box.commands.removeAll(keepingCapacity: true) }
+                    return (box.commands, box.shuttingDown)
+                }
+                if shuttingDown {
+                    for command in commands {
+                        if case .start(let transfer) = command { transfer.finish(.failure(CancellationError())) }
+                    }
+                    for transfer in active.values {
+                        curl_multi_remove_handle(multi, transfer.easy)
+                        transfer.finish(.failure(CancellationError()))
+                    }
+                    active.removeAll()
+                    return
+                }
+                for command in commands {
+                    apply(command)
+                }
+                var running: Int32 = 0
+                curl_multi_perform(multi, &running)
+                collectFinished()
+                curl_multi_poll(multi, nil, 0, 1000, nil)
+            }
+        }
+
+        private mutating func apply(_ command: Command) {
+            switch command {
+            case .start(let transfer):
+                if transfer.cancelRequested.withLock({ $0 }) {
+                    transfer.finish(.failure(CancellationError()))
+                    return
+                }
+                let code = curl_multi_add_handle(multi, transfer.easy)
+                if code != CURLM_OK {
+                    let message = String(cString: curl_multi_strerror(code))
+                    transfer.finish(.failure(TransportError(code: .other, message: message, curlCode: Int(code.rawValue))))
+                    return
+                }
+                active[UnsafeMutableRawPointer(transfer.easy)] = transfer
+            case .cancel(let transfer):
+                guard active.removeValue(forKey: UnsafeMutableRawPointer(transfer.easy)) != nil else { return }
+                curl_multi_remove_handle(multi, transfer.easy)
+                transfer.finish(.failure(CancellationError()))
+            }
+        }
+
+        private mutating func collectFinished() {
+            var remaining: Int32 = 0
+            while let message = curl_multi_info_read(multi, &remaining) {
+                var result = CURLE_OK
+                guard let easy = ccurl_msg_done_handle(message, &result) else { continue }
+                guard let transfer = active.removeValue(forKey: UnsafeMutableRawPointer(easy)) else { continue }
+                curl_multi_remove_handle(multi, easy)
+                transfer.complete(with: result)
+            }
+        }
+    }
+}
+
+/// One request in flight: the easy handle and everything curl's callbacks write into.
+///
+/// Confinement: after `send` hands it to the loop, only the curl thread touches the mutable
+/// fields; `cancelRequested` is the one field other threads write, hence its lock.
+private final class Transfer: @unchecked Sendable {
+    let easy: OpaquePointer
+    var continuation: CheckedContinuation<HTTPResponse, any Error>?
+    let cancelRequested = Mutex(false)
+    private let maxResponseBytes: Int
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+    private var body: [UInt8] = []
+    private var headers = HTTPHeaders()
+    private var exceededLimit = false
+
+    init(request: HTTPRequest, configuration: TransportConfiguration) throws {
+        guard let scheme = request.url.split(separator: ":", maxSplits: 1).first?.lowercased(),
+            scheme == "http" || scheme == "https"
+        else {
+            throw TransportError(code: .invalidRequest, message: "only http and https URLs are supported", curlCode: 0)
+        }
+        guard let easy = curl_easy_init() else {
+            throw TransportError(code: .other, message: "curl_easy_init failed", curlCode: 0)
+        }
+        self.easy = easy
+        self.maxResponseBytes = request.maxResponseBytes
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        configure(request: request, configuration: configuration)
+    }
+
+    deinit {
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(headerList)
+        errorBuffer.deallocate()
+    }
+
+    private func configure(request: HTTPRequest, configuration: TransportConfiguration) {
+        let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_USERAGENT, configuration.userAgent)
+        // "" = every encoding this libcurl can decode (gzip, deflate, ...); curl decompresses.
+        _ = ccurl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "")
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeout.roundedUpMilliseconds)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, request.timeout.roundedUpMilliseconds)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedBytesPerSecond)
+        _ = ccurl_easy_setopt_long(
+            easy, CURLOPT_LOW_SPEED_TIME, max(1, configuration.lowSpeedWindow.roundedUpMilliseconds / 1000))
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2)
+        if let caFile = configuration.caFile {
+            _ = ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile)
+        }
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
+        // Early refusal when the server announces a size; the write callback enforces it regardless.
+        _ = ccurl_easy_setopt_offset(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxResponseBytes))
+        if let basic = request.basicAuth {
+            _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTPAUTH, Int(CURLAUTH_BASIC))
+            _ = ccurl_easy_setopt_string(easy, CURLOPT_USERNAME, basic.user)
+            _ = ccurl_easy_setopt_string(easy, CURLOPT_PASSWORD, basic.password)
+        }
+
+        var headers = request.headers
+        switch request.method {
+        case .get:
+            _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
+        case .post:
+            let (bytes, contentType): ([UInt8], String)
+            switch request.body {
+            case .form(let pairs):
+                bytes = Array(FormEncoding.encode(pairs).utf8)
+                contentType = "application/x-www-form-urlencoded"
+            case .bytes(let data, let type):
+                (bytes, contentType) = (data, type)
+            case nil:
+                (bytes, contentType) = ([], "application/octet-stream")
+            }
+            if headers["Content-Type"] == nil { headers.add("Content-Type", contentType) }
+            // Without this curl waits up to a second for "100 Continue" on larger bodies.
+            headers.add("Expect", "")
+            _ = ccurl_easy_setopt_long(easy, CURLOPT_POST, 1)
+            _ = ccurl_easy_setopt_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count))
+            bytes.withUnsafeBufferPointer { buffer in
+                // COPYPOSTFIELDS copies now, so the Swift array need not outlive this call.
+                _ = ccurl_easy_setopt_pointer(
+                    easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? emptyByte))
+            }
+        }
+        for (name, value) in headers {
+            // "Name:" removes a header curl would add; "Name;" sends it with an empty value.
+            let line = value.isEmpty ? "\(name):" : "\(name): \(value)"
+            headerList = curl_slist_append(headerList, line)
+        }
+        _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, opaqueSelf)
+        _ = ccurl_easy_setopt_write_function(easy, transferWriteCallback)
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, opaqueSelf)
+        _ = ccurl_easy_setopt_header_function(easy, transferHeaderCallback)
+    }
+
+    /// Appends received bytes; refusing them (returning 0) makes curl abort with a write error.
+    fileprivate func receive(_ pointer: UnsafePointer<UInt8>, count: Int) -> Int {
+        if body.count + count > maxResponseBytes {
+            exceededLimit = true
+            return 0
+        }
+        body.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
+        return count
+    }
+
+    fileprivate func receiveHeader(_ pointer: UnsafePointer<UInt8>, count: Int) {
+        let line = String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+        if line.hasPrefix("HTTP/") {
+            // A new response starts (after 100 Continue or a followed redirect): keep only the last.
+            headers = HTTPHeaders()
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        headers.add(name, value)
+        if name.caseInsensitiveEquals("content-length"), let length = Int(value), length <= maxResponseBytes {
+            body.reserveCapacity(length)
+        }
+    }
+
+    func complete(with result: CURLcode) {
+        if result == CURLE_OK {
+            var status = 0
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            finish(.success(HTTPResponse(status: status, headers: headers, body: body)))
+            return
+        }
+        finish(.failure(error(for: result)))
+    }
+
+    private func error(for result: CURLcode) -> TransportError {
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail
+        let code: TransportError.Code
+        switch result {
+        case CURLE_WRITE_ERROR where exceededLimit, CURLE_FILESIZE_EXCEEDED:
+            return TransportError(
+                code: .responseTooLarge, message: "body exceeds \(maxResponseBytes) bytes", curlCode: Int(result.rawValue))
+        case CURLE_OPERATION_TIMEDOUT:
+            code = .timedOut
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            code = .couldNotConnect
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CRL_BADFILE,
+            CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_INVALIDCERTSTATUS:
+            code = .tls
+        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
+            code = .invalidRequest
+        default:
+            code = .other
+        }
+        return TransportError(code: code, message: message, curlCode: Int(result.rawValue))
+    }
+
+    /// Resumes the awaiting task exactly once.
+    func finish(_ result: Result<HTTPResponse, any Error>) {
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(with: result)
+    }
+}
+
+private let emptyByte = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+
+private let transferWriteCallback: ccurl_data_callback = { pointer, size, count, userdata in
+    guard let userdata else { return 0 }
+    let transfer = Unmanaged<Transfer>.fromOpaque(userdata).takeUnretainedValue()
+    let bytes = UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self)
+    return transfer.receive(bytes, count: size * count)
+}
+
+private let transferHeaderCallback: ccurl_data_callback = { pointer, size, count, userdata in
+    guard let userdata else { return 0 }
+    let transfer = Unmanaged<Transfer>.fromOpaque(userdata).takeUnretainedValue()
+    transfer.receiveHeader(UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: size * count)
+    return size * count
+}
+
+/// `curl_global_init` must run once, before any other thread uses curl.
+enum CurlGlobal {
+    private static let initialized: Bool = {
+        ccurl_ignore_sigpipe()
+        return curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
+    }()
+
+    static func initializeOnce() {
+        precondition(initialized, "curl_global_init failed")
+    }
+}
+
+/// `application/x-www-form-urlencoded`, percent-encoding everything but RFC 3986 unreserved bytes.
+enum FormEncoding {
+    static func encode(_ pairs: [(String, String)]) -> String {
+        pairs.map { "\(escape($0.0))=\(escape($0.1))" }.joined(separator: "&")
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".utf8)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0xF)]))
+            }
+        }
+        return out
+    }
+}
