@@ -83,6 +83,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DetectTests",
+            dependencies: ["BulkWatch", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SimulatorTests",
             dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
             swiftSettings: strict
