@@ -88,6 +88,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DeliveryTests",
+            dependencies: ["BulkWatch", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JournalTests",
+            dependencies: ["BulkWatch", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SimulatorTests",
             dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
             swiftSettings: strict
