@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 
 /// Where and how to fetch the bulk-status list.

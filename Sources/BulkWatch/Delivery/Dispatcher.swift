@@ -1,0 +1,124 @@
+import Foundation
+public import Logging
+public import ServiceLifecycle
+
+/// Fans journal events out to sinks: one task per sink, each reading the journal from its own
+/// durable cursor (DESIGN.md §1).
+///
+/// Why per-sink cursors: a slow or failing sink never blocks another, a restart resumes exactly
+/// where each sink stopped, and replay is moving a cursor back. A sink with no cursor yet starts
+/// at the beginning of the retained journal: adding a sink never silently skips history.
+///
+/// On graceful shutdown each sink gets `drainTimeout` to deliver what is already committed, then
+/// stops; what it could not deliver stays in the journal for the next start.
+public final class Dispatcher: Service {
+    private let journal: Journal
+    private let sinks: [any EventSink]
+    private let wakeups: [Wakeup]
+    private let logger: Logger
+    private let batchSize: Int
+    private let drainTimeout: Duration
+    private let idlePoll: Duration
+
+    public init(
+        journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = 512,
+        drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1)
+    ) {
+        self.journal = journal
+        self.sinks = sinks
+        self.wakeups = sinks.map { _ in Wakeup() }
+        self.logger = logger
+        self.batchSize = batchSize
+        self.drainTimeout = drainTimeout
+        self.idlePoll = idlePoll
+    }
+
+    /// Tells every sink task that new events were committed.
+    public func notify() {
+        for wakeup in wakeups { wakeup.ring() }
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for (sink, wakeup) in zip(sinks, wakeups) {
+                group.addTask { await self.runSink(sink, wakeup: wakeup) }
+            }
+        }
+    }
+
+    private func runSink(_ sink: any EventSink, wakeup: Wakeup) async {
+        let logger = self.logger.with("sink", sink.name)
+        var cursor: Int64
+        do {
+            cursor = try journal.cursor(sink: sink.name) ?? 0
+            if let held = try await sink.alreadyDelivered(), held > cursor {
+                logger.info("sink already holds events up to \(held); resuming after it")
+                cursor = held
+                try journal.advanceCursor(sink: sink.name, to: held)
+            }
+        } catch {
+            logger.error("cannot start sink: \(error)")
+            return
+        }
+        var failures = 0
+        var generator = SystemRandomNumberGenerator()
+        var drainDeadline: ContinuousClock.Instant?
+        var drainTarget: Int64 = .max
+        while true {
+            if drainDeadline == nil, Task.isShuttingDownGracefully || Task.isCancelled {
+                drainDeadline = .now + drainTimeout
+                drainTarget = (try? journal.lastSequence()) ?? cursor
+            }
+            if let deadline = drainDeadline, cursor >= drainTarget || ContinuousClock.now >= deadline {
+                if cursor < drainTarget {
+                    logger.warning("stopping with events \(cursor + 1)...\(drainTarget) undelivered; they stay journaled")
+                }
+                break
+            }
+            let batch: [JournalEvent]
+            do {
+                batch = try journal.events(after: cursor, limit: batchSize)
+            } catch {
+                logger.error("cannot read the journal: \(error)")
+                await pause(Schedule.backoff(
+                    failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator), drainDeadline)
+                continue
+            }
+            guard let last = batch.last else {
+                if drainDeadline != nil { break }
+                await wakeup.wait(timeout: idlePoll)
+                continue
+            }
+            do {
+                try await sink.deliver(batch)
+                try journal.advanceCursor(sink: sink.name, to: last.sequence)
+                cursor = last.sequence
+                if failures > 0 { logger.info("sink recovered") }
+                failures = 0
+            } catch {
+                failures += 1
+                logger.error("delivery failed (attempt \(failures)): \(error)")
+                try? journal.recordSinkError(sink: sink.name, message: "\(error)")
+                await pause(
+                    Schedule.backoff(
+                        failures: failures, base: .seconds(1), cap: .seconds(30), retryAfter: nil, using: &generator),
+                    drainDeadline)
+            }
+        }
+        await sink.close()
+    }
+
+    /// Sleeps, but never past a drain deadline, and returns early on graceful shutdown.
+    private func pause(_ delay: Duration, _ deadline: ContinuousClock.Instant?) async {
+        let bounded = deadline.map { min(delay, max(.zero, $0 - .now)) } ?? delay
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: bounded) }
+    }
+}
+
+extension Logger {
+    func with(_ key: String, _ value: String) -> Logger {
+        var copy = self
+        copy[metadataKey: key] = "\(value)"
+        return copy
+    }
+}

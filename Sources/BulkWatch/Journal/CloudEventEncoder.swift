@@ -1,0 +1,123 @@
+import Crypto
+import Foundation
+
+/// Renders a detected change as the CloudEvents 1.0 JSON object of DESIGN.md §4.
+///
+/// Built by appending bytes rather than through `JSONEncoder`: `data` must be the item's raw
+/// bytes as received (unknown fields kept, key order kept), which an encoder round trip would
+/// not preserve, and a first poll of 100k items should not pay for 100k encoder runs.
+enum CloudEventEncoder {
+    static func encode(_ change: DetectedChange, source: String, sequence: Int64, time: String) -> JournalEvent {
+        let item = change.item
+        let id = stableID(source: source, change: change)
+        let type = "bulk.\(change.kind.rawValue)"
+        var out: [UInt8] = []
+        out.reserveCapacity(item.rawJSON.count + source.utf8.count + 320)
+        out.append(contentsOf: #"{"specversion":"1.0","id":""#.utf8)
+        out.append(contentsOf: id.utf8)
+        out.append(contentsOf: #"","source":"#.utf8)
+        JSONText.appendString(source, to: &out)
+        out.append(contentsOf: #","type":""#.utf8)
+        out.append(contentsOf: type.utf8)
+        out.append(contentsOf: #"","subject":"#.utf8)
+        JSONText.appendString(item.bulkId, to: &out)
+        out.append(contentsOf: #","time":""#.utf8)
+        out.append(contentsOf: time.utf8)
+        out.append(contentsOf: #"","datacontenttype":"application/json","sequence":""#.utf8)
+        out.append(contentsOf: String(sequence).utf8)
+        out.append(contentsOf: #"","data":"#.utf8)
+        appendData(item.rawJSON, previous: change.previous, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return JournalEvent(sequence: sequence, id: id, kind: change.kind, subject: item.bulkId, time: time, body: out)
+    }
+
+    /// The item object with `"previous"` added as its last member.
+    private static func appendData(_ raw: ArraySlice<UInt8>, previous: PreviousState?, to out: inout [UInt8]) {
+        var end = raw.endIndex
+        while end > raw.startIndex, raw[end - 1] != UInt8(ascii: "}") { end -= 1 }
+        var start = raw.startIndex
+        while start < end, raw[start] != UInt8(ascii: "{") { start += 1 }
+        guard end > start else {
+            // Not an object (cannot happen for decoded items): keep the event valid regardless.
+            out.append(contentsOf: #"{"previous":null}"#.utf8)
+            return
+        }
+        let body = raw[start..<(end - 1)]
+        out.append(contentsOf: body)
+        let isEmptyObject = body.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        if !isEmptyObject { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: #""previous":"#.utf8)
+        if let previous {
+            out.append(contentsOf: #"{"status":"#.utf8)
+            JSONText.appendOptionalString(previous.status, to: &out)
+            out.append(contentsOf: #","updatedOn":"#.utf8)
+            JSONText.appendOptionalString(previous.updatedOn, to: &out)
+            out.append(UInt8(ascii: "}"))
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A UUID-shaped id from SHA-256 of (source, bulkId, type, status, updatedOn): the same change
+    /// always gets the same id, across retries, replays and restarts, so receivers can dedupe.
+    static func stableID(source: String, change: DetectedChange) -> String {
+        var hasher = SHA256()
+        for part in [source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? ""] {
+            hasher.update(data: Array(part.utf8))
+            hasher.update(data: [0])
+        }
+        var bytes = Array(hasher.finalize().prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x80  // UUID version 8: custom, name-based
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+        let hex = bytes.map { byte -> String in
+            let digits = Array("0123456789abcdef")
+            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+        }
+        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+    }
+}
+
+/// Minimal JSON string writing for the hand-built event bodies.
+enum JSONText {
+    static func appendOptionalString(_ value: String?, to out: inout [UInt8]) {
+        if let value { appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
+    }
+
+    static func appendString(_ value: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0..<0x20:
+                let digits = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(digits[Int(byte >> 4)])
+                out.append(digits[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// RFC 3339 timestamps in UTC with milliseconds, without a DateFormatter (which costs ~50 µs).
+enum RFC3339 {
+    static func millisecondsUTC(_ date: Date) -> String {
+        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(totalMillis / 1000)
+        let millis = Int(totalMillis % 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
+    }
+}

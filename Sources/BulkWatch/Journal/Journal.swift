@@ -1,0 +1,275 @@
+import Foundation
+import GRDB
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the journal could not be opened or written. One line, with the path.
+public struct JournalError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// The durable spine of bulkwatch (DESIGN.md §1): the last snapshot per target, the event
+/// journal, per-sink cursors and dead letters, in one SQLite file.
+///
+/// A poll's events and the snapshot delta are committed in **one transaction** (WAL,
+/// `synchronous=FULL`), so after a crash either both are there or neither is: an event can be
+/// neither lost nor emitted twice. Sinks read the journal concurrently through WAL readers.
+/// The file (and SQLite's `-wal`/`-shm`, which inherit its mode) is created 0600.
+public final class Journal: Sendable {
+    public let path: String
+    private let pool: DatabasePool
+
+    /// Opens or creates the journal, migrating it to the current schema.
+    public init(path: String) throws {
+        self.path = path
+        try Self.createPrivately(path)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(10)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch let error as DatabaseError {
+            throw JournalError(description: "cannot open state database \(path): \(error.message ?? "\(error)")")
+        }
+    }
+
+    /// Creates the file with mode 0600 before SQLite does, so it never exists with looser rights.
+    private static func createPrivately(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw JournalError(description: "cannot open state database \(path): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE snapshot (
+                        target TEXT NOT NULL,
+                        bulk_id TEXT NOT NULL,
+                        status TEXT,
+                        created_on TEXT,
+                        updated_on TEXT,
+                        raw BLOB NOT NULL,
+                        absent_polls INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (target, bulk_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE targets (
+                        target TEXT PRIMARY KEY,
+                        successful_polls INTEGER NOT NULL DEFAULT 0,
+                        last_success TEXT
+                    );
+                    CREATE TABLE events (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL UNIQUE,
+                        target TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        time TEXT NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    CREATE INDEX events_subject ON events(subject);
+                    CREATE TABLE cursors (
+                        sink TEXT PRIMARY KEY,
+                        seq INTEGER NOT NULL,
+                        updated_at TEXT,
+                        last_error TEXT
+                    );
+                    CREATE TABLE dead_letters (
+                        sink TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        event_id TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        dead_at TEXT NOT NULL,
+                        PRIMARY KEY (sink, seq)
+                    );
+                    """)
+        }
+        return migrator
+    }
+
+    // MARK: - Snapshot
+
+    /// The stored snapshot of `target` and whether a successful poll was ever recorded for it.
+    public func loadSnapshot(target: String) throws -> (snapshot: Snapshot, hasBaseline: Bool) {
+        try pool.read { db in
+            var tracked: [TrackedItem] = []
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT bulk_id, status, created_on, updated_on, raw, absent_polls FROM snapshot WHERE target = ?",
+                arguments: [target])
+            while let row = try rows.next() {
+                let raw: Data = row[4]
+                let item = BulkItem(
+                    bulkId: row[0], status: row[1], createdOn: row[2], updatedOn: row[3], rawJSON: Array(raw)[...])
+                tracked.append(TrackedItem(item: item, absentPolls: row[5]))
+            }
+            let polls = try Int.fetchOne(db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target])
+            return (Snapshot(tracked: tracked), (polls ?? 0) > 0)
+        }
+    }
+
+    /// Commits one successful poll: the snapshot delta and the new events, atomically.
+    /// Returns the events as stored (with their sequence numbers). An event whose stable id is
+    /// already journaled (the same change seen again) is not stored twice.
+    public func commit(
+        target: String, source: String, outcome: DiffOutcome, detectedAt: Date
+    ) throws -> [JournalEvent] {
+        let time = RFC3339.millisecondsUTC(detectedAt)
+        return try pool.write { db in
+            let upsert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO snapshot (target, bulk_id, status, created_on, updated_on, raw, absent_polls)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (target, bulk_id) DO UPDATE SET status = excluded.status,
+                        created_on = excluded.created_on, updated_on = excluded.updated_on, raw = excluded.raw,
+                        absent_polls = excluded.absent_polls
+                    """)
+            for tracked in outcome.upserted {
+                let item = tracked.item
+                try upsert.execute(arguments: [
+                    target, item.bulkId, item.status, item.createdOn, item.updatedOn,
+                    item.rawJSON.withUnsafeBytes { Data($0) }, tracked.absentPolls,
+                ])
+            }
+            let delete = try db.cachedStatement(sql: "DELETE FROM snapshot WHERE target = ? AND bulk_id = ?")
+            for bulkId in outcome.removed {
+                try delete.execute(arguments: [target, bulkId])
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
+                    ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
+                        last_success = excluded.last_success
+                    """, arguments: [target, time])
+
+            var next = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0) + 1
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO NOTHING
+                    """)
+            var stored: [JournalEvent] = []
+            stored.reserveCapacity(outcome.changes.count)
+            for change in outcome.changes {
+                let event = CloudEventEncoder.encode(change, source: source, sequence: next, time: time)
+                try insert.execute(arguments: [
+                    event.sequence, event.id, target, event.type, event.subject, event.time, Data(event.body),
+                ])
+                if db.changesCount > 0 {
+                    stored.append(event)
+                    next += 1
+                }
+            }
+            return stored
+        }
+    }
+
+    // MARK: - Reading events
+
+    /// A filter for ``events(after:limit:filter:)``; nil fields match everything.
+    public struct EventFilter: Sendable {
+        public var kinds: Set<DetectedChange.Kind>?
+        public var subject: String?
+
+        public init(kinds: Set<DetectedChange.Kind>? = nil, subject: String? = nil) {
+            self.kinds = kinds
+            self.subject = subject
+        }
+    }
+
+    /// Events with sequence greater than `after`, ascending, at most `limit`.
+    public func events(after: Int64, limit: Int = 1000, filter: EventFilter = EventFilter()) throws -> [JournalEvent] {
+        try pool.read { db in
+            var sql = "SELECT seq, id, type, subject, time, body FROM events WHERE seq > ?"
+            var arguments: StatementArguments = [after]
+            if let kinds = filter.kinds {
+                sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
+                for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
+            }
+            if let subject = filter.subject {
+                sql += " AND subject = ?"
+                _ = arguments.append(contentsOf: [subject])
+            }
+            sql += " ORDER BY seq LIMIT ?"
+            _ = arguments.append(contentsOf: [limit])
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap(Self.event(from:))
+        }
+    }
+
+    private static func event(from row: Row) -> JournalEvent? {
+        let type: String = row[2]
+        guard let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))) else { return nil }
+        let body: Data = row[5]
+        return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
+    }
+
+    /// The highest sequence journaled so far (0 when empty).
+    public func lastSequence() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0 }
+    }
+
+    /// Every event in order (tests and `events` command).
+    public func allEvents() throws -> [JournalEvent] {
+        try events(after: 0, limit: Int.max)
+    }
+
+    // MARK: - Cursors
+
+    /// The last sequence `sink` has delivered, or nil when the sink never ran.
+    public func cursor(sink: String) throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) }
+    }
+
+    /// Records that `sink` delivered everything up to `sequence`.
+    public func advanceCursor(sink: String, to sequence: Int64) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO cursors (sink, seq, updated_at, last_error) VALUES (?, ?, ?, NULL)
+                    ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
+                        last_error = NULL
+                    """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date())])
+        }
+    }
+
+    /// Remembers the last delivery problem of `sink` (shown by operator commands).
+    public func recordSinkError(sink: String, message: String) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO cursors (sink, seq, last_error) VALUES (?, 0, ?)
+                    ON CONFLICT (sink) DO UPDATE SET last_error = excluded.last_error
+                    """, arguments: [sink, message])
+        }
+    }
+
+    // MARK: - Retention
+
+    /// Deletes events older than `cutoff` that every known sink has delivered. Returns how many.
+    /// An event a sink has not delivered yet is kept whatever its age: retention never loses data.
+    @discardableResult
+    public func prune(olderThan cutoff: Date) throws -> Int {
+        let cutoffText = RFC3339.millisecondsUTC(cutoff)
+        return try pool.write { db in
+            let delivered = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM cursors") ?? 0
+            try db.execute(
+                sql: "DELETE FROM events WHERE time < ? AND seq <= ? AND seq NOT IN (SELECT seq FROM dead_letters)",
+                arguments: [cutoffText, delivered])
+            return db.changesCount
+        }
+    }
+
+    /// `PRAGMA integrity_check` result ("ok" when healthy).
+    public func integrityCheck() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+}

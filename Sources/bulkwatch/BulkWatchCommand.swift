@@ -1,0 +1,50 @@
+import ArgumentParser
+import BulkWatch
+import Foundation
+
+/// The `bulkwatch` command line (DESIGN.md §6).
+///
+/// Exit codes: 0 success, 64 usage error, 78 configuration error (both reported as one line on
+/// stderr before any network call), 1 runtime failure.
+@main
+struct BulkWatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulkwatch",
+        abstract: "Watch the DruID bulk-operation status endpoint and report what changed.",
+        version: BulkWatchVersion.current,
+        subcommands: [RunCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self],
+        defaultSubcommand: nil
+    )
+
+    /// Runs the parsed command, mapping configuration errors to exit 78 with one clean line.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            Foundation.exit(78)
+        } catch let error as RuntimeFailure {
+            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// A problem with the configuration (missing secret, unreadable file): exit 78.
+struct ConfigurationError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// The job could not run (state database unusable, port taken): exit 1.
+struct RuntimeFailure: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}

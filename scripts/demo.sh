@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# First command of the README: set up, build, and watch the built-in DruID simulator.
+# Extra arguments go to `bulkwatch demo` (e.g. --for 30s, --sink file:events.jsonl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build --product bulkwatch
+state="$(mktemp -d)/demo.db"
+exec .build/debug/bulkwatch demo --state "$state" "$@"
