@@ -49,7 +49,7 @@ struct DemoCommand: AsyncParsableCommand {
             tokenURL: simulator.tokenURL, clientID: options.clientID, clientSecret: Secret(options.clientSecret))
         let configuration = RuntimeConfiguration(
             target: target, tokenSource: .clientCredentials(credentials), statePath: pipeline.statePath,
-            sinks: pipeline.sinkSpecs, fileMaxBytes: ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20,
+            sinks: pipeline.sinkSpecs, fileMaxBytes: Int64(ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20),
             fileKeep: pipeline.fileKeep)
         let runtime: BulkWatchRuntime
         do {

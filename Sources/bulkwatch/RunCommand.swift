@@ -184,7 +184,7 @@ struct RunCommand: AsyncParsableCommand {
             retain: Duration(parsing: pipeline.retain) ?? .seconds(7 * 86400))
         return RuntimeConfiguration(
             target: target, tokenSource: tokenSource, statePath: pipeline.statePath, sinks: pipeline.sinkSpecs,
-            transport: transport, once: once, fileMaxBytes: ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20,
+            transport: transport, once: once, fileMaxBytes: Int64(ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20),
             fileKeep: pipeline.fileKeep)
     }
 }

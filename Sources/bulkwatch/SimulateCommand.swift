@@ -92,7 +92,7 @@ struct SimulateCommand: AsyncParsableCommand {
         } catch {
             throw RuntimeFailure("cannot listen on 127.0.0.1:\(port): \(error)")
         }
-        print("""
+        FileHandle.standardOutput.write(Data("""
             DruID simulator listening on \(simulator.baseURL)
               bulk endpoint:  \(simulator.bulkURL)
               token endpoint: \(simulator.tokenURL)
@@ -100,8 +100,8 @@ struct SimulateCommand: AsyncParsableCommand {
               client secret:  (the one you configured; default demo-secret)
             Try: BULKWATCH_CLIENT_SECRET=demo-secret bulkwatch run --endpoint \(simulator.bulkURL) \
             --token-url \(simulator.tokenURL) --client-id \(clientID) --interval 2s --state /tmp/bulkwatch-sim.db
-            """)
-        fflush(stdout)
+
+            """.utf8))
         let group = ServiceGroup(
             services: [SimulatorService(simulator: simulator)], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import GRDB
 
 #if canImport(Glibc)
@@ -65,7 +65,8 @@ public final class Journal: Sendable {
                     CREATE TABLE targets (
                         target TEXT PRIMARY KEY,
                         successful_polls INTEGER NOT NULL DEFAULT 0,
-                        last_success TEXT
+                        last_success TEXT,
+                        removal_guarded TEXT NOT NULL DEFAULT ''
                     );
                     CREATE TABLE events (
                         seq INTEGER PRIMARY KEY,
@@ -112,8 +113,13 @@ public final class Journal: Sendable {
                     bulkId: row[0], status: row[1], createdOn: row[2], updatedOn: row[3], rawJSON: Array(raw)[...])
                 tracked.append(TrackedItem(item: item, absentPolls: row[5]))
             }
-            let polls = try Int.fetchOne(db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target])
-            return (Snapshot(tracked: tracked), (polls ?? 0) > 0)
+            let row = try Row.fetchOne(
+                db, sql: "SELECT successful_polls, removal_guarded FROM targets WHERE target = ?", arguments: [target])
+            let polls: Int = row?[0] ?? 0
+            let guardedText: String = row?[1] ?? ""
+            // The guard set is small and rarely written: a JSON array in one column is enough.
+            let guarded = (try? JSONDecoder().decode([String].self, from: Data(guardedText.utf8))) ?? []
+            return (Snapshot(tracked: tracked, removalGuarded: guarded), polls > 0)
         }
     }
 
@@ -121,8 +127,12 @@ public final class Journal: Sendable {
     /// Returns the events as stored (with their sequence numbers). An event whose stable id is
     /// already journaled (the same change seen again) is not stored twice.
     public func commit(
-        target: String, source: String, outcome: DiffOutcome, detectedAt: Date
+        target: String, source: String, outcome: DiffOutcome, snapshot: Snapshot, detectedAt: Date
     ) throws -> [JournalEvent] {
+        let guarded: String? =
+            outcome.removalGuardChanged
+            ? String(decoding: (try? JSONEncoder().encode(snapshot.removalGuardedIDs)) ?? Data("[]".utf8), as: UTF8.self)
+            : nil
         let time = RFC3339.millisecondsUTC(detectedAt)
         return try pool.write { db in
             let upsert = try db.cachedStatement(
@@ -150,6 +160,10 @@ public final class Journal: Sendable {
                     ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
                         last_success = excluded.last_success
                     """, arguments: [target, time])
+            if let guarded {
+                try db.execute(
+                    sql: "UPDATE targets SET removal_guarded = ? WHERE target = ?", arguments: [guarded, target])
+            }
 
             var next = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0) + 1
             let insert = try db.cachedStatement(

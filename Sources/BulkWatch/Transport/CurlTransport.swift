@@ -42,23 +42,25 @@ public final class CurlTransport: Sendable {
         var shuttingDown = false
     }
 
-    private let multi: OpaquePointer
+    private let multi: MultiHandle
     private let configuration: TransportConfiguration
-    private let inbox = Mutex(Inbox())
+    private let inbox = Mailbox()
     private let stopped = Mutex(false)
     private let loopFinished = DispatchSemaphore(value: 0)
 
     public init(configuration: TransportConfiguration = TransportConfiguration()) {
         CurlGlobal.initializeOnce()
         self.configuration = configuration
-        guard let multi = curl_multi_init() else {
+        guard let raw = curl_multi_init() else {
             fatalError("curl_multi_init failed: out of memory")
         }
+        let multi = MultiHandle(raw: raw)
         self.multi = multi
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxIdleConnections)
+        _ = ccurl_multi_setopt_long(raw, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
+        _ = ccurl_multi_setopt_long(raw, CURLMOPT_MAXCONNECTS, configuration.maxIdleConnections)
         let loop = Thread { [multi, inbox, loopFinished] in
-            TransferLoop(multi: multi, inbox: inbox).run()
+            var transferLoop = TransferLoop(multi: multi, inbox: inbox)
+            transferLoop.run()
             loopFinished.signal()
         }
         loop.name = "bulkwatch-curl"
@@ -89,10 +91,10 @@ public final class CurlTransport: Sendable {
             return !wasStopped
         }
         guard first else { return }
-        inbox.withLock { $0.shuttingDown = true }
-        curl_multi_wakeup(multi)
+        inbox.state.withLock { $0.shuttingDown = true }
+        curl_multi_wakeup(multi.raw)
         loopFinished.wait()
-        curl_multi_cleanup(multi)
+        curl_multi_cleanup(multi.raw)
     }
 
     deinit {
@@ -100,32 +102,42 @@ public final class CurlTransport: Sendable {
     }
 
     private func submit(_ command: Command) {
-        let accepted = inbox.withLock { box -> Bool in
+        let accepted = inbox.state.withLock { box -> Bool in
             guard !box.shuttingDown else { return false }
             box.commands.append(command)
             return true
         }
         if accepted {
-            curl_multi_wakeup(multi)
+            curl_multi_wakeup(multi.raw)
         } else if case .start(let transfer) = command {
             transfer.finish(.failure(CancellationError()))
         }
     }
 
     /// Runs on the curl thread only: everything it touches is confined to that thread.
+    /// The multi handle. Only the loop thread drives it; the one call other threads make,
+    /// `curl_multi_wakeup`, is documented thread-safe by libcurl.
+    private struct MultiHandle: @unchecked Sendable {
+        let raw: UnsafeMutableRawPointer
+    }
+
+    private final class Mailbox: Sendable {
+        let state = Mutex(Inbox())
+    }
+
     private struct TransferLoop {
-        let multi: OpaquePointer
-        let inbox: Mutex<Inbox>
+        let multi: UnsafeMutableRawPointer
+        let inbox: Mailbox
         var active: [UnsafeMutableRawPointer: Transfer] = [:]
 
-        init(multi: OpaquePointer, inbox: Mutex<Inbox>) {
-            self.multi = multi
+        init(multi: MultiHandle, inbox: Mailbox) {
+            self.multi = multi.raw
             self.inbox = inbox
         }
 
         mutating func run() {
             while true {
-                let (commands, shuttingDown) = inbox.withLock { box in
+                let (commands, shuttingDown) = inbox.state.withLock { box in
                     defer { box.commands.removeAll(keepingCapacity: true) }
                     return (box.commands, box.shuttingDown)
                 }
@@ -163,9 +175,9 @@ public final class CurlTransport: Sendable {
                     transfer.finish(.failure(TransportError(code: .other, message: message, curlCode: Int(code.rawValue))))
                     return
                 }
-                active[UnsafeMutableRawPointer(transfer.easy)] = transfer
+                active[transfer.easy] = transfer
             case .cancel(let transfer):
-                guard active.removeValue(forKey: UnsafeMutableRawPointer(transfer.easy)) != nil else { return }
+                guard active.removeValue(forKey: transfer.easy) != nil else { return }
                 curl_multi_remove_handle(multi, transfer.easy)
                 transfer.finish(.failure(CancellationError()))
             }
@@ -176,7 +188,7 @@ public final class CurlTransport: Sendable {
             while let message = curl_multi_info_read(multi, &remaining) {
                 var result = CURLE_OK
                 guard let easy = ccurl_msg_done_handle(message, &result) else { continue }
-                guard let transfer = active.removeValue(forKey: UnsafeMutableRawPointer(easy)) else { continue }
+                guard let transfer = active.removeValue(forKey: easy) else { continue }
                 curl_multi_remove_handle(multi, easy)
                 transfer.complete(with: result)
             }
@@ -189,7 +201,7 @@ public final class CurlTransport: Sendable {
 /// Confinement: after `send` hands it to the loop, only the curl thread touches the mutable
 /// fields; `cancelRequested` is the one field other threads write, hence its lock.
 private final class Transfer: @unchecked Sendable {
-    let easy: OpaquePointer
+    let easy: UnsafeMutableRawPointer
     var continuation: CheckedContinuation<HTTPResponse, any Error>?
     let cancelRequested = Mutex(false)
     private let maxResponseBytes: Int
@@ -245,7 +257,7 @@ private final class Transfer: @unchecked Sendable {
         // Early refusal when the server announces a size; the write callback enforces it regardless.
         _ = ccurl_easy_setopt_offset(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxResponseBytes))
         if let basic = request.basicAuth {
-            _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTPAUTH, Int(CURLAUTH_BASIC))
+            _ = ccurl_easy_setopt_long(easy, CURLOPT_HTTPAUTH, 1 /* CURLAUTH_BASIC */)
             _ = ccurl_easy_setopt_string(easy, CURLOPT_USERNAME, basic.user)
             _ = ccurl_easy_setopt_string(easy, CURLOPT_PASSWORD, basic.password)
         }
@@ -270,10 +282,12 @@ private final class Transfer: @unchecked Sendable {
             headers.add("Expect", "")
             _ = ccurl_easy_setopt_long(easy, CURLOPT_POST, 1)
             _ = ccurl_easy_setopt_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count))
-            bytes.withUnsafeBufferPointer { buffer in
-                // COPYPOSTFIELDS copies now, so the Swift array need not outlive this call.
-                _ = ccurl_easy_setopt_pointer(
-                    easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? emptyByte))
+            // COPYPOSTFIELDS copies now, so the Swift array need not outlive this call. The extra
+            // byte keeps the pointer valid for an empty body.
+            var padded = bytes
+            padded.append(0)
+            padded.withUnsafeMutableBytes { buffer in
+                _ = ccurl_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, buffer.baseAddress)
             }
         }
         for (name, value) in headers {
@@ -356,7 +370,6 @@ private final class Transfer: @unchecked Sendable {
     }
 }
 
-private let emptyByte = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
 
 private let transferWriteCallback: ccurl_data_callback = { pointer, size, count, userdata in
     guard let userdata else { return 0 }

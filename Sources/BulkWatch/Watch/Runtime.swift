@@ -1,5 +1,5 @@
 public import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import UnixSignals
 
 /// A `--sink` specification (DESIGN.md §6).
@@ -32,13 +32,13 @@ public struct RuntimeConfiguration: Sendable {
     public var sinks: [SinkSpec]
     public var transport: TransportConfiguration
     public var once: Bool
-    public var fileMaxBytes: Int
+    public var fileMaxBytes: Int64
     public var fileKeep: Int
 
     public init(
         target: WatchTarget, tokenSource: TokenSource, statePath: String, sinks: [SinkSpec],
         transport: TransportConfiguration = TransportConfiguration(), once: Bool = false,
-        fileMaxBytes: Int = 64 << 20, fileKeep: Int = 5
+        fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5
     ) {
         self.target = target
         self.tokenSource = tokenSource

@@ -115,12 +115,20 @@ public final class Watcher: Service {
     func pollOnce() async throws -> PollReport {
         let listing = try await client.fetch()
         try Task.checkCancellation()
-        let (previous, hasBaseline) = state.current
-        let outcome = SnapshotDiffer.diff(
-            previous: previous, listing: listing, policy: target.policy, isFirstRun: !hasBaseline)
-        let events = try journal.commit(
-            target: target.name, source: target.source, outcome: outcome, detectedAt: Date())
-        state.replace(with: outcome.next)
+        var (snapshot, hasBaseline) = state.take()
+        let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
+        let events: [JournalEvent]
+        do {
+            events = try journal.commit(
+                target: target.name, source: target.source, outcome: outcome, snapshot: snapshot, detectedAt: Date())
+        } catch {
+            // The diff was applied in place; the journal still holds the state before it, so
+            // reload that: a failed commit must leave no trace, in memory or on disk.
+            let (stored, storedBaseline) = try journal.loadSnapshot(target: target.name)
+            state.put(stored, hasBaseline: storedBaseline)
+            throw error
+        }
+        state.put(snapshot, hasBaseline: true)
         report(outcome.stats, items: listing.items.count, events: events.count)
         if !events.isEmpty { onCommit() }
         return PollReport(items: listing.items.count, events: events, stats: outcome.stats)
@@ -146,10 +154,11 @@ public final class Watcher: Service {
     }
 }
 
-/// The in-memory snapshot, swapped whole after each commit.
+/// The in-memory snapshot between polls.
 ///
-/// A lock rather than an actor: only the watcher's own task writes it, and it must be read
-/// synchronously right before the diff.
+/// Taken out (leaving an empty one behind) for the diff, so the differ mutates the only reference
+/// in place instead of copying 100k entries; put back after the commit. Only the watcher's own
+/// task does either, one poll at a time; the lock just makes that safe to state to the compiler.
 private final class WatcherState: Sendable {
     private let storage: Mutex<(snapshot: Snapshot, hasBaseline: Bool)>
 
@@ -157,10 +166,16 @@ private final class WatcherState: Sendable {
         storage = Mutex((snapshot, hasBaseline))
     }
 
-    var current: (Snapshot, Bool) { storage.withLock { ($0.snapshot, $0.hasBaseline) } }
+    func take() -> (Snapshot, Bool) {
+        storage.withLock { stored in
+            let taken = (stored.snapshot, stored.hasBaseline)
+            stored.snapshot = Snapshot()
+            return taken
+        }
+    }
 
-    func replace(with snapshot: Snapshot) {
-        storage.withLock { $0 = (snapshot, true) }
+    func put(_ snapshot: Snapshot, hasBaseline: Bool) {
+        storage.withLock { $0 = (snapshot, hasBaseline) }
     }
 }
 

@@ -1,0 +1,417 @@
+/// Turns one successful poll into events, against the last committed snapshot (DESIGN.md §3).
+///
+/// Pure: no clock, no logging, no I/O. Everything the caller should log comes back in
+/// ``DiffStats`` (counts, examples, ``DiffWarning``s), so the same inputs always give the same
+/// outcome and the rules can be tested and benchmarked without a watcher around them.
+///
+/// Rules as implemented:
+/// - **created**: a `bulkId` not in the snapshot. On a first run with `initial: .skip` it is
+///   recorded silently (only `created` is suppressed; nothing else can happen on an empty state).
+/// - **changed**: `status` or `updatedOn` differs. When both the stored and the received
+///   `updatedOn` parse as instants and the received one is older, it is a stale read: ignored,
+///   the stored state is kept, counted in ``DiffStats/staleIgnored``. Equal instants written
+///   differently (`…03Z` vs `…03.000Z`) with the same status are not a change (the new spelling is
+///   stored). Values that do not parse are compared as strings.
+/// - **expired**: absent from `expireAfter` consecutive successful polls (at least 2, whatever the
+///   policy says: a single poll must never expire anything). Presence in the listing, stale or
+///   not, resets the counter; an item that comes back changed is `changed`. The event carries
+///   the last known state.
+/// - **mass-removal guard**: when at least 10 items are known and a poll would newly count more
+///   than half of them absent, each of those newly absent items is held by the guard until it
+///   reappears: it expires only after `2 × expireAfter` absences. A ``DiffWarning/massRemovalGuard``
+///   is produced on the poll that triggers it.
+/// - **duplicates** in one listing: the occurrence with the newest `updatedOn` wins (by instant, else
+///   by string; missing is oldest; ties go to the later one), the others are dropped and counted.
+///
+/// Event order: `created` and `changed` in listing order (of the winning occurrence), then
+/// `expired` in UTF-8 byte order of `bulkId`.
+public enum SnapshotDiffer {
+    /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
+    /// updated without a copy when uniquely referenced: what the watcher should call every poll.
+    public static func apply(
+        _ listing: BulkListing,
+        to snapshot: inout Snapshot,
+        policy: DetectionPolicy,
+        isFirstRun: Bool
+    ) -> DiffOutcome {
+        var run = DiffRun(listing: listing, policy: policy, isFirstRun: isFirstRun)
+        run.execute(on: &snapshot)
+        return run.outcome
+    }
+
+    /// The same as ``apply(_:to:policy:isFirstRun:)`` without touching `previous`: convenient in
+    /// tests, but it copies the snapshot's storage (O(n)) because `previous` stays alive.
+    public static func diff(
+        previous: Snapshot,
+        listing: BulkListing,
+        policy: DetectionPolicy,
+        isFirstRun: Bool
+    ) -> (next: Snapshot, outcome: DiffOutcome) {
+        var next = previous
+        let outcome = apply(listing, to: &next, policy: policy, isFirstRun: isFirstRun)
+        return (next, outcome)
+    }
+}
+
+/// What one poll changed: the events to journal and the snapshot rows to write, in one transaction.
+public struct DiffOutcome: Sendable {
+    /// `created`/`changed` in listing order, then `expired` in UTF-8 byte order of `bulkId`.
+    public var changes: [DetectedChange]
+    /// Rows whose stored state changed: new items, changed items, re-spelled timestamps, and every
+    /// absence-counter move (incremented, or reset on reappearance). Present items first, in
+    /// listing order. Unchanged items are not listed even though the in-memory snapshot adopts
+    /// their latest bytes (so it never pins an old response body).
+    public var upserted: [TrackedItem]
+    /// `bulkId`s that expired and left the snapshot, in the order of their `expired` events.
+    public var removed: [String]
+    /// Whether ``Snapshot/removalGuardedIDs`` changed: persist the new set when true.
+    public var removalGuardChanged: Bool
+    public var stats: DiffStats
+}
+
+/// Counts and findings of one diff, for logs and metrics.
+public struct DiffStats: Sendable, Equatable {
+    /// Items in the listing (after the decoder's skips, before duplicate resolution).
+    public var listed = 0
+    /// Items not known before; announced unless a first run with `initial: .skip`.
+    public var created = 0
+    public var changed = 0
+    public var expired = 0
+    /// Known items seen again with the same status and `updatedOn`.
+    public var unchanged = 0
+    /// Same status and same instant, spelled differently: stored, not announced.
+    public var reformattedTimestamps = 0
+    /// Stale reads ignored (received `updatedOn` older than the stored one); log at debug.
+    public var staleIgnored = 0
+    /// Up to 8 `bulkId`s of stale reads, for that debug line.
+    public var staleExamples: [String] = []
+    /// Listing entries dropped because a newer occurrence of the same `bulkId` won.
+    public var duplicatesResolved = 0
+    /// Items the decoder skipped for lack of a `bulkId` (``BulkListing/skippedWithoutId``).
+    public var skippedWithoutId = 0
+    /// Absent items that are present again (counter reset).
+    public var reappeared = 0
+    /// Items that were present last poll and are missing from this one.
+    public var newlyAbsent = 0
+    /// Items absent but not (yet) expired after this poll.
+    public var absentPending = 0
+    /// Whether this poll triggered the mass-removal guard.
+    public var massRemovalGuardTriggered = false
+    /// Absent items held by the mass-removal guard after this poll.
+    public var removalGuarded = 0
+    /// Things an operator should hear about (log at warning).
+    public var warnings: [DiffWarning] = []
+
+    public init() {}
+}
+
+/// A finding of the differ that deserves a warning in the log.
+public enum DiffWarning: Sendable, Equatable, CustomStringConvertible {
+    /// `count` listing entries repeated an earlier `bulkId` and were resolved (newest wins).
+    case duplicateIDs(count: Int, examples: [String])
+    /// The decoder skipped `count` items without a usable `bulkId`.
+    case itemsWithoutID(count: Int)
+    /// More than half of the `known` items went missing at once; those need `confirmations` polls.
+    case massRemovalGuard(newlyAbsent: Int, known: Int, confirmations: Int)
+
+    public var description: String {
+        switch self {
+        case let .duplicateIDs(count, examples):
+            return "\(count) duplicate bulkId entr\(count == 1 ? "y" : "ies") in one answer, newest kept"
+                + " (e.g. \(examples.joined(separator: ", ")))"
+        case let .itemsWithoutID(count):
+            return "\(count) item\(count == 1 ? "" : "s") without a bulkId skipped"
+        case let .massRemovalGuard(newlyAbsent, known, confirmations):
+            return "\(newlyAbsent) of \(known) known operations missing from one answer:"
+                + " they expire only after \(confirmations) consecutive absent polls"
+        }
+    }
+}
+
+/// One execution of the rules.
+///
+/// Pass 1 reads the listing and the snapshot without writing either: it matches every listed item
+/// to its entry, resolves duplicates and judges each match, keeping only the few "candidates" that
+/// need a write (new, changed, re-spelled, stale, or back from absence). The steady majority,
+/// unchanged and present, costs one id comparison and one `status`/`updatedOn` comparison and is
+/// never touched again. Pass 2 applies the candidates in listing order; pass 3 handles absences.
+private struct DiffRun {
+    let items: [BulkItem]
+    let policy: DetectionPolicy
+    let announceCreated: Bool
+    var outcome: DiffOutcome
+
+    private static let exampleLimit = 8
+    private static let notFound: Int32 = -1
+
+    private enum Verdict: UInt8 {
+        case created, same, reformatted, stale, changed
+    }
+
+    /// A listed item that needs a write, in listing order.
+    private struct Candidate {
+        var listed: Int32
+        /// Entry position; for `created`, assigned once the new entries are appended.
+        var position: Int32
+        var verdict: Verdict
+        /// The id's hash, kept for `created` so it is not computed twice.
+        var hash: UInt64
+    }
+
+    init(listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool) {
+        items = listing.items
+        self.policy = policy
+        announceCreated = !(isFirstRun && policy.initial == .skip)
+        var stats = DiffStats()
+        stats.listed = listing.items.count
+        stats.skippedWithoutId = listing.skippedWithoutId
+        outcome = DiffOutcome(changes: [], upserted: [], removed: [], removalGuardChanged: false, stats: stats)
+    }
+
+    mutating func execute(on snapshot: inout Snapshot) {
+        let known = snapshot.count
+        var owner = [Int32](repeating: Self.notFound, count: known)
+        var duplicateExamples: [String] = []
+        var candidates = match(snapshot, owner: &owner, duplicateExamples: &duplicateExamples)
+        appendNew(to: &snapshot, candidates: &candidates, owner: &owner, duplicateExamples: &duplicateExamples)
+        if outcome.stats.duplicatesResolved > 0 {
+            outcome.stats.warnings.append(
+                .duplicateIDs(count: outcome.stats.duplicatesResolved, examples: duplicateExamples))
+        }
+        applyPresent(to: &snapshot, candidates: candidates, owner: owner)
+        let absent = applyAbsent(to: &snapshot, known: known, owner: owner)
+        let stats = outcome.stats
+        outcome.stats.unchanged = known - absent - stats.changed - stats.reformattedTimestamps - stats.staleIgnored
+        if stats.skippedWithoutId > 0 {
+            outcome.stats.warnings.append(.itemsWithoutID(count: stats.skippedWithoutId))
+        }
+        outcome.stats.removalGuarded = snapshot.guardedCount
+    }
+
+    /// Decides whether the occurrence at `listed` replaces the current owner of an entry
+    /// (newest `updatedOn` wins, ties go to the later one); counts the duplicate either way.
+    private mutating func laterWins(
+        _ listed: Int, over earlier: Int, duplicateExamples: inout [String]
+    ) -> Bool {
+        outcome.stats.duplicatesResolved += 1
+        let bulkId = items[listed].bulkId
+        if duplicateExamples.count < 5, !duplicateExamples.contains(bulkId) {
+            duplicateExamples.append(bulkId)
+        }
+        return compareUpdated(items[listed].updatedOn, items[earlier].updatedOn) >= 0
+    }
+
+    /// Pass 1 (read-only): match, resolve duplicates among known ids, judge.
+    ///
+    /// The common case (the upstream lists items in the same order every time) is served by
+    /// guessing the entry after the previous match and checking its id, which skips hashing.
+    private mutating func match(
+        _ snapshot: Snapshot, owner: inout [Int32], duplicateExamples: inout [String]
+    ) -> [Candidate] {
+        let known = snapshot.count
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(known == 0 ? items.count : 64 + items.count / 16)
+        items.withUnsafeBufferPointer { listed in
+            snapshot.entries.withUnsafeBufferPointer { stored in
+                var cursor = -1
+                for i in 0..<listed.count {
+                    let position: Int
+                    let guess = cursor + 1
+                    if guess < known, ByteKeys.equal(stored[guess].item.bulkId, listed[i].bulkId) {
+                        position = guess
+                    } else {
+                        let hash = ByteKeys.hash(listed[i].bulkId)
+                        guard let found = snapshot.index.find(hash: hash, bulkId: listed[i].bulkId, in: stored)
+                        else {
+                            candidates.append(
+                                Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
+                            continue
+                        }
+                        position = found
+                    }
+                    cursor = position
+                    let earlier = Int(owner[position])
+                    if earlier >= 0, !laterWins(i, over: earlier, duplicateExamples: &duplicateExamples) {
+                        continue
+                    }
+                    owner[position] = Int32(i)
+                    let verdict = Self.judge(stored: stored.baseAddress! + position, received: listed.baseAddress! + i)
+                    if verdict != .same || stored[position].absentPolls != 0 {
+                        candidates.append(
+                            Candidate(listed: Int32(i), position: Int32(position), verdict: verdict, hash: 0))
+                    }
+                }
+            }
+        }
+        return candidates
+    }
+
+    /// Appends an entry for every new id (once, even when listed twice) and resolves duplicates
+    /// among them.
+    private mutating func appendNew(
+        to snapshot: inout Snapshot, candidates: inout [Candidate], owner: inout [Int32],
+        duplicateExamples: inout [String]
+    ) {
+        if snapshot.isEmpty { snapshot.reserveCapacity(candidates.count) }
+        for k in candidates.indices where candidates[k].verdict == .created {
+            let i = Int(candidates[k].listed)
+            let hash = candidates[k].hash
+            if let position = snapshot.index.find(hash: hash, bulkId: items[i].bulkId, in: snapshot.entries) {
+                candidates[k].position = Int32(position)
+                if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
+                    owner[position] = Int32(i)
+                }
+            } else {
+                // The placeholder is replaced by the winning occurrence's detached copy in pass 2.
+                let position = snapshot.append(TrackedItem(item: items[i]), hash: hash)
+                candidates[k].position = Int32(position)
+                owner.append(Int32(i))
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func judge(stored: UnsafePointer<TrackedItem>, received: UnsafePointer<BulkItem>) -> Verdict {
+        let sameStatus = stored.pointee.item.status == received.pointee.status
+        let sameUpdated = stored.pointee.item.updatedOn == received.pointee.updatedOn
+        if sameUpdated { return sameStatus ? .same : .changed }
+        return judgeTimestamps(
+            stored: stored.pointee.item.updatedOn, received: received.pointee.updatedOn, sameStatus: sameStatus)
+    }
+
+    private static func judgeTimestamps(stored: String?, received: String?, sameStatus: Bool) -> Verdict {
+        if let old = stored, let new = received,
+            let oldInstant = Timestamp.instantMillis(old), let newInstant = Timestamp.instantMillis(new)
+        {
+            if newInstant < oldInstant { return .stale }
+            if newInstant == oldInstant, sameStatus { return .reformatted }
+        }
+        return .changed
+    }
+
+    /// Pass 2: applies the candidates that won their entry, in listing order.
+    private mutating func applyPresent(to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32]) {
+        for candidate in candidates {
+            let position = Int(candidate.position)
+            let i = Int(candidate.listed)
+            guard owner[position] == candidate.listed else { continue }
+            var rowChanged = false
+            switch candidate.verdict {
+            case .created:
+                let item = items[i].detached()
+                snapshot.entries[position].item = item
+                outcome.stats.created += 1
+                outcome.upserted.append(snapshot.entries[position])
+                if announceCreated { outcome.changes.append(DetectedChange(kind: .created, item: item)) }
+                continue
+            case .same:
+                break
+            case .reformatted:
+                outcome.stats.reformattedTimestamps += 1
+                snapshot.entries[position].item = items[i].detached()
+                rowChanged = true
+            case .stale:
+                outcome.stats.staleIgnored += 1
+                if outcome.stats.staleExamples.count < Self.exampleLimit {
+                    outcome.stats.staleExamples.append(items[i].bulkId)
+                }
+            case .changed:
+                let stored = snapshot.entries[position].item
+                let item = items[i].detached()
+                outcome.stats.changed += 1
+                outcome.changes.append(
+                    DetectedChange(
+                        kind: .changed, item: item,
+                        previous: PreviousState(status: stored.status, updatedOn: stored.updatedOn)))
+                snapshot.entries[position].item = item
+                rowChanged = true
+            }
+            if snapshot.entries[position].absentPolls != 0 {
+                snapshot.entries[position].absentPolls = 0
+                outcome.stats.reappeared += 1
+                if snapshot.guarded[position] {
+                    snapshot.setGuarded(position, false)
+                    outcome.removalGuardChanged = true
+                }
+                rowChanged = true
+            }
+            if rowChanged { outcome.upserted.append(snapshot.entries[position]) }
+        }
+    }
+
+    /// Pass 3: counts absences, applies the mass-removal guard and expires what is confirmed gone.
+    /// Returns the number of known items absent from this listing.
+    private mutating func applyAbsent(to snapshot: inout Snapshot, known: Int, owner: [Int32]) -> Int {
+        var absent: [Int] = []
+        var newlyAbsent = 0
+        for position in 0..<known where owner[position] < 0 {
+            absent.append(position)
+            if snapshot.entries[position].absentPolls == 0 { newlyAbsent += 1 }
+        }
+        outcome.stats.newlyAbsent = newlyAbsent
+        guard !absent.isEmpty else { return 0 }
+
+        let confirmations = max(2, policy.expireAfter)
+        let guardTriggered = known >= 10 && newlyAbsent * 2 > known
+        if guardTriggered {
+            outcome.stats.massRemovalGuardTriggered = true
+            outcome.removalGuardChanged = true
+            outcome.stats.warnings.append(
+                .massRemovalGuard(newlyAbsent: newlyAbsent, known: known, confirmations: 2 * confirmations))
+        }
+        var expiring: [Int] = []
+        for position in absent {
+            if snapshot.entries[position].absentPolls == 0, guardTriggered {
+                snapshot.setGuarded(position, true)
+            }
+            snapshot.entries[position].absentPolls += 1
+            let needed = snapshot.guarded[position] ? 2 * confirmations : confirmations
+            if snapshot.entries[position].absentPolls >= needed {
+                expiring.append(position)
+                if snapshot.guarded[position] { outcome.removalGuardChanged = true }
+            } else {
+                outcome.upserted.append(snapshot.entries[position])
+            }
+        }
+        outcome.stats.absentPending = absent.count - expiring.count
+        guard !expiring.isEmpty else { return absent.count }
+
+        expiring.sort { ByteKeys.less(snapshot.entries[$0].item.bulkId, snapshot.entries[$1].item.bulkId) }
+        outcome.stats.expired = expiring.count
+        outcome.changes.reserveCapacity(outcome.changes.count + expiring.count)
+        outcome.removed.reserveCapacity(expiring.count)
+        for position in expiring {
+            let item = snapshot.entries[position].item
+            outcome.changes.append(DetectedChange(kind: .expired, item: item))
+            outcome.removed.append(item.bulkId)
+        }
+        snapshot.remove(positions: expiring)
+        return absent.count
+    }
+}
+
+/// Orders two optional `updatedOn` values: by instant when both parse, otherwise as UTF-8 strings;
+/// a missing value is older than any present one. Picks the winner among duplicates.
+private func compareUpdated(_ lhs: String?, _ rhs: String?) -> Int {
+    switch (lhs, rhs) {
+    case (nil, nil): return 0
+    case (nil, _): return -1
+    case (_, nil): return 1
+    case let (left?, right?):
+        if left == right { return 0 }
+        if let l = Timestamp.instantMillis(left), let r = Timestamp.instantMillis(right) {
+            return l < r ? -1 : (l > r ? 1 : 0)
+        }
+        return ByteKeys.compare(left, right)
+    }
+}
+
+extension BulkItem {
+    /// A copy whose `rawJSON` owns its bytes instead of slicing the whole response body: what the
+    /// snapshot stores, so that keeping one item does not keep a multi-megabyte body alive.
+    func detached() -> BulkItem {
+        var copy = self
+        copy.rawJSON = ArraySlice(Array(rawJSON))
+        return copy
+    }
+}

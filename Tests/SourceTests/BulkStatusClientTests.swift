@@ -1,0 +1,222 @@
+import BulkWatchSimulator
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+@testable import BulkWatch
+
+/// A simulator, a transport and a client wired together, owned by one test.
+struct ClientFixture {
+    let simulator: DruIDSimulator
+    let transport = CurlTransport()
+    let logs = LogCapture()
+    let tokens: TokenProvider
+    let client: BulkStatusClient
+
+    init(
+        options: SimulatorOptions = .manual(), acceptLanguage: String? = nil, style: ClientCredentials.Style = .formBody,
+        secret: String? = nil
+    ) async throws {
+        simulator = DruIDSimulator(options: options)
+        try await simulator.start()
+        let credentials = ClientCredentials(
+            tokenURL: simulator.tokenURL, clientID: options.clientID,
+            clientSecret: Secret(secret ?? options.clientSecret), style: style)
+        tokens = TokenProvider(source: .clientCredentials(credentials), transport: transport, logger: logs.logger())
+        client = BulkStatusClient(
+            endpoint: BulkEndpoint(url: simulator.bulkURL, acceptLanguage: acceptLanguage), transport: transport,
+            tokens: tokens, logger: logs.logger())
+    }
+
+    func stop() async {
+        await simulator.stop()
+        transport.shutdown()
+    }
+
+    func fetchError() async -> FetchError? {
+        do {
+            _ = try await client.fetch()
+            return nil
+        } catch {
+            return error as? FetchError
+        }
+    }
+}
+
+@Suite("Bulk client against the DruID simulator")
+struct BulkStatusClientTests {
+    @Test func sendsExactlyTheDocumentedHeaders() async throws {
+        let fixture = try await ClientFixture(acceptLanguage: "fr-FR")
+        fixture.simulator.upsert(bulkId: "b-1", status: "PENDING")
+        let listing = try await fixture.client.fetch()
+        #expect(listing.items.map(\.bulkId) == ["b-1"])
+        let request = try #require(fixture.simulator.requestLog.last { $0.path.hasPrefix(DruIDSimulator.bulkPath) })
+        #expect(request.method == "GET")
+        #expect(request.header("Authorization")?.hasPrefix("Bearer ") == true)
+        #expect(request.header("Content-Type") == "application/json")
+        #expect(request.header("Accept") == "application/json")
+        #expect(request.header("Accept-Language") == "fr-FR")
+        await fixture.stop()
+    }
+
+    @Test func omitsAcceptLanguageWhenNotConfigured() async throws {
+        let fixture = try await ClientFixture()
+        _ = try await fixture.client.fetch()
+        let request = try #require(fixture.simulator.requestLog.last)
+        #expect(request.header("Accept-Language") == nil)
+        await fixture.stop()
+    }
+
+    @Test func reusesTheCachedTokenAcrossPolls() async throws {
+        let fixture = try await ClientFixture()
+        for _ in 0..<5 { _ = try await fixture.client.fetch() }
+        #expect(fixture.simulator.stats.tokensIssued == 1)
+        #expect(await fixture.tokens.refreshCount == 1)
+        await fixture.stop()
+    }
+
+    @Test func defaultsToA900SecondLifetimeWhenExpiresInIsMissing() async throws {
+        var options = SimulatorOptions.manual()
+        options.tokenLifetime = 1
+        options.faults.omitExpiresIn = true
+        let fixture = try await ClientFixture(options: options)
+        _ = try await fixture.client.fetch()
+        try await Task.sleep(for: .milliseconds(1200))
+        // The simulator expired the token after 1 s; the client, assuming 900 s, reuses it, gets a
+        // 401, refreshes once and retries: one poll, still successful.
+        _ = try await fixture.client.fetch()
+        #expect(fixture.simulator.stats.tokensIssued == 2)
+        await fixture.stop()
+    }
+
+    @Test func refreshesTheTokenAfterNinetyPercentOfItsLifetime() async throws {
+        var options = SimulatorOptions.manual()
+        options.tokenLifetime = 1
+        let fixture = try await ClientFixture(options: options)
+        _ = try await fixture.client.fetch()
+        try await Task.sleep(for: .milliseconds(950))
+        _ = try await fixture.client.fetch()
+        #expect(fixture.simulator.stats.tokensIssued == 2)
+        // Refreshed proactively: no request was ever rejected with 401.
+        #expect(!fixture.simulator.requestLog.contains { $0.status == 401 })
+        await fixture.stop()
+    }
+
+    @Test func concurrentPollsShareOneTokenRefresh() async throws {
+        let fixture = try await ClientFixture()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 { group.addTask { _ = try await fixture.client.fetch() } }
+            try await group.waitForAll()
+        }
+        #expect(fixture.simulator.stats.tokensIssued == 1)
+        await fixture.stop()
+    }
+
+    @Test func aRevokedTokenIsRefreshedOnceAndTheRequestRetriedAtOnce() async throws {
+        let fixture = try await ClientFixture()
+        fixture.simulator.upsert(bulkId: "b-1")
+        _ = try await fixture.client.fetch()
+        fixture.simulator.revokeAllTokens()
+        let listing = try await fixture.client.fetch()
+        #expect(listing.items.count == 1)
+        #expect(fixture.simulator.stats.tokensIssued == 2)
+        await fixture.stop()
+    }
+
+    @Test func aSecond401IsAnAuthenticationError() async throws {
+        let fixture = try await ClientFixture()
+        fixture.simulator.enqueue(.status(401), times: 2)
+        let error = await fixture.fetchError()
+        #expect(error?.code == .unauthorized)
+        #expect(fixture.simulator.stats.tokensIssued == 2)
+        await fixture.stop()
+    }
+
+    @Test(arguments: [(400, FetchError.Code.badRequest), (500, .serverError), (504, .gatewayTimeout), (503, .unexpectedStatus)])
+    func mapsEachDocumentedStatusToItsOwnError(status: Int, code: FetchError.Code) async throws {
+        let fixture = try await ClientFixture()
+        fixture.simulator.enqueue(.status(status))
+        let error = await fixture.fetchError()
+        #expect(error?.code == code)
+        #expect(error?.status == status)
+        // Only a 401 justifies a new token.
+        #expect(fixture.simulator.stats.tokensIssued == 1)
+        await fixture.stop()
+    }
+
+    @Test(arguments: [SimulatedResponse.malformedJSON, .truncatedBody, .htmlErrorPage])
+    func aBrokenTwoHundredIsAFailedPoll(response: SimulatedResponse) async throws {
+        let fixture = try await ClientFixture()
+        fixture.simulator.upsert(bulkId: "b-1")
+        fixture.simulator.enqueue(response)
+        let error = await fixture.fetchError()
+        #expect(error != nil)
+        #expect(error?.code == .malformedBody || error?.code == .transport)
+        await fixture.stop()
+    }
+
+    @Test func anOversizedBodyIsAFailedPoll() async throws {
+        let fixture = try await ClientFixture()
+        for index in 0..<200 { fixture.simulator.upsert(bulkId: "b-\(index)") }
+        let small = BulkStatusClient(
+            endpoint: BulkEndpoint(url: fixture.simulator.bulkURL, maxResponseBytes: 2000),
+            transport: fixture.transport, tokens: fixture.tokens, logger: fixture.logs.logger())
+        await #expect(throws: FetchError.self) { try await small.fetch() }
+        await fixture.stop()
+    }
+
+    @Test func surfacesDruIDTokenErrors() async throws {
+        let fixture = try await ClientFixture(secret: "wrong-secret")
+        let error = await fixture.fetchError()
+        #expect(error?.code == .token)
+        #expect(error?.detail.contains("InvalidGrantException") == true)
+        #expect(error?.detail.contains("wrong-secret") == false)
+        await fixture.stop()
+    }
+
+    @Test func authenticatesWithHTTPBasicWhenAsked() async throws {
+        let fixture = try await ClientFixture(style: .httpBasic)
+        _ = try await fixture.client.fetch()
+        let tokenRequest = try #require(fixture.simulator.requestLog.first { $0.path == DruIDSimulator.tokenPath })
+        #expect(tokenRequest.header("Authorization")?.hasPrefix("Basic ") == true)
+        #expect(!tokenRequest.body.contains("client_secret"))
+        await fixture.stop()
+    }
+
+    @Test func acceptsAFixedTokenWithoutRefreshing() async throws {
+        let fixture = try await ClientFixture()
+        let issued = try await fixture.tokens.token()
+        let fixed = TokenProvider(source: .staticToken(issued.revealed), transport: fixture.transport, logger: fixture.logs.logger())
+        let client = BulkStatusClient(
+            endpoint: BulkEndpoint(url: fixture.simulator.bulkURL), transport: fixture.transport, tokens: fixed,
+            logger: fixture.logs.logger())
+        _ = try await client.fetch()
+        fixture.simulator.revokeAllTokens()
+        let error = await #expect(throws: FetchError.self) { try await client.fetch() }
+        #expect(error?.code == .unauthorized)
+        #expect(fixture.simulator.stats.tokensIssued == 1)
+        await fixture.stop()
+    }
+
+    @Test func neverLogsTheSecretOrTheToken() async throws {
+        let fixture = try await ClientFixture(secret: nil)
+        fixture.simulator.upsert(bulkId: "b-1")
+        _ = try await fixture.client.fetch()
+        fixture.simulator.revokeAllTokens()
+        _ = try await fixture.client.fetch()
+        fixture.simulator.enqueue(.status(401), times: 2)
+        _ = await fixture.fetchError()
+        fixture.simulator.enqueue(.status(500))
+        _ = await fixture.fetchError()
+        let tokens = fixture.simulator.requestLog.compactMap { $0.header("Authorization") }
+            .map { String($0.dropFirst("Bearer ".count)) }
+        #expect(!tokens.isEmpty)
+        #expect(!fixture.logs.lines.isEmpty)
+        for line in fixture.logs.lines {
+            #expect(!line.contains("demo-secret"))
+            for token in tokens { #expect(!line.contains(token)) }
+        }
+        await fixture.stop()
+    }
+}
