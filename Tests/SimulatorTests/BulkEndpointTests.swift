@@ -66,6 +66,33 @@ import Testing
         }
     }
 
+    @Test func servesLargeListsIntactAndFromCache() async throws {
+        var options = SimulatorOptions.manual()
+        options.initialOperations = 20_000
+        try await withSimulator(options) { simulator in
+            let token = try await fetchToken(simulator)
+            let first = try await fetchBulk(simulator, token: token)
+            let second = try await fetchBulk(simulator, token: token)
+            #expect(first.status == 200)
+            #expect(first.headers["content-length"] == String(first.body.count))
+            #expect(first.body == Data(simulator.currentListBody()))
+            #expect(second.body == first.body)
+            #expect(first.items?.count == 20_000)
+        }
+    }
+
+    @Test func automaticWorldFollowsTheWallClock() async throws {
+        let options = SimulatorOptions(initialOperations: 0, creationsPerSecond: 50, stepSeconds: 0.05)
+        try await withSimulator(options) { simulator in
+            let token = try await fetchToken(simulator)
+            try await Task.sleep(for: .milliseconds(300))
+            // About 15 creations are expected by now; none at all has a probability of e^-15.
+            let items = try #require(try await fetchBulk(simulator, token: token).items)
+            #expect(!items.isEmpty)
+            #expect(items.first?["bulkId"] as? String == "b-000001")
+        }
+    }
+
     @Test func upsertAndRemoveShowInNextResponse() async throws {
         try await withSimulator { simulator in
             let token = try await fetchToken(simulator)

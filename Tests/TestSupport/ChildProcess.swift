@@ -97,11 +97,11 @@ public func runBulkWatch(
 }
 
 /// Non-empty lines of a text.
-public func lines(_ text: String) -> [String] {
+public func nonEmptyLines(_ text: String) -> [String] {
     text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
 }
 
 /// Parses each line as a JSON object; nil for a line that is not one.
 public func jsonObjects(_ text: String) -> [[String: Any]?] {
-    lines(text).map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    nonEmptyLines(text).map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
 }
