@@ -5,7 +5,7 @@ import BulkWatch
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Entry point for `bulkwatch-bench decode [--sizes 1000,100000,1000000] [--runs 7]`.
@@ -115,7 +115,9 @@ struct FoundationBulkBody: Decodable {
 /// milliseconds. Seeded, so every run and every machine decodes the same bytes.
 enum DecodeBenchBody {
     static func make(items: Int, seed: UInt64 = 0x5EED) -> [UInt8] {
-        let statuses = ["COMPLETED", "COMPLETED", "COMPLETED", "IN_PROGRESS", "PENDING", "FAILED", "PARTIALLY_COMPLETED"]
+        let statuses = [
+            "COMPLETED", "COMPLETED", "COMPLETED", "IN_PROGRESS", "PENDING", "FAILED", "PARTIALLY_COMPLETED",
+        ]
         var random = DecodeBenchRandom(state: seed)
         var body: [UInt8] = []
         body.reserveCapacity(items * 152 + 64)
@@ -239,10 +241,10 @@ final class PeakResidentMemory {
         // Give freed heap back to the kernel first, or memory cached by malloc from an earlier
         // measurement hides what this one needs. (glibc only; looked up so other libcs still link.)
         #if canImport(Glibc)
-        if let symbol = dlsym(nil, "malloc_trim") {
-            typealias MallocTrim = @convention(c) (Int) -> Int32
-            _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
-        }
+            if let symbol = dlsym(nil, "malloc_trim") {
+                typealias MallocTrim = @convention(c) (Int) -> Int32
+                _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
+            }
         #endif
         if canReset {
             do {

@@ -47,58 +47,89 @@ let decoderValidCorpus: [DecoderCorpusBody] = [
     DecoderCorpusBody(
         "typical items",
         #"""
-        {"content":[{"bulkId":"3f2c8a9e-4b1d-4c2a-9e7f-1a2b3c4d5e6f","status":"IN_PROGRESS","createdOn":"2026-11-28T10:16:03Z","updatedOn":"2026-11-28T10:17:45.123Z"},{"bulkId":"b2","status":"COMPLETED","createdOn":"2026-11-27T08:00:00+01:00","updatedOn":null}],"result":{"status":200,"message":"Success"}}
+        {"content":[{"bulkId":"3f2c8a9e-4b1d-4c2a-9e7f-1a2b3c4d5e6f","status":"IN_PROGRESS",\#
+        "createdOn":"2026-11-28T10:16:03Z","updatedOn":"2026-11-28T10:17:45.123Z"},{"bulkId":"b2",\#
+        "status":"COMPLETED","createdOn":"2026-11-27T08:00:00+01:00","updatedOn":null}],"result":{"status":200,\#
+        "message":"Success"}}
         """#),
     DecoderCorpusBody(
         "escapes in every field",
         #"""
-        {"content":[{"bulkId":"a\"b\\c\/d\n\t\r\b\f","status":"\u0041\u00e9\u4E2D","createdOn":"x\ud83d\ude00y","updatedOn":"\u0000\u001f\u007f"}],"result":{"status":200,"message":"caf\u00e9 \"ok\""}}
+        {"content":[{"bulkId":"a\"b\\c\/d\n\t\r\b\f","status":"\u0041\u00e9\u4E2D","createdOn":"x\ud83d\ude00y",\#
+        "updatedOn":"\u0000\u001f\u007f"}],"result":{"status":200,"message":"caf\u00e9 \"ok\""}}
         """#),
     DecoderCorpusBody(
         "raw unicode including emoji",
-        #"{"content":[{"bulkId":"é中😀","status":"Ünïcödé","createdOn":"𝄞 music","updatedOn":"\#u{FFFF}\#u{10FFFF}"}]}"#),
+        #"{"content":[{"bulkId":"é中😀","status":"Ünïcödé","createdOn":"𝄞 music","#
+            + #""updatedOn":"\#u{FFFF}\#u{10FFFF}"}]}"#),
     DecoderCorpusBody(
         "numbers and booleans where strings are expected",
         #"""
-        {"content":[{"bulkId":123,"status":true,"createdOn":1764324963,"updatedOn":-1.5e3},{"bulkId":false,"status":false,"createdOn":1764324963123,"updatedOn":0},{"bulkId":0,"status":-0,"createdOn":1E+2,"updatedOn":0.5e-3}],"result":{"status":200,"message":42}}
+        {"content":[{"bulkId":123,"status":true,"createdOn":1764324963,"updatedOn":-1.5e3},{"bulkId":false,\#
+        "status":false,"createdOn":1764324963123,"updatedOn":0},{"bulkId":0,"status":-0,"createdOn":1E+2,\#
+        "updatedOn":0.5e-3}],"result":{"status":200,"message":42}}
         """#),
     DecoderCorpusBody(
         "null and missing fields",
-        #"{"content":[{"bulkId":"a","status":null,"createdOn":null,"updatedOn":null},{"bulkId":"b"},{"updatedOn":"u","bulkId":"c"}]}"#),
+        #"""
+        {"content":[{"bulkId":"a","status":null,"createdOn":null,"updatedOn":null},{"bulkId":"b"},{"updatedOn":"u",\#
+        "bulkId":"c"}]}
+        """#),
     DecoderCorpusBody(
         "objects and arrays where strings are expected",
         #"{"content":[{"bulkId":"c","status":{"x":1},"createdOn":[1,"2",[]],"updatedOn":{}}]}"#),
     DecoderCorpusBody(
         "unknown and nested fields with braces and quotes in strings",
         #"""
-        {"content":[{"bulkId":"n1","meta":{"a":[{"b":"}{][\"\\"},null,true,1e10,[[]],{}],"c":"\"}"},"tags":["{","}","[","]",",",":"],"status":"DONE","z":"\"bulkId\":\"fake\""}],"extra":{"content":"not this one"}}
+        {"content":[{"bulkId":"n1","meta":{"a":[{"b":"}{][\"\\"},null,true,1e10,[[]],{}],"c":"\"}"},"tags":["{","}",\#
+        "[","]",",",":"],"status":"DONE","z":"\"bulkId\":\"fake\""}],"extra":{"content":"not this one"}}
         """#),
     DecoderCorpusBody(
         "whitespace everywhere",
-        " \r\n\t{ \n\t\"content\" \r:\n [ \t{ \"bulkId\"\t:\t\"w1\" ,\n \"status\" : \"S\" \r\n} ,\n{\"bulkId\":\"w2\"}\n ] ,"
+        " \r\n\t{ \n\t\"content\" \r:\n [ \t{ \"bulkId\"\t:\t\"w1\" ,\n \"status\" : \"S\" \r\n} ,"
+            + "\n{\"bulkId\":\"w2\"}\n ] ,"
             + " \"result\" : { \"status\" : 200 , \"message\" : \"m\" } \n}\n\t \r\n"),
     DecoderCorpusBody(
         "items without a usable bulkId",
         #"""
-        {"content":[{},{"bulkId":null},{"bulkId":""},{"bulkId":{}},{"bulkId":[]},{"bulkId":["x"]},{"status":"x"},{"bulkId":"ok"},{"BulkId":"x","bulkid":"y"}]}
+        {"content":[{},{"bulkId":null},{"bulkId":""},{"bulkId":{}},{"bulkId":[]},{"bulkId":["x"]},{"status":"x"},\#
+        {"bulkId":"ok"},{"BulkId":"x","bulkid":"y"}]}
         """#),
     DecoderCorpusBody("missing result", #"{"content":[{"bulkId":"a"}]}"#),
     DecoderCorpusBody("null result", #"{"content":[{"bulkId":"a"}],"result":null}"#),
     DecoderCorpusBody("result that is not an object", #"{"result":[500],"content":[]}"#),
-    DecoderCorpusBody("result status as a string is not an error", #"{"content":[],"result":{"status":"500","message":"boom"}}"#),
+    DecoderCorpusBody(
+        "result status as a string is not an error",
+        #"""
+        {"content":[],"result":{"status":"500","message":"boom"}}
+        """#),
     DecoderCorpusBody("result status as float", #"{"content":[],"result":{"status":2e2,"message":null}}"#),
     DecoderCorpusBody("result status below 400 non-integral", #"{"content":[],"result":{"status":399.5}}"#),
-    DecoderCorpusBody("result with unknown fields", #"{"content":[],"result":{"x":{"status":500},"status":201,"y":[]}}"#),
+    DecoderCorpusBody(
+        "result with unknown fields",
+        #"""
+        {"content":[],"result":{"x":{"status":500},"status":201,"y":[]}}
+        """#),
     DecoderCorpusBody(
         "big numbers",
         #"""
-        {"content":[{"bulkId":123456789012345678901234567890,"status":-98765432109876543210,"createdOn":1.7976931348623157e308,"updatedOn":4.9e-324,"x":123456789012345678901234567890123456789}]}
+        {"content":[{"bulkId":123456789012345678901234567890,"status":-98765432109876543210,\#
+        "createdOn":1.7976931348623157e308,"updatedOn":4.9e-324,"x":123456789012345678901234567890123456789}]}
         """#),
-    DecoderCorpusBody("deeply nested unknown value", #"{"content":[{"bulkId":"deep","x":\#(deepUnknownValue)}],"y":\#(deepUnknownValue)}"#),
+    DecoderCorpusBody(
+        "deeply nested unknown value",
+        #"{"content":[{"bulkId":"deep","x":\#(deepUnknownValue)}],"y":\#(deepUnknownValue)}"#),
     DecoderCorpusBody(
         "content after result and unknown top-level keys",
-        #"{"version":3,"result":{"status":200},"meta":{"content":[{"bulkId":"no"}]},"content":[{"bulkId":"yes"}],"z":null}"#),
-    DecoderCorpusBody("keys with escapes", #"{"cont\u0065nt":[{"bulk\u0049d":"k","st\u0061tus":"S","\u0063reatedOn":"c"}]}"#),
+        #"""
+        {"version":3,"result":{"status":200},"meta":{"content":[{"bulkId":"no"}]},"content":[{"bulkId":"yes"}],\#
+        "z":null}
+        """#),
+    DecoderCorpusBody(
+        "keys with escapes",
+        #"""
+        {"cont\u0065nt":[{"bulk\u0049d":"k","st\u0061tus":"S","\u0063reatedOn":"c"}]}
+        """#),
     DecoderCorpusBody("leading byte order mark", "\u{FEFF}{\"content\":[{\"bulkId\":\"bom\"}]}"),
     DecoderCorpusBody(
         "many distinct statuses and escaped status",
@@ -150,7 +181,11 @@ let decoderInvalidCorpus: [DecoderCorpusBody] = {
         DecoderCorpusBody("item is null", #"{"content":[null]}"#),
         DecoderCorpusBody("item is a string", #"{"content":["a"]}"#),
         DecoderCorpusBody("item is an array", #"{"content":[[{"bulkId":"a"}]]}"#),
-        DecoderCorpusBody("result status 500", #"{"content":[{"bulkId":"a"}],"result":{"status":500,"message":"Internal"}}"#),
+        DecoderCorpusBody(
+            "result status 500",
+            #"""
+            {"content":[{"bulkId":"a"}],"result":{"status":500,"message":"Internal"}}
+            """#),
         DecoderCorpusBody("result status 401", #"{"content":[],"result":{"status":401}}"#),
         DecoderCorpusBody("result status 400.0", #"{"content":[],"result":{"status":400.0}}"#),
         DecoderCorpusBody("result status 4e2", #"{"content":[],"result":{"status":4e2}}"#),
@@ -418,12 +453,14 @@ func expectDecodedListing(
         listing.skippedWithoutId == expected.skippedWithoutId, "\(reference): skipped", sourceLocation: sourceLocation)
     #expect(listing.resultStatus == expected.resultStatus, "\(reference): resultStatus", sourceLocation: sourceLocation)
     #expect(
-        expected.resultMessage.matches(listing.resultMessage), "\(reference): resultMessage \(listing.resultMessage ?? "nil")",
+        expected.resultMessage.matches(listing.resultMessage),
+        "\(reference): resultMessage \(listing.resultMessage ?? "nil")",
         sourceLocation: sourceLocation)
     let bodyBase = body.withUnsafeBufferPointer { $0.baseAddress }
     for (item, want) in zip(listing.items, expected.items) {
         #expect(want.bulkId.matches(item.bulkId), "\(reference): bulkId \(item.bulkId)", sourceLocation: sourceLocation)
-        #expect(want.status.matches(item.status), "\(reference): status of \(item.bulkId)", sourceLocation: sourceLocation)
+        #expect(
+            want.status.matches(item.status), "\(reference): status of \(item.bulkId)", sourceLocation: sourceLocation)
         #expect(
             want.createdOn.matches(item.createdOn), "\(reference): createdOn of \(item.bulkId)",
             sourceLocation: sourceLocation)
@@ -439,7 +476,9 @@ func expectDecodedListing(
             let reparsed = (try? JSONSerialization.jsonObject(with: Data(item.rawJSON))).flatMap {
                 FoundationBulkReference.canonicalJSON($0)
             }
-            #expect(reparsed == canonical, "rawJSON of \(item.bulkId) re-parses differently", sourceLocation: sourceLocation)
+            #expect(
+                reparsed == canonical, "rawJSON of \(item.bulkId) re-parses differently", sourceLocation: sourceLocation
+            )
         }
     }
 }
@@ -500,7 +539,9 @@ struct DecoderConformanceTests {
         #expect(FoundationBulkReference.viaJSONSerialization(body.bytes) == nil, "JSONSerialization accepted it")
     }
 
-    @Test("every truncation of a valid body is rejected as truncated", arguments: decoderValidCorpus + decoderDuplicateKeyCorpus)
+    @Test(
+        "every truncation of a valid body is rejected as truncated",
+        arguments: decoderValidCorpus + decoderDuplicateKeyCorpus)
     func everyTruncationIsRejected(_ body: DecoderCorpusBody) {
         var bytes = body.bytes
         while let last = bytes.last, [0x20, 0x09, 0x0A, 0x0D].contains(last) { bytes.removeLast() }
@@ -589,7 +630,9 @@ struct DecoderConformanceTests {
     @Test func nestingLimitMatchesFoundation() throws {
         func body(depth: Int) -> [UInt8] {
             // The top-level object is level 1, so `depth - 1` arrays reach exactly `depth`.
-            utf8(#"{"content":[],"x":"# + String(repeating: "[", count: depth - 1) + String(repeating: "]", count: depth - 1) + "}")
+            utf8(
+                #"{"content":[],"x":"# + String(repeating: "[", count: depth - 1)
+                    + String(repeating: "]", count: depth - 1) + "}")
         }
         #expect(try BulkListDecoder.decode(body(depth: BulkListDecoder.maximumDepth)).items.isEmpty)
         #expect(FoundationBulkReference.viaJSONSerialization(body(depth: BulkListDecoder.maximumDepth)) != nil)
@@ -821,7 +864,8 @@ struct RandomBulkBodyGenerator {
         case 4: return string().json
         case 5:
             let members = (0..<below(4)).map { _ in
-                whitespace() + string().json + whitespace() + ":" + whitespace() + value(depth: depth + 1) + whitespace()
+                whitespace() + string().json + whitespace() + ":" + whitespace() + value(depth: depth + 1)
+                    + whitespace()
             }
             return "{" + members.joined(separator: ",") + whitespace() + "}"
         default:
@@ -870,7 +914,8 @@ struct RandomBulkBodyGenerator {
                 }
             }
             for _ in 0..<below(4) {
-                members.append("\"x\(below(1000))_\(members.count)\"" + whitespace() + ":" + whitespace() + value(depth: 0))
+                members.append(
+                    "\"x\(below(1000))_\(members.count)\"" + whitespace() + ":" + whitespace() + value(depth: 0))
             }
             // Shuffle without disturbing the relative order of duplicated names (last must stay last).
             if !hasDuplicates { members.shuffle(using: &rng) }
@@ -893,12 +938,15 @@ struct RandomBulkBodyGenerator {
             resultMessage = message.expected
         }
 
-        var topMembers = ["\"content\"" + whitespace() + ":" + whitespace() + "[" + itemTexts.joined(separator: ",") + "]"]
+        var topMembers = [
+            "\"content\"" + whitespace() + ":" + whitespace() + "[" + itemTexts.joined(separator: ",") + "]"
+        ]
         if let resultJSON { topMembers.append("\"result\":" + whitespace() + resultJSON) }
         for _ in 0..<below(3) { topMembers.append("\"top\(below(100))_\(topMembers.count)\":" + value(depth: 0)) }
         topMembers.shuffle(using: &rng)
         let text = whitespace() + "{" + topMembers.joined(separator: "," + whitespace()) + "}" + whitespace()
-        let expected = DecoderExpectedListing(elements: elements, resultStatus: resultStatus, resultMessage: resultMessage)
+        let expected = DecoderExpectedListing(
+            elements: elements, resultStatus: resultStatus, resultMessage: resultMessage)
         return (Array(text.utf8), expected!, hasDuplicates)
     }
 

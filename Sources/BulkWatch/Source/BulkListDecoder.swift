@@ -4,16 +4,19 @@
 /// one pass over the bytes, allocates only the four extracted strings per item (and not even `status`,
 /// which is interned), keeps each item's bytes as a slice of the body instead of a copy, and validates
 /// everything it skips. It is several times faster than Foundation on the same bytes (see
-/// `bulkwatch-bench decode`) and agrees with it on every body in the conformance corpus.
+/// `bulkwatch-bench decode`) and agrees with Foundation on the conformance corpus, except where it is
+/// deliberately stricter or picks `JSONSerialization`'s side (listed below and pinned by tests).
 ///
 /// ## What is accepted
 /// - The body must be one complete JSON text (RFC 8259) whose top level is an object. Whitespace is
 ///   space, tab, LF and CR only; a leading UTF-8 byte-order mark is ignored (as Foundation does).
 ///   Every string anywhere in the body is checked: valid UTF-8, no unescaped control characters, only
 ///   the RFC escapes, `\u` surrogates properly paired. Every number must follow the RFC grammar.
-///   Nesting deeper than ``maximumDepth`` is refused (Foundation's limit). Trailing commas, comments,
-///   `NaN`, single quotes and trailing non-whitespace are refused. Anything else is a
-///   ``BulkDecodingError``, which the watcher treats as a failed poll.
+///   Nesting deeper than ``maximumDepth`` is refused (Foundation's limit). Comments, `NaN`, single
+///   quotes and trailing non-whitespace are refused. Stricter than Foundation: trailing commas and
+///   UTF-16/32 bodies (which Foundation accepts) are refused too. Numbers are checked against the
+///   grammar only, so `1e999` is accepted (`JSONSerialization` refuses it, `JSONDecoder` does not).
+///   Anything refused is a ``BulkDecodingError``, which the watcher treats as a failed poll.
 /// - `content` must be present and an array. Missing or `null` is an error (``BulkDecodingError/Code/contentMissing``),
 ///   never an empty list: an empty list would make the change detector expire every known bulk.
 ///   For the same reason an element of `content` that is not an object is an error

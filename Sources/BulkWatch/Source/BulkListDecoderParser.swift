@@ -341,7 +341,8 @@ struct BulkBodyParser {
         case .none:
             return nil
         case .plainString, .literal:
-            return String(decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
+            return String(
+                decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
         case .escapedString:
             return String(decoding: unescapedBytes(start: slot.start, end: slot.end), as: UTF8.self)
         }
@@ -355,7 +356,8 @@ struct BulkBodyParser {
         if let cached = statusCache.lookup(base: base, start: slot.start, end: slot.end) {
             return cached
         }
-        let value = String(decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
+        let value = String(
+            decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
         statusCache.insert(start: slot.start, end: slot.end, value: value)
         return value
     }
@@ -483,12 +485,20 @@ struct BulkBodyParser {
         var high: UInt8 = 0xBF
         switch lead {
         case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
+        case 0xE0:
+            length = 3
+            low = 0xA0
         case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F
-        case 0xF0: length = 4; low = 0x90
+        case 0xED:
+            length = 3
+            high = 0x9F
+        case 0xF0:
+            length = 4
+            low = 0x90
         case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
+        case 0xF4:
+            length = 4
+            high = 0x8F
         default:
             position = index
             throw error(.invalidUTF8, "invalid UTF-8 lead byte")
@@ -779,7 +789,8 @@ struct BulkBodyParser {
     private func unexpected(_ expectation: String) -> BulkDecodingError {
         guard position < count else { return truncated() }
         let byte = base[position]
-        let shown = byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "0x\(String(byte, radix: 16))"
+        let shown =
+            byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "0x\(String(byte, radix: 16))"
         return BulkDecodingError(code: .syntax, offset: position, detail: "\(expectation), found \(shown)")
     }
 }
