@@ -98,10 +98,11 @@ public struct Snapshot: Sendable {
     @discardableResult
     mutating func append(_ tracked: TrackedItem, hash: UInt64) -> Int {
         let position = entries.count
+        // Index first: a rehash inside `insert` re-places exactly the entries already in `hashes`.
+        index.insert(hash: hash, position: position, hashes: hashes)
         entries.append(tracked)
         hashes.append(hash)
         guarded.append(false)
-        index.insert(hash: hash, position: position, hashes: hashes)
         return position
     }
 
@@ -179,6 +180,8 @@ struct SlotIndex: Sendable {
         if capacity * 2 > slots.count { rehash(toHold: capacity, hashes: hashes) }
     }
 
+    /// Indexes a new entry; `hashes` must hold the hashes of every entry indexed so far (and not
+    /// yet this one), for the rehash when the table grows.
     mutating func insert(hash: UInt64, position: Int, hashes: [UInt64]) {
         if (count + 1) * 2 > slots.count {
             rehash(toHold: max(count + 1, slots.count), hashes: hashes)
