@@ -422,7 +422,8 @@ public final class DruIDSimulator: Sendable {
         return nil
     }
 
-    private static let malformedJSON = #"{"content":[{"bulkId":"b-000001","status":"PENDING",,}],"result":{"status":200"#
+    private static let malformedJSON =
+        #"{"content":[{"bulkId":"b-000001","status":"PENDING",,}],"result":{"status":200"#
     private static let htmlErrorPage = """
         <!DOCTYPE html>
         <html><head><title>502 Bad Gateway</title></head>

@@ -67,7 +67,8 @@ enum FaultKind: String, CaseIterable, Sendable {
             #expect(response.status == 200)
             let items = try #require(response.items)
             #expect(items.count == fullItems.count / 2)
-            #expect(items.map { $0["bulkId"] as? String } == fullItems.prefix(items.count).map { $0["bulkId"] as? String })
+            let expectedIDs = fullItems.prefix(items.count).map { $0["bulkId"] as? String }
+            #expect(items.map { $0["bulkId"] as? String } == expectedIDs)
         }
     }
 }
