@@ -3,10 +3,11 @@
 ///
 /// Identity is the `bulkId`'s UTF-8 bytes (not Unicode canonical equivalence), so an id is
 /// exactly what DruID sent. Items live in one contiguous array with a compact open-addressing
-/// index of entry numbers beside it: a poll of 100k items then costs one probe into a small table
-/// per item instead of the pointer chasing of a `[String: TrackedItem]`, which is what keeps a
-/// steady diff in the low milliseconds. Order of ``trackedItems`` is an implementation detail
-/// (roughly first-seen order) but is deterministic for the same history.
+/// index of entry positions beside it, instead of the pointer chasing of a
+/// `[String: TrackedItem]`. The storage is kept in the order the upstream lists items (new ones
+/// appended, expired ones left as holes until a compaction re-sorts everything into the latest
+/// listing order), so a steady poll mostly walks both arrays side by side and rarely hashes.
+/// The order of ``trackedItems`` is otherwise unspecified, but deterministic for one history.
 ///
 /// Besides each item's absence counter, the snapshot remembers which absent items are held by the
 /// mass-removal guard (DESIGN.md §3: a poll that would remove more than half of the known items
@@ -16,17 +17,33 @@ public struct Snapshot: Sendable {
     var entries: [TrackedItem]
     /// Cached ``ByteKeys/hash(_:)`` of each entry's `bulkId`, parallel to `entries`.
     var hashes: [UInt64]
-    /// Whether each entry is held by the mass-removal guard, parallel to `entries`.
-    var guarded: [Bool]
+    /// Per entry: ``Flags``, parallel to `entries`.
+    var flags: [UInt8]
     var guardedCount: Int
+    /// Entries removed but still occupying a position (their slot in `index` is gone).
+    var deadCount: Int
     var index: SlotIndex
+    /// When to re-sort the storage into the listing's order (performance only, no effect on results).
+    var layout = Layout()
+
+    struct Layout: Sendable {
+        var reorderedLastPoll = false
+        var backoff = 0
+        var pollsUntilReorder = 0
+    }
+
+    enum Flags {
+        static let guarded: UInt8 = 1
+        static let dead: UInt8 = 2
+    }
 
     /// An empty snapshot: the state before the first successful poll.
     public init() {
         entries = []
         hashes = []
-        guarded = []
+        flags = []
         guardedCount = 0
+        deadCount = 0
         index = SlotIndex(minimumCapacity: 0)
     }
 
@@ -45,34 +62,34 @@ public struct Snapshot: Sendable {
             }
         }
         for bulkId in removalGuarded {
-            if let position = index.find(hash: ByteKeys.hash(bulkId), bulkId: bulkId, in: entries),
-                entries[position].absentPolls > 0, !guarded[position]
-            {
-                guarded[position] = true
-                guardedCount += 1
+            if let position = position(of: bulkId), entries[position].absentPolls > 0 {
+                setGuarded(position, true)
             }
         }
     }
 
     /// Number of known operations, present or pending expiry.
-    public var count: Int { entries.count }
+    public var count: Int { entries.count - deadCount }
 
-    public var isEmpty: Bool { entries.isEmpty }
+    public var isEmpty: Bool { count == 0 }
 
     /// The known state of `bulkId`, or nil when it is not tracked.
     public subscript(bulkId: String) -> TrackedItem? {
         position(of: bulkId).map { entries[$0] }
     }
 
-    /// Every known operation (no copy: the snapshot's own storage).
-    public var trackedItems: [TrackedItem] { entries }
+    /// Every known operation.
+    public var trackedItems: [TrackedItem] {
+        guard deadCount > 0 else { return entries }
+        return entries.indices.filter { !isDead($0) }.map { entries[$0] }
+    }
 
     /// Ids of absent items currently held by the mass-removal guard, in UTF-8 byte order.
     public var removalGuardedIDs: [String] {
         guard guardedCount > 0 else { return [] }
         var ids: [String] = []
         ids.reserveCapacity(guardedCount)
-        for position in entries.indices where guarded[position] {
+        for position in entries.indices where isGuarded(position) {
             ids.append(entries[position].item.bulkId)
         }
         return ids.sorted(by: ByteKeys.less)
@@ -80,55 +97,76 @@ public struct Snapshot: Sendable {
 
     /// Whether `bulkId` is absent and held by the mass-removal guard (needs twice the confirmations).
     public func isUnderRemovalGuard(_ bulkId: String) -> Bool {
-        position(of: bulkId).map { guarded[$0] } ?? false
+        position(of: bulkId).map { isGuarded($0) } ?? false
     }
 
     func position(of bulkId: String) -> Int? {
         index.find(hash: ByteKeys.hash(bulkId), bulkId: bulkId, in: entries)
     }
 
+    func isDead(_ position: Int) -> Bool { flags[position] & Flags.dead != 0 }
+
+    func isGuarded(_ position: Int) -> Bool { flags[position] & Flags.guarded != 0 }
+
     mutating func reserveCapacity(_ capacity: Int) {
         entries.reserveCapacity(capacity)
         hashes.reserveCapacity(capacity)
-        guarded.reserveCapacity(capacity)
-        index.reserve(capacity, hashes: hashes)
+        flags.reserveCapacity(capacity)
+        index.reserve(capacity, hashes: hashes, flags: flags)
     }
 
     /// Appends a new entry and indexes it; returns its position.
     @discardableResult
     mutating func append(_ tracked: TrackedItem, hash: UInt64) -> Int {
         let position = entries.count
-        // Index first: a rehash inside `insert` re-places exactly the entries already in `hashes`.
-        index.insert(hash: hash, position: position, hashes: hashes)
+        // Index first: a rehash inside `insert` re-places exactly the entries already stored.
+        index.insert(hash: hash, position: position, hashes: hashes, flags: flags)
         entries.append(tracked)
         hashes.append(hash)
-        guarded.append(false)
+        flags.append(0)
         return position
     }
 
     mutating func setGuarded(_ position: Int, _ value: Bool) {
-        guard guarded[position] != value else { return }
-        guarded[position] = value
+        guard isGuarded(position) != value else { return }
+        flags[position] ^= Flags.guarded
         guardedCount += value ? 1 : -1
     }
 
-    /// Removes the entries at `positions` (each once, any order) by moving the last entry into
-    /// each hole, so removal costs O(removed) rather than shifting the array.
+    /// Removes the entries at `positions` (each once, any order). The positions become holes, so
+    /// nothing moves and the storage keeps the upstream's order; ``compact(order:)`` reclaims them.
     mutating func remove(positions: [Int]) {
-        for position in positions.sorted(by: >) {
+        for position in positions {
             setGuarded(position, false)
             index.remove(position: position, hashes: hashes)
-            let last = entries.count - 1
-            if position != last {
-                index.relabel(from: last, to: position, hashes: hashes)
-                entries.swapAt(position, last)
-                hashes.swapAt(position, last)
-                guarded.swapAt(position, last)
-            }
-            entries.removeLast()
-            hashes.removeLast()
-            guarded.removeLast()
+            flags[position] = Flags.dead
+            entries[position] = Self.hole
+            deadCount += 1
         }
+    }
+
+    /// What a removed position holds: no strings, no bytes, an id that matches no real `bulkId`.
+    private static let hole = TrackedItem(item: BulkItem(bulkId: "", rawJSON: []), absentPolls: 0)
+
+    /// Rewrites the storage without holes, live entries in `order` (positions; every live one
+    /// exactly once), and rebuilds the index.
+    mutating func compact(order: [Int]) {
+        var newEntries: [TrackedItem] = []
+        var newHashes: [UInt64] = []
+        var newFlags: [UInt8] = []
+        newEntries.reserveCapacity(order.count)
+        newHashes.reserveCapacity(order.count)
+        newFlags.reserveCapacity(order.count)
+        for position in order {
+            newEntries.append(entries[position])
+            newHashes.append(hashes[position])
+            newFlags.append(flags[position])
+        }
+        entries = newEntries
+        hashes = newHashes
+        flags = newFlags
+        deadCount = 0
+        index.rebuild(hashes: hashes, flags: flags)
     }
 }
 
@@ -137,7 +175,7 @@ public struct Snapshot: Sendable {
 /// Each slot is one `UInt64`: the upper 32 bits of the key's hash as a tag, and position + 1 in
 /// the lower 32 (0 = empty). The tag rejects almost every non-matching slot without touching the
 /// entry, so a lookup usually costs one cache line of this table plus the entry it finds. Load
-/// stays at or below one half; deletion shifts followers back, so there are no tombstones.
+/// stays at or below one half; deletion shifts followers back, so the table has no tombstones.
 struct SlotIndex: Sendable {
     private(set) var slots: [UInt64]
     private var mask: Int
@@ -176,15 +214,20 @@ struct SlotIndex: Sendable {
         }
     }
 
-    mutating func reserve(_ capacity: Int, hashes: [UInt64]) {
-        if capacity * 2 > slots.count { rehash(toHold: capacity, hashes: hashes) }
+    mutating func reserve(_ capacity: Int, hashes: [UInt64], flags: [UInt8]) {
+        if capacity * 2 > slots.count { rehash(toHold: capacity, hashes: hashes, flags: flags) }
     }
 
-    /// Indexes a new entry; `hashes` must hold the hashes of every entry indexed so far (and not
+    /// Indexes every live position of `hashes` from scratch.
+    mutating func rebuild(hashes: [UInt64], flags: [UInt8]) {
+        rehash(toHold: hashes.count, hashes: hashes, flags: flags)
+    }
+
+    /// Indexes a new entry; `hashes` and `flags` must describe every entry stored so far (and not
     /// yet this one), for the rehash when the table grows.
-    mutating func insert(hash: UInt64, position: Int, hashes: [UInt64]) {
+    mutating func insert(hash: UInt64, position: Int, hashes: [UInt64], flags: [UInt8]) {
         if (count + 1) * 2 > slots.count {
-            rehash(toHold: max(count + 1, slots.count), hashes: hashes)
+            rehash(toHold: max(count + 1, slots.count), hashes: hashes, flags: flags)
         }
         place(hash: hash, position: position)
         count += 1
@@ -196,14 +239,14 @@ struct SlotIndex: Sendable {
         slots[bucket] = Self.tag(hash) << 32 | UInt64(position + 1)
     }
 
-    /// Rebuilds the table for `hashes` (positions 0..<hashes.count), sized for `toHold` keys.
-    private mutating func rehash(toHold: Int, hashes: [UInt64]) {
+    /// Rebuilds the table for the live positions of `hashes`, sized for `toHold` keys.
+    private mutating func rehash(toHold: Int, hashes: [UInt64], flags: [UInt8]) {
         var capacity = 16
         while capacity < toHold * 2 { capacity <<= 1 }
         slots = [UInt64](repeating: 0, count: capacity)
         mask = capacity - 1
         count = 0
-        for (position, hash) in hashes.enumerated() {
+        for (position, hash) in hashes.enumerated() where flags[position] & Snapshot.Flags.dead == 0 {
             place(hash: hash, position: position)
             count += 1
         }
@@ -217,13 +260,6 @@ struct SlotIndex: Sendable {
             bucket = (bucket + 1) & mask
         }
         return bucket
-    }
-
-    /// Points the slot of the entry at `old` to `new` (the entry moved; its key did not change).
-    mutating func relabel(from old: Int, to new: Int, hashes: [UInt64]) {
-        let hash = hashes[old]
-        let bucket = bucket(holding: old, hash: hash)
-        slots[bucket] = Self.tag(hash) << 32 | UInt64(new + 1)
     }
 
     /// Deletes the slot of the entry at `position`, shifting later members of its probe run back.

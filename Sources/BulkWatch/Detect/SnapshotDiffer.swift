@@ -170,22 +170,58 @@ private struct DiffRun {
 
     mutating func execute(on snapshot: inout Snapshot) {
         let known = snapshot.count
-        var owner = [Int32](repeating: Self.notFound, count: known)
+        let stored = snapshot.entries.count
+        var owner = [Int32](repeating: Self.notFound, count: stored)
         var duplicateExamples: [String] = []
-        var candidates = match(snapshot, owner: &owner, duplicateExamples: &duplicateExamples)
+        var (candidates, misses) = match(snapshot, owner: &owner, duplicateExamples: &duplicateExamples)
         appendNew(to: &snapshot, candidates: &candidates, owner: &owner, duplicateExamples: &duplicateExamples)
         if outcome.stats.duplicatesResolved > 0 {
             outcome.stats.warnings.append(
                 .duplicateIDs(count: outcome.stats.duplicatesResolved, examples: duplicateExamples))
         }
         applyPresent(to: &snapshot, candidates: candidates, owner: owner)
-        let absent = applyAbsent(to: &snapshot, known: known, owner: owner)
+        let absent = applyAbsent(to: &snapshot, stored: stored, known: known, owner: owner)
         let stats = outcome.stats
         outcome.stats.unchanged = known - absent - stats.changed - stats.reformattedTimestamps - stats.staleIgnored
         if stats.skippedWithoutId > 0 {
             outcome.stats.warnings.append(.itemsWithoutID(count: stats.skippedWithoutId))
         }
         outcome.stats.removalGuarded = snapshot.guardedCount
+        maintainLayout(of: &snapshot, owner: owner, misses: misses)
+    }
+
+    /// Re-sorts the storage into this listing's order when it no longer follows the upstream's
+    /// (too many lookups missed the guessed position) or holds too many holes. A listing whose
+    /// order changes every poll would make every re-sort wasted work, so each re-sort that did not
+    /// help doubles the wait before the next one (up to 64 polls).
+    private func maintainLayout(of snapshot: inout Snapshot, owner: [Int32], misses: Int) {
+        let fragmented = misses > 64 && misses * 16 > items.count
+        var layout = snapshot.layout
+        if layout.reorderedLastPoll {
+            layout.backoff = fragmented ? min(layout.backoff + 1, 6) : 0
+            layout.reorderedLastPoll = false
+        }
+        if layout.pollsUntilReorder > 0 { layout.pollsUntilReorder -= 1 }
+        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 8 > snapshot.entries.count
+        let reorder = fragmented && layout.pollsUntilReorder == 0
+        if reorder {
+            layout.reorderedLastPoll = true
+            layout.pollsUntilReorder = 1 << layout.backoff
+        }
+        snapshot.layout = layout
+        guard holes || reorder else { return }
+
+        var byListing = [Int32](repeating: Self.notFound, count: items.count)
+        var order: [Int] = []
+        order.reserveCapacity(snapshot.count)
+        for position in owner.indices where owner[position] >= 0 {
+            byListing[Int(owner[position])] = Int32(position)
+        }
+        for position in byListing where position >= 0 { order.append(Int(position)) }
+        for position in owner.indices where owner[position] < 0 && !snapshot.isDead(position) {
+            order.append(position)
+        }
+        snapshot.compact(order: order)
     }
 
     /// Decides whether the occurrence at `listed` replaces the current owner of an entry
@@ -207,17 +243,19 @@ private struct DiffRun {
     /// guessing the entry after the previous match and checking its id, which skips hashing.
     private mutating func match(
         _ snapshot: Snapshot, owner: inout [Int32], duplicateExamples: inout [String]
-    ) -> [Candidate] {
-        let known = snapshot.count
+    ) -> (candidates: [Candidate], misses: Int) {
         var candidates: [Candidate] = []
-        candidates.reserveCapacity(known == 0 ? items.count : 64 + items.count / 16)
+        candidates.reserveCapacity(snapshot.isEmpty ? items.count : 64 + items.count / 16)
+        var misses = 0
         items.withUnsafeBufferPointer { listed in
             snapshot.entries.withUnsafeBufferPointer { stored in
+                let storedCount = stored.count
                 var cursor = -1
                 for i in 0..<listed.count {
                     let position: Int
-                    let guess = cursor + 1
-                    if guess < known, ByteKeys.equal(stored[guess].item.bulkId, listed[i].bulkId) {
+                    var guess = cursor + 1
+                    while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                    if guess < storedCount, ByteKeys.equal(stored[guess].item.bulkId, listed[i].bulkId) {
                         position = guess
                     } else {
                         let hash = ByteKeys.hash(listed[i].bulkId)
@@ -228,6 +266,7 @@ private struct DiffRun {
                             continue
                         }
                         position = found
+                        misses += 1
                     }
                     cursor = position
                     let earlier = Int(owner[position])
@@ -243,7 +282,7 @@ private struct DiffRun {
                 }
             }
         }
-        return candidates
+        return (candidates, misses)
     }
 
     /// Appends an entry for every new id (once, even when listed twice) and resolves duplicates
@@ -329,7 +368,7 @@ private struct DiffRun {
             if snapshot.entries[position].absentPolls != 0 {
                 snapshot.entries[position].absentPolls = 0
                 outcome.stats.reappeared += 1
-                if snapshot.guarded[position] {
+                if snapshot.isGuarded(position) {
                     snapshot.setGuarded(position, false)
                     outcome.removalGuardChanged = true
                 }
@@ -341,10 +380,10 @@ private struct DiffRun {
 
     /// Pass 3: counts absences, applies the mass-removal guard and expires what is confirmed gone.
     /// Returns the number of known items absent from this listing.
-    private mutating func applyAbsent(to snapshot: inout Snapshot, known: Int, owner: [Int32]) -> Int {
+    private mutating func applyAbsent(to snapshot: inout Snapshot, stored: Int, known: Int, owner: [Int32]) -> Int {
         var absent: [Int] = []
         var newlyAbsent = 0
-        for position in 0..<known where owner[position] < 0 {
+        for position in 0..<stored where owner[position] < 0 && !snapshot.isDead(position) {
             absent.append(position)
             if snapshot.entries[position].absentPolls == 0 { newlyAbsent += 1 }
         }
@@ -365,10 +404,10 @@ private struct DiffRun {
                 snapshot.setGuarded(position, true)
             }
             snapshot.entries[position].absentPolls += 1
-            let needed = snapshot.guarded[position] ? 2 * confirmations : confirmations
+            let needed = snapshot.isGuarded(position) ? 2 * confirmations : confirmations
             if snapshot.entries[position].absentPolls >= needed {
                 expiring.append(position)
-                if snapshot.guarded[position] { outcome.removalGuardChanged = true }
+                if snapshot.isGuarded(position) { outcome.removalGuardChanged = true }
             } else {
                 outcome.upserted.append(snapshot.entries[position])
             }
