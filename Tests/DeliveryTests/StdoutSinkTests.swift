@@ -25,7 +25,8 @@ enum SampleEvent {
         let body = #"{"specversion":"1.0","id":"\#(id)","source":"\#(source)","type":"bulk.\#(kind.rawValue)","#
             + #""subject":\#(jsonString(bulkId)),"time":"\#(time)","datacontenttype":"application/json","#
             + #""sequence":"\#(sequence)","data":{"bulkId":\#(jsonString(bulkId)),"status":"\#(status)","#
-            + #""createdOn":"2026-11-28T09:00:00.000Z","updatedOn":"\#(updatedOn)"\#(extra),"previous":\#(previousJSON)}}"#
+            + #""createdOn":"2026-11-28T09:00:00.000Z","updatedOn":"\#(updatedOn)"\#(extra),"#
+            + #""previous":\#(previousJSON)}}"#
         return JournalEvent(
             sequence: sequence, id: id, kind: kind, subject: bulkId, time: time, body: Array(body.utf8))
     }

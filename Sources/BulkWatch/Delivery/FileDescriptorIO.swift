@@ -52,7 +52,7 @@ public struct SinkIOError: Error, Sendable, CustomStringConvertible {
         case EPIPE:
             return SinkIOError(
                 .brokenPipe, path: path, errno: number,
-                message: "\(path): the reader closed its end of the pipe (EPIPE); stopping output\(suffix)")
+                message: "\(path): the reader closed its end of the pipe (EPIPE)\(suffix)")
         case ENOSPC, EDQUOT:
             return SinkIOError(
                 .noSpace, path: path, errno: number,
@@ -61,11 +61,16 @@ public struct SinkIOError: Error, Sendable, CustomStringConvertible {
             return SinkIOError(
                 .permissionDenied, path: path, errno: number,
                 message: "cannot \(operation) \(path): \(describe(number))\(suffix)")
-        case ENOENT, ENOTDIR:
+        case ENOENT:
             let directory = parentDirectory(of: path)
             return SinkIOError(
                 .missingDirectory, path: path, errno: number,
                 message: "cannot \(operation) \(path): directory \(directory) does not exist\(suffix)")
+        case ENOTDIR:
+            let directory = parentDirectory(of: path)
+            return SinkIOError(
+                .missingDirectory, path: path, errno: number,
+                message: "cannot \(operation) \(path): \(directory) is not a directory\(suffix)")
         default:
             return SinkIOError(
                 .other, path: path, errno: number, message: "cannot \(operation) \(path): \(describe(number))\(suffix)")

@@ -48,7 +48,8 @@ public final class FileSink: EventSink {
         }
         guard maxBytes > 0 else {
             throw SinkIOError(
-                .invalidOption, path: path, message: "file sink \(path): maximum size must be positive, got \(maxBytes)")
+                .invalidOption, path: path,
+                message: "file sink \(path): maximum size must be positive, got \(maxBytes)")
         }
         guard keep >= 0 else {
             throw SinkIOError(

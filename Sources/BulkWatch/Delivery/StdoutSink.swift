@@ -46,9 +46,9 @@ public struct StdoutSink: EventSink {
         self.format = format
         self.name = format == .text ? "stdout" : "stdout:json"
         self.fileDescriptor = fileDescriptor
-        self.colour =
-            format == .text
-            && (colour ?? Self.shouldColour(fileDescriptor: fileDescriptor, environment: ProcessInfo.processInfo.environment))
+        let environment = ProcessInfo.processInfo.environment
+        let wanted = colour ?? Self.shouldColour(fileDescriptor: fileDescriptor, environment: environment)
+        self.colour = format == .text && wanted
         self.queue = DispatchQueue(label: "bulkwatch.sink.stdout")
     }
 
