@@ -382,15 +382,16 @@ struct DifferRuleTests {
         #expect(restarted.snapshot.count == 3)
     }
 
-    @Test func storedItemsOwnTheirBytesInsteadOfPinningTheBody() {
+    @Test func fewItemsStoredFromALargeAnswerOwnTheirBytesInsteadOfPinningTheBody() {
         var harness = DiffHarness()
-        let answer = listing(["a:Q@1", "b:Q@1"])
+        harness.poll(["a:Q@1", "b:Q@1", "c:Q@1", "d:Q@1"])
+        let answer = listing(["a:Q@1", "b:R@2", "c:Q@1", "d:Q@1"])
         #expect(answer.items[1].rawJSON.startIndex > 0)
         let outcome = harness.poll(answer)
         let stored = harness.snapshot["b"]!.item
         #expect(stored.rawJSON.startIndex == 0)
         #expect(Array(stored.rawJSON) == Array(answer.items[1].rawJSON))
-        #expect(outcome.changes[1].item.rawJSON.elementsEqual(answer.items[1].rawJSON))
+        #expect(outcome.changes[0].item.rawJSON.elementsEqual(answer.items[1].rawJSON))
     }
 
     @Test func idsAreComparedAsBytesNotAsCanonicallyEquivalentText() {

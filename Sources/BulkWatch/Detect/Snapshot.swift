@@ -2,11 +2,15 @@
 /// and what the journal persists.
 ///
 /// Identity is the `bulkId`'s UTF-8 bytes (not Unicode canonical equivalence), so an id is
-/// exactly what DruID sent. Items live in one contiguous array with a compact open-addressing
-/// index of entry positions beside it, instead of the pointer chasing of a
-/// `[String: TrackedItem]`. The storage is kept in the order the upstream lists items (new ones
+/// exactly what DruID sent.
+///
+/// The layout is built for the steady poll, where almost every listed item is known and
+/// unchanged. Items live in one contiguous array; beside it a compact open-addressing index of
+/// positions, and a byte arena holding each item's `bulkId`, `status` and `updatedOn` side by side.
+/// Recognising an unchanged item then reads a few dozen contiguous bytes instead of chasing the
+/// item's string objects, and the storage is kept in the order the upstream lists items (new ones
 /// appended, expired ones left as holes until a compaction re-sorts everything into the latest
-/// listing order), so a steady poll mostly walks both arrays side by side and rarely hashes.
+/// listing order), so a steady poll walks the listing and the arena side by side and rarely hashes.
 /// The order of ``trackedItems`` is otherwise unspecified, but deterministic for one history.
 ///
 /// Besides each item's absence counter, the snapshot remembers which absent items are held by the
@@ -19,6 +23,8 @@ public struct Snapshot: Sendable {
     var hashes: [UInt64]
     /// Per entry: ``Flags``, parallel to `entries`.
     var flags: [UInt8]
+    /// Per entry: its id and state bytes, parallel to `entries`.
+    var keys: KeyArena
     var guardedCount: Int
     /// Entries removed but still occupying a position (their slot in `index` is gone).
     var deadCount: Int
@@ -33,8 +39,12 @@ public struct Snapshot: Sendable {
     }
 
     enum Flags {
+        /// Held by the mass-removal guard.
         static let guarded: UInt8 = 1
+        /// A hole left by an expired item.
         static let dead: UInt8 = 2
+        /// `absentPolls > 0`, mirrored here so the steady path need not read the entry.
+        static let absent: UInt8 = 4
     }
 
     /// An empty snapshot: the state before the first successful poll.
@@ -42,6 +52,7 @@ public struct Snapshot: Sendable {
         entries = []
         hashes = []
         flags = []
+        keys = KeyArena()
         guardedCount = 0
         deadCount = 0
         index = SlotIndex(minimumCapacity: 0)
@@ -54,11 +65,11 @@ public struct Snapshot: Sendable {
         let rows = Array(tracked)
         reserveCapacity(rows.count)
         for row in rows {
-            let hash = ByteKeys.hash(row.item.bulkId)
-            if let existing = index.find(hash: hash, bulkId: row.item.bulkId, in: entries) {
-                entries[existing] = row
+            if let existing = position(of: row.item.bulkId) {
+                replaceItem(at: existing, with: row.item)
+                setAbsentPolls(existing, row.absentPolls)
             } else {
-                append(row, hash: hash)
+                append(row, hash: ByteKeys.hash(row.item.bulkId))
             }
         }
         for bulkId in removalGuarded {
@@ -101,17 +112,30 @@ public struct Snapshot: Sendable {
     }
 
     func position(of bulkId: String) -> Int? {
-        index.find(hash: ByteKeys.hash(bulkId), bulkId: bulkId, in: entries)
+        ByteKeys.withBytes(bulkId) { find(id: $0, hash: ByteKeys.hash($0)) }
+    }
+
+    /// The live position whose id is `id` (`hash` = its ``ByteKeys/hash(_:)``).
+    func find(id: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
+        index.find(hash: hash) { idMatches($0, id) }
+    }
+
+    @inline(__always)
+    func idMatches(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool {
+        keys.idEquals(position, id) ?? ByteKeys.withBytes(entries[position].item.bulkId) { ByteKeys.equal($0, id) }
     }
 
     func isDead(_ position: Int) -> Bool { flags[position] & Flags.dead != 0 }
 
     func isGuarded(_ position: Int) -> Bool { flags[position] & Flags.guarded != 0 }
 
+    func isAbsent(_ position: Int) -> Bool { flags[position] & Flags.absent != 0 }
+
     mutating func reserveCapacity(_ capacity: Int) {
         entries.reserveCapacity(capacity)
         hashes.reserveCapacity(capacity)
         flags.reserveCapacity(capacity)
+        keys.reserveCapacity(capacity)
         index.reserve(capacity, hashes: hashes, flags: flags)
     }
 
@@ -123,8 +147,24 @@ public struct Snapshot: Sendable {
         index.insert(hash: hash, position: position, hashes: hashes, flags: flags)
         entries.append(tracked)
         hashes.append(hash)
-        flags.append(0)
+        flags.append(tracked.absentPolls > 0 ? Flags.absent : 0)
+        keys.append(tracked.item)
         return position
+    }
+
+    /// Stores a new state for the entry at `position` (same `bulkId`).
+    mutating func replaceItem(at position: Int, with item: BulkItem) {
+        entries[position].item = item
+        keys.replace(position, with: item)
+    }
+
+    mutating func setAbsentPolls(_ position: Int, _ count: Int) {
+        entries[position].absentPolls = count
+        if count > 0 {
+            flags[position] |= Flags.absent
+        } else {
+            flags[position] &= ~Flags.absent
+        }
     }
 
     mutating func setGuarded(_ position: Int, _ value: Bool) {
@@ -141,6 +181,7 @@ public struct Snapshot: Sendable {
             index.remove(position: position, hashes: hashes)
             flags[position] = Flags.dead
             entries[position] = Self.hole
+            keys.clear(position)
             deadCount += 1
         }
     }
@@ -150,23 +191,146 @@ public struct Snapshot: Sendable {
 
     /// Rewrites the storage without holes, live entries in `order` (positions; every live one
     /// exactly once), and rebuilds the index.
+    ///
+    /// Entries are moved, not copied: copying would retain and release every string of every item,
+    /// touching 100k scattered objects where moving touches none.
     mutating func compact(order: [Int]) {
-        var newEntries: [TrackedItem] = []
         var newHashes: [UInt64] = []
         var newFlags: [UInt8] = []
-        newEntries.reserveCapacity(order.count)
         newHashes.reserveCapacity(order.count)
         newFlags.reserveCapacity(order.count)
         for position in order {
-            newEntries.append(entries[position])
             newHashes.append(hashes[position])
             newFlags.append(flags[position])
+        }
+        let newEntries = entries.withUnsafeMutableBufferPointer { old in
+            [TrackedItem](unsafeUninitializedCapacity: order.count) { fresh, initialized in
+                for (target, position) in order.enumerated() {
+                    (fresh.baseAddress! + target).moveInitialize(from: old.baseAddress! + position, count: 1)
+                    (old.baseAddress! + position).initialize(to: Self.hole)
+                }
+                initialized = order.count
+            }
         }
         entries = newEntries
         hashes = newHashes
         flags = newFlags
+        keys = keys.reordered(order)
         deadCount = 0
         index.rebuild(hashes: hashes, flags: flags)
+    }
+}
+
+/// Each entry's `bulkId`, `status` and `updatedOn` as UTF-8 bytes, side by side in one buffer.
+///
+/// A span per entry packs the offset (40 bits) and three lengths (8 bits each); `status` and
+/// `updatedOn` lengths are stored plus one so that 0 can mean nil. A field longer than the span
+/// can describe leaves the entry without a copy (``none``) and callers compare the strings
+/// instead. Replaced bytes stay behind as waste until it outgrows the live bytes.
+struct KeyArena: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var spans: [UInt64] = []
+    private var wasted = 0
+
+    static let none = UInt64.max
+
+    mutating func reserveCapacity(_ count: Int) {
+        spans.reserveCapacity(count)
+        bytes.reserveCapacity(count * 64)
+    }
+
+    mutating func append(_ item: BulkItem) {
+        spans.append(store(item))
+    }
+
+    mutating func replace(_ position: Int, with item: BulkItem) {
+        wasted += Self.length(spans[position])
+        spans[position] = store(item)
+        if wasted > 1 << 16, wasted > bytes.count / 2 {
+            self = reordered(Array(spans.indices))
+        }
+    }
+
+    mutating func clear(_ position: Int) {
+        wasted += Self.length(spans[position])
+        spans[position] = Self.none
+    }
+
+    /// A copy holding only the entries at `order`, in that order, without waste.
+    func reordered(_ order: [Int]) -> KeyArena {
+        var fresh = KeyArena()
+        fresh.spans.reserveCapacity(order.count)
+        fresh.bytes.reserveCapacity(bytes.count - wasted)
+        bytes.withUnsafeBufferPointer { old in
+            for position in order {
+                let span = spans[position]
+                guard span != Self.none else {
+                    fresh.spans.append(Self.none)
+                    continue
+                }
+                let offset = Int(span & 0xFF_FFFF_FFFF)
+                fresh.spans.append(span & ~0xFF_FFFF_FFFF | UInt64(fresh.bytes.count))
+                fresh.bytes.append(contentsOf: old[offset..<(offset + Self.length(span))])
+            }
+        }
+        return fresh
+    }
+
+    private static func length(_ span: UInt64) -> Int {
+        guard span != none else { return 0 }
+        let id = Int(span >> 40 & 0xFF)
+        let status = Int(span >> 48 & 0xFF)
+        let updated = Int(span >> 56)
+        return id + max(status - 1, 0) + max(updated - 1, 0)
+    }
+
+    private mutating func store(_ item: BulkItem) -> UInt64 {
+        let idCount = item.bulkId.utf8.count
+        let statusCount = item.status?.utf8.count ?? -1
+        let updatedCount = item.updatedOn?.utf8.count ?? -1
+        guard idCount <= 254, statusCount <= 253, updatedCount <= 253 else { return Self.none }
+        let offset = UInt64(bytes.count)
+        ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
+        if let status = item.status { ByteKeys.withBytes(status) { bytes.append(contentsOf: $0) } }
+        if let updatedOn = item.updatedOn { ByteKeys.withBytes(updatedOn) { bytes.append(contentsOf: $0) } }
+        return offset | UInt64(idCount) << 40 | UInt64(statusCount + 1) << 48 | UInt64(updatedCount + 1) << 56
+    }
+
+    /// Whether the entry's id is `id`; nil when the entry has no copy.
+    @inline(__always)
+    func idEquals(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        guard Int(span >> 40 & 0xFF) == id.count else { return false }
+        return bytes.withUnsafeBytes { ByteKeys.equal(UnsafeRawBufferPointer(rebasing: $0[Int(span & 0xFF_FFFF_FFFF)...]), id) }
+    }
+
+    /// Whether the entry's `status` and `updatedOn` are byte for byte these; nil when it has no copy.
+    @inline(__always)
+    func stateEquals(_ position: Int, status: String?, updatedOn: String?) -> Bool? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        let statusCode = Int(span >> 48 & 0xFF)
+        let updatedCode = Int(span >> 56)
+        guard statusCode == (status?.utf8.count ?? -1) + 1, updatedCode == (updatedOn?.utf8.count ?? -1) + 1 else {
+            return false
+        }
+        return bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
+            if let status {
+                let equal = ByteKeys.withBytes(status) {
+                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
+                }
+                guard equal else { return false }
+                offset += statusCode - 1
+            }
+            if let updatedOn {
+                return ByteKeys.withBytes(updatedOn) {
+                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
+                }
+            }
+            return true
+        }
     }
 }
 
@@ -174,7 +338,7 @@ public struct Snapshot: Sendable {
 ///
 /// Each slot is one `UInt64`: the upper 32 bits of the key's hash as a tag, and position + 1 in
 /// the lower 32 (0 = empty). The tag rejects almost every non-matching slot without touching the
-/// entry, so a lookup usually costs one cache line of this table plus the entry it finds. Load
+/// entry, so a lookup usually costs one cache line of this table plus the key it confirms. Load
 /// stays at or below one half; deletion shifts followers back, so the table has no tombstones.
 struct SlotIndex: Sendable {
     private(set) var slots: [UInt64]
@@ -194,11 +358,9 @@ struct SlotIndex: Sendable {
     @inline(__always)
     private func home(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash) & mask }
 
-    func find(hash: UInt64, bulkId: String, in entries: [TrackedItem]) -> Int? {
-        entries.withUnsafeBufferPointer { find(hash: hash, bulkId: bulkId, in: $0) }
-    }
-
-    func find(hash: UInt64, bulkId: String, in entries: UnsafeBufferPointer<TrackedItem>) -> Int? {
+    /// The position stored under `hash` for which `matches` holds.
+    @inline(__always)
+    func find(hash: UInt64, where matches: (Int) -> Bool) -> Int? {
         let tag = Self.tag(hash)
         var bucket = home(hash)
         return slots.withUnsafeBufferPointer { table in
@@ -207,7 +369,7 @@ struct SlotIndex: Sendable {
                 if slot == 0 { return nil }
                 if slot >> 32 == tag {
                     let position = Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
-                    if ByteKeys.equal(entries[position].item.bulkId, bulkId) { return position }
+                    if matches(position) { return position }
                 }
                 bucket = (bucket + 1) & mask
             }
@@ -296,56 +458,59 @@ enum ByteKeys {
         return copy.utf8.withContiguousStorageIfAvailable { body(UnsafeRawBufferPointer($0)) }!
     }
 
+    static func hash(_ text: String) -> UInt64 { withBytes(text) { hash($0) } }
+
     /// A fast 64-bit mix of the bytes (not keyed: ids come from the configured upstream).
-    static func hash(_ text: String) -> UInt64 {
-        withBytes(text) { bytes in
-            var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
-            var offset = 0
-            let count = bytes.count
-            while offset + 8 <= count {
-                let word = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                h = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
-                h ^= h >> 29
-                offset += 8
-            }
-            if offset < count {
-                var word: UInt64 = 0
-                var shift: UInt64 = 0
-                while offset < count {
-                    word |= UInt64(bytes[offset]) << shift
-                    shift += 8
-                    offset += 1
-                }
-                h = (h ^ word) &* 0x94D0_49BB_1331_11EB
-            }
-            h ^= h >> 31
-            h = h &* 0xBF58_476D_1CE4_E5B9
-            h ^= h >> 32
-            return h
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        var offset = 0
+        let count = bytes.count
+        while offset + 8 <= count {
+            let word = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            h = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 29
+            offset += 8
         }
+        if offset < count {
+            var word: UInt64 = 0
+            var shift: UInt64 = 0
+            while offset < count {
+                word |= UInt64(bytes[offset]) << shift
+                shift += 8
+                offset += 1
+            }
+            h = (h ^ word) &* 0x94D0_49BB_1331_11EB
+        }
+        h ^= h >> 31
+        h = h &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 32
+        return h
     }
 
     static func equal(_ lhs: String, _ rhs: String) -> Bool {
-        let count = lhs.utf8.count
-        guard count == rhs.utf8.count else { return false }
-        return withBytes(lhs) { left in
-            withBytes(rhs) { right in
-                var offset = 0
-                while offset + 8 <= count {
-                    if left.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                        != right.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                    {
-                        return false
-                    }
-                    offset += 8
-                }
-                while offset < count {
-                    if left[offset] != right[offset] { return false }
-                    offset += 1
-                }
-                return true
+        guard lhs.utf8.count == rhs.utf8.count else { return false }
+        return withBytes(lhs) { left in withBytes(rhs) { right in equal(left, right) } }
+    }
+
+    /// Whether the first `right.count` bytes of `left` are `right` (callers check lengths).
+    @inline(__always)
+    static func equal(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
+        let count = right.count
+        guard left.count >= count else { return false }
+        var offset = 0
+        while offset + 8 <= count {
+            if left.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                != right.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            {
+                return false
             }
+            offset += 8
         }
+        while offset < count {
+            if left[offset] != right[offset] { return false }
+            offset += 1
+        }
+        return true
     }
 
     /// -1, 0 or 1 by lexicographic UTF-8 byte order.

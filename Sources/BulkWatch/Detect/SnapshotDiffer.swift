@@ -252,30 +252,38 @@ private struct DiffRun {
                 let storedCount = stored.count
                 var cursor = -1
                 for i in 0..<listed.count {
-                    let position: Int
-                    var guess = cursor + 1
-                    while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
-                    if guess < storedCount, ByteKeys.equal(stored[guess].item.bulkId, listed[i].bulkId) {
-                        position = guess
-                    } else {
-                        let hash = ByteKeys.hash(listed[i].bulkId)
-                        guard let found = snapshot.index.find(hash: hash, bulkId: listed[i].bulkId, in: stored)
-                        else {
-                            candidates.append(
-                                Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
-                            continue
-                        }
-                        position = found
-                        misses += 1
+                    let item = listed.baseAddress! + i
+                    let (found, hash) = ByteKeys.withBytes(item.pointee.bulkId) { id -> (Int?, UInt64) in
+                        // The entry after the last match, or the one after that (one absent item between).
+                        var guess = cursor + 1
+                        while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
+                        guess += 1
+                        while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
+                        let hash = ByteKeys.hash(id)
+                        return (snapshot.find(id: id, hash: hash), hash)
                     }
+                    guard let position = found else {
+                        candidates.append(Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
+                        continue
+                    }
+                    if hash != 0 { misses += 1 }
                     cursor = position
                     let earlier = Int(owner[position])
                     if earlier >= 0, !laterWins(i, over: earlier, duplicateExamples: &duplicateExamples) {
                         continue
                     }
                     owner[position] = Int32(i)
-                    let verdict = Self.judge(stored: stored.baseAddress! + position, received: listed.baseAddress! + i)
-                    if verdict != .same || stored[position].absentPolls != 0 {
+                    let verdict: Verdict
+                    if snapshot.keys.stateEquals(position, status: item.pointee.status, updatedOn: item.pointee.updatedOn)
+                        == true
+                    {
+                        verdict = .same
+                    } else {
+                        verdict = Self.judge(stored: stored.baseAddress! + position, received: item)
+                    }
+                    if verdict != .same || snapshot.isAbsent(position) {
                         candidates.append(
                             Candidate(listed: Int32(i), position: Int32(position), verdict: verdict, hash: 0))
                     }
@@ -295,13 +303,14 @@ private struct DiffRun {
         for k in candidates.indices where candidates[k].verdict == .created {
             let i = Int(candidates[k].listed)
             let hash = candidates[k].hash
-            if let position = snapshot.index.find(hash: hash, bulkId: items[i].bulkId, in: snapshot.entries) {
+            if let position = snapshot.position(of: items[i].bulkId) {
                 candidates[k].position = Int32(position)
                 if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
                     owner[position] = Int32(i)
+                    snapshot.replaceItem(at: position, with: items[i])
                 }
             } else {
-                // The placeholder is replaced by the winning occurrence's detached copy in pass 2.
+                // Pass 2 stores the winning occurrence (the same bytes, possibly detached).
                 let position = snapshot.append(TrackedItem(item: items[i]), hash: hash)
                 candidates[k].position = Int32(position)
                 owner.append(Int32(i))
@@ -330,6 +339,10 @@ private struct DiffRun {
 
     /// Pass 2: applies the candidates that won their entry, in listing order.
     private mutating func applyPresent(to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32]) {
+        // Keep a rawJSON slice only when most of this body is kept anyway (a first poll); otherwise
+        // copy the few stored items' bytes so one kept item does not pin a whole response body.
+        let detach = candidates.count * 2 < items.count
+        func keep(_ item: BulkItem) -> BulkItem { detach ? item.detached() : item }
         for candidate in candidates {
             let position = Int(candidate.position)
             let i = Int(candidate.listed)
@@ -337,7 +350,8 @@ private struct DiffRun {
             var rowChanged = false
             switch candidate.verdict {
             case .created:
-                let item = items[i].detached()
+                // Same bytes as the placeholder's key copy (``appendNew`` keeps it on the winner).
+                let item = keep(items[i])
                 snapshot.entries[position].item = item
                 outcome.stats.created += 1
                 outcome.upserted.append(snapshot.entries[position])
@@ -347,7 +361,7 @@ private struct DiffRun {
                 break
             case .reformatted:
                 outcome.stats.reformattedTimestamps += 1
-                snapshot.entries[position].item = items[i].detached()
+                snapshot.replaceItem(at: position, with: keep(items[i]))
                 rowChanged = true
             case .stale:
                 outcome.stats.staleIgnored += 1
@@ -355,18 +369,18 @@ private struct DiffRun {
                     outcome.stats.staleExamples.append(items[i].bulkId)
                 }
             case .changed:
-                let stored = snapshot.entries[position].item
-                let item = items[i].detached()
+                let before = snapshot.entries[position].item
+                let item = keep(items[i])
                 outcome.stats.changed += 1
                 outcome.changes.append(
                     DetectedChange(
                         kind: .changed, item: item,
-                        previous: PreviousState(status: stored.status, updatedOn: stored.updatedOn)))
-                snapshot.entries[position].item = item
+                        previous: PreviousState(status: before.status, updatedOn: before.updatedOn)))
+                snapshot.replaceItem(at: position, with: item)
                 rowChanged = true
             }
-            if snapshot.entries[position].absentPolls != 0 {
-                snapshot.entries[position].absentPolls = 0
+            if snapshot.isAbsent(position) {
+                snapshot.setAbsentPolls(position, 0)
                 outcome.stats.reappeared += 1
                 if snapshot.isGuarded(position) {
                     snapshot.setGuarded(position, false)
@@ -385,7 +399,7 @@ private struct DiffRun {
         var newlyAbsent = 0
         for position in 0..<stored where owner[position] < 0 && !snapshot.isDead(position) {
             absent.append(position)
-            if snapshot.entries[position].absentPolls == 0 { newlyAbsent += 1 }
+            if !snapshot.isAbsent(position) { newlyAbsent += 1 }
         }
         outcome.stats.newlyAbsent = newlyAbsent
         guard !absent.isEmpty else { return 0 }
@@ -400,10 +414,10 @@ private struct DiffRun {
         }
         var expiring: [Int] = []
         for position in absent {
-            if snapshot.entries[position].absentPolls == 0, guardTriggered {
+            if !snapshot.isAbsent(position), guardTriggered {
                 snapshot.setGuarded(position, true)
             }
-            snapshot.entries[position].absentPolls += 1
+            snapshot.setAbsentPolls(position, snapshot.entries[position].absentPolls + 1)
             let needed = snapshot.isGuarded(position) ? 2 * confirmations : confirmations
             if snapshot.entries[position].absentPolls >= needed {
                 expiring.append(position)

@@ -1,0 +1,95 @@
+@testable import BulkWatch
+import Testing
+
+/// The snapshot's storage machinery (index, key arena, holes, compaction) under churn that the
+/// differ's own tests reach only at scale.
+@Suite("Snapshot storage")
+struct SnapshotStorageTests {
+    @Test func lookupsStayExactThroughRandomAppendsRemovalsAndCompactions() {
+        var random = StorageRandom(seed: 7)
+        var snapshot = Snapshot()
+        var model: [String: String] = [:]  // bulkId → status
+        var serial = 0
+        for round in 0..<400 {
+            for _ in 0..<Int(random.next() % 40) {
+                serial += 1
+                let bulkId = "id-\(serial)-" + String(repeating: "x", count: Int(random.next() % 40))
+                let status = "S\(random.next() % 5)"
+                snapshot.append(TrackedItem(item: item("\(bulkId):\(status)@1")), hash: ByteKeys.hash(bulkId))
+                model[bulkId] = status
+            }
+            let live = snapshot.entries.indices.filter { !snapshot.isDead($0) }
+            var doomed = Set<Int>()
+            for _ in 0..<Int(random.next() % 30) where !live.isEmpty {
+                doomed.insert(live[Int(random.next() % UInt64(live.count))])
+            }
+            for position in doomed { model[snapshot.entries[position].item.bulkId] = nil }
+            snapshot.remove(positions: Array(doomed))
+            if round % 7 == 0 {
+                var order = snapshot.entries.indices.filter { !snapshot.isDead($0) }
+                order.shuffle(using: &random)
+                snapshot.compact(order: order)
+            }
+            #expect(snapshot.count == model.count)
+            for (bulkId, status) in model {
+                let position = snapshot.position(of: bulkId)
+                #expect(position.map { snapshot.entries[$0].item.status } == status, "round \(round): \(bulkId)")
+            }
+            #expect(snapshot.position(of: "id-0-") == nil)
+        }
+    }
+
+    @Test func keyCopiesFollowEveryReplacementThroughArenaCompaction() {
+        var snapshot = Snapshot()
+        for n in 0..<50 {
+            snapshot.append(TrackedItem(item: item("op-\(n):QUEUED@0")), hash: ByteKeys.hash("op-\(n)"))
+        }
+        // Enough replacements to make the arena's waste outgrow its live bytes several times over.
+        for round in 1...3_000 {
+            let n = round % 50
+            let padding = String(repeating: "z", count: 100)
+            snapshot.replaceItem(at: n, with: item("op-\(n):S\(round % 7)@\(round)\(padding)"))
+        }
+        #expect(snapshot.keys.bytes.count < 1 << 17)  // 3,000 × ~110 bytes written, waste reclaimed
+        for n in 0..<50 {
+            let current = snapshot.entries[n].item
+            #expect(snapshot.keys.stateEquals(n, status: current.status, updatedOn: current.updatedOn) == true)
+            #expect(snapshot.keys.stateEquals(n, status: current.status, updatedOn: "other") == false)
+            #expect(snapshot.keys.stateEquals(n, status: nil, updatedOn: current.updatedOn) == false)
+            #expect(snapshot.position(of: "op-\(n)") == n)
+        }
+    }
+
+    @Test func fieldsTooLongForTheKeyArenaAreComparedAsStrings() {
+        let longId = String(repeating: "i", count: 300)
+        let longStatus = String(repeating: "s", count: 300)
+        var harness = DiffHarness()
+        harness.poll(["\(longId):\(longStatus)@1", "b:\(longStatus)@1"])
+        #expect(harness.snapshot.keys.spans.allSatisfy { $0 == KeyArena.none })
+        #expect(harness.events(["\(longId):\(longStatus)@1", "b:\(longStatus)@1"]).isEmpty)
+        #expect(harness.events(["\(longId):DONE@1", "b:\(longStatus)@1"]) == ["changed \(longId) DONE 1 (was \(longStatus) 1)"])
+        #expect(harness.snapshot[longId]?.item.status == "DONE")
+    }
+
+    @Test func missingAndEmptyFieldsAreDifferentStates() {
+        var harness = DiffHarness()
+        harness.poll(["a:@1", "b:Q"])
+        #expect(harness.events(["a:@1", "b:Q"]).isEmpty)
+        #expect(harness.events(["a:@1", "b:Q@"]) == ["changed b Q  (was Q -)"])
+        #expect(harness.events(["a:@1", "b:Q@"]).isEmpty)
+    }
+}
+
+private struct StorageRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
