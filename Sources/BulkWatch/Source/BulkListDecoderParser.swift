@@ -22,7 +22,7 @@ private enum Byte {
 
 /// Where one of the extracted fields sits in the body; strings are built only once the item is
 /// complete, so a duplicated key costs nothing and the last occurrence wins for free.
-struct FieldSlot {
+private struct FieldSlot {
     enum Kind: UInt8 {
         /// Missing, `null`, object or array.
         case none
@@ -56,7 +56,7 @@ struct BulkBodyParser {
 
     // MARK: Document
 
-    enum ContentState {
+    private enum ContentState {
         case missing, null, notArray, array
     }
 
@@ -789,7 +789,7 @@ struct BulkBodyParser {
 
 /// A tiny cache of the `status` strings already built in this body, keyed by their bytes (compared
 /// in place in the body, so no bytes are copied).
-struct StatusCache {
+private struct StatusCache {
     private var entries: [(start: Int, length: Int, value: String)] = []
     private static let capacity = 16
 
