@@ -18,6 +18,7 @@ struct BulkWatchCommand: AsyncParsableCommand {
 
     /// Runs the parsed command, mapping configuration errors to exit 78 with one clean line.
     static func main() async {
+        unblockShutdownSignals()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -35,6 +36,15 @@ struct BulkWatchCommand: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// A parent may start us with signals blocked (test runners and some supervisors do): then
+/// SIGTERM would never reach the graceful-shutdown handler. Unblock the ones we handle.
+private func unblockShutdownSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, signal) }
+    sigprocmask(SIG_UNBLOCK, &set, nil)
 }
 
 /// A problem with the configuration (missing secret, unreadable file): exit 78.

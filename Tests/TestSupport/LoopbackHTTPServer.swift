@@ -90,21 +90,26 @@ public final class LoopbackHTTPServer: Sendable {
     /// Connections accepted so far.
     public var connectionCount: Int { state.withLock { $0.connections } }
 
-    /// Closes the listener and every open connection. Idempotent.
+    /// Stops accepting and ends every open connection. Idempotent.
+    ///
+    /// Only `shutdown(2)` here: the accept thread and each connection thread close their own
+    /// descriptors once they notice. Closing from this thread could close a number the kernel has
+    /// already handed to someone else (another test's event loop), a classic double-close bug.
     public func stop() {
-        let sockets = state.withLock { s -> Set<Int32> in
-            guard !s.stopped else { return [] }
+        let sockets = state.withLock { s -> Set<Int32>? in
+            guard !s.stopped else { return nil }
             s.stopped = true
             return s.openSockets
         }
+        guard let sockets else { return }
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
         for socket in sockets { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
 
     private func acceptLoop() {
+        defer { close(listener) }
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 {

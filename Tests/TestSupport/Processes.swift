@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -117,9 +117,10 @@ public final class SelfSignedTLSServer: @unchecked Sendable {
         return SelfSignedTLSServer(url: "https://127.0.0.1:\(port)/", certificatePath: certificate, process: process)
     }
 
+    /// SIGKILL, not SIGTERM: children of the test runner inherit a blocked SIGTERM.
     public func stop() {
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
