@@ -110,9 +110,11 @@ public final class Watcher: Service {
         }
     }
 
-    /// Fetch, diff, commit: one poll. Internal entry point for tests and benchmarks.
+    /// Fetch, diff, commit: one poll, outside the schedule. Used by ``run()``, and by tests and
+    /// benchmarks that need to drive polls one at a time. Throws ``FetchError`` for a failed poll
+    /// (nothing changed), a journal error when the commit failed (nothing changed either).
     @discardableResult
-    func pollOnce() async throws -> PollReport {
+    public func pollOnce() async throws -> PollReport {
         let listing = try await client.fetch()
         try Task.checkCancellation()
         var (snapshot, hasBaseline) = state.take()
