@@ -593,6 +593,17 @@ struct DecoderConformanceTests {
         #expect(listing.skippedWithoutId == 8)
     }
 
+    @Test func keysThatOnlyStartLikeFieldNamesAreUnknownFields() throws {
+        let body = utf8(
+            #"{"content":[{"bulkIdx":"no","bulkId":"yes","statusCode":"no","status":"S","createdOnX":1,"#
+                + #""createdOn":"c","updatedO":"u","updatedOn" :"u2","BULKID":"no"}]}"#)
+        let item = try #require(try BulkListDecoder.decode(body).items.first)
+        #expect(item.bulkId == "yes" && item.status == "S" && item.createdOn == "c" && item.updatedOn == "u2")
+        let viaSerialization = try #require(FoundationBulkReference.viaJSONSerialization(body))
+        expectDecodedListing(
+            try BulkListDecoder.decode(body), matches: viaSerialization, body: body, reference: "JSONSerialization")
+    }
+
     @Test func containersWhereStringsAreExpectedBecomeNil() throws {
         let item = try #require(try BulkListDecoder.decode(decoderValidCorpus[7].bytes).items.first)
         #expect(item.status == nil && item.createdOn == nil && item.updatedOn == nil)

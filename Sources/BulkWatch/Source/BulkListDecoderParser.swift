@@ -225,14 +225,20 @@ struct BulkBodyParser {
         while true {
             guard try peek() == Byte.quote else { throw unexpected("expected a key") }
             position += 1
-            let keyStart = position
-            let escaped = try scanString()
-            let keyEnd = position - 1
+            let field: Int
+            if let known = compactItemField() {
+                field = known
+            } else {
+                let keyStart = position
+                let escaped = try scanString()
+                let keyEnd = position - 1
+                skipWhitespace()
+                guard try peek() == Byte.colon else { throw unexpected("expected ':'") }
+                position += 1
+                field = itemField(start: keyStart, end: keyEnd, escaped: escaped)
+            }
             skipWhitespace()
-            guard try peek() == Byte.colon else { throw unexpected("expected ':'") }
-            position += 1
-            skipWhitespace()
-            switch itemField(start: keyStart, end: keyEnd, escaped: escaped) {
+            switch field {
             case 0: bulkId = try parseField(depth: 3)
             case 1: status = try parseField(depth: 3)
             case 2: createdOn = try parseField(depth: 3)
@@ -262,6 +268,33 @@ struct BulkBodyParser {
                 rawJSON: body[itemStart..<position]
             ))
         return true
+    }
+
+    /// The common case, compact JSON: the bytes after the opening quote are exactly `bulkId":`,
+    /// `status":`, `createdOn":` or `updatedOn":`. Matching them as words skips scanning the key and
+    /// the colon; on a match `position` moves past the colon. Anything else (whitespace, escapes,
+    /// other keys) returns nil without moving and takes the general path.
+    @inline(__always)
+    private mutating func compactItemField() -> Int? {
+        guard position &+ 11 <= count else { return nil }
+        let raw = UnsafeRawPointer(base + position)
+        let head = raw.loadUnaligned(as: UInt64.self).littleEndian
+        switch head {
+        case 0x3A22_6449_6B6C_7562:  // bulkId":
+            position &+= 8
+            return 0
+        case 0x3A22_7375_7461_7473:  // status":
+            position &+= 8
+            return 1
+        case 0x4F64_6574_6165_7263, 0x4F64_6574_6164_7075:  // createdO, updatedO
+            guard raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self).littleEndian == 0x226E,  // n"
+                raw.load(fromByteOffset: 10, as: UInt8.self) == Byte.colon
+            else { return nil }
+            position &+= 11
+            return head == 0x4F64_6574_6165_7263 ? 2 : 3
+        default:
+            return nil
+        }
     }
 
     /// Which of the four item fields a key names: 0 bulkId, 1 status, 2 createdOn, 3 updatedOn, -1 other.
