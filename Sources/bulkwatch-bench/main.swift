@@ -1,20 +1,55 @@
-// bulkwatch-bench: performance figures printed as a table, never asserted.
-// Usage: swift run -c release bulkwatch-bench <suite> [options]
+// bulkwatch-bench: performance figures printed as tables, never asserted.
+// Usage: swift build -c release --product bulkwatch-bench && .build/release/bulkwatch-bench <suite> [options]
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let suite = arguments.first ?? "help"
 let rest = Array(arguments.dropFirst())
 
+let benchUsage = """
+    usage: bulkwatch-bench <suite> [options]
+      decode [--sizes 1000,100000,1000000] [--runs N]   BulkListDecoder vs JSONDecoder on in-memory bodies
+      diff   [--sizes 1000,100000,1000000] [--runs N]   SnapshotDiffer first and steady polls
+      fetch  [--sizes 1000,100000,1000000] [--runs N]   fetch + decode over loopback, transport and decode split
+      poll   [--sizes 1000,100000,1000000] [--runs N] [--warmup N]
+                                                        whole poll cycles (Watcher, Journal, FileSink), RSS, CPU
+      idle   [--seconds 20] [--warmup 5] [--items 1000] the real `bulkwatch run` at rest: RSS and CPU per hour
+      all                                               every suite above with its defaults
+    """
+
+/// Runs one suite, preceded by the command that reproduces it.
+func runSuite(_ name: String, _ options: [String]) async throws {
+    print("== bulkwatch-bench \(([name] + options).joined(separator: " ")) ==")
+    switch name {
+    case "decode": try await decodeBenchmark(arguments: options)
+    case "diff": try await diffBenchmark(arguments: options)
+    case "fetch": try await fetchBenchmark(arguments: options)
+    case "poll": try await pollBenchmark(arguments: options)
+    case "idle": try await idleBenchmark(arguments: options)
+    default: throw BenchError("unknown suite \(name)")
+    }
+    print("")
+    fflush(nil)
+}
+
 do {
     switch suite {
-    case "decode":
-        try await decodeBenchmark(arguments: rest)
+    case "poll" where rest.contains("--single"):
+        // A measuring child of `poll`: its stdout is the protocol to the parent, so no banner.
+        try await pollBenchmark(arguments: rest)
+    case "decode", "diff", "fetch", "poll", "idle":
+        try await runSuite(suite, rest)
+    case "all":
+        guard rest.isEmpty else { throw BenchError("all takes no options; run a suite alone to pass options") }
+        for name in ["decode", "diff", "fetch", "poll", "idle"] {
+            try await runSuite(name, [])
+        }
     default:
-        print("usage: bulkwatch-bench decode [--sizes 1000,100000,1000000] [--runs N]")
-        exit(suite == "help" ? 0 : 64)
+        print(benchUsage)
+        exit(suite == "help" || suite == "--help" || suite == "-h" ? 0 : 64)
     }
 } catch {
+    fflush(nil)
     FileHandle.standardError.write(Data("bulkwatch-bench: \(error)\n".utf8))
     exit(1)
 }

@@ -1,0 +1,526 @@
+// `bulkwatch-bench poll`: whole poll cycles (fetch, decode, diff, journal commit, file-sink delivery) with the
+// real Watcher, Journal and FileSink; and `bulkwatch-bench idle`: the real `bulkwatch run` binary at rest.
+// Figures are printed, never asserted.
+//
+// poll runs each size in a child process of this executable (`poll --single N`, hidden) so sizes never share a
+// VmHWM. The DruID simulator lives in the parent: its world, its rendered 150 MB bodies and its server threads stay
+// out of the child's RSS and CPU time, and the parent applies each round's mutations (and renders the new body)
+// while the child waits, so mutation never lands inside a measurement. They talk over the child's stdin/stdout:
+//   child → parent  "@@MUTATE"        parent mutates the world, pre-renders the body, answers "OK"
+//   child → parent  "@@RESULT {json}" the child's figures, then it exits
+import BulkWatch
+import BulkWatchSimulator
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// MARK: - poll (parent)
+
+/// Entry point for `bulkwatch-bench poll [--sizes 1000,100000,1000000] [--runs N] [--warmup N]`.
+func pollBenchmark(arguments: [String]) async throws {
+    let usage = "poll [--sizes 1000,100000,1000000] [--runs N] [--warmup N]"
+    let flags = try BenchFlags(
+        arguments, known: ["--sizes", "--runs", "--warmup", "--single", "--endpoint", "--token-url"], usage: usage)
+    let runs = try flags["--runs"].map { try Bench.positiveInt($0, "--runs") }
+    let warmup = try flags["--warmup"].map { try Bench.positiveInt($0, "--warmup") } ?? 2
+    if let single = flags["--single"] {
+        guard let size = Int(single), size > 0, let endpoint = flags["--endpoint"], let tokenURL = flags["--token-url"]
+        else { throw BenchError("--single needs a size, --endpoint and --token-url") }
+        try await PollChild(
+            size: size, endpoint: endpoint, tokenURL: tokenURL, runs: runs ?? 7, warmup: warmup
+        ).run()
+        return
+    }
+    let sizes = try flags["--sizes"].map(Bench.parseSizes) ?? [1_000, 100_000, 1_000_000]
+
+    print("poll: one whole cycle = Watcher.pollOnce (fetch + decode + diff + Journal.commit) + delivery of the new")
+    print("events to a FileSink (Journal.events(after:limit: 512) → FileSink.deliver → Journal.advanceCursor, as the")
+    print("Dispatcher does). Real Journal (SQLite WAL, synchronous=FULL) and FileSink (write + fsync) in a temp dir.")
+    print("steady = 1 % changed, 1 % new, 1 % gone per poll, after \(warmup) warm-up polls (an item expires on its")
+    print("2nd absent poll); wall and CPU are medians of the steady polls; CPU = getrusage user+sys of the whole")
+    print("process (curl thread, SQLite, sink queue). Each size runs in its own child process; the simulator runs in")
+    print("the parent (not in the child's RSS/CPU) and mutates + re-renders between polls, outside the timings.")
+    print("peak RSS = child's VmHWM: first = lifetime peak through the first poll; steady = VmHWM reset (clear_refs)")
+    print("after the warm-ups, read after the steady polls. MB = 10^6 bytes.")
+    print("")
+
+    var results: [(size: Int, result: PollSizeResult?, failure: String?)] = []
+    for size in sizes {
+        let measuredRuns = runs ?? (size <= 10_000 ? 21 : 7)
+        do {
+            let result = try await runPollChild(size: size, runs: measuredRuns, warmup: warmup)
+            results.append((size, result, nil))
+        } catch {
+            Bench.progress("poll \(size): \(error)")
+            results.append((size, nil, "\(error)"))
+        }
+    }
+
+    var table = BenchTable(
+        ["items", "poll", "runs", "events", "wall ms", "watcher ms", "deliver ms", "CPU ms", "peak RSS MB", "target"],
+        leftAligned: [1, 9])
+    for (size, result, failure) in results {
+        guard let result else {
+            table.add(["\(size)", "failed", "", "", "", "", "", "", "", failure ?? ""])
+            continue
+        }
+        table.add([
+            "\(size)", "first", "1", "\(result.first.events)", Bench.millis(result.first.wall),
+            Bench.millis(result.first.watcher), Bench.millis(result.first.deliver), Bench.millis(result.first.cpu),
+            Bench.megabytes(result.first.peakRSS), pollTarget(size: size, steady: false),
+        ])
+        table.add([
+            "\(size)", "steady", "\(result.runs)", "\(result.steady.events)", Bench.millis(result.steady.wall),
+            Bench.millis(result.steady.watcher), Bench.millis(result.steady.deliver), Bench.millis(result.steady.cpu),
+            Bench.megabytes(result.steady.peakRSS), pollTarget(size: size, steady: true),
+        ])
+    }
+    print(table.render())
+    print("wall = watcher + deliver; watcher = Watcher.pollOnce; deliver = journal read + FileSink.deliver + cursor.")
+    if let result = results.compactMap(\.result).first, !result.peakResetWorked {
+        print("note: /proc/self/clear_refs refused, so steady peak RSS is the lifetime peak (first poll included).")
+    }
+    print("")
+
+    print("where the time goes: the same pipeline driven piece by piece in the same child, on its own fresh journal")
+    print("and sink (BulkStatusClient.fetch, SnapshotDiffer.apply, Journal.commit, FileSink.deliver called directly;")
+    print("transport = CurlTransport.send alone and decode = BulkListDecoder.decode on its bytes, a separate request).")
+    print("")
+    var pieces = BenchTable(
+        [
+            "items", "poll", "fetch ms", "(transport", "decode)", "diff ms", "commit ms", "sink ms", "read+cursor ms",
+            "sum ms", "body MB",
+        ], leftAligned: [1])
+    for (size, result, _) in results {
+        guard let result else { continue }
+        for (label, piece) in [("first", result.firstPieces), ("steady", result.steadyPieces)] {
+            pieces.add([
+                "\(size)", label, Bench.millis(piece.fetch), Bench.millis(piece.transport), Bench.millis(piece.decode),
+                Bench.millis(piece.diff), Bench.millis(piece.commit), Bench.millis(piece.sink),
+                Bench.millis(piece.dispatch), Bench.millis(piece.sum), Bench.megabytes(result.bodyBytes),
+            ])
+        }
+    }
+    print(pieces.render())
+    print("sum = fetch + diff + commit + sink + read+cursor (transport and decode are a split of fetch, not added).")
+    print("steady pieces are medians per piece over the steady polls; sink = FileSink.deliver (write + fsync per")
+    print("512-event batch); read+cursor = Journal.events(after:) + Journal.advanceCursor per batch.")
+    for (size, result, _) in results {
+        guard let result else { continue }
+        print(
+            "\(size): steady resident after the steady polls \(Bench.megabytes(result.steadyResident)) MB; last steady"
+                + " poll: \(result.lastStats)")
+    }
+}
+
+private func pollTarget(size: Int, steady: Bool) -> String {
+    switch (size, steady) {
+    case (100_000, false): "< 1 s"
+    case (100_000, true): "< 80 ms, < 100 MB"
+    case (1_000_000, true): "< 1 s"
+    default: ""
+    }
+}
+
+/// Starts the simulator for `size`, runs the child that measures it, mutates the world whenever the child asks.
+private func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> PollSizeResult {
+    Bench.progress("poll \(size): building the simulator")
+    let simulator = DruIDSimulator(
+        options: SimulatorOptions(
+            initialOperations: size, creationsPerSecond: 0, automaticChurn: false, clockStart: Bench.clockStart,
+            requestLogLimit: 1_000),
+        logger: Bench.quietLogger("bulkwatch-bench.simulator"))
+    try await simulator.start()
+    _ = simulator.currentListBody()  // render now, not during the first poll
+    var mutator = WorldMutator(size: size)
+    let child = try BenchChild.spawn(
+        Bench.executablePath,
+        [
+            "poll", "--single", "\(size)", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL,
+            "--runs", "\(runs)", "--warmup", "\(warmup)",
+        ], pipes: true)
+    var result: PollSizeResult?
+    var rounds = 0
+    while let line = await child.output?.nextLine() {
+        if line == "@@MUTATE" {
+            rounds += 1
+            mutator.step(simulator)
+            _ = simulator.currentListBody()
+            child.send("OK")
+        } else if line.hasPrefix("@@RESULT ") {
+            result = try JSONDecoder().decode(PollSizeResult.self, from: Data(line.dropFirst(9).utf8))
+        } else if line.hasPrefix("@@PROGRESS ") {
+            Bench.progress("poll \(size): \(line.dropFirst(11))")
+        }
+    }
+    child.closePipes()
+    let exit = await child.wait()
+    await simulator.stop()
+    guard let result else { throw BenchError("child for \(size) items ended (\(exit?.description ?? "?")) without figures") }
+    return result
+}
+
+/// Moves the simulated world by one round: 1 % of the live items changed (new status, newer `updatedOn`), 1 % new
+/// items appended, 1 % removed. Seeded, so every run mutates the same items.
+private struct WorldMutator {
+    private var live: [String]
+    private var random = BenchRandom(state: 0xB0_11C0)
+    private var round = 0
+    private var nextSerial: Int
+    private let perRound: Int
+
+    init(size: Int) {
+        live = (1...size).map { number in
+            let digits = String(number)
+            return "b-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+        }
+        nextSerial = size + 1
+        perRound = max(1, size / 100)
+    }
+
+    mutating func step(_ simulator: DruIDSimulator) {
+        round += 1
+        // An hour past the initial world, one second per round: strictly newer than anything listed before.
+        let stamp = SimulatedField.date(Bench.clockStart + 3_600 + Double(round))
+        let statuses = ["PROCESSING", "FINISHED", "FINISHED_WITH_ERRORS"]
+        var chosen = Set<Int>()
+        while chosen.count < min(perRound, live.count) { chosen.insert(random.below(live.count)) }
+        for index in chosen {
+            simulator.upsert(
+                bulkId: live[index], status: .string(statuses[round % statuses.count]), createdOn: .date(Bench.clockStart),
+                updatedOn: stamp)
+        }
+        for _ in 0..<perRound where !live.isEmpty {
+            let index = random.below(live.count)
+            live.swapAt(index, live.count - 1)
+            simulator.remove(bulkId: live.removeLast())
+        }
+        for _ in 0..<perRound {
+            let bulkId = "b-\(nextSerial)"
+            nextSerial += 1
+            simulator.upsert(bulkId: bulkId, status: "PENDING", createdOn: stamp, updatedOn: stamp)
+            live.append(bulkId)
+        }
+    }
+}
+
+// MARK: - poll (child)
+
+/// What one child measured, sent to the parent as one JSON line.
+struct PollSizeResult: Codable {
+    struct Cycle: Codable {
+        var events = 0
+        var wall = 0.0
+        var watcher = 0.0
+        var deliver = 0.0
+        var cpu = 0.0
+        var peakRSS = 0
+    }
+
+    struct Pieces: Codable {
+        var fetch = 0.0
+        var transport = 0.0
+        var decode = 0.0
+        var diff = 0.0
+        var commit = 0.0
+        var sink = 0.0
+        var dispatch = 0.0
+
+        var sum: Double { fetch + diff + commit + sink + dispatch }
+
+        static func median(_ all: [Pieces]) -> Pieces {
+            func of(_ key: KeyPath<Pieces, Double>) -> Double { Bench.median(all.map { $0[keyPath: key] }) }
+            return Pieces(
+                fetch: of(\.fetch), transport: of(\.transport), decode: of(\.decode), diff: of(\.diff),
+                commit: of(\.commit), sink: of(\.sink), dispatch: of(\.dispatch))
+        }
+    }
+
+    var items: Int
+    var runs: Int
+    var bodyBytes = 0
+    var first = Cycle()
+    var steady = Cycle()
+    var steadyResident = 0
+    var peakResetWorked = false
+    var lastStats = ""
+    var firstPieces = Pieces()
+    var steadyPieces = Pieces()
+}
+
+/// The measuring side of `poll --single N`.
+private struct PollChild {
+    let size: Int
+    let endpoint: BulkEndpoint
+    let tokenURL: String
+    let runs: Int
+    let warmup: Int
+    private let parent = BenchLineReader(fd: 0)
+    private let logger = Bench.quietLogger("bulkwatch-bench.poll")
+
+    init(size: Int, endpoint: String, tokenURL: String, runs: Int, warmup: Int) {
+        self.size = size
+        self.endpoint = BulkEndpoint(url: endpoint, timeout: .seconds(300))
+        self.tokenURL = tokenURL
+        self.runs = runs
+        self.warmup = warmup
+    }
+
+    func run() async throws {
+        let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-poll")
+        defer { Bench.removeTree(directory) }
+        let transport = CurlTransport()
+        defer { transport.shutdown() }
+        let tokens = Bench.tokenProvider(tokenURL: tokenURL, transport: transport, logger: logger)
+        let client = BulkStatusClient(endpoint: endpoint, transport: transport, tokens: tokens, logger: logger)
+
+        var result = PollSizeResult(items: size, runs: runs)
+        try await measureWholeCycles(client: client, directory: directory, into: &result)
+        try await measurePieces(client: client, transport: transport, tokens: tokens, directory: directory, into: &result)
+        let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+        benchWriteLine("@@RESULT " + json, to: 1)
+    }
+
+    private func progress(_ message: String) {
+        benchWriteLine("@@PROGRESS " + message, to: 1)
+    }
+
+    /// Asks the parent to move the world and waits until it has (and has rendered the new body).
+    private func mutateWorld() async throws {
+        benchWriteLine("@@MUTATE", to: 1)
+        guard await parent.nextLine() == "OK" else { throw BenchError("parent went away") }
+    }
+
+    /// Phase 1: the real Watcher, then dispatcher-style delivery; wall, CPU and peak RSS.
+    private func measureWholeCycles(client: BulkStatusClient, directory: String, into result: inout PollSizeResult)
+        async throws
+    {
+        let journal = try Journal(path: directory + "/whole.db")
+        let sink = try FileSink(path: directory + "/whole.jsonl")
+        let watcher = try Watcher(
+            target: WatchTarget(endpoint: endpoint, interval: .seconds(1)), client: client, journal: journal,
+            logger: logger)
+        var delivery = Delivery(journal: journal, sink: sink)
+
+        progress("first poll (whole cycle)")
+        var cycle = try await timedCycle(watcher: watcher, delivery: &delivery)
+        cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
+        result.first = cycle
+
+        var steady: [PollSizeResult.Cycle] = []
+        progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
+        for round in 0..<(warmup + runs) {
+            try await mutateWorld()
+            if round == warmup { result.peakResetWorked = Bench.resetPeakResident() }
+            let measured = try await timedCycle(watcher: watcher, delivery: &delivery)
+            if round >= warmup { steady.append(measured) }
+        }
+        result.steady = PollSizeResult.Cycle(
+            events: Int(Bench.median(steady.map { Double($0.events) })), wall: Bench.median(steady.map(\.wall)),
+            watcher: Bench.median(steady.map(\.watcher)), deliver: Bench.median(steady.map(\.deliver)),
+            cpu: Bench.median(steady.map(\.cpu)), peakRSS: Bench.procStatus("VmHWM") ?? 0)
+        result.steadyResident = Bench.procStatus("VmRSS") ?? 0
+        await sink.close()
+    }
+
+    private func timedCycle(watcher: Watcher, delivery: inout Delivery) async throws -> PollSizeResult.Cycle {
+        let cpu = Bench.cpuSeconds()
+        let start = ContinuousClock.now
+        let report = try await watcher.pollOnce()
+        let polled = ContinuousClock.now
+        let delivered = try await delivery.drain()
+        let end = ContinuousClock.now
+        guard delivered == report.events.count else {
+            throw BenchError("delivered \(delivered) events of \(report.events.count)")
+        }
+        return PollSizeResult.Cycle(
+            events: report.events.count, wall: Bench.seconds(end - start), watcher: Bench.seconds(polled - start),
+            deliver: Bench.seconds(end - polled), cpu: Bench.cpuSeconds() - cpu)
+    }
+
+    /// Phase 2: the same stages called one by one, on a fresh journal and sink.
+    private func measurePieces(
+        client: BulkStatusClient, transport: CurlTransport, tokens: TokenProvider, directory: String,
+        into result: inout PollSizeResult
+    ) async throws {
+        let journal = try Journal(path: directory + "/pieces.db")
+        let sink = try FileSink(path: directory + "/pieces.jsonl")
+        var delivery = Delivery(journal: journal, sink: sink)
+        var snapshot = Snapshot()
+        var hasBaseline = false
+        let policy = DetectionPolicy()
+        var steady: [PollSizeResult.Pieces] = []
+        progress("first + \(warmup) warm-up + \(runs) steady polls (piece by piece)")
+        for round in 0...(warmup + runs) {
+            if round > 0 { try await mutateWorld() }
+            var pieces = PollSizeResult.Pieces()
+
+            let request = Bench.bulkRequest(endpoint: endpoint, token: try await tokens.token())
+            var start = ContinuousClock.now
+            let response = try await transport.send(request)
+            pieces.transport = Bench.seconds(since: start)
+            result.bodyBytes = response.body.count
+            start = ContinuousClock.now
+            let decoded = try BulkListDecoder.decode(response.body)
+            pieces.decode = Bench.seconds(since: start)
+            withExtendedLifetime((response, decoded)) {}
+
+            start = ContinuousClock.now
+            let listing = try await client.fetch()
+            pieces.fetch = Bench.seconds(since: start)
+
+            start = ContinuousClock.now
+            let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: policy, isFirstRun: !hasBaseline)
+            pieces.diff = Bench.seconds(since: start)
+
+            start = ContinuousClock.now
+            let events = try journal.commit(
+                target: "default", source: endpoint.url, outcome: outcome, snapshot: snapshot, detectedAt: Date())
+            pieces.commit = Bench.seconds(since: start)
+            hasBaseline = true
+
+            delivery.resetTimers()
+            let delivered = try await delivery.drain()
+            guard delivered == events.count else { throw BenchError("delivered \(delivered) events of \(events.count)") }
+            pieces.sink = delivery.deliverTime
+            pieces.dispatch = delivery.journalTime
+
+            if round == 0 { result.firstPieces = pieces }
+            if round > warmup { steady.append(pieces) }
+            let stats = outcome.stats
+            result.lastStats =
+                "\(stats.listed) listed, \(stats.created) created, \(stats.changed) changed, \(stats.expired) expired,"
+                + " \(stats.newlyAbsent) newly absent"
+        }
+        result.steadyPieces = PollSizeResult.Pieces.median(steady)
+        await sink.close()
+    }
+}
+
+/// What the Dispatcher does for one sink, inline: read a batch after the cursor, deliver it, advance the cursor.
+private struct Delivery {
+    let journal: Journal
+    let sink: FileSink
+    var cursor: Int64 = 0
+    /// Time in FileSink.deliver, and in journal reads + cursor writes, since ``resetTimers()``.
+    var deliverTime = 0.0
+    var journalTime = 0.0
+
+    init(journal: Journal, sink: FileSink) {
+        self.journal = journal
+        self.sink = sink
+    }
+
+    mutating func resetTimers() {
+        deliverTime = 0
+        journalTime = 0
+    }
+
+    /// Delivers everything committed; returns how many events.
+    mutating func drain() async throws -> Int {
+        var delivered = 0
+        while true {
+            var start = ContinuousClock.now
+            let batch = try journal.events(after: cursor, limit: 512)
+            journalTime += Bench.seconds(since: start)
+            guard let last = batch.last else { return delivered }
+            start = ContinuousClock.now
+            try await sink.deliver(batch)
+            deliverTime += Bench.seconds(since: start)
+            start = ContinuousClock.now
+            try journal.advanceCursor(sink: sink.name, to: last.sequence)
+            journalTime += Bench.seconds(since: start)
+            cursor = last.sequence
+            delivered += batch.count
+        }
+    }
+}
+
+// MARK: - idle
+
+/// Entry point for `bulkwatch-bench idle [--seconds 20] [--warmup 5] [--items 1000]`: the real `bulkwatch run`
+/// binary (found next to this executable) polling an in-process simulator every second, nothing changing.
+func idleBenchmark(arguments: [String]) async throws {
+    let usage = "idle [--seconds 20] [--warmup 5] [--items 1000]"
+    let flags = try BenchFlags(arguments, known: ["--seconds", "--warmup", "--items"], usage: usage)
+    let period = try flags["--seconds"].map { try Bench.positiveInt($0, "--seconds") } ?? 20
+    let warmup = try flags["--warmup"].map { try Bench.positiveInt($0, "--warmup") } ?? 5
+    let items = try flags["--items"].map { try Bench.positiveInt($0, "--items") } ?? 1_000
+
+    let binary = URL(fileURLWithPath: Bench.executablePath).deletingLastPathComponent().appendingPathComponent(
+        "bulkwatch"
+    ).path
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw BenchError("\(binary) not found: build it with swift build -c release --product bulkwatch")
+    }
+    print("idle: \(binary) run --interval 1s --sink file:… --log-level warning against an in-process simulator")
+    print("with \(items) items that never change; \(warmup) s warm-up (first poll and its \(items) created events),")
+    print("then VmRSS (/proc/PID/status) sampled every second for \(period) s and CPU from /proc/PID/stat utime+stime.")
+    print("")
+
+    let logger = Bench.quietLogger("bulkwatch-bench.idle")
+    let simulator = DruIDSimulator(
+        options: SimulatorOptions(
+            initialOperations: items, creationsPerSecond: 0, automaticChurn: false, clockStart: Bench.clockStart,
+            requestLogLimit: 1_000),
+        logger: logger)
+    try await simulator.start()
+    let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-idle")
+    defer { Bench.removeTree(directory) }
+    var environment = ProcessInfo.processInfo.environment
+    environment["BULKWATCH_CLIENT_SECRET"] = Bench.clientSecret
+    environment.removeValue(forKey: "BULKWATCH_TOKEN")
+    let child = try BenchChild.spawn(
+        binary,
+        [
+            "run", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id", Bench.clientID,
+            "--interval", "1s", "--sink", "file:\(directory)/events.jsonl", "--state", "\(directory)/state.db",
+            "--log-level", "warning",
+        ], environment: environment, pipes: false)
+
+    Bench.progress("idle: warm-up \(warmup) s (pid \(child.pid))")
+    try await Task.sleep(for: .seconds(warmup))
+    if let exit = child.poll() {
+        await simulator.stop()
+        throw BenchError("bulkwatch run ended during warm-up (\(exit))")
+    }
+    let eventsLines = (try? String(contentsOfFile: "\(directory)/events.jsonl", encoding: .utf8))?.split(
+        separator: "\n"
+    ).count ?? 0
+
+    Bench.progress("idle: sampling \(period) s")
+    let requestsBefore = simulator.stats.bulkRequests
+    let cpuBefore = Bench.cpuSeconds(pid: child.pid) ?? .nan
+    let start = ContinuousClock.now
+    var samples: [Int] = []
+    for second in 1...period {
+        try await Task.sleep(until: start + .seconds(second), clock: .continuous)
+        if let rss = Bench.procStatus("VmRSS", pid: child.pid) { samples.append(rss) }
+    }
+    let elapsed = Bench.seconds(since: start)
+    let cpuAfter = Bench.cpuSeconds(pid: child.pid) ?? .nan
+    let polls = simulator.stats.bulkRequests - requestsBefore
+    let peak = Bench.procStatus("VmHWM", pid: child.pid) ?? 0
+    let (exit, killed) = await child.stop(grace: .seconds(3))
+    await simulator.stop()
+
+    let cpu = cpuAfter - cpuBefore
+    let rssMedian = Bench.median(samples.map(Double.init))
+    var table = BenchTable([
+        "items", "interval", "period s", "polls", "RSS median MB", "RSS max MB", "VmHWM MB", "CPU s", "CPU s/hour",
+        "CPU %", "target",
+    ], leftAligned: [10])
+    table.add([
+        "\(items)", "1s", Bench.fixed(elapsed, 1), "\(polls)", Bench.megabytes(Int(rssMedian)),
+        Bench.megabytes(samples.max() ?? 0), Bench.megabytes(peak), Bench.fixed(cpu, 2),
+        Bench.fixed(cpu / elapsed * 3_600, 0), Bench.fixed(100 * cpu / elapsed, 2), "RSS < 30 MB",
+    ])
+    print(table.render())
+    print(
+        "events delivered to the file sink during warm-up: \(eventsLines) of \(items); stopped with "
+            + (killed ? "SIGKILL after SIGTERM was ignored for 3 s" : "SIGTERM") + " (\(exit?.description ?? "?"))."
+    )
+    print("CPU s/hour = CPU seconds over the period × 3600 / period (each poll fetches and decodes the whole list).")
+}
