@@ -53,7 +53,7 @@ enum DiffBenchError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .usage: return "usage: bulkwatch-bench diff [--sizes 1000,100000,1000000] [--runs N]"
-        case let .mismatch(detail): return "compact and naive differs disagree: \(detail)"
+        case .mismatch(let detail): return "compact and naive differs disagree: \(detail)"
         }
     }
 }

@@ -42,7 +42,8 @@ private func parse(_ spec: String) -> (String, String?, String?) {
 
 /// One line per event: `created a QUEUED t1`, `changed a DONE t2 (was QUEUED t1)`, `expired a …`.
 func render(_ change: DetectedChange) -> String {
-    var line = "\(change.kind.rawValue) \(change.item.bulkId) \(change.item.status ?? "-") \(change.item.updatedOn ?? "-")"
+    var line =
+        "\(change.kind.rawValue) \(change.item.bulkId) \(change.item.status ?? "-") \(change.item.updatedOn ?? "-")"
     if let previous = change.previous {
         line += " (was \(previous.status ?? "-") \(previous.updatedOn ?? "-"))"
     }

@@ -129,7 +129,7 @@ private struct ReferenceModel {
         case (nil, nil): return false
         case (nil, _): return true
         case (_, nil): return false
-        case let (a?, b?):
+        case (let a?, let b?):
             if let x = parseInstant(a), let y = parseInstant(b) { return x < y }
             return Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
         }
@@ -197,7 +197,9 @@ private func parseInstant(_ text: String) -> Int64? {
     if let millis = Int64(text) { return millis }
     let bytes = Array(text.utf8)
     guard bytes.count >= 24, bytes[4] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T") else { return nil }
-    func number(_ from: Int, _ count: Int) -> Int64? { Int64(String(decoding: bytes[from..<(from + count)], as: UTF8.self)) }
+    func number(_ from: Int, _ count: Int) -> Int64? {
+        Int64(String(decoding: bytes[from..<(from + count)], as: UTF8.self))
+    }
     guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
         let minute = number(14, 2), let second = number(17, 2), let millis = number(20, 3)
     else { return nil }
@@ -399,7 +401,7 @@ private struct HistoryRun {
                 return "row \(row.item.bulkId): snapshot \(rowText(row)), model \(rowText(modelRow)),"
                     + " journal \(rowText(stored))"
             }
-            if (poll % 8 == 0 || written.contains(row.item.bulkId)), !sameBytes(row.item.rawJSON, entry.item.rawJSON) {
+            if poll % 8 == 0 || written.contains(row.item.bulkId), !sameBytes(row.item.rawJSON, entry.item.rawJSON) {
                 return "rawJSON of \(row.item.bulkId)"
             }
             if snapshot.isUnderRemovalGuard(row.item.bulkId) != entry.guarded {

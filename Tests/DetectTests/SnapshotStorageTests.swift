@@ -1,5 +1,6 @@
-@testable import BulkWatch
 import Testing
+
+@testable import BulkWatch
 
 /// The snapshot's storage machinery (index, key arena, holes, compaction) under churn that the
 /// differ's own tests reach only at scale.
@@ -29,11 +30,16 @@ struct SnapshotStorageTests {
                 var order = snapshot.entries.indices.filter { !snapshot.isDead($0) }
                 order.shuffle(using: &random)
                 snapshot.compact(order: order)
+            } else if round % 5 == 0 {
+                snapshot.closeHoles()
+                #expect(snapshot.deadCount == 0)
+                #expect(snapshot.entries.count == model.count)
             }
             #expect(snapshot.count == model.count)
             for (bulkId, status) in model {
                 let position = snapshot.position(of: bulkId)
                 #expect(position.map { snapshot.entries[$0].item.status } == status, "round \(round): \(bulkId)")
+                #expect(position.flatMap { snapshot.keys.stateEquals($0, status: status, updatedOn: "1") } == true)
             }
             #expect(snapshot.position(of: "id-0-") == nil)
         }
@@ -67,7 +73,10 @@ struct SnapshotStorageTests {
         harness.poll(["\(longId):\(longStatus)@1", "b:\(longStatus)@1"])
         #expect(harness.snapshot.keys.spans.allSatisfy { $0 == KeyArena.none })
         #expect(harness.events(["\(longId):\(longStatus)@1", "b:\(longStatus)@1"]).isEmpty)
-        #expect(harness.events(["\(longId):DONE@1", "b:\(longStatus)@1"]) == ["changed \(longId) DONE 1 (was \(longStatus) 1)"])
+        #expect(
+            harness.events(["\(longId):DONE@1", "b:\(longStatus)@1"]) == [
+                "changed \(longId) DONE 1 (was \(longStatus) 1)"
+            ])
         #expect(harness.snapshot[longId]?.item.status == "DONE")
     }
 

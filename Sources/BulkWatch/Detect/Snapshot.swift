@@ -122,7 +122,15 @@ public struct Snapshot: Sendable {
 
     @inline(__always)
     func idMatches(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool {
-        keys.idEquals(position, id) ?? ByteKeys.withBytes(entries[position].item.bulkId) { ByteKeys.equal($0, id) }
+        Self.idMatches(position, id, keys: keys, entries: entries)
+    }
+
+    @inline(__always)
+    static func idMatches(
+        _ position: Int, _ id: UnsafeRawBufferPointer, keys: KeyArena, entries: [TrackedItem]
+    ) -> Bool {
+        keys.idEquals(position, id)
+            ?? ByteKeys.withBytes(entries[position].item.bulkId) { $0.count == id.count && ByteKeys.equal($0, id) }
     }
 
     func isDead(_ position: Int) -> Bool { flags[position] & Flags.dead != 0 }
@@ -150,6 +158,33 @@ public struct Snapshot: Sendable {
         flags.append(tracked.absentPolls > 0 ? Flags.absent : 0)
         keys.append(tracked.item)
         return position
+    }
+
+    /// Appends `tracked` unless its id is already live; returns the position and whether it was new.
+    /// One probe of the index does both the lookup and the insertion.
+    mutating func appendIfAbsent(_ tracked: TrackedItem, hash: UInt64) -> (position: Int, inserted: Bool) {
+        let position = entries.count
+        let existing = Self.indexUnlessPresent(
+            tracked.item.bulkId, hash: hash, position: position, index: &index, keys: keys, entries: entries,
+            hashes: hashes, flags: flags)
+        if let existing { return (existing, false) }
+        entries.append(tracked)
+        hashes.append(hash)
+        flags.append(tracked.absentPolls > 0 ? Flags.absent : 0)
+        keys.append(tracked.item)
+        return (position, true)
+    }
+
+    /// Separate from `self` so the matcher can read the keys while the index is being modified.
+    private static func indexUnlessPresent(
+        _ bulkId: String, hash: UInt64, position: Int, index: inout SlotIndex, keys: KeyArena,
+        entries: [TrackedItem], hashes: [UInt64], flags: [UInt8]
+    ) -> Int? {
+        ByteKeys.withBytes(bulkId) { id in
+            index.insertUnlessPresent(hash: hash, position: position, hashes: hashes, flags: flags) {
+                idMatches($0, id, keys: keys, entries: entries)
+            }
+        }
     }
 
     /// Stores a new state for the entry at `position` (same `bulkId`).
@@ -189,6 +224,36 @@ public struct Snapshot: Sendable {
     /// What a removed position holds: no strings, no bytes, an id that matches no real `bulkId`.
     private static let hole = TrackedItem(item: BulkItem(bulkId: "", rawJSON: []), absentPolls: 0)
 
+    /// Closes the holes, keeping the live entries in their order, without allocating: entries are
+    /// swapped down in place, so no item's strings are touched and no fresh pages are faulted in.
+    mutating func closeHoles() {
+        var target = 0
+        entries.withUnsafeMutableBufferPointer { entries in
+            hashes.withUnsafeMutableBufferPointer { hashes in
+                flags.withUnsafeMutableBufferPointer { flags in
+                    keys.withUnsafeMutableSpans { spans in
+                        for position in 0..<entries.count where flags[position] & Flags.dead == 0 {
+                            if position != target {
+                                entries.swapAt(target, position)
+                                hashes[target] = hashes[position]
+                                flags[target] = flags[position]
+                                spans[target] = spans[position]
+                            }
+                            target += 1
+                        }
+                    }
+                }
+            }
+        }
+        let removed = entries.count - target
+        entries.removeLast(removed)
+        hashes.removeLast(removed)
+        flags.removeLast(removed)
+        keys.removeLast(removed)
+        deadCount = 0
+        index.rebuild(hashes: hashes, flags: flags)
+    }
+
     /// Rewrites the storage without holes, live entries in `order` (positions; every live one
     /// exactly once), and rebuilds the index.
     ///
@@ -203,11 +268,12 @@ public struct Snapshot: Sendable {
             newHashes.append(hashes[position])
             newFlags.append(flags[position])
         }
+        let hole = Self.hole
         let newEntries = entries.withUnsafeMutableBufferPointer { old in
             [TrackedItem](unsafeUninitializedCapacity: order.count) { fresh, initialized in
                 for (target, position) in order.enumerated() {
                     (fresh.baseAddress! + target).moveInitialize(from: old.baseAddress! + position, count: 1)
-                    (old.baseAddress! + position).initialize(to: Self.hole)
+                    (old.baseAddress! + position).initialize(to: hole)
                 }
                 initialized = order.count
             }
@@ -236,7 +302,7 @@ struct KeyArena: Sendable {
 
     mutating func reserveCapacity(_ count: Int) {
         spans.reserveCapacity(count)
-        bytes.reserveCapacity(count * 64)
+        bytes.reserveCapacity(count * 96)
     }
 
     mutating func append(_ item: BulkItem) {
@@ -251,6 +317,14 @@ struct KeyArena: Sendable {
         }
     }
 
+    mutating func withUnsafeMutableSpans<R>(_ body: (inout UnsafeMutableBufferPointer<UInt64>) -> R) -> R {
+        spans.withUnsafeMutableBufferPointer(body)
+    }
+
+    mutating func removeLast(_ count: Int) {
+        spans.removeLast(count)
+    }
+
     mutating func clear(_ position: Int) {
         wasted += Self.length(spans[position])
         spans[position] = Self.none
@@ -258,19 +332,30 @@ struct KeyArena: Sendable {
 
     /// A copy holding only the entries at `order`, in that order, without waste.
     func reordered(_ order: [Int]) -> KeyArena {
+        var total = 0
+        let newSpans = order.map { position in
+            let span = spans[position]
+            guard span != Self.none else { return Self.none }
+            defer { total += Self.length(span) }
+            return span & ~0xFF_FFFF_FFFF | UInt64(total)
+        }
         var fresh = KeyArena()
-        fresh.spans.reserveCapacity(order.count)
-        fresh.bytes.reserveCapacity(bytes.count - wasted)
-        bytes.withUnsafeBufferPointer { old in
-            for position in order {
-                let span = spans[position]
-                guard span != Self.none else {
-                    fresh.spans.append(Self.none)
-                    continue
+        fresh.spans = newSpans
+        guard total > 0 else { return fresh }
+        let oldSpans = spans
+        fresh.bytes = bytes.withUnsafeBytes { old in
+            [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+                let base = UnsafeMutableRawPointer(target.baseAddress!)
+                newSpans.withUnsafeBufferPointer { newSpans in
+                    oldSpans.withUnsafeBufferPointer { oldSpans in
+                        for (n, position) in order.enumerated() where newSpans[n] != Self.none {
+                            base.advanced(by: Int(newSpans[n] & 0xFF_FFFF_FFFF)).copyMemory(
+                                from: old.baseAddress! + Int(oldSpans[position] & 0xFF_FFFF_FFFF),
+                                byteCount: Self.length(newSpans[n]))
+                        }
+                    }
                 }
-                let offset = Int(span & 0xFF_FFFF_FFFF)
-                fresh.spans.append(span & ~0xFF_FFFF_FFFF | UInt64(fresh.bytes.count))
-                fresh.bytes.append(contentsOf: old[offset..<(offset + Self.length(span))])
+                initialized = total
             }
         }
         return fresh
@@ -302,7 +387,9 @@ struct KeyArena: Sendable {
         let span = spans[position]
         guard span != Self.none else { return nil }
         guard Int(span >> 40 & 0xFF) == id.count else { return false }
-        return bytes.withUnsafeBytes { ByteKeys.equal(UnsafeRawBufferPointer(rebasing: $0[Int(span & 0xFF_FFFF_FFFF)...]), id) }
+        return bytes.withUnsafeBytes {
+            ByteKeys.equal(UnsafeRawBufferPointer(rebasing: $0[Int(span & 0xFF_FFFF_FFFF)...]), id)
+        }
     }
 
     /// Whether the entry's `status` and `updatedOn` are byte for byte these; nil when it has no copy.
@@ -393,6 +480,30 @@ struct SlotIndex: Sendable {
         }
         place(hash: hash, position: position)
         count += 1
+    }
+
+    /// Indexes `position` under `hash` unless a position matching `matches` is already there, in
+    /// which case that one is returned and nothing changes.
+    mutating func insertUnlessPresent(
+        hash: UInt64, position: Int, hashes: [UInt64], flags: [UInt8], matches: (Int) -> Bool
+    ) -> Int? {
+        if (count + 1) * 2 > slots.count {
+            rehash(toHold: max(count + 1, slots.count), hashes: hashes, flags: flags)
+        }
+        let tag = Self.tag(hash)
+        var bucket = home(hash)
+        while true {
+            let slot = slots[bucket]
+            if slot == 0 { break }
+            if slot >> 32 == tag {
+                let existing = Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
+                if matches(existing) { return existing }
+            }
+            bucket = (bucket + 1) & mask
+        }
+        slots[bucket] = tag << 32 | UInt64(position + 1)
+        count += 1
+        return nil
     }
 
     private mutating func place(hash: UInt64, position: Int) {

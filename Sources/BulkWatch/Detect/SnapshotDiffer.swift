@@ -58,9 +58,10 @@ public struct DiffOutcome: Sendable {
     /// `created`/`changed` in listing order, then `expired` in UTF-8 byte order of `bulkId`.
     public var changes: [DetectedChange]
     /// Rows whose stored state changed: new items, changed items, re-spelled timestamps, and every
-    /// absence-counter move (incremented, or reset on reappearance). Present items first, in
-    /// listing order. Unchanged items are not listed even though the in-memory snapshot adopts
-    /// their latest bytes (so it never pins an old response body).
+    /// absence-counter move (incremented, or reset on reappearance); present items first, in
+    /// listing order. Nothing else changes in the snapshot (an unchanged item keeps the bytes it
+    /// was stored with), so applying exactly these rows and ``removed`` to the journal keeps it
+    /// equal to the in-memory snapshot.
     public var upserted: [TrackedItem]
     /// `bulkId`s that expired and left the snapshot, in the order of their `expired` events.
     public var removed: [String]
@@ -116,12 +117,12 @@ public enum DiffWarning: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .duplicateIDs(count, examples):
+        case .duplicateIDs(let count, let examples):
             return "\(count) duplicate bulkId entr\(count == 1 ? "y" : "ies") in one answer, newest kept"
                 + " (e.g. \(examples.joined(separator: ", ")))"
-        case let .itemsWithoutID(count):
+        case .itemsWithoutID(let count):
             return "\(count) item\(count == 1 ? "" : "s") without a bulkId skipped"
-        case let .massRemovalGuard(newlyAbsent, known, confirmations):
+        case .massRemovalGuard(let newlyAbsent, let known, let confirmations):
             return "\(newlyAbsent) of \(known) known operations missing from one answer:"
                 + " they expire only after \(confirmations) consecutive absent polls"
         }
@@ -191,7 +192,7 @@ private struct DiffRun {
     }
 
     /// Re-sorts the storage into this listing's order when it no longer follows the upstream's
-    /// (too many lookups missed the guessed position) or holds too many holes. A listing whose
+    /// (too many lookups missed the guessed position) or is half holes. A listing whose
     /// order changes every poll would make every re-sort wasted work, so each re-sort that did not
     /// help doubles the wait before the next one (up to 64 polls).
     private func maintainLayout(of snapshot: inout Snapshot, owner: [Int32], misses: Int) {
@@ -202,14 +203,18 @@ private struct DiffRun {
             layout.reorderedLastPoll = false
         }
         if layout.pollsUntilReorder > 0 { layout.pollsUntilReorder -= 1 }
-        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 8 > snapshot.entries.count
+        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 2 > snapshot.entries.count
         let reorder = fragmented && layout.pollsUntilReorder == 0
         if reorder {
             layout.reorderedLastPoll = true
             layout.pollsUntilReorder = 1 << layout.backoff
         }
         snapshot.layout = layout
-        guard holes || reorder else { return }
+        if holes, !reorder {
+            snapshot.closeHoles()
+            return
+        }
+        guard reorder else { return }
 
         var byListing = [Int32](repeating: Self.notFound, count: items.count)
         var order: [Int] = []
@@ -231,7 +236,7 @@ private struct DiffRun {
     ) -> Bool {
         outcome.stats.duplicatesResolved += 1
         let bulkId = items[listed].bulkId
-        if duplicateExamples.count < 5, !duplicateExamples.contains(bulkId) {
+        if duplicateExamples.count < Self.exampleLimit, !duplicateExamples.contains(bulkId) {
             duplicateExamples.append(bulkId)
         }
         return compareUpdated(items[listed].updatedOn, items[earlier].updatedOn) >= 0
@@ -265,7 +270,8 @@ private struct DiffRun {
                         return (snapshot.find(id: id, hash: hash), hash)
                     }
                     guard let position = found else {
-                        candidates.append(Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
+                        candidates.append(
+                            Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
                         continue
                     }
                     if hash != 0 { misses += 1 }
@@ -276,7 +282,8 @@ private struct DiffRun {
                     }
                     owner[position] = Int32(i)
                     let verdict: Verdict
-                    if snapshot.keys.stateEquals(position, status: item.pointee.status, updatedOn: item.pointee.updatedOn)
+                    if snapshot.keys.stateEquals(
+                        position, status: item.pointee.status, updatedOn: item.pointee.updatedOn)
                         == true
                     {
                         verdict = .same
@@ -302,18 +309,13 @@ private struct DiffRun {
         if snapshot.isEmpty { snapshot.reserveCapacity(candidates.count) }
         for k in candidates.indices where candidates[k].verdict == .created {
             let i = Int(candidates[k].listed)
-            let hash = candidates[k].hash
-            if let position = snapshot.position(of: items[i].bulkId) {
-                candidates[k].position = Int32(position)
-                if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
-                    owner[position] = Int32(i)
-                    snapshot.replaceItem(at: position, with: items[i])
-                }
-            } else {
-                // Pass 2 stores the winning occurrence (the same bytes, possibly detached).
-                let position = snapshot.append(TrackedItem(item: items[i]), hash: hash)
-                candidates[k].position = Int32(position)
+            let (position, inserted) = snapshot.appendIfAbsent(TrackedItem(item: items[i]), hash: candidates[k].hash)
+            candidates[k].position = Int32(position)
+            if inserted {
                 owner.append(Int32(i))
+            } else if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
+                owner[position] = Int32(i)
+                snapshot.replaceItem(at: position, with: items[i])
             }
         }
     }
@@ -343,6 +345,8 @@ private struct DiffRun {
         // copy the few stored items' bytes so one kept item does not pin a whole response body.
         let detach = candidates.count * 2 < items.count
         func keep(_ item: BulkItem) -> BulkItem { detach ? item.detached() : item }
+        outcome.changes.reserveCapacity(candidates.count)
+        outcome.upserted.reserveCapacity(candidates.count)
         for candidate in candidates {
             let position = Int(candidate.position)
             let i = Int(candidate.listed)
@@ -350,12 +354,13 @@ private struct DiffRun {
             var rowChanged = false
             switch candidate.verdict {
             case .created:
-                // Same bytes as the placeholder's key copy (``appendNew`` keeps it on the winner).
-                let item = keep(items[i])
-                snapshot.entries[position].item = item
+                // ``appendNew`` stored the winning occurrence already; only its bytes may need a copy.
+                if detach { snapshot.entries[position].item = items[i].detached() }
                 outcome.stats.created += 1
                 outcome.upserted.append(snapshot.entries[position])
-                if announceCreated { outcome.changes.append(DetectedChange(kind: .created, item: item)) }
+                if announceCreated {
+                    outcome.changes.append(DetectedChange(kind: .created, item: snapshot.entries[position].item))
+                }
                 continue
             case .same:
                 break
@@ -429,14 +434,14 @@ private struct DiffRun {
         outcome.stats.absentPending = absent.count - expiring.count
         guard !expiring.isEmpty else { return absent.count }
 
-        expiring.sort { ByteKeys.less(snapshot.entries[$0].item.bulkId, snapshot.entries[$1].item.bulkId) }
+        var byId = expiring.map { (bulkId: snapshot.entries[$0].item.bulkId, position: $0) }
+        byId.sort { ByteKeys.less($0.bulkId, $1.bulkId) }
         outcome.stats.expired = expiring.count
         outcome.changes.reserveCapacity(outcome.changes.count + expiring.count)
         outcome.removed.reserveCapacity(expiring.count)
-        for position in expiring {
-            let item = snapshot.entries[position].item
-            outcome.changes.append(DetectedChange(kind: .expired, item: item))
-            outcome.removed.append(item.bulkId)
+        for (bulkId, position) in byId {
+            outcome.changes.append(DetectedChange(kind: .expired, item: snapshot.entries[position].item))
+            outcome.removed.append(bulkId)
         }
         snapshot.remove(positions: expiring)
         return absent.count
@@ -450,7 +455,7 @@ private func compareUpdated(_ lhs: String?, _ rhs: String?) -> Int {
     case (nil, nil): return 0
     case (nil, _): return -1
     case (_, nil): return 1
-    case let (left?, right?):
+    case (let left?, let right?):
         if left == right { return 0 }
         if let l = Timestamp.instantMillis(left), let r = Timestamp.instantMillis(right) {
             return l < r ? -1 : (l > r ? 1 : 0)
