@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import BulkWatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func item(_ id: String, _ status: String, updatedOn: String = "2026-11-28T10:00:00Z", extra: String = "")
+    -> BulkItem
+{
+    let json = #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)"\#(extra)}"#
+    return BulkItem(bulkId: id, status: status, updatedOn: updatedOn, rawJSON: Array(json.utf8)[...])
+}
+
+private func listing(_ items: BulkItem...) -> BulkListing { BulkListing(items: items) }
+
+/// Diffs and commits like the watcher does, returning the stored events.
+private func poll(_ journal: Journal, _ snapshot: inout Snapshot, _ listing: BulkListing, first: Bool = false) throws
+    -> [JournalEvent]
+{
+    let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: DetectionPolicy(), isFirstRun: first)
+    return try journal.commit(
+        target: "default", source: "https://api.example.com/bulk", outcome: outcome, snapshot: snapshot,
+        detectedAt: Date(timeIntervalSince1970: 1_764_325_000.25))
+}
+
+@Suite("SQLite journal")
+struct JournalTests {
+    let directory: String
+    init() throws { directory = try makeTemporaryDirectory("journal") }
+
+    @Test func createsTheDatabaseReadableOnlyByItsOwner() throws {
+        let path = directory + "/state.db"
+        let journal = try Journal(path: path)
+        var snapshot = Snapshot()
+        _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
+        for file in [path, path + "-wal"] where FileManager.default.fileExists(atPath: file) {
+            var info = stat()
+            #expect(stat(file, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o600, "\(file)")
+        }
+    }
+
+    @Test func storesEventsWithContiguousSequencesAndValidCloudEvents() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        let first = try poll(
+            journal, &snapshot, listing(item("b-1", "PENDING", extra: #","owner":{"team":"x"}"#), item("b-2", "PENDING")),
+            first: true)
+        let second = try poll(
+            journal, &snapshot,
+            listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T10:05:00Z"), item("b-2", "PENDING")))
+        #expect(first.map(\.sequence) == [1, 2])
+        #expect(second.map(\.sequence) == [3])
+        let stored = try journal.allEvents()
+        #expect(stored == first + second)
+
+        let created = try #require(JSONSerialization.jsonObject(with: Data(stored[0].body)) as? [String: Any])
+        #expect(created["specversion"] as? String == "1.0")
+        #expect(created["type"] as? String == "bulk.created")
+        #expect(created["subject"] as? String == "b-1")
+        #expect(created["sequence"] as? String == "1")
+        #expect(created["time"] as? String == "2025-11-28T10:16:40.250Z")
+        #expect(created["source"] as? String == "https://api.example.com/bulk")
+        let createdData = try #require(created["data"] as? [String: Any])
+        #expect((createdData["owner"] as? [String: Any])?["team"] as? String == "x", "unknown fields pass through")
+        #expect(createdData["previous"] is NSNull)
+
+        let changed = try #require(JSONSerialization.jsonObject(with: Data(stored[2].body)) as? [String: Any])
+        let previous = try #require((changed["data"] as? [String: Any])?["previous"] as? [String: Any])
+        #expect(previous["status"] as? String == "PENDING")
+        #expect(previous["updatedOn"] as? String == "2026-11-28T10:00:00Z")
+    }
+
+    @Test func eventIDsAreStableAndTheSameChangeIsStoredOnce() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        let first = try poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
+        // A crash after commit but before the in-memory swap: the watcher re-diffs against a fresh
+        // (empty) snapshot and would announce the same creation again.
+        var forgetful = Snapshot()
+        let again = try poll(journal, &forgetful, listing(item("b-1", "PENDING")), first: true)
+        #expect(again.isEmpty)
+        #expect(try journal.allEvents().count == 1)
+
+        let change = DetectedChange(kind: .created, item: item("b-1", "PENDING"))
+        let id = CloudEventEncoder.stableID(source: "https://api.example.com/bulk", change: change)
+        #expect(first.first?.id == id)
+        var other = change
+        other.item.status = "FINISHED"
+        #expect(CloudEventEncoder.stableID(source: "https://api.example.com/bulk", change: other) != id)
+        #expect(CloudEventEncoder.stableID(source: "https://other.example.com/bulk", change: change) != id)
+        #expect(id.count == 36 && id.split(separator: "-").count == 5)
+    }
+
+    @Test func snapshotAndAbsenceCountersSurviveAReopen() throws {
+        let path = directory + "/state.db"
+        var snapshot = Snapshot()
+        do {
+            let journal = try Journal(path: path)
+            _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+            _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING")))
+        }
+        let reopened = try Journal(path: path)
+        let (stored, hasBaseline) = try reopened.loadSnapshot(target: "default")
+        #expect(hasBaseline)
+        #expect(stored.count == 2)
+        #expect(stored["b-2"]?.absentPolls == 1)
+        #expect(stored["b-1"]?.item.rawJSON.elementsEqual(item("b-1", "PENDING").rawJSON) == true)
+        // The second absence, after the restart, expires it: the counter was not lost.
+        var restored = stored
+        let events = try poll(reopened, &restored, listing(item("b-1", "PENDING")))
+        #expect(events.map(\.kind) == [.expired])
+        #expect(try reopened.loadSnapshot(target: "default").snapshot.count == 1)
+    }
+
+    @Test func aFreshStateHasNoBaseline() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        let (snapshot, hasBaseline) = try journal.loadSnapshot(target: "default")
+        #expect(snapshot.isEmpty)
+        #expect(!hasBaseline)
+    }
+
+    @Test func cursorsPersistAndFiltersSelectEvents() throws {
+        let path = directory + "/state.db"
+        let journal = try Journal(path: path)
+        var snapshot = Snapshot()
+        _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        _ = try poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z"), item("b-2", "PENDING")))
+        #expect(try journal.cursor(sink: "stdout") == nil)
+        try journal.advanceCursor(sink: "stdout", to: 2)
+        #expect(try Journal(path: path).cursor(sink: "stdout") == 2)
+        #expect(try journal.events(after: 2).map(\.subject) == ["b-1"])
+        #expect(try journal.events(after: 0, filter: .init(kinds: [.changed])).map(\.sequence) == [3])
+        #expect(try journal.events(after: 0, filter: .init(subject: "b-2")).map(\.sequence) == [2])
+        #expect(try journal.events(after: 0, limit: 1).count == 1)
+        #expect(try journal.lastSequence() == 3)
+    }
+
+    @Test func pruningNeverDropsAnEventASinkHasNotDelivered() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        try journal.advanceCursor(sink: "file:a", to: 2)
+        try journal.advanceCursor(sink: "stdout", to: 1)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try journal.prune(olderThan: future) == 1)
+        #expect(try journal.allEvents().map(\.sequence) == [2])
+        // New sequences continue after pruned ones.
+        _ = try poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-2", "PENDING")))
+        #expect(try journal.lastSequence() == 3)
+    }
+
+    @Test func reportsAnUnopenableDatabaseInOneLine() throws {
+        let error = #expect(throws: JournalError.self) { try Journal(path: directory + "/missing/dir/state.db") }
+        #expect(error?.description.contains("missing/dir/state.db") == true)
+        #expect(error?.description.contains("\n") == false)
+        let garbage = directory + "/garbage.db"
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: garbage))
+        #expect(throws: JournalError.self) { try Journal(path: garbage) }
+    }
+
+    @Test func passesIntegrityCheck() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        #expect(try journal.integrityCheck() == "ok")
+    }
+}
