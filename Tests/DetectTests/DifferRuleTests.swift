@@ -405,6 +405,20 @@ struct DifferRuleTests {
         #expect(harness.snapshot[decomposed] != nil)
     }
 
+    @Test func hugeExpireAfterNeitherOverflowsNorExpires() {
+        var harness = DiffHarness(expireAfter: .max)
+        harness.poll(population(12))
+        for _ in 0..<5 {
+            #expect(harness.events([]).isEmpty)
+        }
+        #expect(harness.snapshot.count == 12)
+    }
+
+    @Test func negativeAbsenceCountsFromStorageAreReadAsZero() {
+        let snapshot = Snapshot(tracked: [TrackedItem(item: item("a:Q@1"), absentPolls: -3)])
+        #expect(snapshot["a"]?.absentPolls == 0)
+    }
+
     private func rows(_ upserted: [TrackedItem]) -> [String] {
         upserted.map { "\($0.item.bulkId) \($0.item.status ?? "-") \($0.absentPolls)" }
     }

@@ -64,7 +64,8 @@ public struct Snapshot: Sendable {
         self.init()
         let rows = Array(tracked)
         reserveCapacity(rows.count)
-        for row in rows {
+        for var row in rows {
+            row.absentPolls = max(0, row.absentPolls)
             if let existing = position(of: row.item.bulkId) {
                 replaceItem(at: existing, with: row.item)
                 setAbsentPolls(existing, row.absentPolls)

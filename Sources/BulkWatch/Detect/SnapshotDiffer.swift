@@ -409,7 +409,7 @@ private struct DiffRun {
         outcome.stats.newlyAbsent = newlyAbsent
         guard !absent.isEmpty else { return 0 }
 
-        let confirmations = max(2, policy.expireAfter)
+        let confirmations = min(max(2, policy.expireAfter), Int.max / 2)
         let guardTriggered = known >= 10 && newlyAbsent * 2 > known
         if guardTriggered {
             outcome.stats.massRemovalGuardTriggered = true
