@@ -35,7 +35,9 @@ struct PipelineOptions: ParsableArguments {
         for spec in sinks where SinkSpec(parsing: spec) == nil {
             throw ValidationError("invalid --sink '\(spec)': expected stdout, stdout:json, file:PATH or webhook:URL")
         }
-        guard expireAfter >= 1 else { throw ValidationError("--expire-after must be at least 1") }
+        guard expireAfter >= 2 else {
+            throw ValidationError("--expire-after must be at least 2: a single glitching poll must never expire items")
+        }
         guard DetectionPolicy.InitialMode(rawValue: initial) != nil else {
             throw ValidationError("--initial must be 'emit' or 'skip', not '\(initial)'")
         }

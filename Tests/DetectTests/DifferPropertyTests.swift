@@ -175,7 +175,7 @@ private struct ReferenceModel {
         }
         let absentIds = entries.keys.filter { winner[$0] == nil }
         let newlyAbsent = absentIds.filter { entries[$0]!.absent == 0 }.count
-        let guardTriggered = known >= 10 && newlyAbsent * 2 > known
+        let guardTriggered = known >= 10 && newlyAbsent * 2 >= known
         let confirmations = max(2, policy.expireAfter)
         var expired: [String] = []
         for bulkId in absentIds {

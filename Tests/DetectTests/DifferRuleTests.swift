@@ -168,11 +168,20 @@ struct RuleCase: Sendable, CustomTestStringConvertible {
                 (Array(population(10).prefix(4)), population(10).suffix(6).map { "expired \($0.spaced)" }),
             ]),
         RuleCase(
-            name: "exactly half missing is not a mass removal",
+            name: "exactly half missing is a mass removal too (the half-list glitch)",
             polls: [
                 (population(10), population(10).map { "created \($0.spaced)" }),
                 (Array(population(10).prefix(5)), []),
+                (Array(population(10).prefix(5)), []),
+                (Array(population(10).prefix(5)), []),
                 (Array(population(10).prefix(5)), population(10).suffix(5).map { "expired \($0.spaced)" }),
+            ]),
+        RuleCase(
+            name: "fewer than half missing is an ordinary removal",
+            polls: [
+                (population(10), population(10).map { "created \($0.spaced)" }),
+                (Array(population(10).prefix(6)), []),
+                (Array(population(10).prefix(6)), population(10).suffix(4).map { "expired \($0.spaced)" }),
             ]),
         RuleCase(
             name: "the mass-removal guard needs at least 10 known items",

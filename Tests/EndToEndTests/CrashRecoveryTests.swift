@@ -22,7 +22,7 @@ struct CrashRecoveryTests {
         let kills = 8
         for round in 0..<kills {
             let child = try ChildProcess(
-                BulkWatchBinary.path, fixture.arguments(["--interval", "50ms", "--expire-after", "1"]),
+                BulkWatchBinary.path, fixture.arguments(["--interval", "50ms"]),
                 environment: fixture.environment, directory: fixture.directory)
             let before = fixture.fileEvents.count
             // Wait for progress so every kill lands in a busy process, then kill at a random moment.
@@ -34,7 +34,7 @@ struct CrashRecoveryTests {
         }
         // A last graceful run drains whatever was journaled but not yet written to the file.
         let final = try await runBulkWatch(
-            fixture.arguments(["--once", "--expire-after", "1"]), environment: fixture.environment,
+            fixture.arguments(["--once"]), environment: fixture.environment,
             directory: fixture.directory)
         #expect(final.status == 0, "stderr: \(final.stderr)")
 

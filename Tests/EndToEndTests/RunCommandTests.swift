@@ -140,8 +140,8 @@ struct RunCommandTests {
         options.faults.malformedJSONRate = 0.05
         options.faults.truncatedBodyRate = 0.05
         options.faults.htmlErrorPageRate = 0.05
-        options.faults.emptyListRate = 0.05
-        options.faults.halfListRate = 0.05
+        options.faults.emptyListRate = 0.04
+        options.faults.halfListRate = 0.04
         let fixture = try await RunFixture(options: options)
         for index in 1...20 { fixture.simulator.upsert(bulkId: "b-\(index)", status: "FINISHED") }
         let child = try ChildProcess(
@@ -217,7 +217,7 @@ struct CommandLineValidationTests {
         ["run", "--endpoint", "http://x/b", "--token-url", "http://x/t", "--client-id", "c", "--interval", "soon"],
         ["run", "--endpoint", "http://x/b", "--token-url", "http://x/t", "--client-id", "c", "--sink", "email:me"],
         ["run", "--endpoint", "http://x/b", "--token-url", "http://x/t", "--client-id", "c", "--initial", "maybe"],
-        ["run", "--endpoint", "http://x/b", "--token-url", "http://x/t", "--client-id", "c", "--expire-after", "0"],
+        ["run", "--endpoint", "http://x/b", "--token-url", "http://x/t", "--client-id", "c", "--expire-after", "1"],
         ["run", "--endpoint", "http://x/b", "--client-id", "c"],
         ["events", "--format", "xml"],
         ["frobnicate"],

@@ -14,7 +14,7 @@
 /// The order of ``trackedItems`` is otherwise unspecified, but deterministic for one history.
 ///
 /// Besides each item's absence counter, the snapshot remembers which absent items are held by the
-/// mass-removal guard (DESIGN.md §3: a poll that would remove more than half of the known items
+/// mass-removal guard (DESIGN.md §3: a poll that would remove half or more of the known items
 /// needs twice the confirmations). Persist ``removalGuardedIDs`` next to the items and pass them
 /// back to ``init(tracked:removalGuarded:)`` so the guard survives a restart.
 public struct Snapshot: Sendable {

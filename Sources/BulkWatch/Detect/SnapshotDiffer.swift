@@ -16,8 +16,8 @@
 ///   policy says: a single poll must never expire anything). Presence in the listing, stale or
 ///   not, resets the counter; an item that comes back changed is `changed`. The event carries
 ///   the last known state.
-/// - **mass-removal guard**: when at least 10 items are known and a poll would newly count more
-///   than half of them absent, each of those newly absent items is held by the guard until it
+/// - **mass-removal guard**: when at least 10 items are known and a poll would newly count half
+///   or more of them absent (a half list is the classic glitch, so exactly half counts), each of those newly absent items is held by the guard until it
 ///   reappears: it expires only after `2 × expireAfter` absences. A ``DiffWarning/massRemovalGuard``
 ///   is produced on the poll that triggers it.
 /// - **duplicates** in one listing: the occurrence with the newest `updatedOn` wins (by instant, else
@@ -112,7 +112,7 @@ public enum DiffWarning: Sendable, Equatable, CustomStringConvertible {
     case duplicateIDs(count: Int, examples: [String])
     /// The decoder skipped `count` items without a usable `bulkId`.
     case itemsWithoutID(count: Int)
-    /// More than half of the `known` items went missing at once; those need `confirmations` polls.
+    /// Half or more of the `known` items went missing at once; those need `confirmations` polls.
     case massRemovalGuard(newlyAbsent: Int, known: Int, confirmations: Int)
 
     public var description: String {
@@ -410,7 +410,7 @@ private struct DiffRun {
         guard !absent.isEmpty else { return 0 }
 
         let confirmations = min(max(2, policy.expireAfter), Int.max / 2)
-        let guardTriggered = known >= 10 && newlyAbsent * 2 > known
+        let guardTriggered = known >= 10 && newlyAbsent * 2 >= known
         if guardTriggered {
             outcome.stats.massRemovalGuardTriggered = true
             outcome.removalGuardChanged = true
