@@ -14,13 +14,15 @@ func decodeBenchmark(arguments: [String]) async throws {
     let memory = PeakResidentMemory()
     print("decode: BulkListDecoder vs Foundation JSONDecoder, median of \(options.runs) runs after 1 warm-up")
     print("memory: \(memory.explanation)")
+    print("load average before: \(loadAverage())")
     print("")
-    let header = [
-        pad("items", 9), pad("body", 10), pad("decoder", 10), pad("MB/s", 7), pad("peak Δ", 9),
-        pad("JSONDecoder", 11), pad("MB/s", 7), pad("peak Δ", 9), pad("speed-up", 8),
+    let columns: [(String, Int)] = [
+        ("items", 8), ("body", 9), ("decoder", 9), ("cpu", 9), ("MB/s", 5), ("peak Δ", 8),
+        ("JSONDecoder", 11), ("cpu", 10), ("MB/s", 5), ("peak Δ", 8), ("speed-up", 8),
     ]
-    print(header.joined(separator: "  "))
-    print(String(repeating: "-", count: header.joined(separator: "  ").count))
+    let header = columns.map { pad($0.0, $0.1) }.joined(separator: "  ")
+    print(header)
+    print(String(repeating: "-", count: header.count))
 
     for size in options.sizes {
         let body = DecodeBenchBody.make(items: size)
@@ -28,7 +30,7 @@ func decodeBenchmark(arguments: [String]) async throws {
 
         memory.reset()
         var decodedCount = 0
-        let ours = try medianSeconds(runs: options.runs) {
+        let ours = try medianTimes(runs: options.runs) {
             let listing = try BulkListDecoder.decode(body)
             decodedCount = listing.items.count
             return listing
@@ -37,23 +39,27 @@ func decodeBenchmark(arguments: [String]) async throws {
         guard decodedCount == size else { throw DecodeBenchError("decoder returned \(decodedCount) of \(size) items") }
 
         memory.reset()
-        let foundation = try medianSeconds(runs: options.runs) {
+        let foundation = try medianTimes(runs: options.runs) {
             try JSONDecoder().decode(FoundationBulkBody.self, from: data)
         }
         let foundationPeak = memory.peakAboveReset()
 
         let megabytes = Double(body.count) / 1_000_000
-        print(
-            [
-                pad("\(size)", 9), pad(bytes(body.count), 10), pad(milliseconds(ours), 10),
-                pad(String(format: "%.0f", megabytes / ours), 7), pad(bytes(oursPeak), 9),
-                pad(milliseconds(foundation), 11), pad(String(format: "%.0f", megabytes / foundation), 7),
-                pad(bytes(foundationPeak), 9), pad(String(format: "%.1fx", foundation / ours), 8),
-            ].joined(separator: "  "))
+        let cells = [
+            "\(size)", bytes(body.count), milliseconds(ours.wall), milliseconds(ours.cpu),
+            String(format: "%.0f", megabytes / ours.wall), bytes(oursPeak),
+            milliseconds(foundation.wall), milliseconds(foundation.cpu),
+            String(format: "%.0f", megabytes / foundation.wall), bytes(foundationPeak),
+            String(format: "%.1fx", foundation.wall / ours.wall),
+        ]
+        print(zip(cells, columns).map { pad($0, $1.1) }.joined(separator: "  "))
     }
     print("")
+    print("load average after: \(loadAverage())")
     print("decoder = BulkListDecoder.decode (keeps rawJSON slices); JSONDecoder = a plain Codable model of the")
-    print("four fields (no raw bytes kept). peak Δ = VmHWM minus the RSS when that measurement started.")
+    print("four fields (no raw bytes kept). Times are medians of wall time (MB/s uses them) and of this")
+    print("thread's CPU time (less sensitive to other processes on a shared machine). peak Δ = VmHWM minus")
+    print("the RSS when that measurement started.")
 
     // Fetch + decode over loopback (curl transport against the simulator) goes here; to be added
     // by the transport work, reusing DecodeBenchBody and medianSeconds(runs:_:).
@@ -202,21 +208,48 @@ struct DecodeBenchRandom {
     }
 }
 
-/// Median wall time in seconds of `runs` calls after one warm-up. The result of each call is released
-/// after the clock stops, so deallocation is not counted.
-func medianSeconds<Result>(runs: Int, _ work: () throws -> Result) throws -> Double {
+/// Median wall time and median thread CPU time, in seconds, of `runs` calls after one warm-up. The
+/// result of each call is released after the clocks stop, so deallocation is not counted.
+func medianTimes<Result>(runs: Int, _ work: () throws -> Result) throws -> (wall: Double, cpu: Double) {
     _ = try work()
-    var times: [Double] = []
+    var walls: [Double] = []
+    var cpus: [Double] = []
     let clock = ContinuousClock()
     for _ in 0..<runs {
+        let cpuStart = threadCPUSeconds()
         let start = clock.now
         let result = try work()
         let elapsed = clock.now - start
+        let cpu = threadCPUSeconds() - cpuStart
         withExtendedLifetime(result) {}
-        times.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        walls.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        cpus.append(cpu)
     }
-    times.sort()
-    return times[times.count / 2]
+    walls.sort()
+    cpus.sort()
+    return (walls[walls.count / 2], cpus[cpus.count / 2])
+}
+
+/// Median wall time in seconds of `runs` calls after one warm-up (see ``medianTimes(runs:_:)``).
+func medianSeconds<Result>(runs: Int, _ work: () throws -> Result) throws -> Double {
+    try medianTimes(runs: runs, work).wall
+}
+
+/// CPU time consumed by the calling thread (0 where the clock is unavailable).
+func threadCPUSeconds() -> Double {
+    #if canImport(Glibc)
+        var time = timespec()
+        guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time) == 0 else { return 0 }
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    #else
+        return 0
+    #endif
+}
+
+/// The 1-, 5- and 15-minute load averages, so a reader can tell a quiet run from a contended one.
+func loadAverage() -> String {
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+    return text.split(separator: " ").prefix(3).joined(separator: " ")
 }
 
 /// Peak resident memory on Linux. Writing "5" to /proc/self/clear_refs resets VmHWM to the current
