@@ -48,7 +48,8 @@ func diffBenchmark(arguments: [String]) async throws {
         print(
             pad(String(size), 10) + pad(formatMillis(row.first), 13)
                 + pad(formatMillis(row.steady), 12) + pad(perItem(row.steady), 9)
-                + pad(formatMillis(row.steadyCPU), 12) + pad(formatMillis(row.shuffled), 12) + pad(perItem(row.shuffled), 9)
+                + pad(formatMillis(row.steadyCPU), 12) + pad(formatMillis(row.shuffled), 12)
+                + pad(perItem(row.shuffled), 9)
                 + pad(formatMillis(row.naive), 13) + pad(perItem(row.naive), 9)
                 + formatFixed(row.naive / row.steady, 1) + "x")
     }
