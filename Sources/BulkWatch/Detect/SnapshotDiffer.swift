@@ -17,9 +17,10 @@
 ///   not, resets the counter; an item that comes back changed is `changed`. The event carries
 ///   the last known state.
 /// - **mass-removal guard**: when at least 10 items are known and a poll would newly count half
-///   or more of them absent (a half list is the classic glitch, so exactly half counts), each of those newly absent items is held by the guard until it
-///   reappears: it expires only after `2 × expireAfter` absences. A ``DiffWarning/massRemovalGuard``
-///   is produced on the poll that triggers it.
+///   or more of them absent (a half list is the classic glitch, so exactly half counts), each of
+///   those newly absent items is held by the guard until it reappears: it expires only after
+///   `2 × expireAfter` absences. A ``DiffWarning/massRemovalGuard`` is produced on the poll that
+///   triggers it.
 /// - **duplicates** in one listing: the occurrence with the newest `updatedOn` wins (by instant, else
 ///   by string; missing is oldest; ties go to the later one), the others are dropped and counted.
 ///
