@@ -79,6 +79,18 @@ struct RunCommandTests {
         await fixture.stop()
     }
 
+    @Test func aFailedOncePollExitsNonZeroAndChangesNothing() async throws {
+        let fixture = try await RunFixture()
+        fixture.simulator.upsert(bulkId: "b-1")
+        fixture.simulator.enqueue(.malformedJSON)
+        let result = try await runBulkWatch(
+            fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("poll failed: malformed body"))
+        #expect(fixture.fileEvents.isEmpty)
+        await fixture.stop()
+    }
+
     @Test func initialSkipRecordsTheBaselineSilently() async throws {
         let fixture = try await RunFixture()
         for index in 1...3 { fixture.simulator.upsert(bulkId: "b-\(index)") }

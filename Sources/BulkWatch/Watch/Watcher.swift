@@ -51,7 +51,7 @@ public final class Watcher: Service {
     private let state: WatcherState
 
     /// - Parameters:
-    ///   - once: one poll (retried on failure until it succeeds or shutdown), then return.
+    ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
     ///   - onCommit: called after each commit that stored events (wakes the dispatcher).
     public init(
         target: WatchTarget, client: BulkStatusClient, journal: Journal, logger: Logger, once: Bool = false,
@@ -85,6 +85,10 @@ public final class Watcher: Service {
                 }
                 delay = Schedule.nextTick(after: .now, start: start, interval: target.interval) - .now
             } catch let error as FetchError {
+                if once {
+                    // One poll means one poll: a cron job wants a non-zero exit, not a silent retry loop.
+                    throw OncePollFailed(underlying: error)
+                }
                 failures += 1
                 delay = Schedule.backoff(
                     failures: failures, base: .seconds(1), cap: max(.seconds(1), target.interval),
@@ -154,6 +158,12 @@ public final class Watcher: Service {
             logger.warning("could not prune the journal: \(error)")
         }
     }
+}
+
+/// The single poll of a `--once` run failed; nothing was committed.
+public struct OncePollFailed: Error, CustomStringConvertible {
+    public var underlying: FetchError
+    public var description: String { "poll failed: \(underlying)" }
 }
 
 /// The in-memory snapshot between polls.
