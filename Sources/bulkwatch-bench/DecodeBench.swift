@@ -14,7 +14,7 @@ func decodeBenchmark(arguments: [String]) async throws {
     let memory = PeakResidentMemory()
     print("decode: BulkListDecoder vs Foundation JSONDecoder, median of \(options.runs) runs after 1 warm-up")
     print("memory: \(memory.explanation)")
-    print("load average before: \(loadAverage())")
+    print("load average before: \(decodeBenchLoadAverage())")
     print("")
     let columns: [(String, Int)] = [
         ("items", 8), ("body", 9), ("decoder", 9), ("cpu", 9), ("MB/s", 5), ("peak Δ", 8),
@@ -55,7 +55,7 @@ func decodeBenchmark(arguments: [String]) async throws {
         print(zip(cells, columns).map { pad($0, $1.1) }.joined(separator: "  "))
     }
     print("")
-    print("load average after: \(loadAverage())")
+    print("load average after: \(decodeBenchLoadAverage())")
     print("decoder = BulkListDecoder.decode (keeps rawJSON slices); JSONDecoder = a plain Codable model of the")
     print("four fields (no raw bytes kept). Times are medians of wall time (MB/s uses them) and of this")
     print("thread's CPU time (less sensitive to other processes on a shared machine). peak Δ = VmHWM minus")
@@ -216,11 +216,11 @@ func medianTimes<Result>(runs: Int, _ work: () throws -> Result) throws -> (wall
     var cpus: [Double] = []
     let clock = ContinuousClock()
     for _ in 0..<runs {
-        let cpuStart = threadCPUSeconds()
+        let cpuStart = decodeBenchThreadCPUSeconds()
         let start = clock.now
         let result = try work()
         let elapsed = clock.now - start
-        let cpu = threadCPUSeconds() - cpuStart
+        let cpu = decodeBenchThreadCPUSeconds() - cpuStart
         withExtendedLifetime(result) {}
         walls.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         cpus.append(cpu)
@@ -236,7 +236,7 @@ func medianSeconds<Result>(runs: Int, _ work: () throws -> Result) throws -> Dou
 }
 
 /// CPU time consumed by the calling thread (0 where the clock is unavailable).
-func threadCPUSeconds() -> Double {
+private func decodeBenchThreadCPUSeconds() -> Double {
     #if canImport(Glibc)
         var time = timespec()
         guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time) == 0 else { return 0 }
@@ -247,7 +247,7 @@ func threadCPUSeconds() -> Double {
 }
 
 /// The 1-, 5- and 15-minute load averages, so a reader can tell a quiet run from a contended one.
-func loadAverage() -> String {
+private func decodeBenchLoadAverage() -> String {
     guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
     return text.split(separator: " ").prefix(3).joined(separator: " ")
 }
