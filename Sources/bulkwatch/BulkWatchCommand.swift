@@ -12,7 +12,10 @@ struct BulkWatchCommand: AsyncParsableCommand {
         commandName: "bulkwatch",
         abstract: "Watch the DruID bulk-operation status endpoint and report what changed.",
         version: BulkWatchVersion.current,
-        subcommands: [RunCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self],
+        subcommands: [
+            RunCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self, DeliveriesCommand.self,
+            RedeliverCommand.self, WebhookSecretCommand.self,
+        ],
         defaultSubcommand: nil
     )
 

@@ -33,6 +33,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = LogSetup.bootstrapStderr(level: pipeline.logLevel)
+        let webhook = try pipeline.webhookSettings()
         let options = SimulatorOptions(
             seed: seed, initialOperations: 6, creationsPerSecond: 0.7, stepSeconds: 3, retentionSeconds: 12)
         let simulator = DruIDSimulator(options: options, logger: logger)
@@ -50,7 +51,7 @@ struct DemoCommand: AsyncParsableCommand {
         let configuration = RuntimeConfiguration(
             target: target, tokenSource: .clientCredentials(credentials), statePath: pipeline.statePath,
             sinks: pipeline.sinkSpecs, fileMaxBytes: Int64(ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20),
-            fileKeep: pipeline.fileKeep)
+            fileKeep: pipeline.fileKeep, webhook: webhook)
         let runtime: BulkWatchRuntime
         do {
             runtime = try BulkWatchRuntime(configuration: configuration, logger: logger)

@@ -31,6 +31,24 @@ struct PipelineOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(
+        help: ArgumentHelp(
+            "File with the webhook signing secret(s), whsec_..., one per line (must not be readable by group or others).",
+            discussion: "Default: BULKWATCH_WEBHOOK_SECRET (space-separated for several)."))
+    var webhookSecretFile: String?
+
+    @Option(help: "Per-request webhook timeout, connection included.")
+    var webhookTimeout = "10s"
+
+    @Option(help: "First webhook retry delay (exponential backoff with full jitter from here).")
+    var webhookBackoffBase = "1s"
+
+    @Option(help: "Longest webhook retry delay (a longer Retry-After still wins).")
+    var webhookBackoffCap = "5m"
+
+    @Option(help: "A webhook event still failing after this long (from its detection time) is dead-lettered.")
+    var webhookMaxAge = "24h"
+
     func validate() throws {
         for spec in sinks where SinkSpec(parsing: spec) == nil {
             throw ValidationError("invalid --sink '\(spec)': expected stdout, stdout:json, file:PATH or webhook:URL")
@@ -47,6 +65,32 @@ struct PipelineOptions: ParsableArguments {
         }
         guard fileKeep >= 1 else { throw ValidationError("--file-keep must be at least 1") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level '\(logLevel)'") }
+        for (option, value) in [
+            ("--webhook-timeout", webhookTimeout), ("--webhook-backoff-base", webhookBackoffBase),
+            ("--webhook-backoff-cap", webhookBackoffCap), ("--webhook-max-age", webhookMaxAge),
+        ] {
+            guard let duration = Duration(parsing: value), duration > .zero else {
+                throw ValidationError("invalid \(option) '\(value)': use e.g. 300ms, 10s, 5m, 24h")
+            }
+        }
+        let names = sinkSpecs.map(\.name)
+        if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+            throw ValidationError("--sink \(duplicate) is given twice")
+        }
+    }
+
+    /// Loads and checks the webhook secrets and options; throws ``ConfigurationError`` (exit 78).
+    /// Secrets are only required when a webhook sink is configured, but a given file is always checked.
+    func webhookSettings() throws -> WebhookSettings {
+        let policy = DeliveryPolicy(
+            backoffBase: Duration(parsing: webhookBackoffBase) ?? .seconds(1),
+            backoffCap: Duration(parsing: webhookBackoffCap) ?? .seconds(300),
+            maxAge: Duration(parsing: webhookMaxAge) ?? .seconds(86400))
+        var settings = WebhookSettings(timeout: Duration(parsing: webhookTimeout) ?? .seconds(10), policy: policy)
+        let needed = sinkSpecs.contains { if case .webhook = $0 { true } else { false } }
+        guard needed || webhookSecretFile != nil else { return settings }
+        settings.secrets = try WebhookSecretLoader.load(file: webhookSecretFile)
+        return settings
     }
 
     var sinkSpecs: [SinkSpec] {
@@ -104,14 +148,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Configuration file (not supported yet).")
     var config: String?
 
-    @Option(help: "Webhook signing secret file (not supported yet).")
-    var webhookSecretFile: String?
-
     @OptionGroup var pipeline: PipelineOptions
 
     func validate() throws {
         if config != nil { throw ValidationError("--config is not supported yet; pass options on the command line") }
-        if webhookSecretFile != nil { throw ValidationError("--webhook-secret-file is not supported yet") }
         guard let endpoint else { throw ValidationError("missing --endpoint URL") }
         try Self.validateURL(endpoint, option: "--endpoint")
         guard let value = Duration(parsing: interval), value >= .milliseconds(50) else {
@@ -187,7 +227,7 @@ struct RunCommand: AsyncParsableCommand {
         return RuntimeConfiguration(
             target: target, tokenSource: tokenSource, statePath: pipeline.statePath, sinks: pipeline.sinkSpecs,
             transport: transport, once: once, fileMaxBytes: Int64(ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20),
-            fileKeep: pipeline.fileKeep)
+            fileKeep: pipeline.fileKeep, webhook: try pipeline.webhookSettings())
     }
 }
 
@@ -195,25 +235,57 @@ struct RunCommand: AsyncParsableCommand {
 enum SecretLoader {
     static func load(file: String?, environmentVariable: String, what: String) throws -> Secret {
         if let file {
-            var info = stat()
-            guard stat(file, &info) == 0 else {
-                throw ConfigurationError("\(what) file \(file): \(String(cString: strerror(errno)))")
-            }
-            guard info.st_mode & 0o077 == 0 else {
-                throw ConfigurationError(
-                    "\(what) file \(file) is readable by group or others; run: chmod 600 \(file)")
-            }
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw ConfigurationError("\(what) file \(file): cannot read")
-            }
-            let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !value.isEmpty else { throw ConfigurationError("\(what) file \(file) is empty") }
-            return Secret(value)
+            return Secret(try readPrivateFile(file, what: what))
         }
         if let value = ProcessInfo.processInfo.environment[environmentVariable], !value.isEmpty {
             return Secret(value)
         }
         throw ConfigurationError("no \(what): set \(environmentVariable) or pass --\(what.replacingOccurrences(of: " ", with: "-"))-file")
+    }
+
+    /// The trimmed contents of a secret file that only its owner can read.
+    static func readPrivateFile(_ file: String, what: String) throws -> String {
+        var info = stat()
+        guard stat(file, &info) == 0 else {
+            throw ConfigurationError("\(what) file \(file): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw ConfigurationError(
+                "\(what) file \(file) is readable by group or others; run: chmod 600 \(file)")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigurationError("\(what) file \(file): cannot read")
+        }
+        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else { throw ConfigurationError("\(what) file \(file) is empty") }
+        return value
+    }
+}
+
+/// Webhook signing secrets from `--webhook-secret-file` (one per line) or
+/// `BULKWATCH_WEBHOOK_SECRET` (space-separated). Errors name the source, never the secret.
+enum WebhookSecretLoader {
+    static func load(file: String?) throws -> [WebhookSecret] {
+        let text: String
+        let origin: String
+        if let file {
+            text = try SecretLoader.readPrivateFile(file, what: "webhook secret")
+            origin = "webhook secret file \(file)"
+        } else if let value = ProcessInfo.processInfo.environment["BULKWATCH_WEBHOOK_SECRET"],
+            !value.trimmingCharacters(in: .whitespaces).isEmpty
+        {
+            text = value
+            origin = "BULKWATCH_WEBHOOK_SECRET"
+        } else {
+            throw ConfigurationError(
+                "a webhook sink needs a signing secret: set BULKWATCH_WEBHOOK_SECRET or pass --webhook-secret-file "
+                    + "(create one with: bulkwatch webhook-secret)")
+        }
+        do {
+            return try WebhookSecret.parseList(text)
+        } catch {
+            throw ConfigurationError("\(origin): \(error.description)")
+        }
     }
 }
 

@@ -48,6 +48,8 @@ public final class Dispatcher: Service {
 
     private func runSink(_ sink: any EventSink, wakeup: Wakeup) async {
         let logger = self.logger.with("sink", sink.name)
+        let policy = sink.deliveryPolicy
+        let limit = max(1, min(batchSize, sink.preferredBatchSize))
         var cursor: Int64
         do {
             cursor = try journal.cursor(sink: sink.name) ?? 0
@@ -60,7 +62,8 @@ public final class Dispatcher: Service {
             logger.error("cannot start sink: \(error)")
             return
         }
-        var failures = 0
+        // Attempts at the batch starting after `cursor`; reset whenever the cursor moves.
+        var attempts = 0
         var generator = SystemRandomNumberGenerator()
         var drainDeadline: ContinuousClock.Instant?
         var drainTarget: Int64 = .max
@@ -77,35 +80,88 @@ public final class Dispatcher: Service {
             }
             let batch: [JournalEvent]
             do {
-                batch = try journal.events(after: cursor, limit: batchSize)
+                // An operator may have rewound the cursor (`bulkwatch redeliver --since`): follow it.
+                if let stored = try journal.cursor(sink: sink.name), stored < cursor {
+                    logger.notice("cursor moved back from \(cursor) to \(stored); re-delivering")
+                    cursor = stored
+                    attempts = 0
+                }
+                batch = try journal.events(after: cursor, limit: limit)
             } catch {
                 logger.error("cannot read the journal: \(error)")
                 await pause(Schedule.backoff(
                     failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator), drainDeadline)
                 continue
             }
-            guard let last = batch.last else {
+            guard let first = batch.first, let last = batch.last else {
                 if drainDeadline != nil { break }
                 await wakeup.wait(timeout: idlePoll)
                 continue
             }
             do {
                 try await sink.deliver(batch)
-                try journal.advanceCursor(sink: sink.name, to: last.sequence)
+                if try !journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence) {
+                    // Rewound while we delivered: the next round re-reads the stored cursor.
+                    cursor = try journal.cursor(sink: sink.name) ?? 0
+                    attempts = 0
+                    continue
+                }
                 cursor = last.sequence
-                if failures > 0 { logger.info("sink recovered") }
-                failures = 0
+                if attempts > 0 { logger.info("sink recovered") }
+                attempts = 0
             } catch {
-                failures += 1
-                logger.error("delivery failed (attempt \(failures)): \(error)")
-                try? journal.recordSinkError(sink: sink.name, message: "\(error)")
+                attempts += 1
+                let failure = error as? DeliveryFailure ?? DeliveryFailure(.retry(retryAfter: nil), reason: "\(error)")
+                let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
+                var retryAfter: Duration?
+                var deadLetterReason: String?
+                switch failure.disposition {
+                case .stopSink:
+                    logger.error("stopping this sink: \(failure.reason); \(span) and later stay journaled")
+                    try? journal.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
+                    await sink.close()
+                    return
+                case .reject:
+                    if attempts >= policy.rejectAttempts { deadLetterReason = failure.reason }
+                case .retry(let after):
+                    retryAfter = after
+                    if let maxAge = policy.maxAge, let age = Self.age(of: first), age > maxAge {
+                        deadLetterReason = "\(failure.reason) (older than the max age \(maxAge))"
+                    }
+                }
+                if let reason = deadLetterReason {
+                    logger.error("dead-lettering \(span) after \(attempts) attempts: \(reason)")
+                    do {
+                        if try journal.deadLetter(
+                            sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: cursor)
+                        {
+                            cursor = last.sequence
+                        } else {
+                            cursor = try journal.cursor(sink: sink.name) ?? 0
+                        }
+                        attempts = 0
+                    } catch {
+                        logger.error("cannot record the dead letter: \(error)")
+                        await pause(policy.backoffCap, drainDeadline)
+                    }
+                    continue
+                }
+                logger.error("delivery of \(span) failed (attempt \(attempts)): \(failure.reason)")
+                try? journal.recordSinkError(sink: sink.name, message: failure.reason)
                 await pause(
                     Schedule.backoff(
-                        failures: failures, base: .seconds(1), cap: .seconds(30), retryAfter: nil, using: &generator),
+                        failures: attempts, base: policy.backoffBase, cap: policy.backoffCap, retryAfter: retryAfter,
+                        using: &generator),
                     drainDeadline)
             }
         }
         await sink.close()
+    }
+
+    /// How long ago `event` was detected (its CloudEvents `time`), nil when unparsable.
+    static func age(of event: JournalEvent, now: Date = Date()) -> Duration? {
+        guard let millis = Timestamp.instantMillis(event.time) else { return nil }
+        return .milliseconds(Int64(now.timeIntervalSince1970 * 1000) - millis)
     }
 
     /// Sleeps, but never past a drain deadline, and returns early on graceful shutdown.

@@ -266,6 +266,160 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Moves `sink`'s cursor from `expected` to `sequence` only if nobody else moved it meanwhile
+    /// (`bulkwatch redeliver --since` rewinds it under a running dispatcher). A missing row counts
+    /// as 0. Returns false when the stored cursor was not `expected`: the caller re-reads it.
+    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64) throws -> Bool {
+        try pool.write { db in
+            try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence)
+        }
+    }
+
+    private static func compareAndSetCursor(_ db: Database, sink: String, expected: Int64, to sequence: Int64) throws
+        -> Bool
+    {
+        let stored = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) ?? 0
+        guard stored == expected else { return false }
+        try db.execute(
+            sql: """
+                INSERT INTO cursors (sink, seq, updated_at, last_error) VALUES (?, ?, ?, NULL)
+                ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
+                    last_error = NULL
+                """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date())])
+        return true
+    }
+
+    /// Sets `sink`'s cursor unconditionally and clears its last error (operator replay:
+    /// `bulkwatch redeliver --since`). The sink re-delivers every event after `sequence`.
+    public func setCursor(sink: String, to sequence: Int64) throws {
+        try advanceCursor(sink: sink, to: sequence)
+    }
+
+    // MARK: - Dead letters
+
+    /// An event a sink gave up on (DESIGN.md §5): kept, listed, re-sendable.
+    public struct DeadLetter: Sendable, Equatable {
+        public var sink: String
+        public var sequence: Int64
+        public var eventID: String
+        public var reason: String
+        public var attempts: Int
+        /// RFC 3339 UTC, when it was dead-lettered.
+        public var deadAt: String
+        /// The journaled event, nil only if it was removed from the journal by hand.
+        public var event: JournalEvent?
+    }
+
+    /// Records `events` as dead letters of `sink` and moves its cursor past them, in one
+    /// transaction, if the cursor is still `expected` (see ``advanceCursor(sink:from:to:)``).
+    public func deadLetter(
+        sink: String, events: [JournalEvent], reason: String, attempts: Int, cursorFrom expected: Int64
+    ) throws -> Bool {
+        guard let last = events.last else { return true }
+        let now = RFC3339.millisecondsUTC(Date())
+        return try pool.write { db in
+            guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: last.sequence) else {
+                return false
+            }
+            for event in events {
+                try db.execute(
+                    sql: """
+                        INSERT OR REPLACE INTO dead_letters (sink, seq, event_id, reason, attempts, dead_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """, arguments: [sink, event.sequence, event.id, reason, attempts, now])
+            }
+            try db.execute(
+                sql: "UPDATE cursors SET last_error = ? WHERE sink = ?",
+                arguments: ["dead-lettered: \(reason)", sink])
+            return true
+        }
+    }
+
+    /// Dead letters, oldest first; only `sink`'s when given.
+    public func deadLetters(sink: String? = nil) throws -> [DeadLetter] {
+        try pool.read { db in
+            var sql = """
+                SELECT d.sink, d.seq, d.event_id, d.reason, d.attempts, d.dead_at, e.id, e.type, e.subject, e.time,
+                    e.body
+                FROM dead_letters d LEFT JOIN events e ON e.seq = d.seq
+                """
+            var arguments: StatementArguments = []
+            if let sink {
+                sql += " WHERE d.sink = ?"
+                arguments = [sink]
+            }
+            sql += " ORDER BY d.sink, d.seq"
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                var event: JournalEvent?
+                if let id: String = row[6], let type: String = row[7],
+                    let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))),
+                    let body: Data = row[10]
+                {
+                    event = JournalEvent(
+                        sequence: row[1], id: id, kind: kind, subject: row[8], time: row[9], body: Array(body))
+                }
+                return DeadLetter(
+                    sink: row[0], sequence: row[1], eventID: row[2], reason: row[3], attempts: row[4],
+                    deadAt: row[5], event: event)
+            }
+        }
+    }
+
+    /// Forgets one dead letter (after it was re-sent successfully). Returns whether it existed.
+    @discardableResult
+    public func removeDeadLetter(sink: String, sequence: Int64) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM dead_letters WHERE sink = ? AND seq = ?", arguments: [sink, sequence])
+            return db.changesCount > 0
+        }
+    }
+
+    /// The journaled event with CloudEvents id `id`, if still retained.
+    public func event(id: String) throws -> JournalEvent? {
+        try pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE id = ?", arguments: [id]
+            ).flatMap(Self.event(from:))
+        }
+    }
+
+    // MARK: - Sink status
+
+    /// What `bulkwatch deliveries` shows for one sink.
+    public struct SinkStatus: Sendable, Equatable {
+        public var sink: String
+        /// Last delivered (or dead-lettered) sequence.
+        public var cursor: Int64
+        /// Events journaled after the cursor: lastSequence − cursor.
+        public var lag: Int64
+        public var lastError: String?
+        public var deadLetters: Int
+        /// RFC 3339 UTC of the last cursor move, if any.
+        public var updatedAt: String?
+    }
+
+    /// Every sink the journal knows (it has a cursor row or dead letters), by name.
+    public func sinkStatuses() throws -> [SinkStatus] {
+        try pool.read { db in
+            let last = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.sink, c.seq, c.last_error, c.updated_at,
+                        (SELECT COUNT(*) FROM dead_letters d WHERE d.sink = s.sink)
+                    FROM (SELECT sink FROM cursors UNION SELECT sink FROM dead_letters) s
+                    LEFT JOIN cursors c ON c.sink = s.sink
+                    ORDER BY s.sink
+                    """)
+            return rows.map { row in
+                let cursor: Int64 = row[1] ?? 0
+                return SinkStatus(
+                    sink: row[0], cursor: cursor, lag: max(0, last - cursor), lastError: row[2], deadLetters: row[4],
+                    updatedAt: row[3])
+            }
+        }
+    }
+
     // MARK: - Retention
 
     /// Deletes events older than `cutoff` that every known sink has delivered. Returns how many.

@@ -1,0 +1,58 @@
+import ArgumentParser
+import BulkWatch
+import Foundation
+
+/// Shows where each sink stands: cursor, lag, last error, dead letters (reads the state file;
+/// safe while `bulkwatch run` writes it).
+struct DeliveriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deliveries", abstract: "Show each sink's cursor, lag, last error and dead letters.")
+
+    @Option(name: .customLong("state"), help: "SQLite state file.")
+    var statePath = "./bulkwatch.db"
+
+    @Option(help: "text (a table) or json (one object per sink, in an array).")
+    var format = "text"
+
+    func validate() throws {
+        guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
+    }
+
+    func run() async throws {
+        let journal = try StateFile.open(statePath)
+        let statuses = try journal.sinkStatuses()
+        if format == "json" {
+            let objects: [[String: Any]] = statuses.map { status in
+                [
+                    "sink": status.sink, "cursor": status.cursor, "lag": status.lag,
+                    "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
+                    "updatedAt": status.updatedAt ?? NSNull(),
+                ]
+            }
+            let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            return
+        }
+        guard !statuses.isEmpty else {
+            print("no sink has run against \(statePath) yet")
+            return
+        }
+        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "LAST ERROR"]]
+            + statuses.map { ["\($0.sink)", "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)", $0.lastError ?? "-"] }
+        let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            print((padded + [row[4]]).joined(separator: "  "))
+        }
+    }
+}
+
+/// Opening an existing state file for the operator commands: a missing file is a configuration error.
+enum StateFile {
+    static func open(_ path: String) throws -> Journal {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigurationError("no state file at \(path) (pass --state PATH)")
+        }
+        do { return try Journal(path: path) } catch { throw ConfigurationError("\(error)") }
+    }
+}
