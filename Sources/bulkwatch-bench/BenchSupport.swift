@@ -57,9 +57,10 @@ enum Bench {
 
     // MARK: Memory
 
-    /// A `kB` line of `/proc/PID/status` (`/proc/self/status` when `pid` is nil), in bytes.
-    static func procStatus(_ key: String, pid: pid_t? = nil) -> Int? {
-        let path = pid.map { "/proc/\($0)/status" } ?? "/proc/self/status"
+    /// A `kB` line of `/proc/PID/status` (`/proc/self/…` when `pid` is nil; `file: "smaps_rollup"` for `Pss`), in
+    /// bytes.
+    static func procStatus(_ key: String, pid: pid_t? = nil, file: String = "status") -> Int? {
+        let path = "/proc/\(pid.map(String.init) ?? "self")/\(file)"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
             let fields = line.dropFirst(key.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" })

@@ -110,8 +110,9 @@ func pollBenchmark(arguments: [String]) async throws {
     for (size, result, _) in results {
         guard let result else { continue }
         print(
-            "\(size): steady resident after the steady polls \(Bench.megabytes(result.steadyResident)) MB; last steady"
-                + " poll: \(result.lastStats)")
+            "\(size): child RSS at start \(Bench.megabytes(result.baselineResident)) MB, after the steady polls"
+                + " \(Bench.megabytes(result.steadyResident)) MB (\(Bench.megabytes(result.trimmedResident)) MB after"
+                + " malloc_trim); last steady poll: \(result.lastStats)")
     }
 }
 
@@ -244,6 +245,10 @@ struct PollSizeResult: Codable {
     var first = Cycle()
     var steady = Cycle()
     var steadyResident = 0
+    /// VmRSS when the child started, before any pipeline object existed (runtime + libraries).
+    var baselineResident = 0
+    /// VmRSS after the steady polls once malloc_trim gave cached free heap back: roughly what is live.
+    var trimmedResident = 0
     var peakResetWorked = false
     var lastStats = ""
     var firstPieces = Pieces()
@@ -269,6 +274,7 @@ private struct PollChild {
     }
 
     func run() async throws {
+        let baseline = Bench.procStatus("VmRSS") ?? 0
         let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-poll")
         defer { Bench.removeTree(directory) }
         let transport = CurlTransport()
@@ -277,6 +283,7 @@ private struct PollChild {
         let client = BulkStatusClient(endpoint: endpoint, transport: transport, tokens: tokens, logger: logger)
 
         var result = PollSizeResult(items: size, runs: runs)
+        result.baselineResident = baseline
         try await measureWholeCycles(client: client, directory: directory, into: &result)
         try await measurePieces(client: client, transport: transport, tokens: tokens, directory: directory, into: &result)
         let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
@@ -322,6 +329,9 @@ private struct PollChild {
             watcher: Bench.median(steady.map(\.watcher)), deliver: Bench.median(steady.map(\.deliver)),
             cpu: Bench.median(steady.map(\.cpu)), peakRSS: Bench.procStatus("VmHWM") ?? 0)
         result.steadyResident = Bench.procStatus("VmRSS") ?? 0
+        Bench.resetPeakResident()
+        result.trimmedResident = Bench.procStatus("VmRSS") ?? 0
+        withExtendedLifetime(watcher) {}
         await sink.close()
     }
 
@@ -392,7 +402,8 @@ private struct PollChild {
             let stats = outcome.stats
             result.lastStats =
                 "\(stats.listed) listed, \(stats.created) created, \(stats.changed) changed, \(stats.expired) expired,"
-                + " \(stats.newlyAbsent) newly absent"
+                + " \(stats.newlyAbsent) newly absent; commit wrote \(outcome.upserted.count) snapshot rows, deleted"
+                + " \(outcome.removed.count), \(events.count) events"
         }
         result.steadyPieces = PollSizeResult.Pieces.median(steady)
         await sink.close()
@@ -495,9 +506,15 @@ func idleBenchmark(arguments: [String]) async throws {
     let cpuBefore = Bench.cpuSeconds(pid: child.pid) ?? .nan
     let start = ContinuousClock.now
     var samples: [Int] = []
+    var anonymous: [Double] = []
+    var fileBacked: [Double] = []
+    var proportional: [Double] = []
     for second in 1...period {
         try await Task.sleep(until: start + .seconds(second), clock: .continuous)
         if let rss = Bench.procStatus("VmRSS", pid: child.pid) { samples.append(rss) }
+        if let anon = Bench.procStatus("RssAnon", pid: child.pid) { anonymous.append(Double(anon)) }
+        if let file = Bench.procStatus("RssFile", pid: child.pid) { fileBacked.append(Double(file)) }
+        if let pss = Bench.procStatus("Pss", pid: child.pid, file: "smaps_rollup") { proportional.append(Double(pss)) }
     }
     let elapsed = Bench.seconds(since: start)
     let cpuAfter = Bench.cpuSeconds(pid: child.pid) ?? .nan
@@ -509,11 +526,13 @@ func idleBenchmark(arguments: [String]) async throws {
     let cpu = cpuAfter - cpuBefore
     let rssMedian = Bench.median(samples.map(Double.init))
     var table = BenchTable([
-        "items", "interval", "period s", "polls", "RSS median MB", "RSS max MB", "VmHWM MB", "CPU s", "CPU s/hour",
-        "CPU %", "target",
-    ], leftAligned: [10])
+        "items", "interval", "period s", "polls", "RSS median MB", "(anon", "file)", "PSS MB", "RSS max MB", "VmHWM MB",
+        "CPU s", "CPU s/hour", "CPU %", "target",
+    ], leftAligned: [13])
     table.add([
         "\(items)", "1s", Bench.fixed(elapsed, 1), "\(polls)", Bench.megabytes(Int(rssMedian)),
+        Bench.megabytes(Int(Bench.median(anonymous))), Bench.megabytes(Int(Bench.median(fileBacked))),
+        Bench.megabytes(Int(Bench.median(proportional))),
         Bench.megabytes(samples.max() ?? 0), Bench.megabytes(peak), Bench.fixed(cpu, 2),
         Bench.fixed(cpu / elapsed * 3_600, 0), Bench.fixed(100 * cpu / elapsed, 2), "RSS < 30 MB",
     ])
@@ -522,5 +541,7 @@ func idleBenchmark(arguments: [String]) async throws {
         "events delivered to the file sink during warm-up: \(eventsLines) of \(items); stopped with "
             + (killed ? "SIGKILL after SIGTERM was ignored for 3 s" : "SIGTERM") + " (\(exit?.description ?? "?"))."
     )
+    print("anon / file = RssAnon (heap, stacks) and RssFile (mapped binary and shared libraries) of that RSS;")
+    print("PSS = proportional set size (/proc/PID/smaps_rollup): shared library pages divided among their users.")
     print("CPU s/hour = CPU seconds over the period × 3600 / period (each poll fetches and decodes the whole list).")
 }
