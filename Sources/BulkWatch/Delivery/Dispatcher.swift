@@ -110,6 +110,8 @@ public final class Dispatcher: Service {
                 if attempts > 0 { logger.info("sink recovered") }
                 attempts = 0
             } catch {
+                // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
+                if Task.isCancelled { break }
                 attempts += 1
                 let failure = error as? DeliveryFailure ?? DeliveryFailure(.retry(retryAfter: nil), reason: "\(error)")
                 let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"

@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+import Foundation
 
 /// Why a `whsec_…` secret was refused. Never contains the secret itself.
 public struct WebhookSecretError: Error, Sendable, CustomStringConvertible {
@@ -19,7 +19,12 @@ public struct WebhookSecret: Sendable, CustomStringConvertible {
         guard trimmed.hasPrefix("whsec_") else {
             throw WebhookSecretError(description: "a webhook secret must start with 'whsec_'")
         }
-        guard let data = Data(base64Encoded: String(trimmed.dropFirst(6))) else {
+        let encoded = trimmed.dropFirst(6)
+        let alphabet = encoded.utf8.allSatisfy { byte in
+            (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "=")
+        }
+        guard alphabet, !encoded.hasPrefix("="), let data = Data(base64Encoded: String(encoded)) else {
             throw WebhookSecretError(description: "a webhook secret is not valid base64 after 'whsec_'")
         }
         guard !data.isEmpty else {
