@@ -86,7 +86,7 @@ func dispatch(
         journal: journal, sinks: sinks, logger: Logger(label: "test"), drainTimeout: .milliseconds(200),
         idlePoll: .milliseconds(50))
     let running = Task { try await dispatcher.run() }
-    let reached = try await ChildProcess.eventually(timeout: .seconds(30), condition)
+    let reached = try await ChildProcess.eventually(timeout: .seconds(90), condition)
     running.cancel()
     _ = try? await running.value
     return reached
@@ -179,6 +179,7 @@ struct WebhookSinkTests {
         #expect(await dispatch(fixture.journal, [sink]) { server.requests.count == 2 })
         #expect(ContinuousClock.now - started >= .seconds(2))
         let requests = server.requests
+        try #require(requests.count == 2)
         #expect(Set(requests.map { $0.header("webhook-id") }).count == 1)
         #expect(requests[0].header("webhook-timestamp") != requests[1].header("webhook-timestamp"))
         #expect(requests[0].header("webhook-signature") != requests[1].header("webhook-signature"))
@@ -321,7 +322,7 @@ struct WebhookSinkTests {
         defer { transport.shutdown() }
         #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 5 })
         let requests = server.requests
-        #expect(requests.count == 2)
+        try #require(requests.count == 2)
         var received: [String] = []
         for request in requests {
             #expect(request.header("Content-Type") == "application/cloudevents-batch+json")
