@@ -112,7 +112,8 @@ func pollBenchmark(arguments: [String]) async throws {
         print(
             "\(size): child RSS at start \(Bench.megabytes(result.baselineResident)) MB, after the steady polls"
                 + " \(Bench.megabytes(result.steadyResident)) MB (\(Bench.megabytes(result.trimmedResident)) MB after"
-                + " malloc_trim); last steady poll: \(result.lastStats)")
+                + " malloc_trim), of which the Snapshot holds \(Bench.megabytes(result.snapshotResident)) MB and the"
+                + " Journal + FileSink \(Bench.megabytes(result.journalResident)) MB; last steady poll: \(result.lastStats)")
     }
 }
 
@@ -249,6 +250,10 @@ struct PollSizeResult: Codable {
     var baselineResident = 0
     /// VmRSS after the steady polls once malloc_trim gave cached free heap back: roughly what is live.
     var trimmedResident = 0
+    /// Resident memory freed (after malloc_trim) by dropping the differ's Snapshot, then the Journal and FileSink,
+    /// at the end of the piece-by-piece phase: what each holds between polls.
+    var snapshotResident = 0
+    var journalResident = 0
     var peakResetWorked = false
     var lastStats = ""
     var firstPieces = Pieces()
@@ -285,7 +290,10 @@ private struct PollChild {
         var result = PollSizeResult(items: size, runs: runs)
         result.baselineResident = baseline
         try await measureWholeCycles(client: client, directory: directory, into: &result)
-        try await measurePieces(client: client, transport: transport, tokens: tokens, directory: directory, into: &result)
+        let beforeJournalRelease = try await measurePieces(
+            client: client, transport: transport, tokens: tokens, directory: directory, into: &result)
+        Bench.resetPeakResident()
+        result.journalResident = beforeJournalRelease - (Bench.procStatus("VmRSS") ?? 0)
         let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
         benchWriteLine("@@RESULT " + json, to: 1)
     }
@@ -354,7 +362,7 @@ private struct PollChild {
     private func measurePieces(
         client: BulkStatusClient, transport: CurlTransport, tokens: TokenProvider, directory: String,
         into result: inout PollSizeResult
-    ) async throws {
+    ) async throws -> Int {
         let journal = try Journal(path: directory + "/pieces.db")
         let sink = try FileSink(path: directory + "/pieces.jsonl")
         var delivery = Delivery(journal: journal, sink: sink)
@@ -407,6 +415,14 @@ private struct PollChild {
         }
         result.steadyPieces = PollSizeResult.Pieces.median(steady)
         await sink.close()
+        Bench.resetPeakResident()
+        let withSnapshot = Bench.procStatus("VmRSS") ?? 0
+        snapshot = Snapshot()
+        Bench.resetPeakResident()
+        let withoutSnapshot = Bench.procStatus("VmRSS") ?? 0
+        result.snapshotResident = withSnapshot - withoutSnapshot
+        withExtendedLifetime((journal, delivery)) {}
+        return withoutSnapshot
     }
 }
 
