@@ -280,7 +280,7 @@ struct FileSinkTests {
             try await sink.deliver(SampleEvent.batch(next...last))
             next = last + 1
             size = size % 7 + 1
-            let arrived = await tail.waitForLines(Int(last), deadline: .seconds(30))
+            let arrived = await tail.waitForLines(Int(last), deadline: .seconds(90))
             try #require(arrived, "tail -F stopped at \(tail.lines().count) of \(last) lines")
         }
         #expect(FileManager.default.fileExists(atPath: path + ".2"))
