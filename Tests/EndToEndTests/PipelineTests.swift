@@ -62,22 +62,27 @@ final class RefusingSink: EventSink {
     struct SinkRefused: Error {}
 }
 
+/// A manual simulator, a temp directory with a journal, and a client for it.
+private func pipelineParts() async throws -> (DruIDSimulator, String, Journal, CurlTransport, BulkStatusClient) {
+    let simulator = DruIDSimulator(options: .manual())
+    try await simulator.start()
+    let directory = try makeTemporaryDirectory("pipeline")
+    let journal = try Journal(path: directory + "/state.db")
+    let transport = CurlTransport()
+    let logger = Logger(label: "test")
+    let credentials = ClientCredentials(
+        tokenURL: simulator.tokenURL, clientID: "bulkwatch-demo", clientSecret: Secret("demo-secret"))
+    let tokens = TokenProvider(source: .clientCredentials(credentials), transport: transport, logger: logger)
+    let client = BulkStatusClient(
+        endpoint: BulkEndpoint(url: simulator.bulkURL), transport: transport, tokens: tokens, logger: logger)
+    return (simulator, directory, journal, transport, client)
+}
+
 @Suite("Watcher and dispatcher in-process")
 struct PipelineTests {
     @Test func aFailingSinkNeverBlocksAnotherAndKeepsItsCursor() async throws {
-        let simulator = DruIDSimulator(options: .manual())
-        try await simulator.start()
-        let directory = try makeTemporaryDirectory("pipeline")
-        let journal = try Journal(path: directory + "/state.db")
-        let transport = CurlTransport()
+        let (simulator, directory, journal, transport, client) = try await pipelineParts()
         let logger = Logger(label: "test")
-        let tokens = TokenProvider(
-            source: .clientCredentials(
-                ClientCredentials(
-                    tokenURL: simulator.tokenURL, clientID: "bulkwatch-demo", clientSecret: Secret("demo-secret"))),
-            transport: transport, logger: logger)
-        let client = BulkStatusClient(
-            endpoint: BulkEndpoint(url: simulator.bulkURL), transport: transport, tokens: tokens, logger: logger)
         let file = try FileSink(path: directory + "/events.jsonl")
         let refusing = RefusingSink()
         let dispatcher = Dispatcher(journal: journal, sinks: [refusing, file], logger: logger)
@@ -106,19 +111,8 @@ struct PipelineTests {
     }
 
     @Test func aFailedPollChangesNothingAndTheNextOneCatchesUp() async throws {
-        let simulator = DruIDSimulator(options: .manual())
-        try await simulator.start()
-        let directory = try makeTemporaryDirectory("pipeline")
-        let journal = try Journal(path: directory + "/state.db")
-        let transport = CurlTransport()
+        let (simulator, _, journal, transport, client) = try await pipelineParts()
         let logger = Logger(label: "test")
-        let tokens = TokenProvider(
-            source: .clientCredentials(
-                ClientCredentials(
-                    tokenURL: simulator.tokenURL, clientID: "bulkwatch-demo", clientSecret: Secret("demo-secret"))),
-            transport: transport, logger: logger)
-        let client = BulkStatusClient(
-            endpoint: BulkEndpoint(url: simulator.bulkURL), transport: transport, tokens: tokens, logger: logger)
         let watcher = try Watcher(
             target: WatchTarget(endpoint: BulkEndpoint(url: simulator.bulkURL)), client: client, journal: journal,
             logger: logger)
