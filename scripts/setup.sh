@@ -20,3 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 command -v swift >/dev/null 2>&1 || { echo "setup: swift is not on PATH (Swift 6.0 or later is required)" >&2; exit 1; }
+
+# Optional, best effort: lets the webhook tests also verify signatures with the public
+# `standardwebhooks` package (they skip that check when it is missing).
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import standardwebhooks" >/dev/null 2>&1; then
+  python3 -m pip install --quiet standardwebhooks >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --break-system-packages standardwebhooks >/dev/null 2>&1 || true
+fi
