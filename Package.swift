@@ -86,7 +86,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DetectTests",
-            dependencies: ["BulkWatch", "TestSupport"],
+            dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

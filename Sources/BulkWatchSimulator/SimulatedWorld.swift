@@ -1,15 +1,16 @@
 import Foundation
 
 /// SplitMix64: tiny, fast and fully specified, so a seed means the same world on every platform and toolchain
-/// (the standard library's `random(in:using:)` algorithms are not promised to stay the same).
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// (the standard library's `random(in:using:)` algorithms are not promised to stay the same). Public so tests
+/// and benchmarks generate their reproducible data with the same generator instead of copies of it.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         state = seed
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

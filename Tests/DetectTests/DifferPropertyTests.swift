@@ -1,4 +1,5 @@
 import BulkWatch
+import BulkWatchSimulator
 import Testing
 
 /// Replays random upstream histories through the differ and checks it against a literal model of
@@ -449,16 +450,3 @@ private func describe(_ change: DetectedChange) -> String {
     render(change) + " " + String(decoding: change.item.rawJSON, as: UTF8.self)
 }
 
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
