@@ -1,0 +1,224 @@
+import BulkWatch
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bulkwatch-bench webhook [--events N] [--batch N] [--paced N] [--rate N]`: events/s delivered
+/// by the dispatcher + WebhookSink to a loopback receiver (one at a time and batched, one reused
+/// connection), and commit → 2xx latency at a steady commit rate. Targets: 2,000 events/s
+/// unbatched, 20,000 batched, p99 < 50 ms. Printed, never asserted.
+func webhookBenchmark(arguments: [String]) async throws {
+    var events = 5000
+    var batch = 100
+    var paced = 2000
+    var rate = 500
+    var index = 0
+    while index < arguments.count {
+        let flag = arguments[index]
+        guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else {
+            throw BenchError("\(flag) needs a positive number")
+        }
+        switch flag {
+        case "--events": events = value
+        case "--batch": batch = value
+        case "--paced": paced = value
+        case "--rate": rate = value
+        default: throw BenchError("unknown option \(flag)")
+        }
+        index += 2
+    }
+    let receiver = try WebhookBenchReceiver()
+    defer { receiver.stop() }
+    let transport = CurlTransport()
+    defer { transport.shutdown() }
+    let secret = try WebhookSecret(parsing: WebhookSecret.generate())
+
+    var rows: [[String]] = [["mode", "events", "backlog events/s", "paced rate/s", "p50 commit→2xx", "p99 commit→2xx", "connections"]]
+    for (label, size, count) in [("unbatched", 1, events), ("batch=\(batch)", batch, events * 10)] {
+        let sink = WebhookSink(
+            url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: size)
+        let connectionsBefore = receiver.connections
+        let throughput = try await webhookBacklogRun(sink: sink, count: count)
+        let latencies = try await webhookPacedRun(sink: sink, count: paced, rate: rate)
+        rows.append([
+            label, "\(count)", String(format: "%.0f", throughput), "\(rate)",
+            String(format: "%.2f ms", webhookPercentile(latencies, 0.50) * 1000),
+            String(format: "%.2f ms", webhookPercentile(latencies, 0.99) * 1000),
+            "\(receiver.connections - connectionsBefore)",
+        ])
+    }
+    let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+    }
+    print("targets: 2000 events/s unbatched, 20000 batched, p99 < 50 ms; \(receiver.requests) requests received")
+}
+
+/// Forwards to the webhook sink and notes when each event got its 2xx.
+private final class TimedWebhookSink: EventSink {
+    let inner: WebhookSink
+    let delivered = Mutex<[Int64: ContinuousClock.Instant]>([:])
+
+    init(_ inner: WebhookSink) { self.inner = inner }
+
+    var name: String { inner.name }
+    var preferredBatchSize: Int { inner.preferredBatchSize }
+    var deliveryPolicy: DeliveryPolicy { inner.deliveryPolicy }
+
+    func deliver(_ events: [JournalEvent]) async throws {
+        try await inner.deliver(events)
+        let now = ContinuousClock.now
+        delivered.withLock { map in for event in events { map[event.sequence] = now } }
+    }
+
+    var count: Int { delivered.withLock { $0.count } }
+}
+
+private func webhookBenchItem(_ id: String, _ status: String, _ updatedOn: String) -> BulkItem {
+    let json = #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)","createdOn":"2026-11-28T09:00:00Z"}"#
+    return BulkItem(bulkId: id, status: status, updatedOn: updatedOn, rawJSON: Array(json.utf8)[...])
+}
+
+/// Commits `count` events at once, then times the dispatcher draining them: events/s.
+private func webhookBacklogRun(sink: WebhookSink, count: Int) async throws -> Double {
+    let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let journal = try Journal(path: directory + "/state.db")
+    var snapshot = Snapshot()
+    let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
+    let outcome = SnapshotDiffer.apply(BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
+    _ = try journal.commit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+    let timed = TimedWebhookSink(sink)
+    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let start = ContinuousClock.now
+    let running = Task { try await dispatcher.run() }
+    while timed.count < count { try await Task.sleep(for: .milliseconds(2)) }
+    let elapsed = ContinuousClock.now - start
+    running.cancel()
+    _ = try? await running.value
+    return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+/// Commits one `changed` event at a time at `rate`/s while the dispatcher runs: commit → 2xx seconds.
+private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async throws -> [Double] {
+    let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let journal = try Journal(path: directory + "/state.db")
+    let timed = TimedWebhookSink(sink)
+    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let running = Task { try await dispatcher.run() }
+    var snapshot = Snapshot()
+    var committed: [Int64: ContinuousClock.Instant] = [:]
+    let start = ContinuousClock.now
+    for step in 0...count {
+        let due = start + .nanoseconds(Int64(step) * 1_000_000_000 / Int64(rate))
+        if due > .now { try await Task.sleep(until: due, clock: .continuous) }
+        let updatedOn = "\(1_764_000_000_000 + step)"
+        let item = webhookBenchItem("b-1", "S\(step)", updatedOn)
+        let outcome = SnapshotDiffer.apply(
+            BulkListing(items: [item]), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
+        let stored = try journal.commit(
+            target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+        let now = ContinuousClock.now
+        for event in stored { committed[event.sequence] = now }
+        dispatcher.notify()
+    }
+    let expected = committed.count
+    let deadline = ContinuousClock.now + .seconds(60)
+    while timed.count < expected, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+    running.cancel()
+    _ = try? await running.value
+    let delivered = timed.delivered.withLock { $0 }
+    return committed.compactMap { sequence, at in
+        delivered[sequence].map { instant in
+            let gap = instant - at
+            return Double(gap.components.seconds) + Double(gap.components.attoseconds) / 1e18
+        }
+    }.sorted()
+}
+
+private func webhookPercentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))]
+}
+
+/// A keep-alive HTTP/1.1 receiver on raw sockets, one thread per connection, answering 204.
+private final class WebhookBenchReceiver: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let counters = Mutex((connections: 0, requests: 0, stopped: false))
+
+    var url: String { "http://127.0.0.1:\(port)/hook" }
+    var connections: Int { counters.withLock { $0.connections } }
+    var requests: Int { counters.withLock { $0.requests } }
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard fd >= 0, ok else { throw BenchError("webhook receiver: cannot listen") }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    func stop() {
+        counters.withLock { $0.stopped = true }
+        shutdown(listener, Int32(SHUT_RDWR))
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 { if errno == EINTR { continue } else { return } }
+            counters.withLock { $0.connections += 1 }
+            var one: Int32 = 1
+            setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            Thread { [self] in
+                serve(client)
+                close(client)
+            }.start()
+        }
+    }
+
+    private func serve(_ client: Int32) {
+        let reply = Array("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".utf8)
+        let separator = Array("\r\n\r\n".utf8)
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            var headerEnd = buffer.firstRange(of: separator)
+            while headerEnd == nil {
+                let count = recv(client, &chunk, chunk.count, 0)
+                guard count > 0 else { return }
+                buffer += chunk[..<count]
+                headerEnd = buffer.firstRange(of: separator)
+            }
+            let head = String(decoding: buffer[..<headerEnd!.lowerBound], as: UTF8.self).lowercased()
+            let length = head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            let end = headerEnd!.upperBound + length
+            while buffer.count < end {
+                let count = recv(client, &chunk, chunk.count, 0)
+                guard count > 0 else { return }
+                buffer += chunk[..<count]
+            }
+            buffer.removeFirst(end)
+            counters.withLock { $0.requests += 1 }
+            guard send(client, reply, reply.count, Int32(MSG_NOSIGNAL)) == reply.count else { return }
+        }
+    }
+}
