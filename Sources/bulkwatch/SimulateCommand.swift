@@ -82,6 +82,9 @@ struct SimulateCommand: AsyncParsableCommand {
         var faults = try faults.map(Self.parseFaults) ?? SimulatorFaults()
         faults.latency = latency
         let secret = clientSecret ?? ProcessInfo.processInfo.environment["SIMULATOR_CLIENT_SECRET"] ?? "demo-secret"
+        // The built-in demo credential is public and printed for convenience; one the operator chose is not.
+        let isDemoSecret = secret == "demo-secret"
+        let shownSecret = isDemoSecret ? secret : "(as configured; not shown)"
         let options = SimulatorOptions(
             clientID: clientID, clientSecret: secret, seed: seed, tokenLifetime: tokenLifetime,
             initialOperations: initial, creationsPerSecond: rate, stepSeconds: step, retentionSeconds: retention,
@@ -97,8 +100,8 @@ struct SimulateCommand: AsyncParsableCommand {
               bulk endpoint:  \(simulator.bulkURL)
               token endpoint: \(simulator.tokenURL)
               client id:      \(clientID)
-              client secret:  (the one you configured; default demo-secret)
-            Try: BULKWATCH_CLIENT_SECRET=demo-secret bulkwatch run --endpoint \(simulator.bulkURL) \
+              client secret:  \(shownSecret)
+            Try: BULKWATCH_CLIENT_SECRET=\(isDemoSecret ? secret : "...") bulkwatch run --endpoint \(simulator.bulkURL) \
             --token-url \(simulator.tokenURL) --client-id \(clientID) --interval 2s --state /tmp/bulkwatch-sim.db
 
             """.utf8))
