@@ -245,14 +245,7 @@ public final class Journal: Sendable {
 
     /// Records that `sink` delivered everything up to `sequence`.
     public func advanceCursor(sink: String, to sequence: Int64) throws {
-        try pool.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO cursors (sink, seq, updated_at, last_error) VALUES (?, ?, ?, NULL)
-                    ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
-                        last_error = NULL
-                    """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date())])
-        }
+        try writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence) }
     }
 
     /// Remembers the last delivery problem of `sink` (shown by operator commands).
@@ -270,7 +263,7 @@ public final class Journal: Sendable {
     /// (`bulkwatch redeliver --since` rewinds it under a running dispatcher). A missing row counts
     /// as 0. Returns false when the stored cursor was not `expected`: the caller re-reads it.
     public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64) throws -> Bool {
-        try pool.write { db in
+        try writeCursor { db in
             try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence)
         }
     }
@@ -280,13 +273,34 @@ public final class Journal: Sendable {
     {
         let stored = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) ?? 0
         guard stored == expected else { return false }
+        try storeCursor(db, sink: sink, sequence: sequence)
+        return true
+    }
+
+    private static func storeCursor(_ db: Database, sink: String, sequence: Int64) throws {
         try db.execute(
             sql: """
                 INSERT INTO cursors (sink, seq, updated_at, last_error) VALUES (?, ?, ?, NULL)
                 ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
                     last_error = NULL
                 """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date())])
-        return true
+    }
+
+    /// Runs a cursor-only write with `synchronous=NORMAL`: still atomic and crash-safe (WAL), but
+    /// without an fsync per delivered event. A power cut can only lose the newest cursor moves,
+    /// which means re-delivering those events with their same stable ids (at-least-once, as
+    /// DESIGN.md §1 promises); events and snapshots keep `synchronous=FULL`.
+    private func writeCursor<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
     }
 
     /// Sets `sink`'s cursor unconditionally and clears its last error (operator replay:
