@@ -1,8 +1,9 @@
 /// Reads the `createdOn` / `updatedOn` values DruID sends into UTC milliseconds since 1970.
 ///
 /// Why not `ISO8601DateFormatter`: the change detector compares timestamps of every item on every
-/// poll, and formatters are slow, not `Sendable`, and reject variants upstreams actually emit (a space
-/// instead of `T`, nine fractional digits). This parser is allocation-free and pure.
+/// poll, and formatters are slow and reject variants that upstreams actually emit (a space
+/// instead of `T`, nine fractional digits). This parser is pure and allocates nothing (except for the
+/// rare exponent form of an epoch number).
 ///
 /// Accepted (anything else is `nil`, never a guess):
 /// - ISO-8601 / RFC 3339 date-times: `YYYY-MM-DD` then `T`, `t` or a space, then `hh:mm:ss`, then an
@@ -10,7 +11,7 @@
 ///   `Z`, `z`, `±hh:mm`, `±hhmm` or `±hh`. Without a zone the time is read as UTC (DruID's timestamps
 ///   are UTC; the detector needs ordering, not the sender's wall clock). Fields are range-checked
 ///   (month 1–12, day within the month including leap years, hour 0–23, minute 0–59, second 0–59).
-/// - Epoch numbers, as a JSON number's text (`"bulkId": 1764324963` arrives here as that literal):
+/// - Epoch numbers, as a JSON number's text (`"createdOn": 1764324963` reaches here as that literal):
 ///   seconds, or milliseconds when the absolute value is at least 1e11 (year 5138 in seconds, 1973
 ///   in milliseconds, so the two ranges cannot be confused for real dates). A fraction is kept to the
 ///   millisecond, truncated toward negative infinity; exponents are accepted.
