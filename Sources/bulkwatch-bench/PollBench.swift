@@ -42,6 +42,7 @@ func pollBenchmark(arguments: [String]) async throws {
     print("2nd absent poll); wall and CPU are medians of the steady polls; CPU = getrusage user+sys of the whole")
     print("process (curl thread, SQLite, sink queue). Each size runs in its own child process; the simulator runs in")
     print("the parent (not in the child's RSS/CPU) and mutates + re-renders between polls, outside the timings.")
+    print("The WAL checkpoint runs after each cycle, outside the timings, as `bulkwatch run` does between polls.")
     print("peak RSS = child's VmHWM: first = lifetime peak through the first poll; steady = VmHWM reset (clear_refs)")
     print("after the warm-ups, read after the steady polls. MB = 10^6 bytes.")
     print("")
@@ -323,6 +324,7 @@ private struct PollChild {
         var cycle = try await timedCycle(watcher: watcher, delivery: &delivery)
         cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
         result.first = cycle
+        try journal.checkpoint()
 
         var steady: [PollSizeResult.Cycle] = []
         progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
@@ -331,6 +333,8 @@ private struct PollChild {
             if round == warmup { result.peakResetWorked = Bench.resetPeakResident() }
             let measured = try await timedCycle(watcher: watcher, delivery: &delivery)
             if round >= warmup { steady.append(measured) }
+            // As `bulkwatch run` does between polls, after the events went out: not part of the cycle.
+            try journal.checkpoint()
         }
         result.steady = PollSizeResult.Cycle(
             events: Int(Bench.median(steady.map { Double($0.events) })), wall: Bench.median(steady.map(\.wall)),
@@ -405,6 +409,7 @@ private struct PollChild {
             pieces.sink = delivery.deliverTime
             pieces.dispatch = delivery.journalTime
 
+            try journal.checkpoint()
             if round == 0 { result.firstPieces = pieces }
             if round > warmup { steady.append(pieces) }
             let stats = outcome.stats

@@ -63,20 +63,34 @@ enum CloudEventEncoder {
     /// always gets the same id, across retries, replays and restarts, so receivers can dedupe.
     static func stableID(source: String, change: DetectedChange) -> String {
         var hasher = SHA256()
+        let separator: [UInt8] = [0]
         for part in [source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? ""] {
-            hasher.update(data: Array(part.utf8))
-            hasher.update(data: [0])
+            var part = part
+            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+            hasher.update(data: separator)
         }
         var bytes = Array(hasher.finalize().prefix(16))
         bytes[6] = (bytes[6] & 0x0F) | 0x80  // UUID version 8: custom, name-based
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
-        let hex = bytes.map { byte -> String in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+        // 8-4-4-4-12 hex digits written straight into the string's storage: this runs once per
+        // event, 100k times on a first poll, so no per-byte Strings.
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var position = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    out[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                out[position] = hexDigits[Int(byte >> 4)]
+                out[position + 1] = hexDigits[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
         }
-        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
     }
 }
+
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
 /// Minimal JSON string writing for the hand-built event bodies.
 enum JSONText {
@@ -94,10 +108,9 @@ enum JSONText {
             case 0x0D: out.append(contentsOf: #"\r"#.utf8)
             case 0x09: out.append(contentsOf: #"\t"#.utf8)
             case 0..<0x20:
-                let digits = Array("0123456789abcdef".utf8)
                 out.append(contentsOf: #"\u00"#.utf8)
-                out.append(digits[Int(byte >> 4)])
-                out.append(digits[Int(byte & 0xF)])
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
             default: out.append(byte)
             }
         }

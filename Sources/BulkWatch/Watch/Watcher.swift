@@ -79,6 +79,11 @@ public final class Watcher: Service {
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
                 if once { return }
+                do {
+                    try journal.checkpoint()
+                } catch {
+                    logger.warning("WAL checkpoint failed: \(error)")
+                }
                 if ContinuousClock.now - lastPrune > .seconds(600) {
                     lastPrune = .now
                     prune()
