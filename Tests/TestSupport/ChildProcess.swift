@@ -30,8 +30,8 @@ public final class ChildProcess: @unchecked Sendable {
     ) throws {
         stdoutPath = directory + "/stdout-\(UUID().uuidString).txt"
         stderrPath = directory + "/stderr-\(UUID().uuidString).txt"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
