@@ -1,6 +1,7 @@
 // Helpers shared by the fetch, poll and idle suites: clocks, CPU time, resident memory, child
 // processes, loggers and aligned tables. Everything here measures; nothing asserts.
 import BulkWatch
+import BulkWatchSimulator
 import Dispatch
 import Foundation
 import Logging
@@ -237,23 +238,6 @@ struct BenchTable {
     }
 }
 
-/// SplitMix64: reproducible choices without the system RNG.
-struct BenchRandom {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-
-    mutating func below(_ bound: Int) -> Int {
-        Int(next() % UInt64(bound))
-    }
-}
-
 /// Blocking line reads from a file descriptor, done off the cooperative pool so a waiting reader never
 /// starves the in-process simulator's server tasks.
 final class BenchLineReader: Sendable {
@@ -418,5 +402,12 @@ struct BenchChild: Sendable {
         if let exit = await wait(timeout: grace) { return (exit, false) }
         kill(pid, SIGKILL)
         return (await wait(timeout: .seconds(5)), true)
+    }
+}
+
+extension SplitMix64 {
+    /// Uniform-enough index in `0..<bound` for benchmark data (modulo bias is irrelevant here).
+    mutating func below(_ bound: Int) -> Int {
+        Int(next() % UInt64(bound))
     }
 }

@@ -2,6 +2,7 @@
 // next to Foundation's JSONDecoder on the same bytes in the same process. Figures are printed, never
 // asserted: CI machines are too noisy for timing thresholds.
 import BulkWatch
+import BulkWatchSimulator
 import Foundation
 
 #if canImport(Glibc)
@@ -124,7 +125,7 @@ enum DecodeBenchBody {
         let statuses = [
             "COMPLETED", "COMPLETED", "COMPLETED", "IN_PROGRESS", "PENDING", "FAILED", "PARTIALLY_COMPLETED",
         ]
-        var random = DecodeBenchRandom(state: seed)
+        var random = SplitMix64(seed: seed)
         var body: [UInt8] = []
         body.reserveCapacity(items * 152 + 64)
         body.append(contentsOf: #"{"content":["#.utf8)
@@ -192,19 +193,6 @@ enum DecodeBenchBody {
         body.append(UInt8(ascii: "."))
         digits(millis, 3)
         body.append(UInt8(ascii: "Z"))
-    }
-}
-
-/// SplitMix64, so bodies are reproducible without Foundation's UUID or the system RNG.
-struct DecodeBenchRandom {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
     }
 }
 

@@ -169,7 +169,7 @@ private func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> Pol
 /// items appended, 1 % removed. Seeded, so every run mutates the same items.
 private struct WorldMutator {
     private var live: [String]
-    private var random = BenchRandom(state: 0xB0_11C0)
+    private var random = SplitMix64(seed: 0xB0_11C0)
     private var round = 0
     private var nextSerial: Int
     private let perRound: Int

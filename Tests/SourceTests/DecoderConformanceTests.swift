@@ -1,5 +1,6 @@
 // Conformance of BulkListDecoder against Foundation on a corpus of valid and invalid bodies, every
 // truncation of the valid ones, seeded random bodies and random corruptions of them.
+import BulkWatchSimulator
 import Foundation
 import Testing
 
@@ -804,26 +805,13 @@ struct DecoderConformanceTests {
 
 // MARK: - Random body generator
 
-/// DecoderTestRandom: tiny, seedable, good enough to explore inputs reproducibly.
-struct DecoderTestRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
-
 /// Writes random bodies that follow the documented shape, and knows what each must decode to.
 struct RandomBulkBodyGenerator {
-    var rng: DecoderTestRandom
+    var rng: SplitMix64
     var allowDuplicates: Bool
 
     init(seed: UInt64, allowDuplicates: Bool) {
-        rng = DecoderTestRandom(state: seed)
+        rng = SplitMix64(seed: seed)
         self.allowDuplicates = allowDuplicates
     }
 
