@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build --product bulkwatch
+swift build --product bulkwatch >&2   # stdout belongs to the events
 state="$(mktemp -d)/demo.db"
 exec .build/debug/bulkwatch demo --state "$state" "$@"
