@@ -40,7 +40,7 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
         } else if trimmed.hasPrefix("file:"), trimmed.count > 5 {
             let path = String(trimmed.dropFirst(5))
             if let directory, !path.hasPrefix("/") {
-                self = .file(URL(fileURLWithPath: directory).appendingPathComponent(path).path)
+                self = .file(URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path)
             } else {
                 self = .file(path)
             }
@@ -438,6 +438,6 @@ public enum SettingParse {
 
     static func path(_ path: String, relativeTo directory: String?) -> String {
         guard let directory, !path.hasPrefix("/") else { return path }
-        return URL(fileURLWithPath: directory).appendingPathComponent(path).path
+        return URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path
     }
 }
