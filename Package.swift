@@ -112,6 +112,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ConfigTests",
+            dependencies: ["BulkWatch", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SimulatorTests",
             dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
             swiftSettings: strict

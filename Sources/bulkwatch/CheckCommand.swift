@@ -22,9 +22,7 @@ struct CheckCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try target.settings()
         _ = try process.settings()
-        if config == nil, target.endpoint == nil {
-            throw ValidationError("missing --config FILE (or --endpoint URL)")
-        }
+        if config == nil { try target.validateSingleTarget() }
     }
 
     func run() async throws {
@@ -72,8 +70,8 @@ struct CheckCommand: AsyncParsableCommand {
         do {
             let listing = try await client.fetch()
             let active = plan.target.activeCount(in: listing)
-            return "OK    \(name)  \(listing.items.count) operation(s), \(active) in progress; token \(tokenTime.shortText), "
-                + "list \((ContinuousClock.now - fetchStarted).shortText) (\(plan.target.endpoint.url))"
+            return "OK    \(name)  \(listing.items.count) operation(s), \(active) in progress; token \(tokenTime.shortDescription), "
+                + "list \((ContinuousClock.now - fetchStarted).shortDescription) (\(plan.target.endpoint.url))"
         } catch {
             return "FAIL  \(name)  \(plan.target.endpoint.url): \(error)"
         }

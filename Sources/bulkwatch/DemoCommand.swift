@@ -47,16 +47,14 @@ struct DemoCommand: AsyncParsableCommand {
 
     /// The demo's target: the simulator's URLs and credential, plus the flags given.
     private func targetSettings(bulkURL: String, tokenURL: String) throws -> TargetSettings {
-        var options = TargetOptions()
-        options.endpoint = bulkURL
-        options.tokenURL = tokenURL
-        options.clientID = SimulatorOptions().clientID
-        options.interval = interval
-        options.activeInterval = activeInterval
-        options.sinks = sinks
-        options.expireAfter = expireAfter
-        options.initial = initial
-        var settings = try options.settings()
+        let pairs: [(String, String?)] = [
+            ("endpoint", bulkURL), ("token-url", tokenURL), ("client-id", SimulatorOptions().clientID),
+            ("interval", interval), ("active-interval", activeInterval), ("expire-after", expireAfter),
+            ("initial", initial),
+        ]
+        var settings = try TargetOptions.settings(
+            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }
+                + (sinks.isEmpty ? [] : [("sinks", .list(sinks))]))
         // The simulator's built-in demo credential, handed over like any secret: by reference.
         settings.clientSecret = SecretReference.environment(Self.secretVariable)
         return settings

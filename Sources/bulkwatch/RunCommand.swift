@@ -27,9 +27,7 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try target.settings()
         _ = try process.settings()
-        if config == nil, target.endpoint == nil {
-            throw ValidationError("missing --endpoint URL (or --config FILE)")
-        }
+        if config == nil { try target.validateSingleTarget() }
     }
 
     func run() async throws {
@@ -47,9 +45,9 @@ struct RunCommand: AsyncParsableCommand {
             throw ConfigurationError("\(error)")
         }
         for plan in configuration.targets {
-            let cadence = plan.target.activeInterval.map { ", \($0.shortText) while operations are in progress" } ?? ""
+            let cadence = plan.target.activeInterval.map { ", \($0.shortDescription) while operations are in progress" } ?? ""
             logger.info(
-                "watching \(plan.target.endpoint.url) every \(plan.target.interval.shortText)\(cadence)",
+                "watching \(plan.target.endpoint.url) every \(plan.target.interval.shortDescription)\(cadence)",
                 metadata: ["target": "\(plan.target.name)"])
         }
         logger.info("state \(configuration.statePath)")
@@ -79,15 +77,5 @@ func resolveGlobalOrExit(_ resolver: ConfigurationResolver) throws -> GlobalSett
         return try resolver.globalSettings()
     } catch {
         throw ConfigurationError(error.description)
-    }
-}
-
-extension Duration {
-    /// `30s`, `1.5s`, `250ms`.
-    var shortText: String {
-        let (seconds, attoseconds) = components
-        let millis = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        if millis % 1000 == 0 { return "\(millis / 1000)s" }
-        return millis < 1000 ? "\(millis)ms" : String(format: "%.1fs", Double(millis) / 1000)
     }
 }

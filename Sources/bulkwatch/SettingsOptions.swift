@@ -58,29 +58,31 @@ struct TargetOptions: ParsableArguments {
 
     /// The flag layer, checked with the same parsers as the file and the environment.
     func settings() throws -> TargetSettings {
-        var settings = TargetSettings()
         let pairs: [(String, String?)] = [
             ("endpoint", endpoint), ("token-url", tokenURL), ("client-id", clientID), ("oauthconf", oauthconf),
             ("token-auth", tokenAuth), ("accept-language", acceptLanguage), ("interval", interval),
             ("active-interval", activeInterval), ("terminal-statuses", terminalStatuses), ("timeout", timeout),
             ("max-body-size", maxBodySize), ("expire-after", expireAfter), ("initial", initial), ("retain", retain),
         ]
-        for (key, value) in pairs {
-            guard let value else { continue }
-            try apply(key, .scalar(value), to: &settings)
-        }
+        var settings = try Self.settings(
+            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }
+                + (sinks.isEmpty ? [] : [("sinks", .list(sinks))]))
         if let clientSecretFile { settings.clientSecret = .file(clientSecretFile) }
-        if !sinks.isEmpty { try apply("sinks", .list(sinks), to: &settings) }
         return settings
     }
 
-    private func apply(_ key: String, _ value: SettingValue, to settings: inout TargetSettings) throws {
-        guard let setter = TargetSettings.keys[key] else { return }
-        do {
-            try setter(&settings, value, nil)
-        } catch {
-            throw ValidationError("--\(key == "sinks" ? "sink" : key): \(error.message)")
+    /// Applies flag values by key; a bad one is a usage error naming its flag.
+    static func settings(_ pairs: [(String, SettingValue)]) throws -> TargetSettings {
+        var settings = TargetSettings()
+        for (key, value) in pairs {
+            guard let setter = TargetSettings.keys[key] else { continue }
+            do {
+                try setter(&settings, value, nil)
+            } catch {
+                throw ValidationError("--\(key == "sinks" ? "sink" : key): \(error.message)")
+            }
         }
+        return settings
     }
 }
 
@@ -192,5 +194,18 @@ enum WebhookSecretLoader {
         } catch {
             throw ConfigurationError("\(reference): \(error)")
         }
+    }
+}
+
+extension TargetOptions {
+    /// Without `--config`, the flags are the whole target: what is missing is a usage error (64).
+    func validateSingleTarget() throws {
+        guard endpoint != nil else { throw ValidationError("missing --endpoint URL (or --config FILE)") }
+        let staticToken = ProcessInfo.processInfo.environment["BULKWATCH_TOKEN"].map { !$0.isEmpty } ?? false
+        guard !staticToken, oauthconf == nil else { return }
+        guard tokenURL != nil else {
+            throw ValidationError("missing --token-url (or --oauthconf FILE, or BULKWATCH_TOKEN for a fixed app token)")
+        }
+        guard clientID != nil else { throw ValidationError("missing --client-id") }
     }
 }

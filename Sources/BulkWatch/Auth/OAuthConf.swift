@@ -31,7 +31,8 @@ public struct OAuthConf: Sendable, Equatable {
         let parser = XMLParser(data: data)
         parser.delegate = collector
         parser.shouldResolveExternalEntities = false
-        guard parser.parse() else {
+        // corelibs' XMLParser may return true for a document libxml2 had to recover from.
+        guard parser.parse(), parser.parserError == nil, collector.sawRoot, collector.balanced else {
             let reason = parser.parserError.map { "\($0.localizedDescription)" } ?? "unknown error"
             throw SettingError("oauthconf \(path): not valid XML (line \(parser.lineNumber)): \(reason)")
         }
@@ -69,6 +70,8 @@ public struct OAuthConf: Sendable, Equatable {
     /// occurrence wins. Used only during one synchronous `parse()`.
     private final class ValueCollector: NSObject, XMLParserDelegate {
         var values: [String: String] = [:]
+        var sawRoot = false
+        var balanced: Bool { stack.isEmpty }
         private var stack: [(name: String, entryKey: String?, text: String)] = []
 
         func parser(
@@ -85,6 +88,7 @@ public struct OAuthConf: Sendable, Equatable {
                 }
             }
             if let value = attributes["value"], let entryKey { store(entryKey, value) }
+            sawRoot = true
             stack.append((OAuthConf.normalize(elementName), entryKey, ""))
         }
 

@@ -116,6 +116,7 @@ public struct ConfigFile: Sendable, Equatable {
     private static func line(of error: YamlError) -> Int? {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
+        case .duplicatedKeysInMapping(_, let context): context.mark.line
         default: nil
         }
     }
@@ -125,6 +126,8 @@ public struct ConfigFile: Sendable, Equatable {
         case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
             .composer(let context, let problem, _, _):
             "not valid YAML: \(problem)" + (context.map { " \($0.text)" } ?? "")
+        case .duplicatedKeysInMapping(let duplicates, _):
+            "\(duplicates.map { "'\($0)'" }.joined(separator: ", ")) given twice in this mapping"
         default: "not valid YAML: \(error)"
         }
     }

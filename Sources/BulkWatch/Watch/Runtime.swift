@@ -132,10 +132,12 @@ public struct RuntimeConfiguration: Sendable {
     /// The first target (single-target callers).
     public var target: WatchTarget { targets[0].target }
 
-    /// Each distinct sink once, with the targets that feed it (nil when every target does).
+    /// Each distinct sink once, with the targets that feed it.
     ///
     /// Sinks are keyed by name: two targets listing `file:/var/log/bulk.jsonl` share one file and
-    /// one cursor. The same name configured two ways (different `batch=`) is an error.
+    /// one cursor. The same name configured two ways (different `batch=`) is an error. The target
+    /// set is always explicit, never "all": the journal may hold events of targets no longer
+    /// configured (removed by a reload, or renamed), and a sink must not pick those up.
     public func sinkPlans() throws -> [SinkPlan] {
         var order: [String] = []
         var plans: [String: SinkPlan] = [:]
@@ -154,12 +156,7 @@ public struct RuntimeConfiguration: Sendable {
                 }
             }
         }
-        let all = Set(targets.map(\.target.name))
-        return order.compactMap { name in
-            guard var plan = plans[name] else { return nil }
-            if plan.targets == all { plan.targets = nil }
-            return plan
-        }
+        return order.compactMap { plans[$0] }
     }
 
     /// Checks what can be checked without opening anything: unique target names, consistent sinks,
@@ -181,10 +178,15 @@ public struct RuntimeConfiguration: Sendable {
     }
 }
 
-/// A sink and the targets it receives events from (nil: all).
+/// A sink and the targets it receives events from.
 public struct SinkPlan: Sendable, Equatable {
     public var spec: SinkSpec
     public var targets: Set<String>?
+
+    public init(spec: SinkSpec, targets: Set<String>?) {
+        self.spec = spec
+        self.targets = targets
+    }
 }
 
 /// Re-reads the configuration on SIGHUP; throws (one line) when the new one is invalid.

@@ -298,9 +298,10 @@ private final class WatcherState: Sendable {
 extension Duration {
     var timeInterval: TimeInterval { Double(nanoseconds) / 1e9 }
 
-    /// `1.5s`, `250ms`: for log lines.
-    var shortDescription: String {
+    /// `30s`, `1.5s`, `250ms`: for log lines.
+    public var shortDescription: String {
         let millis = nanoseconds / 1_000_000
+        if millis >= 1000, millis % 1000 == 0 { return "\(millis / 1000)s" }
         return millis < 1000 ? "\(millis)ms" : String(format: "%.1fs", Double(millis) / 1000)
     }
 }
