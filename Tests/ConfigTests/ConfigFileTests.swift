@@ -133,3 +133,22 @@ struct ConfigFileTests {
         }
     }
 }
+
+@Suite("the shipped examples stay valid")
+struct ExampleConfigTests {
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("examples").path
+
+    @Test(arguments: ["bulkwatch.yaml", "bulkwatch-simulator.yaml"])
+    func exampleParses(_ name: String) throws {
+        let file = try ConfigFile.load(path: Self.examples + "/" + name)
+        #expect(!file.targets.isEmpty)
+    }
+
+    @Test func exampleOAuthConfParses() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.examples + "/oauthconf.xml"))
+        let conf = try OAuthConf.parse(data, path: "oauthconf.xml")
+        #expect(!conf.clientID.isEmpty)
+        #expect(conf.tokenURL.hasSuffix("/oauth2/token"))
+    }
+}

@@ -83,10 +83,11 @@ public struct ConfigurationResolver: Sendable {
             }
             transport.caFile = caFile
         }
-        let configuration = RuntimeConfiguration(
+        var configuration = RuntimeConfiguration(
             targets: plans, statePath: global.state ?? Defaults.state, transport: transport, once: once,
             fileMaxBytes: Int64(global.fileMaxSize ?? Defaults.fileMaxSize), fileKeep: global.fileKeep ?? Defaults.fileKeep,
             webhook: try webhookSettings(global, plans: plans), listen: global.listen)
+        configuration.logSettings = [global.logLevel ?? "info", global.logFormat?.rawValue ?? "text"]
         do {
             try configuration.validate()
         } catch let error as RuntimeConfigurationError {
@@ -141,7 +142,15 @@ public struct ConfigurationResolver: Sendable {
         var tokenURL = settings.tokenURL
         var clientID = settings.clientID
         var secret: Secret?
-        if let path = settings.oauthconf {
+        if let reference = settings.oauthconf {
+            // `credential:NAME` reads it from systemd's credentials directory (LoadCredential=).
+            var path = reference
+            if reference.hasPrefix("credential:") {
+                guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                    throw SettingError("oauthconf \(reference): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
+                }
+                path = directory + "/" + reference.dropFirst("credential:".count)
+            }
             let conf = try OAuthConf.load(path: path)
             tokenURL = tokenURL ?? conf.tokenURL
             clientID = clientID ?? conf.clientID

@@ -100,6 +100,9 @@ public struct RuntimeConfiguration: Sendable {
     public var webhook: WebhookSettings
     /// Where `/metrics`, `/healthz` and `/readyz` are served; nil: not served.
     public var listen: ListenAddress?
+    /// Level and format as configured; applied once at start (logging is bootstrapped once), kept
+    /// here so a reload can say that a change needs a restart.
+    public var logSettings: [String] = []
 
     public init(
         targets: [TargetPlan], statePath: String, transport: TransportConfiguration = TransportConfiguration(),
@@ -363,6 +366,7 @@ private final class Pipeline: Sendable {
         }
         if new.listen != old.listen { logger.warning("listen changes take effect on restart; still serving on \(old.listen.map { "\($0)" } ?? "nothing")") }
         if new.transport.caFile != old.transport.caFile { logger.warning("ca-file changes take effect on restart") }
+        if new.logSettings != old.logSettings { logger.warning("log-level and log-format changes take effect on restart") }
         let newPlans = try new.sinkPlans()
         let sinksChanged =
             newPlans != running.withLock({ $0.sinkPlans }) || new.webhook != old.webhook

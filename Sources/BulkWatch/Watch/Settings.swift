@@ -162,7 +162,8 @@ public struct TargetSettings: Sendable, Equatable {
             s.clientSecret = try SecretReference(parsing: try SettingParse.scalar(v), relativeTo: directory)
         },
         "oauthconf": { s, v, directory throws(SettingError) in
-            s.oauthconf = SettingParse.path(try SettingParse.nonEmpty(v), relativeTo: directory)
+            let text = try SettingParse.nonEmpty(v)
+            s.oauthconf = text.hasPrefix("credential:") ? text : SettingParse.path(text, relativeTo: directory)
         },
         "token-auth": { s, v, _ throws(SettingError) in
             switch try SettingParse.scalar(v) {
