@@ -72,7 +72,9 @@ public final class Watcher: Service {
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         var lastPrune = ContinuousClock.now - .seconds(3600)
+        var clock = WallClockWatch()
         while !Task.isShuttingDownGracefully {
+            if let jump = clock.jump() { logger.warning("\(WallClockWatch.describe(jump))") }
             let delay: Duration
             do {
                 _ = try await cancelWhenGracefulShutdown { try await self.pollOnce() }
