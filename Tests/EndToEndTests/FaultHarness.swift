@@ -137,9 +137,9 @@ final class FaultHarness: @unchecked Sendable {
         await ChildProcess.eventually(timeout: timeout) { self.isSettled }
     }
 
-    /// Waits for a stderr line containing `text`.
-    func logged(_ text: String, timeout: Duration = .seconds(30)) async -> Bool {
-        await ChildProcess.eventually(timeout: timeout) { self.stderr.contains(text) }
+    /// Waits for `count` stderr lines containing `text`.
+    func logged(_ text: String, count: Int = 1, timeout: Duration = .seconds(30)) async -> Bool {
+        await ChildProcess.eventually(timeout: timeout) { self.stderrLines.filter { $0.contains(text) }.count >= count }
     }
 
     /// What differs, for failure messages.
