@@ -207,7 +207,11 @@ struct FaultInjectionTests {
         #expect(await harness.logged("jumped forward by 3600", count: 2), "\(harness.diagnosis)")
         harness.mutate()
         await harness.expectRecovered(problem: "wall clock jumped", recovery: nil)
+        let pid = harness.child?.pid ?? 0
         await harness.finish()
+        // libfaketime's shared state, named after the process that created it (`env`, which became the watcher).
+        unlink("/dev/shm/faketime_shm_\(pid)")
+        unlink("/dev/shm/sem.faketime_sem_\(pid)")
     }
 
     // MARK: Shapes
