@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what bulkwatch needs to build and test, only when missing:
-# libcurl (OpenSSL flavour) and SQLite headers, openssl and curl for tests.
+# libcurl (OpenSSL flavour) and SQLite headers, openssl, curl and faketime for tests.
 set -euo pipefail
 
 need=()
@@ -9,6 +9,8 @@ dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# libfaketime: the clock-jump fault test fakes the watcher's wall clock with it (docs/FAULTS.md).
+dpkg -s faketime >/dev/null 2>&1 || need+=(faketime)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

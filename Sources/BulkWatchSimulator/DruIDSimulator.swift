@@ -22,6 +22,8 @@ public final class DruIDSimulator: Sendable {
     public static let tokenPath = "/oauth2/token"
     /// The path of the bulk-status endpoint.
     public static let bulkPath = "/activityid/v1/user/bulk"
+    /// The path of the change history (served only with ``SimulatorOptions/recordsHistory``).
+    public static let historyPath = "/simulator/history"
 
     /// The options the simulator was created with (``faults`` holds the faults in force now).
     public let options: SimulatorOptions
@@ -216,6 +218,14 @@ public final class DruIDSimulator: Sendable {
         state.withLock { $0.log.removeAll() }
     }
 
+    /// Every visible change of the world so far, oldest first; empty unless ``SimulatorOptions/recordsHistory``.
+    public var history: [SimulatorChange] {
+        state.withLock { state in
+            advanceWorld(&state)
+            return state.world.history ?? []
+        }
+    }
+
     /// Counters since creation.
     public var stats: SimulatorStats {
         state.withLock { state in
@@ -269,6 +279,8 @@ public final class DruIDSimulator: Sendable {
                 : Self.errorResponse(405)
         case Self.bulkPath:
             response = request.method == .get ? bulkResponse(headers: request.headers) : Self.errorResponse(405)
+        case Self.historyPath where options.recordsHistory:
+            response = request.method == .get ? historyResponse() : Self.errorResponse(405)
         default:
             response = Self.errorResponse(404)
         }
@@ -328,6 +340,15 @@ public final class DruIDSimulator: Sendable {
             }
             json += "}"
             return Self.jsonResponse(200, ByteBuffer(string: json))
+        }
+    }
+
+    /// The history with the simulated clock, so a checker knows how recent the last change it may expect is.
+    private func historyResponse() -> Response {
+        state.withLock { state in
+            advanceWorld(&state)
+            let body = SimulatorChange.renderHistory(state.world.history ?? [], nowMillis: state.world.nowMillis)
+            return Self.jsonResponse(200, ByteBuffer(bytes: body))
         }
     }
 

@@ -81,6 +81,8 @@ struct SimulatedWorld: Sendable {
     /// Bumped on every change a client could see; the body cache is keyed on it.
     private(set) var version: UInt64 = 0
     private(set) var nowMillis: Int64
+    /// Every visible change, in order; nil when ``SimulatorOptions/recordsHistory`` is off.
+    private(set) var history: [SimulatorChange]?
 
     private var rng: SplitMix64
     private var heap: [Event] = []
@@ -100,6 +102,7 @@ struct SimulatedWorld: Sendable {
         retentionMillis = Int64(max(0, options.retentionSeconds * 1000))
         creationIntervalMillis = options.creationsPerSecond > 0 ? 1000 / options.creationsPerSecond : nil
         errorOutcomeRate = min(1, max(0, options.errorOutcomeRate))
+        history = options.recordsHistory ? [] : nil
         populate(options.initialOperations)
         if let interval = creationIntervalMillis {
             nextCreationMillis = startMillis + exponential(mean: interval)
@@ -120,9 +123,15 @@ struct SimulatedWorld: Sendable {
         operation.phase = .manual
         operation.dueMillis = .max
         if let slot = index[operation.bulkId] {
+            if let previous = slots[slot],
+                previous.status != operation.status || previous.updatedOn != operation.updatedOn
+            {
+                record(.changed, operation)
+            }
             slots[slot] = operation
         } else {
             append(operation)
+            record(.created, operation)
         }
         version &+= 1
     }
@@ -130,6 +139,7 @@ struct SimulatedWorld: Sendable {
     @discardableResult
     mutating func remove(_ bulkId: String) -> Bool {
         guard let slot = index.removeValue(forKey: bulkId) else { return false }
+        if let operation = slots[slot] { record(.removed, operation) }
         slots[slot] = nil
         count -= 1
         version &+= 1
@@ -139,6 +149,7 @@ struct SimulatedWorld: Sendable {
 
     mutating func removeAll() {
         guard count > 0 || !slots.isEmpty else { return }
+        for case let operation? in slots { record(.removed, operation) }
         slots.removeAll()
         index.removeAll()
         heap.removeAll()
@@ -202,6 +213,7 @@ struct SimulatedWorld: Sendable {
                 operation.dueMillis = finish
             }
             append(operation)
+            record(.created, operation)
             schedule(operation)
         }
         version &+= 1
@@ -212,6 +224,7 @@ struct SimulatedWorld: Sendable {
             bulkId: takeNextBulkId(), status: .string(Self.statusPending), createdOn: .millis(time),
             updatedOn: .millis(time), extraJSONFields: "", phase: .pending, dueMillis: time + stepDuration())
         append(operation)
+        record(.created, operation)
         schedule(operation)
         version &+= 1
     }
@@ -241,6 +254,7 @@ struct SimulatedWorld: Sendable {
         }
         operation.updatedOn = .millis(updated)
         slots[slot] = operation
+        record(.changed, operation)
         schedule(operation)
         version &+= 1
     }
@@ -268,6 +282,14 @@ struct SimulatedWorld: Sendable {
     }
 
     // MARK: Storage
+
+    private mutating func record(_ kind: SimulatorChange.Kind, _ operation: SimulatedOperation) {
+        guard history != nil else { return }
+        history?.append(
+            SimulatorChange(
+                kind: kind, bulkId: operation.bulkId, status: operation.status.historyText,
+                updatedOn: operation.updatedOn.historyText, atMillis: nowMillis))
+    }
 
     private mutating func append(_ operation: SimulatedOperation) {
         index[operation.bulkId] = slots.count

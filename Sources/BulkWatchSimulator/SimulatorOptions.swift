@@ -34,6 +34,9 @@ public struct SimulatorOptions: Sendable {
     public var faults: SimulatorFaults
     /// The request log keeps at most this many of the newest records, so long benchmarks stay bounded.
     public var requestLogLimit: Int
+    /// Keep every visible change of the world (``DruIDSimulator/history``, `GET /simulator/history`): the truth
+    /// fault and crash tests compare a journal against. Off by default: it grows with every change.
+    public var recordsHistory: Bool
 
     public init(
         clientID: String = "bulkwatch-demo",
@@ -48,7 +51,8 @@ public struct SimulatorOptions: Sendable {
         automaticChurn: Bool = true,
         clockStart: Date? = nil,
         faults: SimulatorFaults = SimulatorFaults(),
-        requestLogLimit: Int = 10_000
+        requestLogLimit: Int = 10_000,
+        recordsHistory: Bool = false
     ) {
         self.clientID = clientID
         self.clientSecret = clientSecret
@@ -63,6 +67,7 @@ public struct SimulatorOptions: Sendable {
         self.clockStart = clockStart
         self.faults = faults
         self.requestLogLimit = requestLogLimit
+        self.recordsHistory = recordsHistory
     }
 
     /// A world for tests: no initial operations, no creations, nothing moves unless the test says so.

@@ -46,6 +46,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Log level.")
     var logLevel = "info"
 
+    @Flag(help: "Record every change of the world and serve it at GET /simulator/history (for crash tests).")
+    var history = false
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard rate >= 0, step > 0, retention >= 0, tokenLifetime > 0, initial >= 0, latency >= 0 else {
@@ -88,7 +91,7 @@ struct SimulateCommand: AsyncParsableCommand {
         let options = SimulatorOptions(
             clientID: clientID, clientSecret: secret, seed: seed, tokenLifetime: tokenLifetime,
             initialOperations: initial, creationsPerSecond: rate, stepSeconds: step, retentionSeconds: retention,
-            faults: faults)
+            faults: faults, recordsHistory: history)
         let simulator = DruIDSimulator(options: options, logger: logger)
         do {
             try await simulator.start(port: port)

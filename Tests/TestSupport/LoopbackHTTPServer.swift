@@ -58,7 +58,8 @@ public final class LoopbackHTTPServer: Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    public init(handler: @escaping Handler) throws {
+    /// Binds 127.0.0.1:`port` (0: a free port), so a test can bring a stopped server back on the same port.
+    public init(port: Int = 0, handler: @escaping Handler) throws {
         self.handler = handler
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
@@ -66,7 +67,7 @@ public final class LoopbackHTTPServer: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

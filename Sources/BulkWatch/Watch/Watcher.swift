@@ -123,6 +123,7 @@ public final class Watcher: Service {
         var generator = SystemRandomNumberGenerator()
         var lastPrune = ContinuousClock.now - .seconds(3600)
         var cadence = target.interval
+        var clock = WallClockWatch()
         if firstPollDelay > .zero {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
@@ -133,6 +134,7 @@ public final class Watcher: Service {
         // The fixed-rate grid restarts whenever the cadence changes.
         var gridStart = ContinuousClock.now
         while !stopping {
+            if let jump = clock.jump() { logger.warning("\(WallClockWatch.describe(jump))") }
             let delay: Duration
             let started = ContinuousClock.now
             do {
@@ -208,7 +210,7 @@ public final class Watcher: Service {
             throw error
         }
         try Task.checkCancellation()
-        var (snapshot, hasBaseline) = state.take()
+        var (snapshot, hasBaseline) = try state.take(reloadingFrom: journal, target: target.name)
         let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
         let events: [JournalEvent]
         do {
@@ -216,9 +218,15 @@ public final class Watcher: Service {
                 target: target.name, source: target.source, outcome: outcome, snapshot: snapshot, detectedAt: Date())
         } catch {
             // The diff was applied in place; the journal still holds the state before it, so
-            // reload that: a failed commit must leave no trace, in memory or on disk.
-            let (stored, storedBaseline) = try journal.loadSnapshot(target: target.name)
-            state.put(stored, hasBaseline: storedBaseline)
+            // reload that: a failed commit must leave no trace, in memory or on disk. If even the
+            // reload fails, the state is marked stale and the next poll reloads before diffing —
+            // diffing against the empty placeholder would report every item as created.
+            do {
+                let (stored, storedBaseline) = try journal.loadSnapshot(target: target.name)
+                state.put(stored, hasBaseline: storedBaseline)
+            } catch {
+                state.markStale()
+            }
             metrics.poll(outcome: "journal")
             health?.pollFailed(target: target.name, reason: "cannot record the poll: \(error)")
             throw error
@@ -276,22 +284,33 @@ public struct OncePollFailed: Error, CustomStringConvertible {
 /// in place instead of copying 100k entries; put back after the commit. Only the watcher's own
 /// task does either, one poll at a time; the lock just makes that safe to state to the compiler.
 private final class WatcherState: Sendable {
-    private let storage: Mutex<(snapshot: Snapshot, hasBaseline: Bool)>
+    private let storage: Mutex<(snapshot: Snapshot, hasBaseline: Bool, stale: Bool)>
 
     init(snapshot: Snapshot, hasBaseline: Bool) {
-        storage = Mutex((snapshot, hasBaseline))
+        storage = Mutex((snapshot, hasBaseline, false))
     }
 
-    func take() -> (Snapshot, Bool) {
-        storage.withLock { stored in
+    /// The snapshot to diff against; reloaded from the journal first when marked stale (and
+    /// still stale if that throws, so no poll ever diffs against a placeholder).
+    func take(reloadingFrom journal: Journal, target: String) throws -> (Snapshot, Bool) {
+        if storage.withLock({ $0.stale }) {
+            let (stored, hasBaseline) = try journal.loadSnapshot(target: target)
+            put(stored, hasBaseline: hasBaseline)
+        }
+        return storage.withLock { stored in
             let taken = (stored.snapshot, stored.hasBaseline)
             stored.snapshot = Snapshot()
+            stored.stale = true
             return taken
         }
     }
 
     func put(_ snapshot: Snapshot, hasBaseline: Bool) {
-        storage.withLock { $0 = (snapshot, hasBaseline) }
+        storage.withLock { $0 = (snapshot, hasBaseline, false) }
+    }
+
+    func markStale() {
+        storage.withLock { $0.stale = true }
     }
 }
 
