@@ -13,7 +13,9 @@ struct OperationsTests {
         let directory = try makeTemporaryDirectory("simulate")
         let port = try reserveFreePort()
         let simulator = try ChildProcess(
-            BulkWatchBinary.path, ["simulate", "--port", "\(port)", "--initial", "4", "--rate", "0"],
+            BulkWatchBinary.path,
+            // Slow steps and long retention: a loaded machine must not see an operation leave the world.
+            ["simulate", "--port", "\(port)", "--initial", "4", "--rate", "0", "--step", "3600", "--retention", "3600"],
             environment: ["SIMULATOR_CLIENT_SECRET": "custom-s3cret"], directory: directory)
         defer {
             simulator.signal(SIGKILL)
