@@ -12,8 +12,8 @@ straightforward and fair: no deliberate slowness, no heroics. One poll:
   4. diff    against the previous snapshot: created (new bulkId), changed (status or updatedOn
              differs), expired (missing from this answer: no confirmation polls, no stale-read or
              mass-removal rules -- what a simple script does)
-  5. commit  one sqlite3 transaction: snapshot rows upserted/deleted with executemany, events
-             inserted with executemany
+  5. commit  item and event JSON texts (json.dumps), then one sqlite3 transaction: snapshot rows
+             upserted/deleted and events inserted with executemany
   6. sink    the same events appended to a JSON-lines file (one write, flushed)
 
 The snapshot lives in the sqlite table `snapshot` (bulk_id PRIMARY KEY -> status, updated_on,
@@ -27,7 +27,9 @@ Benchmark hooks (used by `bulkwatch-bench compare`, documented in BENCHMARKS.md)
   --timing      after each poll print one line `@@POLL {json}` with the wall seconds of each phase
                 above (time.perf_counter) plus the process CPU seconds of the poll
   --step-stdin  instead of sleeping for --interval, wait for a line on stdin before each poll
-                (the benchmark changes the upstream between polls); stop at end of input
+                (the benchmark changes the upstream between polls); stop at end of input. The line
+                `trim` instead runs gc.collect() and glibc malloc_trim(0) and answers `@@TRIMMED`, so
+                the benchmark can reset the peak-RSS mark from the same baseline as for bulkwatch
 """
 
 import argparse
@@ -127,33 +129,31 @@ class Watcher:
         mark = now
 
         detected = now_iso()
-        events = []  # (type, bulk_id, body)
-        upserts = []  # (bulk_id, status, updated_on, item)
+        found = []  # (kind, bulk_id, item, previous)
         previous = self.previous
         for bulk_id, item in current.items():
             status = item.get("status")
             updated_on = item.get("updatedOn")
             old = previous.get(bulk_id)
             if old is None:
-                kind, before = "created", None
+                found.append(("created", bulk_id, item, None))
             elif old[0] != status or old[1] != updated_on:
-                kind, before = "changed", {"status": old[0], "updatedOn": old[1]}
-            else:
-                continue
-            item_json = json.dumps(item)
-            upserts.append((bulk_id, status, updated_on, item_json))
-            events.append((kind, bulk_id, json.dumps(
-                {"type": kind, "bulkId": bulk_id, "time": detected, "item": item, "previous": before})))
+                found.append(("changed", bulk_id, item, {"status": old[0], "updatedOn": old[1]}))
         gone = [bulk_id for bulk_id in previous if bulk_id not in current]
         for bulk_id in gone:
             status, updated_on = previous[bulk_id]
-            events.append(("expired", bulk_id, json.dumps(
-                {"type": "expired", "bulkId": bulk_id, "time": detected,
-                 "item": {"bulkId": bulk_id, "status": status, "updatedOn": updated_on}, "previous": None})))
+            found.append(("expired", bulk_id, {"bulkId": bulk_id, "status": status, "updatedOn": updated_on}, None))
         now = time.perf_counter()
         timing["diff"] = now - mark
         mark = now
 
+        upserts = []  # (bulk_id, status, updated_on, item JSON)
+        events = []  # (type, bulk_id, time, body)
+        for kind, bulk_id, item, before in found:
+            if kind != "expired":
+                upserts.append((bulk_id, item.get("status"), item.get("updatedOn"), json.dumps(item)))
+            events.append((kind, bulk_id, detected, json.dumps(
+                {"type": kind, "bulkId": bulk_id, "time": detected, "item": item, "previous": before})))
         with self.db:  # one transaction: commit on success, rollback on error
             self.db.executemany(
                 "INSERT INTO snapshot (bulk_id, status, updated_on, item) VALUES (?, ?, ?, ?) "
@@ -161,8 +161,7 @@ class Watcher:
                 "updated_on = excluded.updated_on, item = excluded.item", upserts)
             self.db.executemany("DELETE FROM snapshot WHERE bulk_id = ?", [(bulk_id,) for bulk_id in gone])
             self.db.executemany(
-                "INSERT INTO events (type, bulk_id, time, body) VALUES (?, ?, ?, ?)",
-                [(kind, bulk_id, detected, text) for kind, bulk_id, text in events])
+                "INSERT INTO events (type, bulk_id, time, body) VALUES (?, ?, ?, ?)", events)
         for bulk_id, status, updated_on, _ in upserts:
             previous[bulk_id] = (status, updated_on)
         for bulk_id in gone:
@@ -173,7 +172,7 @@ class Watcher:
 
         if events and self.out_path:
             with open(self.out_path, "a", encoding="utf-8") as out:
-                out.write("".join(text + "\n" for _, _, text in events))
+                out.write("".join(body + "\n" for _, _, _, body in events))
         now = time.perf_counter()
         timing["sink"] = now - mark
         timing["total"] = now - start
@@ -181,6 +180,18 @@ class Watcher:
         timing["items"] = len(current)
         timing["events"] = len(events)
         return timing
+
+
+def trim_heap():
+    """Benchmark hook: give freed heap back to the kernel, as the bench does for bulkwatch."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def main():
@@ -201,8 +212,14 @@ def main():
     watcher = Watcher(args)
     next_poll = time.monotonic()
     while True:
-        if args.step_stdin and not sys.stdin.readline():
-            return
+        if args.step_stdin:
+            line = sys.stdin.readline()
+            if not line:
+                return
+            if line.strip() == "trim":
+                trim_heap()
+                print("@@TRIMMED", flush=True)
+                continue
         try:
             timing = watcher.poll()
             if args.timing:
