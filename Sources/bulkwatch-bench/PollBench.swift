@@ -128,7 +128,7 @@ private func pollTarget(size: Int, steady: Bool) -> String {
 }
 
 /// Starts the simulator for `size`, runs the child that measures it, mutates the world whenever the child asks.
-private func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> PollSizeResult {
+func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> PollSizeResult {
     Bench.progress("poll \(size): building the simulator")
     let simulator = DruIDSimulator(
         options: SimulatorOptions(
@@ -167,7 +167,7 @@ private func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> Pol
 
 /// Moves the simulated world by one round: 1 % of the live items changed (new status, newer `updatedOn`), 1 % new
 /// items appended, 1 % removed. Seeded, so every run mutates the same items.
-private struct WorldMutator {
+struct WorldMutator {
     private var live: [String]
     private var random = SplitMix64(seed: 0xB0_11C0)
     private var round = 0

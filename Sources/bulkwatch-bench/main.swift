@@ -14,6 +14,9 @@ let benchUsage = """
       poll   [--sizes 1000,100000,1000000] [--runs N] [--warmup N]
                                                         whole poll cycles (Watcher, Journal, FileSink), RSS, CPU
       idle   [--seconds 20] [--warmup 5] [--items 1000] the real `bulkwatch run` at rest: RSS and CPU per hour
+      compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--idle-seconds 30] [--python python3]
+              [--script bench/pywatcher.py]             bulkwatch side by side with bench/pywatcher.py (stdlib
+                                                        Python): phases, whole polls, peak RSS, idle; ratios
       all                                               every suite above with its defaults
     """
 
@@ -26,6 +29,7 @@ func runSuite(_ name: String, _ options: [String]) async throws {
     case "fetch": try await fetchBenchmark(arguments: options)
     case "poll": try await pollBenchmark(arguments: options)
     case "idle": try await idleBenchmark(arguments: options)
+    case "compare": try await compareBenchmark(arguments: options)
     default: throw BenchError("unknown suite \(name)")
     }
     print("")
@@ -38,7 +42,7 @@ do {
         // A measuring child of `poll`: its stdout is the protocol to the parent, so no banner.
         try await pollBenchmark(arguments: rest)
     case "webhook": print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) =="); try await webhookBenchmark(arguments: rest)
-    case "decode", "diff", "fetch", "poll", "idle":
+    case "decode", "diff", "fetch", "poll", "idle", "compare":
         try await runSuite(suite, rest)
     case "all":
         guard rest.isEmpty else { throw BenchError("all takes no options; run a suite alone to pass options") }

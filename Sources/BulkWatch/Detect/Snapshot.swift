@@ -5,26 +5,35 @@
 /// exactly what DruID sent.
 ///
 /// The layout is built for the steady poll, where almost every listed item is known and
-/// unchanged. Items live in one contiguous array; beside it a compact open-addressing index of
-/// positions, and a byte arena holding each item's `bulkId`, `status` and `updatedOn` side by side.
-/// Recognising an unchanged item then reads a few dozen contiguous bytes instead of chasing the
-/// item's string objects, and the storage is kept in the order the upstream lists items (new ones
-/// appended, expired ones left as holes until a compaction re-sorts everything into the latest
-/// listing order), so a steady poll walks the listing and the arena side by side and rarely hashes.
-/// The order of ``trackedItems`` is otherwise unspecified, but deterministic for one history.
+/// unchanged, and for memory: a watcher of a million operations keeps them all, every minute of
+/// its life. No entry owns an object. Each entry's `bulkId`, `status` and `updatedOn` sit side by
+/// side in one byte arena (``KeyArena``), its `createdOn` and raw JSON in another
+/// (``PayloadArena``), and beside them a few parallel arrays (hash, flags, absence counter) and a
+/// compact open-addressing index of positions: about 250 bytes per item for a 150-byte item
+/// instead of the ~800 that `BulkItem` values cost (four strings and an array each). Recognising
+/// an unchanged item reads a few dozen contiguous bytes; a ``TrackedItem`` is rebuilt from the
+/// bytes only for the few entries a poll reports or rewrites.
+///
+/// The storage is kept in the order the upstream lists items (new ones appended, expired ones
+/// left as holes until a compaction re-sorts everything into the latest listing order), so a
+/// steady poll walks the listing and the arena side by side and rarely hashes. The order of
+/// ``trackedItems`` is otherwise unspecified, but deterministic for one history.
 ///
 /// Besides each item's absence counter, the snapshot remembers which absent items are held by the
 /// mass-removal guard (DESIGN.md §3: a poll that would remove half or more of the known items
 /// needs twice the confirmations). Persist ``removalGuardedIDs`` next to the items and pass them
 /// back to ``init(tracked:removalGuarded:)`` so the guard survives a restart.
 public struct Snapshot: Sendable {
-    var entries: [TrackedItem]
-    /// Cached ``ByteKeys/hash(_:)`` of each entry's `bulkId`, parallel to `entries`.
+    /// Cached ``ByteKeys/hash(_:)`` of each entry's `bulkId`, one per position.
     var hashes: [UInt64]
-    /// Per entry: ``Flags``, parallel to `entries`.
+    /// Per entry: ``Flags``.
     var flags: [UInt8]
-    /// Per entry: its id and state bytes, parallel to `entries`.
+    /// Per entry: consecutive successful polls it has been missing from.
+    var absentCounts: [Int]
+    /// Per entry: its id and state bytes.
     var keys: KeyArena
+    /// Per entry: its `createdOn` and raw JSON (and the key fields when ``keys`` has no copy).
+    var payloads: PayloadArena
     var guardedCount: Int
     /// Entries removed but still occupying a position (their slot in `index` is gone).
     var deadCount: Int
@@ -43,16 +52,17 @@ public struct Snapshot: Sendable {
         static let guarded: UInt8 = 1
         /// A hole left by an expired item.
         static let dead: UInt8 = 2
-        /// `absentPolls > 0`, mirrored here so the steady path need not read the entry.
+        /// `absentPolls > 0`, mirrored here so the steady path need not read the counter.
         static let absent: UInt8 = 4
     }
 
     /// An empty snapshot: the state before the first successful poll.
     public init() {
-        entries = []
         hashes = []
         flags = []
+        absentCounts = []
         keys = KeyArena()
+        payloads = PayloadArena()
         guardedCount = 0
         deadCount = 0
         index = SlotIndex(minimumCapacity: 0)
@@ -63,7 +73,7 @@ public struct Snapshot: Sendable {
     public init(tracked: some Sequence<TrackedItem>, removalGuarded: [String] = []) {
         self.init()
         let rows = Array(tracked)
-        reserveCapacity(rows.count)
+        reserveCapacity(rows.count, payloadBytes: rows.reduce(0) { $0 + PayloadArena.size(of: $1.item) })
         for var row in rows {
             row.absentPolls = max(0, row.absentPolls)
             if let existing = position(of: row.item.bulkId) {
@@ -74,35 +84,72 @@ public struct Snapshot: Sendable {
             }
         }
         for bulkId in removalGuarded {
-            if let position = position(of: bulkId), entries[position].absentPolls > 0 {
+            if let position = position(of: bulkId), absentCounts[position] > 0 {
                 setGuarded(position, true)
             }
         }
     }
 
     /// Number of known operations, present or pending expiry.
-    public var count: Int { entries.count - deadCount }
+    public var count: Int { hashes.count - deadCount }
 
     public var isEmpty: Bool { count == 0 }
 
+    /// Number of positions, holes included.
+    var positions: Int { hashes.count }
+
     /// The known state of `bulkId`, or nil when it is not tracked.
     public subscript(bulkId: String) -> TrackedItem? {
-        position(of: bulkId).map { entries[$0] }
+        position(of: bulkId).map { tracked(at: $0) }
     }
 
     /// Every known operation.
     public var trackedItems: [TrackedItem] {
-        guard deadCount > 0 else { return entries }
-        return entries.indices.filter { !isDead($0) }.map { entries[$0] }
+        hashes.indices.filter { !isDead($0) }.map { tracked(at: $0) }
     }
+
+    /// Every position's entry, holes included (as an empty item): for tests and diagnostics.
+    var entries: Entries { Entries(snapshot: self) }
+
+    struct Entries: RandomAccessCollection {
+        let snapshot: Snapshot
+        var startIndex: Int { 0 }
+        var endIndex: Int { snapshot.positions }
+        subscript(position: Int) -> TrackedItem { snapshot.tracked(at: position) }
+    }
+
+    /// The entry at `position`, rebuilt from the arenas.
+    func tracked(at position: Int) -> TrackedItem {
+        TrackedItem(item: item(at: position), absentPolls: absentCounts[position])
+    }
+
+    /// The item at `position`, rebuilt from the arenas (an empty item for a hole).
+    func item(at position: Int) -> BulkItem {
+        if isDead(position) { return Self.hole }
+        return payloads.item(at: position, keys: keys)
+    }
+
+    /// The stored `status` and `updatedOn` at `position`, without rebuilding the rest.
+    func state(at position: Int) -> (status: String?, updatedOn: String?) {
+        if let stored = keys.fields(at: position) { return (stored.status, stored.updatedOn) }
+        let long = payloads.longKeyFields(at: position)
+        return (long.status, long.updatedOn)
+    }
+
+    /// The stored `bulkId` at `position`.
+    func bulkId(at position: Int) -> String {
+        keys.fields(at: position)?.bulkId ?? payloads.longKeyFields(at: position).bulkId
+    }
+
+    func absentPolls(at position: Int) -> Int { absentCounts[position] }
 
     /// Ids of absent items currently held by the mass-removal guard, in UTF-8 byte order.
     public var removalGuardedIDs: [String] {
         guard guardedCount > 0 else { return [] }
         var ids: [String] = []
         ids.reserveCapacity(guardedCount)
-        for position in entries.indices where isGuarded(position) {
-            ids.append(entries[position].item.bulkId)
+        for position in hashes.indices where isGuarded(position) {
+            ids.append(bulkId(at: position))
         }
         return ids.sorted(by: ByteKeys.less)
     }
@@ -123,15 +170,14 @@ public struct Snapshot: Sendable {
 
     @inline(__always)
     func idMatches(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool {
-        Self.idMatches(position, id, keys: keys, entries: entries)
+        Self.idMatches(position, id, keys: keys, payloads: payloads)
     }
 
     @inline(__always)
     static func idMatches(
-        _ position: Int, _ id: UnsafeRawBufferPointer, keys: KeyArena, entries: [TrackedItem]
+        _ position: Int, _ id: UnsafeRawBufferPointer, keys: KeyArena, payloads: PayloadArena
     ) -> Bool {
-        keys.idEquals(position, id)
-            ?? ByteKeys.withBytes(entries[position].item.bulkId) { $0.count == id.count && ByteKeys.equal($0, id) }
+        keys.idEquals(position, id) ?? payloads.longIdEquals(position, id)
     }
 
     func isDead(_ position: Int) -> Bool { flags[position] & Flags.dead != 0 }
@@ -140,62 +186,67 @@ public struct Snapshot: Sendable {
 
     func isAbsent(_ position: Int) -> Bool { flags[position] & Flags.absent != 0 }
 
-    mutating func reserveCapacity(_ capacity: Int) {
-        entries.reserveCapacity(capacity)
+    /// Makes room for `capacity` entries and `payloadBytes` bytes of ``PayloadArena`` records, so a
+    /// first poll grows nothing by doubling (a doubling copy of a 150 MB arena is a 450 MB peak).
+    mutating func reserveCapacity(_ capacity: Int, payloadBytes: Int = 0) {
         hashes.reserveCapacity(capacity)
         flags.reserveCapacity(capacity)
+        absentCounts.reserveCapacity(capacity)
         keys.reserveCapacity(capacity)
+        payloads.reserveCapacity(capacity, bytes: payloadBytes)
         index.reserve(capacity, hashes: hashes, flags: flags)
     }
 
     /// Appends a new entry and indexes it; returns its position.
     @discardableResult
     mutating func append(_ tracked: TrackedItem, hash: UInt64) -> Int {
-        let position = entries.count
+        let position = hashes.count
         // Index first: a rehash inside `insert` re-places exactly the entries already stored.
         index.insert(hash: hash, position: position, hashes: hashes, flags: flags)
-        entries.append(tracked)
+        store(tracked, hash: hash)
+        return position
+    }
+
+    private mutating func store(_ tracked: TrackedItem, hash: UInt64) {
         hashes.append(hash)
         flags.append(tracked.absentPolls > 0 ? Flags.absent : 0)
+        absentCounts.append(tracked.absentPolls)
         keys.append(tracked.item)
-        return position
+        payloads.append(tracked.item, keysStored: keys.spans[keys.spans.count - 1] != KeyArena.none)
     }
 
     /// Appends `tracked` unless its id is already live; returns the position and whether it was new.
     /// One probe of the index does both the lookup and the insertion.
     mutating func appendIfAbsent(_ tracked: TrackedItem, hash: UInt64) -> (position: Int, inserted: Bool) {
-        let position = entries.count
+        let position = hashes.count
         let existing = Self.indexUnlessPresent(
-            tracked.item.bulkId, hash: hash, position: position, index: &index, keys: keys, entries: entries,
+            tracked.item.bulkId, hash: hash, position: position, index: &index, keys: keys, payloads: payloads,
             hashes: hashes, flags: flags)
         if let existing { return (existing, false) }
-        entries.append(tracked)
-        hashes.append(hash)
-        flags.append(tracked.absentPolls > 0 ? Flags.absent : 0)
-        keys.append(tracked.item)
+        store(tracked, hash: hash)
         return (position, true)
     }
 
     /// Separate from `self` so the matcher can read the keys while the index is being modified.
     private static func indexUnlessPresent(
         _ bulkId: String, hash: UInt64, position: Int, index: inout SlotIndex, keys: KeyArena,
-        entries: [TrackedItem], hashes: [UInt64], flags: [UInt8]
+        payloads: PayloadArena, hashes: [UInt64], flags: [UInt8]
     ) -> Int? {
         ByteKeys.withBytes(bulkId) { id in
             index.insertUnlessPresent(hash: hash, position: position, hashes: hashes, flags: flags) {
-                idMatches($0, id, keys: keys, entries: entries)
+                idMatches($0, id, keys: keys, payloads: payloads)
             }
         }
     }
 
     /// Stores a new state for the entry at `position` (same `bulkId`).
     mutating func replaceItem(at position: Int, with item: BulkItem) {
-        entries[position].item = item
         keys.replace(position, with: item)
+        payloads.replace(position, with: item, keysStored: keys.spans[position] != KeyArena.none)
     }
 
     mutating func setAbsentPolls(_ position: Int, _ count: Int) {
-        entries[position].absentPolls = count
+        absentCounts[position] = count
         if count > 0 {
             flags[position] |= Flags.absent
         } else {
@@ -216,75 +267,234 @@ public struct Snapshot: Sendable {
             setGuarded(position, false)
             index.remove(position: position, hashes: hashes)
             flags[position] = Flags.dead
-            entries[position] = Self.hole
+            absentCounts[position] = 0
             keys.clear(position)
+            payloads.clear(position)
             deadCount += 1
         }
     }
 
-    /// What a removed position holds: no strings, no bytes, an id that matches no real `bulkId`.
-    private static let hole = TrackedItem(item: BulkItem(bulkId: "", rawJSON: []), absentPolls: 0)
+    /// What a removed position reads as: no bytes, an id that matches no real `bulkId`.
+    private static let hole = BulkItem(bulkId: "", rawJSON: [])
 
-    /// Closes the holes, keeping the live entries in their order, without allocating: entries are
-    /// swapped down in place, so no item's strings are touched and no fresh pages are faulted in.
+    /// Closes the holes, keeping the live entries in their order.
     mutating func closeHoles() {
-        var target = 0
-        entries.withUnsafeMutableBufferPointer { entries in
-            hashes.withUnsafeMutableBufferPointer { hashes in
-                flags.withUnsafeMutableBufferPointer { flags in
-                    keys.withUnsafeMutableSpans { spans in
-                        for position in 0..<entries.count where flags[position] & Flags.dead == 0 {
-                            if position != target {
-                                entries.swapAt(target, position)
-                                hashes[target] = hashes[position]
-                                flags[target] = flags[position]
-                                spans[target] = spans[position]
-                            }
-                            target += 1
-                        }
-                    }
-                }
-            }
-        }
-        let removed = entries.count - target
-        entries.removeLast(removed)
-        hashes.removeLast(removed)
-        flags.removeLast(removed)
-        keys.removeLast(removed)
-        deadCount = 0
-        index.rebuild(hashes: hashes, flags: flags)
+        compact(order: hashes.indices.filter { !isDead($0) })
     }
 
     /// Rewrites the storage without holes, live entries in `order` (positions; every live one
     /// exactly once), and rebuilds the index.
-    ///
-    /// Entries are moved, not copied: copying would retain and release every string of every item,
-    /// touching 100k scattered objects where moving touches none.
     mutating func compact(order: [Int]) {
         var newHashes: [UInt64] = []
         var newFlags: [UInt8] = []
+        var newAbsent: [Int] = []
         newHashes.reserveCapacity(order.count)
         newFlags.reserveCapacity(order.count)
+        newAbsent.reserveCapacity(order.count)
         for position in order {
             newHashes.append(hashes[position])
             newFlags.append(flags[position])
+            newAbsent.append(absentCounts[position])
         }
-        let hole = Self.hole
-        let newEntries = entries.withUnsafeMutableBufferPointer { old in
-            [TrackedItem](unsafeUninitializedCapacity: order.count) { fresh, initialized in
-                for (target, position) in order.enumerated() {
-                    (fresh.baseAddress! + target).moveInitialize(from: old.baseAddress! + position, count: 1)
-                    (old.baseAddress! + position).initialize(to: hole)
-                }
-                initialized = order.count
-            }
-        }
-        entries = newEntries
         hashes = newHashes
         flags = newFlags
+        absentCounts = newAbsent
         keys = keys.reordered(order)
+        payloads = payloads.reordered(order)
         deadCount = 0
         index.rebuild(hashes: hashes, flags: flags)
+    }
+}
+
+/// Each entry's `createdOn` and raw JSON bytes, back to back in one buffer; for an entry whose key
+/// fields are too long for ``KeyArena`` (it has no copy there), `bulkId`, `status` and `updatedOn`
+/// too, so every entry can always be rebuilt.
+///
+/// Record layout: a varint `createdOn` code (0 = nil, else length + 1) and its bytes, then the raw
+/// JSON; in the long form the record starts with the `bulkId` length and bytes and the `status` and
+/// `updatedOn` codes and bytes. Per entry the arena keeps the record's offset and length. Replaced
+/// records stay behind as waste until it outgrows the live bytes.
+struct PayloadArena: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var offsets: [UInt64] = []
+    private(set) var lengths: [UInt32] = []
+    private var wasted = 0
+
+    /// Record length that marks a cleared entry (a hole).
+    private static let cleared = UInt32.max
+
+    /// Bytes one item's record takes (an upper bound: the long form).
+    static func size(of item: BulkItem) -> Int {
+        3 * 5 + 5 + item.bulkId.utf8.count + (item.status?.utf8.count ?? 0) + (item.updatedOn?.utf8.count ?? 0)
+            + (item.createdOn?.utf8.count ?? 0) + item.rawJSON.count
+    }
+
+    mutating func reserveCapacity(_ count: Int, bytes byteCount: Int) {
+        offsets.reserveCapacity(count)
+        lengths.reserveCapacity(count)
+        if byteCount > 0 { bytes.reserveCapacity(bytes.count + byteCount) }
+    }
+
+    mutating func append(_ item: BulkItem, keysStored: Bool) {
+        let (offset, length) = store(item, keysStored: keysStored)
+        offsets.append(offset)
+        lengths.append(length)
+    }
+
+    mutating func replace(_ position: Int, with item: BulkItem, keysStored: Bool) {
+        wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
+        let (offset, length) = store(item, keysStored: keysStored)
+        offsets[position] = offset
+        lengths[position] = length
+        if wasted > 1 << 16, wasted > bytes.count / 2 {
+            self = reordered(Array(offsets.indices))
+        }
+    }
+
+    mutating func clear(_ position: Int) {
+        wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
+        lengths[position] = Self.cleared
+        offsets[position] = 0
+    }
+
+    /// A copy holding only the entries at `order`, in that order, without waste.
+    func reordered(_ order: [Int]) -> PayloadArena {
+        var total = 0
+        for position in order where lengths[position] != Self.cleared { total += Int(lengths[position]) }
+        var fresh = PayloadArena()
+        fresh.offsets.reserveCapacity(order.count)
+        fresh.lengths.reserveCapacity(order.count)
+        fresh.bytes = [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+            var cursor = 0
+            bytes.withUnsafeBytes { old in
+                for position in order {
+                    let length = lengths[position]
+                    guard length != Self.cleared else {
+                        fresh.offsets.append(0)
+                        fresh.lengths.append(Self.cleared)
+                        continue
+                    }
+                    if length > 0 {
+                        UnsafeMutableRawPointer(target.baseAddress! + cursor).copyMemory(
+                            from: old.baseAddress! + Int(offsets[position]), byteCount: Int(length))
+                    }
+                    fresh.offsets.append(UInt64(cursor))
+                    fresh.lengths.append(length)
+                    cursor += Int(length)
+                }
+            }
+            initialized = cursor
+        }
+        return fresh
+    }
+
+    private mutating func store(_ item: BulkItem, keysStored: Bool) -> (UInt64, UInt32) {
+        let offset = bytes.count
+        if !keysStored {
+            Self.appendVarint(item.bulkId.utf8.count, to: &bytes)
+            ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
+            Self.appendOptional(item.status, to: &bytes)
+            Self.appendOptional(item.updatedOn, to: &bytes)
+        }
+        Self.appendOptional(item.createdOn, to: &bytes)
+        bytes.append(contentsOf: item.rawJSON)
+        let length = bytes.count - offset
+        precondition(length < Int(Self.cleared), "PayloadArena: an item of 4 GiB")
+        return (UInt64(offset), UInt32(length))
+    }
+
+    private static func appendOptional(_ text: String?, to bytes: inout [UInt8]) {
+        guard let text else {
+            bytes.append(0)
+            return
+        }
+        appendVarint(text.utf8.count + 1, to: &bytes)
+        ByteKeys.withBytes(text) { bytes.append(contentsOf: $0) }
+    }
+
+    private static func appendVarint(_ value: Int, to bytes: inout [UInt8]) {
+        var value = UInt(value)
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    /// Reads records; `offset` moves past what was read.
+    private struct Reader {
+        let base: UnsafeRawPointer
+        var offset: Int
+
+        mutating func varint() -> Int {
+            var value = 0
+            var shift = 0
+            while true {
+                let byte = base.load(fromByteOffset: offset, as: UInt8.self)
+                offset += 1
+                value |= Int(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+        }
+
+        mutating func bytes(length: Int) -> UnsafeRawBufferPointer {
+            defer { offset += length }
+            return UnsafeRawBufferPointer(start: base + offset, count: length)
+        }
+
+        mutating func string(length: Int) -> String {
+            String(decoding: bytes(length: length), as: UTF8.self)
+        }
+
+        mutating func optional() -> String? {
+            let code = varint()
+            return code == 0 ? nil : string(length: code - 1)
+        }
+    }
+
+    private func withReader<R>(_ position: Int, _ body: (inout Reader, _ end: Int) -> R) -> R {
+        bytes.withUnsafeBytes { raw in
+            var reader = Reader(base: raw.baseAddress!, offset: Int(offsets[position]))
+            return body(&reader, Int(offsets[position]) + Int(lengths[position]))
+        }
+    }
+
+    /// Rebuilds the live entry at `position`; the key fields come from `keys` when it has a copy.
+    func item(at position: Int, keys: KeyArena) -> BulkItem {
+        let stored = keys.fields(at: position)
+        return withReader(position) { reader, end in
+            let bulkId: String
+            let status: String?
+            let updatedOn: String?
+            if let stored {
+                (bulkId, status, updatedOn) = stored
+            } else {
+                bulkId = reader.string(length: reader.varint())
+                status = reader.optional()
+                updatedOn = reader.optional()
+            }
+            let createdOn = reader.optional()
+            let raw = ArraySlice(reader.bytes(length: end - reader.offset))
+            return BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw)
+        }
+    }
+
+    /// The key fields of a live long-form entry (one ``KeyArena`` has no copy of).
+    func longKeyFields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?) {
+        withReader(position) { reader, _ in
+            let bulkId = reader.string(length: reader.varint())
+            return (bulkId, reader.optional(), reader.optional())
+        }
+    }
+
+    /// Whether the long-form entry at `position` is live and has the id `id`.
+    func longIdEquals(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool {
+        guard lengths[position] != Self.cleared else { return false }
+        return withReader(position) { reader, _ in
+            let length = reader.varint()
+            return length == id.count && ByteKeys.equal(reader.bytes(length: length), id)
+        }
     }
 }
 
@@ -380,6 +590,25 @@ struct KeyArena: Sendable {
         if let status = item.status { ByteKeys.withBytes(status) { bytes.append(contentsOf: $0) } }
         if let updatedOn = item.updatedOn { ByteKeys.withBytes(updatedOn) { bytes.append(contentsOf: $0) } }
         return offset | UInt64(idCount) << 40 | UInt64(statusCount + 1) << 48 | UInt64(updatedCount + 1) << 56
+    }
+
+    /// The entry's key fields as strings; nil when the entry has no copy (or is cleared).
+    func fields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?)? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        return bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF)
+            func take(_ length: Int) -> String {
+                defer { offset += length }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)]), as: UTF8.self)
+            }
+            let bulkId = take(Int(span >> 40 & 0xFF))
+            let statusCode = Int(span >> 48 & 0xFF)
+            let status = statusCode == 0 ? nil : take(statusCode - 1)
+            let updatedCode = Int(span >> 56)
+            let updatedOn = updatedCode == 0 ? nil : take(updatedCode - 1)
+            return (bulkId, status, updatedOn)
+        }
     }
 
     /// Whether the entry's id is `id`; nil when the entry has no copy.

@@ -172,7 +172,7 @@ private struct DiffRun {
 
     mutating func execute(on snapshot: inout Snapshot) {
         let known = snapshot.count
-        let stored = snapshot.entries.count
+        let stored = snapshot.positions
         var owner = [Int32](repeating: Self.notFound, count: stored)
         var duplicateExamples: [String] = []
         var (candidates, misses) = match(snapshot, owner: &owner, duplicateExamples: &duplicateExamples)
@@ -204,7 +204,7 @@ private struct DiffRun {
             layout.reorderedLastPoll = false
         }
         if layout.pollsUntilReorder > 0 { layout.pollsUntilReorder -= 1 }
-        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 2 > snapshot.entries.count
+        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 2 > snapshot.positions
         let reorder = fragmented && layout.pollsUntilReorder == 0
         if reorder {
             layout.reorderedLastPoll = true
@@ -254,8 +254,8 @@ private struct DiffRun {
         candidates.reserveCapacity(snapshot.isEmpty ? items.count : 64 + items.count / 16)
         var misses = 0
         items.withUnsafeBufferPointer { listed in
-            snapshot.entries.withUnsafeBufferPointer { stored in
-                let storedCount = stored.count
+            do {
+                let storedCount = snapshot.positions
                 var cursor = -1
                 for i in 0..<listed.count {
                     let item = listed.baseAddress! + i
@@ -289,7 +289,7 @@ private struct DiffRun {
                     {
                         verdict = .same
                     } else {
-                        verdict = Self.judge(stored: stored.baseAddress! + position, received: item)
+                        verdict = Self.judge(stored: snapshot.state(at: position), received: item)
                     }
                     if verdict != .same || snapshot.isAbsent(position) {
                         candidates.append(
@@ -307,7 +307,13 @@ private struct DiffRun {
         to snapshot: inout Snapshot, candidates: inout [Candidate], owner: inout [Int32],
         duplicateExamples: inout [String]
     ) {
-        if snapshot.isEmpty { snapshot.reserveCapacity(candidates.count) }
+        if snapshot.isEmpty {
+            var bytes = 0
+            for candidate in candidates where candidate.verdict == .created {
+                bytes += PayloadArena.size(of: items[Int(candidate.listed)])
+            }
+            snapshot.reserveCapacity(candidates.count, payloadBytes: bytes)
+        }
         for k in candidates.indices where candidates[k].verdict == .created {
             let i = Int(candidates[k].listed)
             let (position, inserted) = snapshot.appendIfAbsent(TrackedItem(item: items[i]), hash: candidates[k].hash)
@@ -322,12 +328,13 @@ private struct DiffRun {
     }
 
     @inline(__always)
-    private static func judge(stored: UnsafePointer<TrackedItem>, received: UnsafePointer<BulkItem>) -> Verdict {
-        let sameStatus = stored.pointee.item.status == received.pointee.status
-        let sameUpdated = stored.pointee.item.updatedOn == received.pointee.updatedOn
+    private static func judge(
+        stored: (status: String?, updatedOn: String?), received: UnsafePointer<BulkItem>
+    ) -> Verdict {
+        let sameStatus = stored.status == received.pointee.status
+        let sameUpdated = stored.updatedOn == received.pointee.updatedOn
         if sameUpdated { return sameStatus ? .same : .changed }
-        return judgeTimestamps(
-            stored: stored.pointee.item.updatedOn, received: received.pointee.updatedOn, sameStatus: sameStatus)
+        return judgeTimestamps(stored: stored.updatedOn, received: received.pointee.updatedOn, sameStatus: sameStatus)
     }
 
     private static func judgeTimestamps(stored: String?, received: String?, sameStatus: Bool) -> Verdict {
@@ -342,10 +349,6 @@ private struct DiffRun {
 
     /// Pass 2: applies the candidates that won their entry, in listing order.
     private mutating func applyPresent(to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32]) {
-        // Keep a rawJSON slice only when most of this body is kept anyway (a first poll); otherwise
-        // copy the few stored items' bytes so one kept item does not pin a whole response body.
-        let detach = candidates.count * 2 < items.count
-        func keep(_ item: BulkItem) -> BulkItem { detach ? item.detached() : item }
         outcome.changes.reserveCapacity(candidates.count)
         outcome.upserted.reserveCapacity(candidates.count)
         for candidate in candidates {
@@ -353,21 +356,23 @@ private struct DiffRun {
             let i = Int(candidate.listed)
             guard owner[position] == candidate.listed else { continue }
             var rowChanged = false
+            /// The row's new item when it is the received one; otherwise the stored one is kept.
+            var received: BulkItem?
             switch candidate.verdict {
             case .created:
-                // ``appendNew`` stored the winning occurrence already; only its bytes may need a copy.
-                if detach { snapshot.entries[position].item = items[i].detached() }
+                // ``appendNew`` stored the winning occurrence already (its bytes copied into the arenas).
                 outcome.stats.created += 1
-                outcome.upserted.append(snapshot.entries[position])
+                outcome.upserted.append(TrackedItem(item: items[i]))
                 if announceCreated {
-                    outcome.changes.append(DetectedChange(kind: .created, item: snapshot.entries[position].item))
+                    outcome.changes.append(DetectedChange(kind: .created, item: items[i]))
                 }
                 continue
             case .same:
                 break
             case .reformatted:
                 outcome.stats.reformattedTimestamps += 1
-                snapshot.replaceItem(at: position, with: keep(items[i]))
+                snapshot.replaceItem(at: position, with: items[i])
+                received = items[i]
                 rowChanged = true
             case .stale:
                 outcome.stats.staleIgnored += 1
@@ -375,14 +380,15 @@ private struct DiffRun {
                     outcome.stats.staleExamples.append(items[i].bulkId)
                 }
             case .changed:
-                let before = snapshot.entries[position].item
-                let item = keep(items[i])
+                let before = snapshot.state(at: position)
+                let item = items[i]
                 outcome.stats.changed += 1
                 outcome.changes.append(
                     DetectedChange(
                         kind: .changed, item: item,
                         previous: PreviousState(status: before.status, updatedOn: before.updatedOn)))
                 snapshot.replaceItem(at: position, with: item)
+                received = item
                 rowChanged = true
             }
             if snapshot.isAbsent(position) {
@@ -394,7 +400,11 @@ private struct DiffRun {
                 }
                 rowChanged = true
             }
-            if rowChanged { outcome.upserted.append(snapshot.entries[position]) }
+            if rowChanged {
+                outcome.upserted.append(
+                    TrackedItem(
+                        item: received ?? snapshot.item(at: position), absentPolls: snapshot.absentPolls(at: position)))
+            }
         }
     }
 
@@ -423,25 +433,25 @@ private struct DiffRun {
             if !snapshot.isAbsent(position), guardTriggered {
                 snapshot.setGuarded(position, true)
             }
-            snapshot.setAbsentPolls(position, snapshot.entries[position].absentPolls + 1)
+            snapshot.setAbsentPolls(position, snapshot.absentPolls(at: position) + 1)
             let needed = snapshot.isGuarded(position) ? 2 * confirmations : confirmations
-            if snapshot.entries[position].absentPolls >= needed {
+            if snapshot.absentPolls(at: position) >= needed {
                 expiring.append(position)
                 if snapshot.isGuarded(position) { outcome.removalGuardChanged = true }
             } else {
-                outcome.upserted.append(snapshot.entries[position])
+                outcome.upserted.append(snapshot.tracked(at: position))
             }
         }
         outcome.stats.absentPending = absent.count - expiring.count
         guard !expiring.isEmpty else { return absent.count }
 
-        var byId = expiring.map { (bulkId: snapshot.entries[$0].item.bulkId, position: $0) }
+        var byId = expiring.map { (bulkId: snapshot.bulkId(at: $0), position: $0) }
         byId.sort { ByteKeys.less($0.bulkId, $1.bulkId) }
         outcome.stats.expired = expiring.count
         outcome.changes.reserveCapacity(outcome.changes.count + expiring.count)
         outcome.removed.reserveCapacity(expiring.count)
         for (bulkId, position) in byId {
-            outcome.changes.append(DetectedChange(kind: .expired, item: snapshot.entries[position].item))
+            outcome.changes.append(DetectedChange(kind: .expired, item: snapshot.item(at: position)))
             outcome.removed.append(bulkId)
         }
         snapshot.remove(positions: expiring)
@@ -462,15 +472,5 @@ private func compareUpdated(_ lhs: String?, _ rhs: String?) -> Int {
             return l < r ? -1 : (l > r ? 1 : 0)
         }
         return ByteKeys.compare(left, right)
-    }
-}
-
-extension BulkItem {
-    /// A copy whose `rawJSON` owns its bytes instead of slicing the whole response body: what the
-    /// snapshot stores, so that keeping one item does not keep a multi-megabyte body alive.
-    func detached() -> BulkItem {
-        var copy = self
-        copy.rawJSON = ArraySlice(Array(rawJSON))
-        return copy
     }
 }
