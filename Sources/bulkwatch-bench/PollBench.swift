@@ -36,7 +36,7 @@ func pollBenchmark(arguments: [String]) async throws {
     let sizes = try flags["--sizes"].map(Bench.parseSizes) ?? [1_000, 100_000, 1_000_000]
 
     print("poll: one whole cycle = Watcher.pollOnce (fetch + decode + diff + Journal.commit) + delivery of the new")
-    print("events to a FileSink (Journal.events(after:limit: 512) → FileSink.deliver → Journal.advanceCursor, as the")
+    print("events to a FileSink (Journal.events(after:limit: \(Dispatcher.defaultBatchSize)) → FileSink.deliver → Journal.advanceCursor, as the")
     print("Dispatcher does). Real Journal (SQLite WAL, synchronous=FULL) and FileSink (write + fsync) in a temp dir.")
     print("steady = 1 % changed, 1 % new, 1 % gone per poll, after \(warmup) warm-up polls (an item expires on its")
     print("2nd absent poll); wall and CPU are medians of the steady polls; CPU = getrusage user+sys of the whole")
@@ -107,7 +107,7 @@ func pollBenchmark(arguments: [String]) async throws {
     print(pieces.render())
     print("sum = fetch + diff + commit + sink + read+cursor (transport and decode are a split of fetch, not added).")
     print("steady pieces are medians per piece over the steady polls; sink = FileSink.deliver (write + fsync per")
-    print("512-event batch); read+cursor = Journal.events(after:) + Journal.advanceCursor per batch.")
+    print("\(Dispatcher.defaultBatchSize)-event batch); read+cursor = Journal.events(after:) + Journal.advanceCursor per batch.")
     for (size, result, _) in results {
         guard let result else { continue }
         print(
@@ -455,7 +455,7 @@ private struct Delivery {
         var delivered = 0
         while true {
             var start = ContinuousClock.now
-            let batch = try journal.events(after: cursor, limit: 512)
+            let batch = try journal.events(after: cursor, limit: Dispatcher.defaultBatchSize)
             journalTime += Bench.seconds(since: start)
             guard let last = batch.last else { return delivered }
             start = ContinuousClock.now

@@ -25,6 +25,11 @@ public final class Dispatcher: Service {
         }
     }
 
+    /// Events read and handed to a sink at once (a sink may ask for fewer). Large, because a
+    /// file sink pays one write + fsync and one cursor write per batch: a 3,000-event poll is one
+    /// batch, not six.
+    public static let defaultBatchSize = 4096
+
     private let journal: Journal
     private let routes: [Route]
     private let wakeups: [Wakeup]
@@ -36,7 +41,7 @@ public final class Dispatcher: Service {
     private let finishing = Mutex(false)
 
     public convenience init(
-        journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = 512,
+        journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1)
     ) {
         self.init(
@@ -45,7 +50,7 @@ public final class Dispatcher: Service {
     }
 
     public init(
-        journal: Journal, routes: [Route], logger: Logger, batchSize: Int = 512,
+        journal: Journal, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil
     ) {
         self.journal = journal

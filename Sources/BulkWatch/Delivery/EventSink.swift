@@ -32,7 +32,7 @@ public protocol EventSink: Sendable {
 }
 
 extension EventSink {
-    public var preferredBatchSize: Int { 512 }
+    public var preferredBatchSize: Int { Dispatcher.defaultBatchSize }
     public var deliveryPolicy: DeliveryPolicy { .local }
     public func alreadyDelivered() async throws -> Int64? { nil }
     public func close() async {}
