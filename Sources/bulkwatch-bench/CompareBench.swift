@@ -94,7 +94,7 @@ func compareBenchmark(arguments: [String]) async throws {
         table.add(["\(row.size)", "steady events/poll", "", "", "", events.compactMap { $0 }.joined(separator: ", ")])
     }
     print(table.render())
-    print("file sink = bulkwatch FileSink.deliver (write + fsync per 512 events) + journal read + cursor write;")
+    print("file sink = bulkwatch FileSink.deliver (write + fsync per \(Dispatcher.defaultBatchSize) events) + journal read + cursor write;")
     print("pywatcher: one append of the poll's lines, no fsync. commit = event encoding + the SQLite transaction on")
     print("both sides (bulkwatch: CloudEvents with a SHA-256 stable id, WAL, synchronous=FULL; pywatcher: json.dumps,")
     print("sqlite3 defaults: rollback journal, synchronous=FULL). pywatcher expires an item on its first absence,")
