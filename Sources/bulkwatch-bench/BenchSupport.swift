@@ -13,6 +13,22 @@ import Synchronization
 
 /// Namespace for the shared measuring helpers (prefixed so they never clash with a suite's private ones).
 enum Bench {
+    /// `bulkwatch run` on `simulator` every second with a file sink, quiet: the idle measurements.
+    static func spawnIdleWatcher(binary: String, simulator: DruIDSimulator, directory: String, name: String) throws
+        -> BenchChild
+    {
+        var environment = ProcessInfo.processInfo.environment
+        environment["BULKWATCH_CLIENT_SECRET"] = clientSecret
+        environment.removeValue(forKey: "BULKWATCH_TOKEN")
+        return try BenchChild.spawn(
+            binary,
+            [
+                "run", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id", clientID,
+                "--interval", "1s", "--sink", "file:\(directory)/\(name).jsonl", "--state", "\(directory)/\(name).db",
+                "--log-level", "warning",
+            ], environment: environment, pipes: false)
+    }
+
     /// The simulator's fixed clock for every suite, so bodies are the same bytes on every run.
     static let clockStart = Date(timeIntervalSince1970: 1_795_860_963)  // 2026-11-28T10:16:03Z
     /// The simulator's default credentials (`SimulatorOptions` defaults).

@@ -277,16 +277,7 @@ private func compareIdle(python: Python, seconds: Int) async throws {
     let simulator = try await compareSimulator(items: items)
     let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-compare-idle")
     defer { Bench.removeTree(directory) }
-    var environment = ProcessInfo.processInfo.environment
-    environment["BULKWATCH_CLIENT_SECRET"] = Bench.clientSecret
-    environment.removeValue(forKey: "BULKWATCH_TOKEN")
-    let bulkwatch = try BenchChild.spawn(
-        binary,
-        [
-            "run", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id", Bench.clientID,
-            "--interval", "1s", "--sink", "file:\(directory)/bw.jsonl", "--state", "\(directory)/bw.db",
-            "--log-level", "warning",
-        ], environment: environment, pipes: false)
+    let bulkwatch = try Bench.spawnIdleWatcher(binary: binary, simulator: simulator, directory: directory, name: "bw")
     let pywatcher = try BenchChild.spawn(
         python.interpreter,
         [

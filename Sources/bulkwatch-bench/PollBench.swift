@@ -501,16 +501,7 @@ func idleBenchmark(arguments: [String]) async throws {
     try await simulator.start()
     let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-idle")
     defer { Bench.removeTree(directory) }
-    var environment = ProcessInfo.processInfo.environment
-    environment["BULKWATCH_CLIENT_SECRET"] = Bench.clientSecret
-    environment.removeValue(forKey: "BULKWATCH_TOKEN")
-    let child = try BenchChild.spawn(
-        binary,
-        [
-            "run", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id", Bench.clientID,
-            "--interval", "1s", "--sink", "file:\(directory)/events.jsonl", "--state", "\(directory)/state.db",
-            "--log-level", "warning",
-        ], environment: environment, pipes: false)
+    let child = try Bench.spawnIdleWatcher(binary: binary, simulator: simulator, directory: directory, name: "state")
 
     Bench.progress("idle: warm-up \(warmup) s (pid \(child.pid))")
     try await Task.sleep(for: .seconds(warmup))

@@ -20,9 +20,7 @@ struct CheckCommand: AsyncParsableCommand {
     @OptionGroup var process: ProcessOptions
 
     func validate() throws {
-        _ = try target.settings()
-        _ = try process.settings()
-        if config == nil { try target.validateSingleTarget() }
+        try validateOptions(config: config, target: target, process: process)
     }
 
     func run() async throws {

@@ -73,16 +73,9 @@ struct TargetOptions: ParsableArguments {
 
     /// Applies flag values by key; a bad one is a usage error naming its flag.
     static func settings(_ pairs: [(String, SettingValue)]) throws -> TargetSettings {
-        var settings = TargetSettings()
-        for (key, value) in pairs {
-            guard let setter = TargetSettings.keys[key] else { continue }
-            do {
-                try setter(&settings, value, nil)
-            } catch {
-                throw ValidationError("--\(key == "sinks" ? "sink" : key): \(error.message)")
-            }
+        try SettingLayer.apply(pairs, setters: TargetSettings.keys, into: TargetSettings()) { key, error in
+            ValidationError("--\(key == "sinks" ? "sink" : key): \(error.message)")
         }
-        return settings
     }
 }
 
@@ -128,21 +121,16 @@ struct ProcessOptions: ParsableArguments {
     var webhookMaxAge: String?
 
     func settings() throws -> GlobalSettings {
-        var settings = GlobalSettings()
         let pairs: [(String, String?)] = [
             ("state", statePath), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
             ("ca-file", caFile), ("file-max-size", fileMaxSize), ("file-keep", fileKeep),
             ("webhook-timeout", webhookTimeout), ("webhook-backoff-base", webhookBackoffBase),
             ("webhook-backoff-cap", webhookBackoffCap), ("webhook-max-age", webhookMaxAge),
         ]
-        for (key, value) in pairs {
-            guard let value, let setter = GlobalSettings.keys[key] else { continue }
-            do {
-                try setter(&settings, .scalar(value), nil)
-            } catch {
-                throw ValidationError("--\(key): \(error.message)")
-            }
-        }
+        var settings = try SettingLayer.apply(
+            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }, setters: GlobalSettings.keys,
+            into: GlobalSettings()
+        ) { key, error in ValidationError("--\(key): \(error.message)") }
         if let webhookSecretFile { settings.webhookSecret = .file(webhookSecretFile) }
         return settings
     }
@@ -195,6 +183,13 @@ enum WebhookSecretLoader {
             throw ConfigurationError("\(reference): \(error)")
         }
     }
+}
+
+/// `run` and `check` take the same flags: both validate them the same way.
+func validateOptions(config: String?, target: TargetOptions, process: ProcessOptions) throws {
+    _ = try target.settings()
+    _ = try process.settings()
+    if config == nil { try target.validateSingleTarget() }
 }
 
 extension TargetOptions {

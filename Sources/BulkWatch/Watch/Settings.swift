@@ -151,7 +151,7 @@ public struct TargetSettings: Sendable, Equatable {
         return merged
     }
 
-    public typealias Setter = @Sendable (inout TargetSettings, SettingValue, _ directory: String?) throws(SettingError) -> Void
+    public typealias Setter = SettingLayer.Setter<TargetSettings>
 
     /// Every key, named as its command-line flag without the dashes.
     public static let keys: [String: Setter] = [
@@ -226,17 +226,7 @@ public struct TargetSettings: Sendable, Equatable {
     /// The environment layer: `BULKWATCH_INTERVAL`, `BULKWATCH_ACTIVE_INTERVAL`, ... for the keys
     /// that make sense for every target (not endpoints or credentials, which are per target).
     public static func fromEnvironment(_ environment: [String: String]) throws(SettingError) -> TargetSettings {
-        var settings = TargetSettings()
-        for key in environmentKeys {
-            let variable = "BULKWATCH_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
-            guard let value = environment[variable], !value.isEmpty, let setter = keys[key] else { continue }
-            do {
-                try setter(&settings, .scalar(value), nil)
-            } catch {
-                throw SettingError("\(variable): \(error.message)")
-            }
-        }
-        return settings
+        try SettingLayer.fromEnvironment(environment, keys: environmentKeys, setters: keys, into: TargetSettings())
     }
 
     public static let environmentKeys = [
@@ -283,7 +273,7 @@ public struct GlobalSettings: Sendable, Equatable {
         return merged
     }
 
-    public typealias Setter = @Sendable (inout GlobalSettings, SettingValue, _ directory: String?) throws(SettingError) -> Void
+    public typealias Setter = SettingLayer.Setter<GlobalSettings>
 
     public static let keys: [String: Setter] = [
         "state": { s, v, directory throws(SettingError) in
@@ -333,17 +323,7 @@ public struct GlobalSettings: Sendable, Equatable {
 
     /// `BULKWATCH_STATE`, `BULKWATCH_LISTEN`, `BULKWATCH_LOG_LEVEL`, `BULKWATCH_LOG_FORMAT`, ...
     public static func fromEnvironment(_ environment: [String: String]) throws(SettingError) -> GlobalSettings {
-        var settings = GlobalSettings()
-        for key in environmentKeys {
-            let variable = "BULKWATCH_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
-            guard let value = environment[variable], !value.isEmpty, let setter = keys[key] else { continue }
-            do {
-                try setter(&settings, .scalar(value), nil)
-            } catch {
-                throw SettingError("\(variable): \(error.message)")
-            }
-        }
-        return settings
+        try SettingLayer.fromEnvironment(environment, keys: environmentKeys, setters: keys, into: GlobalSettings())
     }
 
     public static let environmentKeys = [
@@ -398,6 +378,45 @@ public enum ByteSize {
             return value * factor
         }
         return Int(text).flatMap { $0 >= 0 ? $0 : nil }
+    }
+}
+
+/// Applying raw values to a settings value by key: one implementation for every layer and struct.
+public enum SettingLayer {
+    public typealias Setter<Settings> = @Sendable (inout Settings, SettingValue, _ directory: String?) throws(SettingError) -> Void
+
+    /// `BULKWATCH_<KEY>` for each of `keys`; a bad value names its variable.
+    static func fromEnvironment<Settings>(
+        _ environment: [String: String], keys: [String], setters: [String: Setter<Settings>], into settings: Settings
+    ) throws(SettingError) -> Settings {
+        var settings = settings
+        for key in keys {
+            let variable = "BULKWATCH_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
+            guard let value = environment[variable], !value.isEmpty, let setter = setters[key] else { continue }
+            do {
+                try setter(&settings, .scalar(value), nil)
+            } catch {
+                throw SettingError("\(variable): \(error.message)")
+            }
+        }
+        return settings
+    }
+
+    /// Flag values by key; a bad one is reported by `describe(key, error)` (the caller names its flag).
+    public static func apply<Settings>(
+        _ pairs: [(String, SettingValue)], setters: [String: Setter<Settings>], into settings: Settings,
+        describe: (String, SettingError) -> any Error
+    ) throws -> Settings {
+        var settings = settings
+        for (key, value) in pairs {
+            guard let setter = setters[key] else { continue }
+            do {
+                try setter(&settings, value, nil)
+            } catch {
+                throw describe(key, error)
+            }
+        }
+        return settings
     }
 }
 
