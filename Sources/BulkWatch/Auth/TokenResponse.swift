@@ -7,11 +7,17 @@ import Foundation
 public struct TokenResponse: Sendable, Equatable {
     /// The app token (`access_token`).
     public var accessToken: Secret
-    /// Lifetime in seconds as the endpoint stated it (`expires_in`), 900 when absent (DESIGN.md §2).
+    /// Lifetime in seconds as the endpoint stated it (`expires_in`), 900 when absent (DESIGN.md §2),
+    /// at most ``maximumLifetime``.
     public var lifetime: Double
     /// How long after sending the request the token should be renewed: 90 % of the lifetime, so a
     /// token is never used right up to its end.
     public var refreshAfter: Duration
+
+    /// The longest lifetime taken at its word: one day. Renewing a longer-lived token daily costs
+    /// one request, while an absurd `expires_in` (`8e95`, found by fuzzing) would overflow the
+    /// refresh deadline, and a merely huge one would keep a token in use long after it was revoked.
+    public static let maximumLifetime: Double = 86_400
 
     public init(accessToken: Secret, lifetime: Double, refreshAfter: Duration) {
         self.accessToken = accessToken
@@ -33,7 +39,7 @@ public struct TokenResponse: Sendable, Equatable {
         guard let accessToken = object?["access_token"] as? String, !accessToken.isEmpty else {
             throw TokenError(status: 200, detail: "answer has no access_token")
         }
-        let lifetime = (object?["expires_in"] as? NSNumber)?.doubleValue ?? 900
+        let lifetime = min((object?["expires_in"] as? NSNumber)?.doubleValue ?? 900, maximumLifetime)
         let usable = max(1, lifetime) * 0.9
         return TokenResponse(
             accessToken: Secret(accessToken), lifetime: lifetime,
