@@ -13,7 +13,7 @@ struct BulkWatchCommand: AsyncParsableCommand {
         abstract: "Watch the DruID bulk-operation status endpoint and report what changed.",
         version: BulkWatchVersion.current,
         subcommands: [
-            RunCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self, DeliveriesCommand.self,
+            RunCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self, DeliveriesCommand.self,
             RedeliverCommand.self, WebhookSecretCommand.self,
         ],
         defaultSubcommand: nil

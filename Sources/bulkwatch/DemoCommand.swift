@@ -20,7 +20,19 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Simulator seed (same seed, same operations).")
     var seed: UInt64 = 42
 
-    @OptionGroup var pipeline: PipelineOptions
+    @Option(help: "Poll interval while any operation is in progress, e.g. 300ms. [off]")
+    var activeInterval: String?
+
+    @Option(name: .customLong("sink"), help: "Where events go; repeatable: stdout, stdout:json, file:PATH, webhook:URL. [stdout]")
+    var sinks: [String] = []
+
+    @Option(help: "Consecutive successful polls an item must be missing from before it expires. [2]")
+    var expireAfter: String?
+
+    @Option(help: "First run: 'emit' or 'skip'. [emit]")
+    var initial: String?
+
+    @OptionGroup var process: ProcessOptions
 
     func validate() throws {
         guard let value = Duration(parsing: interval), value >= .milliseconds(50) else {
@@ -29,29 +41,60 @@ struct DemoCommand: AsyncParsableCommand {
         if let duration, Duration(parsing: duration) == nil {
             throw ValidationError("invalid --for '\(duration)'")
         }
+        _ = try targetSettings(bulkURL: "http://127.0.0.1/", tokenURL: "http://127.0.0.1/")
+        _ = try process.settings()
     }
 
+    /// The demo's target: the simulator's URLs and credential, plus the flags given.
+    private func targetSettings(bulkURL: String, tokenURL: String) throws -> TargetSettings {
+        let pairs: [(String, String?)] = [
+            ("endpoint", bulkURL), ("token-url", tokenURL), ("client-id", SimulatorOptions().clientID),
+            ("interval", interval), ("active-interval", activeInterval), ("expire-after", expireAfter),
+            ("initial", initial),
+        ]
+        var settings = try TargetOptions.settings(
+            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }
+                + (sinks.isEmpty ? [] : [("sinks", .list(sinks))]))
+        // The simulator's built-in demo credential, handed over like any secret: by reference.
+        settings.clientSecret = SecretReference.environment(Self.secretVariable)
+        return settings
+    }
+
+    private static let secretVariable = "BULKWATCH_DEMO_CLIENT_SECRET"
+
     func run() async throws {
-        let logger = LogSetup.bootstrapStderr(level: pipeline.logLevel)
-        let webhook = try pipeline.webhookSettings()
         let options = SimulatorOptions(
             seed: seed, initialOperations: 6, creationsPerSecond: 0.7, stepSeconds: 3, retentionSeconds: 12)
+        var environment = ProcessInfo.processInfo.environment
+        environment[Self.secretVariable] = options.clientSecret
+        environment["BULKWATCH_TOKEN"] = nil
+        // Resolve with placeholder URLs first: configuration errors must show before anything starts.
+        let probe = ConfigurationResolver(
+            configPath: nil, flagGlobal: try process.settings(),
+            flagTarget: try targetSettings(bulkURL: "http://127.0.0.1/", tokenURL: "http://127.0.0.1/"),
+            environment: environment)
+        _ = try resolveOrExit(probe)
+        let global = try resolveGlobalOrExit(probe)
+        let logger = LogSetup.bootstrapStderr(level: global.logLevel ?? "info", format: global.logFormat ?? .text)
         let simulator = DruIDSimulator(options: options, logger: logger)
         do {
             try await simulator.start(port: 0)
         } catch {
             throw RuntimeFailure("cannot start the simulator: \(error)")
         }
-        logger.info("DruID simulator at \(simulator.baseURL); state \(pipeline.statePath); Ctrl-C to stop")
-        let target = WatchTarget(
-            endpoint: BulkEndpoint(url: simulator.bulkURL), interval: Duration(parsing: interval) ?? .seconds(1),
-            policy: pipeline.policy, retain: Duration(parsing: pipeline.retain) ?? .seconds(86400))
-        let credentials = ClientCredentials(
-            tokenURL: simulator.tokenURL, clientID: options.clientID, clientSecret: Secret(options.clientSecret))
-        let configuration = RuntimeConfiguration(
-            target: target, tokenSource: .clientCredentials(credentials), statePath: pipeline.statePath,
-            sinks: pipeline.sinkSpecs, fileMaxBytes: Int64(ByteSize.parse(pipeline.fileMaxSize) ?? 64 << 20),
-            fileKeep: pipeline.fileKeep, webhook: webhook)
+        let resolver = ConfigurationResolver(
+            configPath: nil, flagGlobal: try process.settings(),
+            flagTarget: try targetSettings(bulkURL: simulator.bulkURL, tokenURL: simulator.tokenURL),
+            environment: environment)
+        let configuration: RuntimeConfiguration
+        do {
+            configuration = try resolveOrExit(resolver)
+        } catch {
+            await simulator.stop()
+            throw error
+        }
+        logger.info("DruID simulator at \(simulator.baseURL); state \(configuration.statePath); Ctrl-C to stop")
+        let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
         let runtime: BulkWatchRuntime
         do {
             runtime = try BulkWatchRuntime(configuration: configuration, logger: logger)
@@ -63,7 +106,7 @@ struct DemoCommand: AsyncParsableCommand {
         if let duration, let limit = Duration(parsing: duration) {
             extra.append(StopAfter(limit))
         }
-        try await runtime.run(extraServices: extra)
+        try await runtime.run(extraServices: extra, registry: registry)
     }
 }
 

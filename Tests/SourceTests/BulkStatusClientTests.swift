@@ -86,15 +86,17 @@ struct BulkStatusClientTests {
 
     @Test func defaultsToA900SecondLifetimeWhenExpiresInIsMissing() async throws {
         var options = SimulatorOptions.manual()
-        options.tokenLifetime = 1
         options.faults.omitExpiresIn = true
         let fixture = try await ClientFixture(options: options)
         _ = try await fixture.client.fetch()
         try await Task.sleep(for: .milliseconds(1200))
+        // The server drops the token (as if it had expired after 1 s). The client, assuming 900 s
+        // and not 1 s or 0, still uses it, gets a 401, refreshes once and retries: one poll, still
+        // successful. Revoking instead of a 1 s lifetime keeps a slow machine from expiring the
+        // fresh token too before the retry.
+        fixture.simulator.revokeAllTokens()
         let before = fixture.simulator.requestLog.count
         _ = try await fixture.client.fetch()
-        // The server expired the token after 1 s; the client, assuming 900 s, still used it, got a
-        // 401, refreshed once and retried: one poll, still successful.
         #expect(requests(after: before, in: fixture.simulator) == ["bulk 401", "token", "bulk 200"])
         await fixture.stop()
     }

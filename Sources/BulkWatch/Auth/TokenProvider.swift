@@ -2,7 +2,7 @@ public import Logging
 import Foundation
 
 /// Where the DruID app token comes from.
-public enum TokenSource: Sendable {
+public enum TokenSource: Sendable, Equatable {
     /// OAuth2 client-credentials grant against a token endpoint; cached and refreshed.
     case clientCredentials(ClientCredentials)
     /// A fixed token (`BULKWATCH_TOKEN`): used as is, never refreshed.
@@ -10,7 +10,7 @@ public enum TokenSource: Sendable {
 }
 
 /// Settings for the OAuth2 client-credentials grant (DESIGN.md §2).
-public struct ClientCredentials: Sendable {
+public struct ClientCredentials: Sendable, Equatable {
     public enum Style: Sendable {
         /// `client_id` and `client_secret` in the form body (DruID's documented way).
         case formBody

@@ -1,4 +1,6 @@
 import Foundation
+import Metrics
+import Synchronization
 public import Logging
 public import ServiceLifecycle
 
@@ -9,28 +11,51 @@ public import ServiceLifecycle
 /// where each sink stopped, and replay is moving a cursor back. A sink with no cursor yet starts
 /// at the beginning of the retained journal: adding a sink never silently skips history.
 ///
-/// On graceful shutdown each sink gets `drainTimeout` to deliver what is already committed, then
-/// stops; what it could not deliver stays in the journal for the next start.
+/// On graceful shutdown (or ``finish()``) each sink gets `drainTimeout` to deliver what is already
+/// committed, then stops; what it could not deliver stays in the journal for the next start.
 public final class Dispatcher: Service {
+    /// A sink and the targets whose events it receives (nil: every target).
+    public struct Route: Sendable {
+        public var sink: any EventSink
+        public var targets: Set<String>?
+
+        public init(sink: any EventSink, targets: Set<String>? = nil) {
+            self.sink = sink
+            self.targets = targets
+        }
+    }
+
     private let journal: Journal
-    private let sinks: [any EventSink]
+    private let routes: [Route]
     private let wakeups: [Wakeup]
     private let logger: Logger
     private let batchSize: Int
     private let drainTimeout: Duration
     private let idlePoll: Duration
+    private let health: HealthBoard?
+    private let finishing = Mutex(false)
 
-    public init(
+    public convenience init(
         journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = 512,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1)
     ) {
+        self.init(
+            journal: journal, routes: sinks.map { Route(sink: $0) }, logger: logger, batchSize: batchSize,
+            drainTimeout: drainTimeout, idlePoll: idlePoll)
+    }
+
+    public init(
+        journal: Journal, routes: [Route], logger: Logger, batchSize: Int = 512,
+        drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil
+    ) {
         self.journal = journal
-        self.sinks = sinks
-        self.wakeups = sinks.map { _ in Wakeup() }
+        self.routes = routes
+        self.wakeups = routes.map { _ in Wakeup() }
         self.logger = logger
         self.batchSize = batchSize
         self.drainTimeout = drainTimeout
         self.idlePoll = idlePoll
+        self.health = health
     }
 
     /// Tells every sink task that new events were committed.
@@ -38,15 +63,27 @@ public final class Dispatcher: Service {
         for wakeup in wakeups { wakeup.ring() }
     }
 
+    /// Drains and stops like a graceful shutdown, without one: used after a `--once` poll and when
+    /// a reload replaces the sinks.
+    public func finish() {
+        finishing.withLock { $0 = true }
+        notify()
+    }
+
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
-            for (sink, wakeup) in zip(sinks, wakeups) {
-                group.addTask { await self.runSink(sink, wakeup: wakeup) }
+            for (route, wakeup) in zip(routes, wakeups) {
+                group.addTask { await self.runSink(route, wakeup: wakeup) }
             }
         }
     }
 
-    private func runSink(_ sink: any EventSink, wakeup: Wakeup) async {
+    private func runSink(_ route: Route, wakeup: Wakeup) async {
+        let sink = route.sink
+        let filter = Journal.EventFilter(targets: route.targets)
+        let metrics = SinkMetrics(sink: sink.name)
+        metrics.stopped.record(0)
+        var lastLagUpdate = ContinuousClock.now - .seconds(10)
         let logger = self.logger.with("sink", sink.name)
         let policy = sink.deliveryPolicy
         let limit = max(1, min(batchSize, sink.preferredBatchSize))
@@ -68,7 +105,7 @@ public final class Dispatcher: Service {
         var drainDeadline: ContinuousClock.Instant?
         var drainTarget: Int64 = .max
         while true {
-            if drainDeadline == nil, Task.isShuttingDownGracefully || Task.isCancelled {
+            if drainDeadline == nil, Task.isShuttingDownGracefully || Task.isCancelled || finishing.withLock({ $0 }) {
                 drainDeadline = .now + drainTimeout
                 drainTarget = (try? journal.lastSequence()) ?? cursor
             }
@@ -86,7 +123,12 @@ public final class Dispatcher: Service {
                     cursor = stored
                     attempts = 0
                 }
-                batch = try journal.events(after: cursor, limit: limit)
+                batch = try journal.events(after: cursor, limit: limit, filter: filter)
+                // Lag for metrics: at most once a second, as it counts the backlog.
+                if ContinuousClock.now - lastLagUpdate >= .seconds(1) || batch.isEmpty {
+                    lastLagUpdate = .now
+                    metrics.lag.record(batch.count < limit ? batch.count : try journal.count(after: cursor, filter: filter))
+                }
             } catch {
                 logger.error("cannot read the journal: \(error)")
                 await pause(Schedule.backoff(
@@ -107,12 +149,14 @@ public final class Dispatcher: Service {
                     continue
                 }
                 cursor = last.sequence
+                metrics.delivered.increment(by: batch.count)
                 if attempts > 0 { logger.info("sink recovered") }
                 attempts = 0
             } catch {
                 // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
                 if Task.isCancelled { break }
                 attempts += 1
+                metrics.failures.increment()
                 let failure = error as? DeliveryFailure ?? DeliveryFailure(.retry(retryAfter: nil), reason: "\(error)")
                 let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
                 var retryAfter: Duration?
@@ -121,6 +165,8 @@ public final class Dispatcher: Service {
                 case .stopSink:
                     logger.error("stopping this sink: \(failure.reason); \(span) and later stay journaled")
                     try? journal.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
+                    metrics.stopped.record(1)
+                    health?.sinkStopped(sink.name, reason: failure.reason)
                     await sink.close()
                     return
                 case .reject:
@@ -138,6 +184,7 @@ public final class Dispatcher: Service {
                             sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: cursor)
                         {
                             cursor = last.sequence
+                            metrics.deadLetters.increment(by: batch.count)
                         } else {
                             cursor = try journal.cursor(sink: sink.name) ?? 0
                         }

@@ -10,7 +10,7 @@ public struct WebhookSecretError: Error, Sendable, CustomStringConvertible {
 ///
 /// Only the decoded key is kept; `description` never reveals it, so a secret can't leak into a log
 /// line by accident.
-public struct WebhookSecret: Sendable, CustomStringConvertible {
+public struct WebhookSecret: Sendable, Equatable, CustomStringConvertible {
     let key: [UInt8]
 
     /// Parses `whsec_<base64>`; throws on a missing prefix, invalid base64 or an empty key.

@@ -199,10 +199,28 @@ public final class Journal: Sendable {
     public struct EventFilter: Sendable {
         public var kinds: Set<DetectedChange.Kind>?
         public var subject: String?
+        /// Only events of these targets (a sink configured for some targets only).
+        public var targets: Set<String>?
 
-        public init(kinds: Set<DetectedChange.Kind>? = nil, subject: String? = nil) {
+        public init(kinds: Set<DetectedChange.Kind>? = nil, subject: String? = nil, targets: Set<String>? = nil) {
             self.kinds = kinds
             self.subject = subject
+            self.targets = targets
+        }
+
+        fileprivate func appendConditions(to sql: inout String, _ arguments: inout StatementArguments) {
+            if let kinds {
+                sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
+                for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
+            }
+            if let subject {
+                sql += " AND subject = ?"
+                _ = arguments.append(contentsOf: [subject])
+            }
+            if let targets {
+                sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+                for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
+            }
         }
     }
 
@@ -211,14 +229,7 @@ public final class Journal: Sendable {
         try pool.read { db in
             var sql = "SELECT seq, id, type, subject, time, body FROM events WHERE seq > ?"
             var arguments: StatementArguments = [after]
-            if let kinds = filter.kinds {
-                sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
-                for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
-            }
-            if let subject = filter.subject {
-                sql += " AND subject = ?"
-                _ = arguments.append(contentsOf: [subject])
-            }
+            filter.appendConditions(to: &sql, &arguments)
             sql += " ORDER BY seq LIMIT ?"
             _ = arguments.append(contentsOf: [limit])
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap(Self.event(from:))
@@ -230,6 +241,16 @@ public final class Journal: Sendable {
         guard let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))) else { return nil }
         let body: Data = row[5]
         return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
+    }
+
+    /// How many events after `after` match `filter`: a sink's lag, for metrics.
+    public func count(after: Int64, filter: EventFilter = EventFilter()) throws -> Int {
+        try pool.read { db in
+            var sql = "SELECT COUNT(*) FROM events WHERE seq > ?"
+            var arguments: StatementArguments = [after]
+            filter.appendConditions(to: &sql, &arguments)
+            return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+        }
     }
 
     /// The highest sequence journaled so far (0 when empty).

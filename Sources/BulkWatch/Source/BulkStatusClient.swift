@@ -2,7 +2,7 @@ import Foundation
 public import Logging
 
 /// Where and how to fetch the bulk-status list.
-public struct BulkEndpoint: Sendable {
+public struct BulkEndpoint: Sendable, Equatable {
     /// Full URL of the list, normally `https://{domain}/activityid/v1/user/bulk`.
     public var url: String
     /// Sent as `Accept-Language` when set.

@@ -1,6 +1,9 @@
 import Foundation
 public import Logging
 public import ServiceLifecycle
+import Metrics
+public import Prometheus
+import Synchronization
 import UnixSignals
 
 /// A `--sink` specification (DESIGN.md §6).
@@ -53,7 +56,7 @@ public enum SinkSpec: Sendable, Equatable {
 }
 
 /// How webhook sinks sign, time out and retry (`--webhook-*` options).
-public struct WebhookSettings: Sendable {
+public struct WebhookSettings: Sendable, Equatable {
     /// Every configured `whsec_` secret; each attempt carries one signature per secret.
     public var secrets: [WebhookSecret]
     /// Per-request deadline, connection included.
@@ -70,123 +73,399 @@ public struct WebhookSettings: Sendable {
 /// A configuration that cannot work (e.g. a webhook sink without a signing secret). One line.
 public struct RuntimeConfigurationError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
-/// Everything `bulkwatch run` needs, already validated.
-public struct RuntimeConfiguration: Sendable {
+/// One target with its credentials and its sinks.
+public struct TargetPlan: Sendable, Equatable {
     public var target: WatchTarget
     public var tokenSource: TokenSource
-    public var statePath: String
     public var sinks: [SinkSpec]
+
+    public init(target: WatchTarget, tokenSource: TokenSource, sinks: [SinkSpec]) {
+        self.target = target
+        self.tokenSource = tokenSource
+        self.sinks = sinks
+    }
+}
+
+/// Everything `bulkwatch run` needs, already validated and with secrets resolved.
+public struct RuntimeConfiguration: Sendable {
+    public var targets: [TargetPlan]
+    public var statePath: String
     public var transport: TransportConfiguration
     public var once: Bool
     public var fileMaxBytes: Int64
     public var fileKeep: Int
     public var webhook: WebhookSettings
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; nil: not served.
+    public var listen: ListenAddress?
+    /// Level and format as configured; applied once at start (logging is bootstrapped once), kept
+    /// here so a reload can say that a change needs a restart.
+    public var logSettings: [String] = []
 
     public init(
-        target: WatchTarget, tokenSource: TokenSource, statePath: String, sinks: [SinkSpec],
-        transport: TransportConfiguration = TransportConfiguration(), once: Bool = false,
-        fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5, webhook: WebhookSettings = WebhookSettings()
+        targets: [TargetPlan], statePath: String, transport: TransportConfiguration = TransportConfiguration(),
+        once: Bool = false, fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5, webhook: WebhookSettings = WebhookSettings(),
+        listen: ListenAddress? = nil
     ) {
-        self.webhook = webhook
-        self.target = target
-        self.tokenSource = tokenSource
+        self.targets = targets
         self.statePath = statePath
-        self.sinks = sinks
         self.transport = transport
         self.once = once
         self.fileMaxBytes = fileMaxBytes
         self.fileKeep = fileKeep
+        self.webhook = webhook
+        self.listen = listen
+    }
+
+    /// The single-target form (command-line flags, `demo`).
+    public init(
+        target: WatchTarget, tokenSource: TokenSource, statePath: String, sinks: [SinkSpec],
+        transport: TransportConfiguration = TransportConfiguration(), once: Bool = false,
+        fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5, webhook: WebhookSettings = WebhookSettings(),
+        listen: ListenAddress? = nil
+    ) {
+        self.init(
+            targets: [TargetPlan(target: target, tokenSource: tokenSource, sinks: sinks)], statePath: statePath,
+            transport: transport, once: once, fileMaxBytes: fileMaxBytes, fileKeep: fileKeep, webhook: webhook,
+            listen: listen)
+    }
+
+    /// The first target (single-target callers).
+    public var target: WatchTarget { targets[0].target }
+
+    /// Each distinct sink once, with the targets that feed it.
+    ///
+    /// Sinks are keyed by name: two targets listing `file:/var/log/bulk.jsonl` share one file and
+    /// one cursor. The same name configured two ways (different `batch=`) is an error. The target
+    /// set is always explicit, never "all": the journal may hold events of targets no longer
+    /// configured (removed by a reload, or renamed), and a sink must not pick those up.
+    public func sinkPlans() throws -> [SinkPlan] {
+        var order: [String] = []
+        var plans: [String: SinkPlan] = [:]
+        for plan in targets {
+            for spec in plan.sinks {
+                if var existing = plans[spec.name] {
+                    guard existing.spec == spec else {
+                        throw RuntimeConfigurationError(
+                            description: "sink \(spec.name) is configured differently for two targets (batch size)")
+                    }
+                    existing.targets?.insert(plan.target.name)
+                    plans[spec.name] = existing
+                } else {
+                    order.append(spec.name)
+                    plans[spec.name] = SinkPlan(spec: spec, targets: [plan.target.name])
+                }
+            }
+        }
+        return order.compactMap { plans[$0] }
+    }
+
+    /// Checks what can be checked without opening anything: unique target names, consistent sinks,
+    /// a signing secret for every webhook sink.
+    public func validate() throws {
+        var names: Set<String> = []
+        for plan in targets where !names.insert(plan.target.name).inserted {
+            throw RuntimeConfigurationError(description: "target \(plan.target.name) is given twice")
+        }
+        guard !targets.isEmpty else { throw RuntimeConfigurationError(description: "no target to watch") }
+        for plan in try sinkPlans() {
+            if case .webhook(let url, _) = plan.spec, webhook.secrets.isEmpty {
+                throw RuntimeConfigurationError(
+                    description:
+                        "webhook sink \(url) needs a signing secret: set BULKWATCH_WEBHOOK_SECRET, pass --webhook-secret-file or set webhook-secret in the file"
+                )
+            }
+        }
     }
 }
 
-/// Wires transport → token → client → watcher → journal → dispatcher → sinks and runs them as one
-/// service group: SIGTERM/SIGINT shut down gracefully (watcher first, then the dispatcher drains),
-/// SIGHUP reopens file sinks for external log rotation.
+/// A sink and the targets it receives events from.
+public struct SinkPlan: Sendable, Equatable {
+    public var spec: SinkSpec
+    public var targets: Set<String>?
+
+    public init(spec: SinkSpec, targets: Set<String>?) {
+        self.spec = spec
+        self.targets = targets
+    }
+}
+
+/// Re-reads the configuration on SIGHUP; throws (one line) when the new one is invalid.
+public typealias ConfigurationReloader = @Sendable () throws -> RuntimeConfiguration
+
+/// Wires transport → token → client → watchers → journal → dispatcher → sinks and runs them as one
+/// service group: SIGTERM/SIGINT shut down gracefully (watchers first, then the dispatcher
+/// drains), SIGHUP reopens file sinks (log rotation) and, with a configuration file, reloads it.
+///
+/// All targets share one curl multi loop and one journal; each has its own watcher, token
+/// provider, snapshot and (through its sinks) cursors.
 public final class BulkWatchRuntime: Sendable {
     public let journal: Journal
-    private let configuration: RuntimeConfiguration
+    public let health: HealthBoard
     private let transport: CurlTransport
-    private let watcher: Watcher
-    private let dispatcher: Dispatcher
-    private let fileSinks: [FileSink]
     private let logger: Logger
+    private let reloader: ConfigurationReloader?
+    private let pipeline: Pipeline
 
-    /// Opens the state and every sink; throws (before any network call) when one cannot be opened.
-    public init(configuration: RuntimeConfiguration, logger: Logger) throws {
-        self.configuration = configuration
+    /// Opens the state and every sink and loads every snapshot; throws (before any network call)
+    /// when one cannot be opened.
+    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil) throws {
+        try configuration.validate()
         self.logger = logger
+        self.reloader = reloader
         let journal = try Journal(path: configuration.statePath)
         self.journal = journal
         let transport = CurlTransport(configuration: configuration.transport)
         self.transport = transport
-        var names: Set<String> = []
-        for spec in configuration.sinks where !names.insert(spec.name).inserted {
-            throw RuntimeConfigurationError(description: "sink \(spec.name) is given twice")
-        }
-        var sinks: [any EventSink] = []
-        var fileSinks: [FileSink] = []
-        for spec in configuration.sinks {
-            switch spec {
-            case .stdout(let format):
-                sinks.append(StdoutSink(format: format))
-            case .file(let path):
-                let sink = try FileSink(path: path, maxBytes: configuration.fileMaxBytes, keep: configuration.fileKeep)
-                sinks.append(sink)
-                fileSinks.append(sink)
-            case .webhook(let url, let batch):
-                guard !configuration.webhook.secrets.isEmpty else {
-                    throw RuntimeConfigurationError(
-                        description:
-                            "webhook sink \(url) needs a signing secret: set BULKWATCH_WEBHOOK_SECRET or pass --webhook-secret-file"
-                    )
-                }
-                sinks.append(
-                    WebhookSink(
-                        url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
-                        batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy))
-            }
-        }
-        self.fileSinks = fileSinks
-        let tokens = TokenProvider(source: configuration.tokenSource, transport: transport, logger: logger)
-        let client = BulkStatusClient(
-            endpoint: configuration.target.endpoint, transport: transport, tokens: tokens, logger: logger)
-        let dispatcher = Dispatcher(journal: journal, sinks: sinks, logger: logger)
-        self.dispatcher = dispatcher
-        self.watcher = try Watcher(
-            target: configuration.target, client: client, journal: journal, logger: logger, once: configuration.once,
-            onCommit: { dispatcher.notify() })
+        let health = HealthBoard()
+        self.health = health
+        self.pipeline = try Pipeline(
+            configuration: configuration, journal: journal, transport: transport, health: health, logger: logger)
     }
 
     /// Runs until SIGINT/SIGTERM (or after one poll with `once`), then shuts down gracefully.
-    public func run(extraServices: [any Service] = []) async throws {
+    /// `registry` is what `/metrics` renders when the configuration has `listen`.
+    public func run(extraServices: [any Service] = [], registry: PrometheusCollectorRegistry? = nil) async throws {
         let terminate = ServiceGroupConfiguration.ServiceConfiguration.TerminationBehavior.gracefullyShutdownGroup
-        var services = extraServices.map {
-            ServiceGroupConfiguration.ServiceConfiguration(
-                service: $0, successTerminationBehavior: terminate, failureTerminationBehavior: terminate)
+        var services = extraServices
+        if let listen = pipeline.configuration.listen {
+            services.append(OperationsServer(address: listen, registry: registry, health: health, logger: logger))
         }
-        services.append(
-            .init(service: dispatcher, successTerminationBehavior: terminate, failureTerminationBehavior: terminate))
-        services.append(
-            .init(service: watcher, successTerminationBehavior: terminate, failureTerminationBehavior: terminate))
-        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        // Last, so that it is shut down first: the watchers stop before anything they feed.
+        services.append(PipelineService(pipeline: pipeline, reloader: reloader, logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map {
+                .init(service: $0, successTerminationBehavior: terminate, failureTerminationBehavior: terminate)
+            },
+            logger: logger)
         groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfiguration.logger = logger
-        let group = ServiceGroup(configuration: groupConfiguration)
-        let reopener = Task { [fileSinks, logger] in
-            guard !fileSinks.isEmpty else { return }
+        defer { transport.shutdown() }
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+}
+
+/// The running watchers and dispatcher, and how to swap them on reload.
+private final class Pipeline: Sendable {
+    private struct Running {
+        var configuration: RuntimeConfiguration
+        var watchers: [String: (plan: TargetPlan, task: Task<Void, any Error>)] = [:]
+        var dispatcher: Dispatcher?
+        var dispatcherTask: Task<Void, Never>?
+        var sinkPlans: [SinkPlan] = []
+        var fileSinks: [FileSink] = []
+    }
+
+    private let journal: Journal
+    private let transport: CurlTransport
+    private let health: HealthBoard
+    private let logger: Logger
+    private let running: Mutex<Running>
+    /// Prepared at init so that opening errors surface before `run`; taken by `start`.
+    private let prepared: Mutex<(watchers: [(TargetPlan, Watcher)], sinks: PreparedSinks)?>
+
+    var configuration: RuntimeConfiguration { running.withLock { $0.configuration } }
+
+    init(
+        configuration: RuntimeConfiguration, journal: Journal, transport: CurlTransport, health: HealthBoard,
+        logger: Logger
+    ) throws {
+        self.journal = journal
+        self.transport = transport
+        self.health = health
+        self.logger = logger
+        self.running = Mutex(Running(configuration: configuration))
+        let sinks = try PreparedSinks(configuration: configuration, transport: transport)
+        self.prepared = Mutex(nil)
+        let spread = configuration.targets.count > 1 && !configuration.once
+        var watchers: [(TargetPlan, Watcher)] = []
+        for plan in configuration.targets {
+            watchers.append((plan, try makeWatcher(plan, configuration: configuration, jitter: spread)))
+        }
+        prepared.withLock { $0 = (watchers, sinks) }
+        health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) })
+    }
+
+    /// The dispatcher is notified through this box, so watchers keep working across a sink swap.
+    private let currentDispatcher = Mutex<Dispatcher?>(nil)
+
+    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) throws -> Watcher {
+        let tokens = TokenProvider(source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
+        let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
+        // Several targets: spread first polls over up to 5 s (never more than the interval), so
+        // they do not all hit the token endpoints and the journal in the same instant.
+        let window = min(plan.target.interval, .seconds(5))
+        let delay: Duration = jitter ? .nanoseconds(Int64.random(in: 0...max(0, window.nanoseconds))) : .zero
+        return try Watcher(
+            target: plan.target, client: client, journal: journal, logger: logger, once: configuration.once,
+            firstPollDelay: delay, tokens: tokens, health: health,
+            onCommit: { [weak self] in self?.currentDispatcher.withLock { $0 }?.notify() })
+    }
+
+    /// Starts what init prepared. Called once, from the pipeline service's task (so that the
+    /// tasks inherit its graceful-shutdown context).
+    func start() {
+        guard let (watchers, sinks) = prepared.withLock({ state in defer { state = nil }; return state }) else { return }
+        for (plan, watcher) in watchers {
+            let task = Task { try await watcher.run() }
+            running.withLock { $0.watchers[plan.target.name] = (plan, task) }
+        }
+        startDispatcher(sinks)
+    }
+
+    private func startDispatcher(_ sinks: PreparedSinks) {
+        let dispatcher = Dispatcher(journal: journal, routes: sinks.routes, logger: logger, health: health)
+        let task = Task<Void, Never> { try? await dispatcher.run() }
+        currentDispatcher.withLock { $0 = dispatcher }
+        running.withLock {
+            $0.dispatcher = dispatcher
+            $0.dispatcherTask = task
+            $0.sinkPlans = sinks.plans
+            $0.fileSinks = sinks.fileSinks
+        }
+        dispatcher.notify()
+    }
+
+    /// `--once`: waits for every watcher's one poll, lets the dispatcher drain, reports the first failure.
+    func finishOnce() async throws {
+        let tasks = running.withLock { $0.watchers.values.map(\.task) }
+        var failure: (any Error)?
+        for task in tasks {
+            do { try await task.value } catch { failure = failure ?? error }
+        }
+        let (dispatcher, dispatcherTask) = running.withLock { ($0.dispatcher, $0.dispatcherTask) }
+        dispatcher?.finish()
+        await dispatcherTask?.value
+        if let failure { throw failure }
+    }
+
+    /// Waits for everything to stop after a graceful shutdown: watchers first, then the dispatcher.
+    func waitForShutdown() async {
+        let tasks = running.withLock { $0.watchers.values.map(\.task) }
+        for task in tasks { _ = try? await task.value }
+        let dispatcherTask = running.withLock { $0.dispatcherTask }
+        await dispatcherTask?.value
+    }
+
+    func reopenFileSinks() async {
+        for sink in running.withLock({ $0.fileSinks }) {
+            do { try await sink.reopen() } catch { logger.error("cannot reopen \(sink.name): \(error)") }
+        }
+    }
+
+    /// Applies a new configuration: targets added, removed or changed; sinks rebuilt when they
+    /// changed. Everything that can fail (opening sinks, loading snapshots) is tried before
+    /// anything running is touched, so a failure leaves the old configuration running.
+    func apply(_ new: RuntimeConfiguration) async throws {
+        try new.validate()
+        let old = running.withLock { $0.configuration }
+        guard new.statePath == old.statePath else {
+            throw RuntimeConfigurationError(description: "state cannot change on reload (\(old.statePath) → \(new.statePath)); restart instead")
+        }
+        if new.listen != old.listen { logger.warning("listen changes take effect on restart; still serving on \(old.listen.map { "\($0)" } ?? "nothing")") }
+        if new.transport.caFile != old.transport.caFile { logger.warning("ca-file changes take effect on restart") }
+        if new.logSettings != old.logSettings { logger.warning("log-level and log-format changes take effect on restart") }
+        let newPlans = try new.sinkPlans()
+        let sinksChanged =
+            newPlans != running.withLock({ $0.sinkPlans }) || new.webhook != old.webhook
+            || new.fileMaxBytes != old.fileMaxBytes || new.fileKeep != old.fileKeep
+        let preparedSinks = sinksChanged ? try PreparedSinks(configuration: new, transport: transport) : nil
+
+        let current = running.withLock { $0.watchers }
+        let wanted = Dictionary(uniqueKeysWithValues: new.targets.map { ($0.target.name, $0) })
+        let stopping = current.filter { name, entry in wanted[name] != entry.plan }
+        let starting = new.targets.filter { current[$0.target.name]?.plan != $0 }
+        for (name, entry) in stopping {
+            entry.task.cancel()
+            _ = try? await entry.task.value
+            running.withLock { _ = $0.watchers.removeValue(forKey: name) }
+            logger.info("target \(name) \(wanted[name] == nil ? "removed" : "stopped for its new settings")")
+        }
+        for plan in starting {
+            do {
+                let watcher = try makeWatcher(plan, configuration: new, jitter: false)
+                let task = Task { try await watcher.run() }
+                running.withLock { $0.watchers[plan.target.name] = (plan, task) }
+                logger.info("target \(plan.target.name) \(current[plan.target.name] == nil ? "added" : "restarted with its new settings")")
+            } catch {
+                logger.error("target \(plan.target.name) cannot start: \(error)")
+            }
+        }
+        health.setTargets(new.targets.map { ($0.target.name, $0.target.interval) })
+        if let preparedSinks {
+            let (dispatcher, task) = running.withLock { ($0.dispatcher, $0.dispatcherTask) }
+            dispatcher?.finish()
+            await task?.value
+            health.resetSinks()
+            startDispatcher(preparedSinks)
+            logger.info("sinks reconfigured: \(newPlans.map(\.spec.name).joined(separator: ", "))")
+        }
+        running.withLock { $0.configuration = new }
+    }
+}
+
+/// Sinks opened for a configuration (files are opened, so errors show before anything runs).
+private struct PreparedSinks: Sendable {
+    var plans: [SinkPlan]
+    var routes: [Dispatcher.Route]
+    var fileSinks: [FileSink]
+
+    init(configuration: RuntimeConfiguration, transport: CurlTransport) throws {
+        plans = try configuration.sinkPlans()
+        routes = []
+        fileSinks = []
+        for plan in plans {
+            let sink: any EventSink
+            switch plan.spec {
+            case .stdout(let format):
+                sink = StdoutSink(format: format)
+            case .file(let path):
+                let fileSink = try FileSink(path: path, maxBytes: configuration.fileMaxBytes, keep: configuration.fileKeep)
+                fileSinks.append(fileSink)
+                sink = fileSink
+            case .webhook(let url, let batch):
+                sink = WebhookSink(
+                    url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
+                    batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy)
+            }
+            routes.append(Dispatcher.Route(sink: sink, targets: plan.targets))
+        }
+    }
+}
+
+/// Runs the pipeline inside the service group: starts it, handles SIGHUP, and on shutdown waits
+/// for the watchers and then the dispatcher.
+private struct PipelineService: Service {
+    let pipeline: Pipeline
+    let reloader: ConfigurationReloader?
+    let logger: Logger
+
+    func run() async throws {
+        pipeline.start()
+        if pipeline.configuration.once {
+            try await pipeline.finishOnce()
+            return
+        }
+        await cancelWhenGracefulShutdown {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                logger.info("SIGHUP: reopening file sinks")
-                for sink in fileSinks {
-                    do { try await sink.reopen() } catch { logger.error("cannot reopen \(sink.name): \(error)") }
+                await pipeline.reopenFileSinks()
+                guard let reloader else {
+                    logger.info("SIGHUP: reopened file sinks")
+                    continue
+                }
+                do {
+                    let configuration = try reloader()
+                    try await pipeline.apply(configuration)
+                    Counter(label: MetricName.configReloads, dimensions: [("outcome", "applied")]).increment()
+                    logger.info("SIGHUP: configuration reloaded")
+                } catch {
+                    Counter(label: MetricName.configReloads, dimensions: [("outcome", "rejected")]).increment()
+                    logger.error("SIGHUP: new configuration rejected, the running one stays: \(error)")
                 }
             }
         }
-        defer {
-            reopener.cancel()
-            transport.shutdown()
-        }
-        try await group.run()
+        await pipeline.waitForShutdown()
     }
 }

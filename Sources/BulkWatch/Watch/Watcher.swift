@@ -1,30 +1,59 @@
 import Foundation
+import Metrics
 import Synchronization
 public import Logging
 public import ServiceLifecycle
 
 /// One DruID application to watch.
-public struct WatchTarget: Sendable {
+public struct WatchTarget: Sendable, Equatable {
     /// Keys the target's snapshot in the journal ("default" for the single-target command line).
     public var name: String
     public var endpoint: BulkEndpoint
     /// Becomes the CloudEvents `source`; defaults to the endpoint URL.
     public var source: String
+    /// The poll interval while nothing is in progress.
     public var interval: Duration
+    /// The poll interval while any known operation has a non-terminal status; nil: always `interval`.
+    public var activeInterval: Duration?
+    /// Statuses after which an operation no longer changes (see ``defaultTerminalStatuses``).
+    public var terminalStatuses: Set<String>
     public var policy: DetectionPolicy
     /// Delivered events older than this are pruned from the journal.
     public var retain: Duration
 
     public init(
         name: String = "default", endpoint: BulkEndpoint, source: String? = nil, interval: Duration = .seconds(30),
+        activeInterval: Duration? = nil, terminalStatuses: Set<String> = Set(defaultTerminalStatuses),
         policy: DetectionPolicy = DetectionPolicy(), retain: Duration = .seconds(7 * 86400)
     ) {
         self.name = name
         self.endpoint = endpoint
         self.source = source ?? endpoint.url
         self.interval = interval
+        self.activeInterval = activeInterval
+        self.terminalStatuses = terminalStatuses
         self.policy = policy
         self.retain = retain
+    }
+
+    /// How many listed operations are still in progress. An item without a status counts as in
+    /// progress: we cannot tell it is done.
+    public func activeCount(in listing: BulkListing) -> Int {
+        var count = 0
+        for item in listing.items {
+            guard let status = item.status else {
+                count += 1
+                continue
+            }
+            if !terminalStatuses.contains(status) { count += 1 }
+        }
+        return count
+    }
+
+    /// The cadence after a poll that saw `activeItems` in progress: `activeInterval` while any is.
+    public func cadence(activeItems: Int) -> Duration {
+        guard let activeInterval, activeItems > 0 else { return interval }
+        return activeInterval
     }
 }
 
@@ -33,28 +62,42 @@ public struct PollReport: Sendable {
     public var items: Int
     public var events: [JournalEvent]
     public var stats: DiffStats
+    /// Listed operations whose status is not terminal.
+    public var activeItems: Int
 }
 
 /// Polls one target on a fixed-rate schedule, diffs each listing against the stored snapshot and
 /// commits events and snapshot together (DESIGN.md §1, §3).
 ///
 /// Failed polls (any ``FetchError``) change nothing and are retried with exponential backoff and
-/// full jitter from 1 s, capped at the interval, honouring `Retry-After`. On graceful shutdown the
-/// in-flight request is abandoned (nothing of it is committed) and `run` returns.
+/// full jitter from 1 s, capped at the interval, honouring `Retry-After`. On graceful shutdown, or
+/// when its task is cancelled (the target was removed or changed by a reload), the in-flight
+/// request is abandoned (nothing of it is committed) and `run` returns.
+///
+/// Adaptive polling: after each successful poll the next one is scheduled at `activeInterval`
+/// while any listed operation is still in progress, at `interval` otherwise.
 public final class Watcher: Service {
     private let target: WatchTarget
     private let client: BulkStatusClient
     private let journal: Journal
     private let logger: Logger
     private let once: Bool
+    private let firstPollDelay: Duration
     private let onCommit: @Sendable () -> Void
+    private let tokens: TokenProvider?
+    private let health: HealthBoard?
+    private let metrics: WatcherMetrics
     private let state: WatcherState
 
     /// - Parameters:
     ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
+    ///   - firstPollDelay: spreads the first polls of several targets apart.
     ///   - onCommit: called after each commit that stored events (wakes the dispatcher).
+    ///   - tokens: the client's token provider, for the token-refresh metric.
+    ///   - health: told about every poll, for `/healthz`.
     public init(
         target: WatchTarget, client: BulkStatusClient, journal: Journal, logger: Logger, once: Bool = false,
+        firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
         onCommit: @escaping @Sendable () -> Void = {}
     ) throws {
         self.target = target
@@ -62,20 +105,38 @@ public final class Watcher: Service {
         self.journal = journal
         self.logger = logger.with("target", target.name)
         self.once = once
+        self.firstPollDelay = firstPollDelay
+        self.tokens = tokens
+        self.health = health
         self.onCommit = onCommit
+        self.metrics = WatcherMetrics(target: target.name)
         let (snapshot, hasBaseline) = try journal.loadSnapshot(target: target.name)
         self.state = WatcherState(snapshot: snapshot, hasBaseline: hasBaseline)
+        metrics.itemsTracked.record(snapshot.count)
+        metrics.pollInterval.record(target.interval.seconds)
     }
 
+    private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
+
     public func run() async throws {
-        let start = ContinuousClock.now
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         var lastPrune = ContinuousClock.now - .seconds(3600)
-        while !Task.isShuttingDownGracefully {
-            let delay: Duration
+        var cadence = target.interval
+        if firstPollDelay > .zero {
             do {
-                _ = try await cancelWhenGracefulShutdown { try await self.pollOnce() }
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
+            } catch {
+                return
+            }
+        }
+        // The fixed-rate grid restarts whenever the cadence changes.
+        var gridStart = ContinuousClock.now
+        while !stopping {
+            let delay: Duration
+            let started = ContinuousClock.now
+            do {
+                let report = try await cancelWhenGracefulShutdown { try await self.pollOnce() }
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
                 if once { return }
@@ -88,8 +149,17 @@ public final class Watcher: Service {
                     lastPrune = .now
                     prune()
                 }
-                delay = Schedule.nextTick(after: .now, start: start, interval: target.interval) - .now
+                let next = target.cadence(activeItems: report.activeItems)
+                if next != cadence {
+                    logger.info(
+                        "polling every \(next.shortDescription): \(report.activeItems) operation(s) in progress")
+                    cadence = next
+                    gridStart = started
+                    metrics.pollInterval.record(cadence.seconds)
+                }
+                delay = Schedule.nextTick(after: .now, start: gridStart, interval: cadence) - .now
             } catch let error as FetchError {
+                if stopping { return }
                 if once {
                     // One poll means one poll: a cron job wants a non-zero exit, not a silent retry loop.
                     throw OncePollFailed(underlying: error)
@@ -103,6 +173,7 @@ public final class Watcher: Service {
             } catch is CancellationError {
                 return
             } catch {
+                if stopping { return }
                 // Journal write failures (disk full, read-only) land here: nothing was committed,
                 // so the same changes are detected again on the next successful attempt.
                 failures += 1
@@ -124,7 +195,18 @@ public final class Watcher: Service {
     /// (nothing changed), a journal error when the commit failed (nothing changed either).
     @discardableResult
     public func pollOnce() async throws -> PollReport {
-        let listing = try await client.fetch()
+        let started = ContinuousClock.now
+        let refreshesBefore = await tokens?.refreshCount ?? 0
+        let listing: BulkListing
+        do {
+            listing = try await client.fetch()
+            await countTokenRefreshes(since: refreshesBefore)
+        } catch let error as FetchError {
+            await countTokenRefreshes(since: refreshesBefore)
+            metrics.poll(outcome: WatcherMetrics.outcome(of: error))
+            health?.pollFailed(target: target.name, reason: "\(error)")
+            throw error
+        }
         try Task.checkCancellation()
         var (snapshot, hasBaseline) = state.take()
         let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
@@ -137,12 +219,29 @@ public final class Watcher: Service {
             // reload that: a failed commit must leave no trace, in memory or on disk.
             let (stored, storedBaseline) = try journal.loadSnapshot(target: target.name)
             state.put(stored, hasBaseline: storedBaseline)
+            metrics.poll(outcome: "journal")
+            health?.pollFailed(target: target.name, reason: "cannot record the poll: \(error)")
             throw error
         }
+        let tracked = snapshot.count
         state.put(snapshot, hasBaseline: true)
+        let activeItems = target.activeCount(in: listing)
         report(outcome.stats, items: listing.items.count, events: events.count)
+        metrics.poll(outcome: "ok")
+        metrics.pollDuration.record(duration: ContinuousClock.now - started)
+        metrics.itemsTracked.record(tracked)
+        metrics.itemsActive.record(activeItems)
+        metrics.lastSuccess.record(Date().timeIntervalSince1970)
+        metrics.events(events)
+        health?.pollSucceeded(target: target.name)
         if !events.isEmpty { onCommit() }
-        return PollReport(items: listing.items.count, events: events, stats: outcome.stats)
+        return PollReport(items: listing.items.count, events: events, stats: outcome.stats, activeItems: activeItems)
+    }
+
+    private func countTokenRefreshes(since before: Int) async {
+        guard let tokens else { return }
+        let after = await tokens.refreshCount
+        if after > before { metrics.tokenRefreshes.increment(by: after - before) }
     }
 
     private func report(_ stats: DiffStats, items: Int, events: Int) {
@@ -199,9 +298,10 @@ private final class WatcherState: Sendable {
 extension Duration {
     var timeInterval: TimeInterval { Double(nanoseconds) / 1e9 }
 
-    /// `1.5s`, `250ms`: for log lines.
-    var shortDescription: String {
+    /// `30s`, `1.5s`, `250ms`: for log lines.
+    public var shortDescription: String {
         let millis = nanoseconds / 1_000_000
+        if millis >= 1000, millis % 1000 == 0 { return "\(millis / 1000)s" }
         return millis < 1000 ? "\(millis)ms" : String(format: "%.1fs", Double(millis) / 1000)
     }
 }
