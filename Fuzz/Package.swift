@@ -15,9 +15,9 @@ let package = Package(
         // By path, so the fuzzers always exercise the library as it is in this checkout.
         .package(name: "bulkwatch", path: "..")
     ],
-    targets: [
-        .executableTarget(name: "FuzzBulkListDecoder", dependencies: [.product(name: "BulkWatch", package: "bulkwatch")], swiftSettings: strict),
-        .executableTarget(name: "FuzzTokenResponse", dependencies: [.product(name: "BulkWatch", package: "bulkwatch")], swiftSettings: strict),
-    ],
+    targets: ["FuzzBulkListDecoder", "FuzzTokenResponse", "FuzzConfigFile"].map { name in
+        .executableTarget(
+            name: name, dependencies: [.product(name: "BulkWatch", package: "bulkwatch")], swiftSettings: strict)
+    },
     swiftLanguageModes: [.v6]
 )
