@@ -35,10 +35,11 @@ struct DecoderOracle {
             if "\(error)".contains("not representable") { return }
             fail("accepted a body JSONSerialization refuses: \(error)")
         }
-        // Found by this fuzzer: JSONSerialization on Linux drops a raw U+FEFF at the start of any
-        // string, key or value (`{"\u{FEFF}status":500}` reads as `status`); the decoder, like
-        // JSONDecoder, keeps it. Its tree is no reference for such bodies, only its acceptance is.
-        if Self.hasByteOrderMarkOpeningAString(body) { return }
+        // Found by this fuzzer: JSONSerialization on Linux drops a raw U+FEFF at the start of a string
+        // and right after an escape (`{"\u{FEFF}status":500}` reads as `status`, `"\/\u{FEFF}d"` as
+        // "/d"); the decoder, like JSONDecoder, keeps it. Its tree is no reference for bodies with a
+        // U+FEFF past the document's own byte-order mark; only its acceptance is.
+        if Self.hasByteOrderMarkInside(body) { return }
         guard let top = object as? [String: Any], let content = top["content"] as? [Any] else {
             fail("accepted a body whose top level is not an object with a 'content' array")
         }
@@ -107,10 +108,10 @@ struct DecoderOracle {
         if !matches { fail("\(what) is \(actual.map { "\"\($0)\"" } ?? "nil"), want \(expected ?? "nil")") }
     }
 
-    private static func hasByteOrderMarkOpeningAString(_ body: [UInt8]) -> Bool {
-        let pattern: [UInt8] = [UInt8(ascii: "\""), 0xEF, 0xBB, 0xBF]
-        guard body.count >= pattern.count else { return false }
-        return (0...(body.count - pattern.count)).contains { body[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+    private static func hasByteOrderMarkInside(_ body: [UInt8]) -> Bool {
+        let mark: [UInt8] = [0xEF, 0xBB, 0xBF]
+        guard body.count > mark.count else { return false }
+        return (1...(body.count - mark.count)).contains { body[$0..<($0 + mark.count)].elementsEqual(mark) }
     }
 
     private static func isUsableId(_ value: Any?) -> Bool {
