@@ -145,19 +145,9 @@ public actor TokenProvider {
         } catch let error as TransportError {
             throw TokenError(status: nil, detail: error.description)
         }
-        let body = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
-        guard response.status == 200 else {
-            throw TokenError(
-                status: response.status, error: body?["error"] as? String, type: body?["type"] as? String,
-                detail: body == nil ? "unexpected body" : "")
-        }
-        guard let accessToken = body?["access_token"] as? String, !accessToken.isEmpty else {
-            throw TokenError(status: 200, detail: "answer has no access_token")
-        }
-        let lifetime = (body?["expires_in"] as? NSNumber)?.doubleValue ?? 900
-        let usable = max(1, lifetime) * 0.9
-        logger.debug("app token obtained", metadata: ["expires_in": "\(Int(lifetime))"])
-        return CachedToken(value: Secret(accessToken), refreshAt: started + .milliseconds(Int64(usable * 1000)))
+        let answer = try TokenResponse.parse(status: response.status, body: response.body)
+        logger.debug("app token obtained", metadata: ["expires_in": "\(Int(answer.lifetime))"])
+        return CachedToken(value: answer.accessToken, refreshAt: started + answer.refreshAfter)
     }
 }
 

@@ -49,7 +49,10 @@ extension Duration {
             scale = factor
             break
         }
-        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
-        self = .nanoseconds(Int64((value * scale * 1e9).rounded()))
+        // Past Int64 nanoseconds (about 292 years) is refused rather than trapping (fuzz finding).
+        guard let value = Double(number), value.isFinite, value >= 0,
+            let nanoseconds = Int64(exactly: (value * scale * 1e9).rounded())
+        else { return nil }
+        self = .nanoseconds(nanoseconds)
     }
 }

@@ -375,7 +375,9 @@ public enum ByteSize {
         ]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
             guard let value = Int(text.dropLast(suffix.count)), value >= 0 else { return nil }
-            return value * factor
+            // A size past Int.max is refused rather than trapping (fuzz finding).
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : bytes
         }
         return Int(text).flatMap { $0 >= 0 ? $0 : nil }
     }
