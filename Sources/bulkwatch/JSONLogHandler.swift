@@ -1,34 +1,34 @@
 import Foundation
-public import Logging
+import Logging
 
 /// `--log-format json`: one JSON object per line on stderr, for journald/Loki/CloudWatch.
 ///
 /// `{"time":"…Z","level":"info","message":"…","target":"a",…}` — metadata keys become fields.
 /// Secrets cannot leak through it any more than through text logs: values are rendered with their
 /// `description`, and secrets are ``Secret`` values whose description is `<redacted>`.
-public struct JSONLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
+struct JSONLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
     private let label: String
     private let write: @Sendable (String) -> Void
 
-    public init(label: String, write: @escaping @Sendable (String) -> Void = JSONLogHandler.standardError) {
+    init(label: String, write: @escaping @Sendable (String) -> Void = JSONLogHandler.standardError) {
         self.label = label
         self.write = write
     }
 
-    public static let standardError: @Sendable (String) -> Void = { line in
+    static let standardError: @Sendable (String) -> Void = { line in
         line.utf8CString.withUnsafeBufferPointer { buffer in
             _ = Foundation.write(2, buffer.baseAddress, buffer.count - 1)
         }
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    func log(event: LogEvent) {
         var object: [String: Any] = [:]
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
