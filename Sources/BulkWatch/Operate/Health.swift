@@ -86,9 +86,7 @@ public final class HealthBoard: Sendable {
     public func readiness() -> Report {
         state.withLock { state in
             let waiting = state.targets.filter { $0.value.lastSuccess == nil }.keys.sorted()
-            return Report(
-                healthy: !waiting.isEmpty ? false : true,
-                reasons: waiting.map { "target \($0): no successful poll yet" })
+            return Report(healthy: waiting.isEmpty, reasons: waiting.map { "target \($0): no successful poll yet" })
         }
     }
 
