@@ -21,6 +21,10 @@ struct BulkWatchCommand: AsyncParsableCommand {
 
     /// Runs the parsed command, mapping configuration errors to exit 78 with one clean line.
     static func main() async {
+        // First of all: a SIGHUP (`systemctl reload`, logrotate) that arrives while the configuration is
+        // read and the state loaded must not kill the daemon with the default action. `run` traps it for
+        // reloads once it is up; the long-running commands that do not reload restore the default.
+        signal(SIGHUP, SIG_IGN)
         unblockShutdownSignals()
         do {
             var command = try parseAsRoot()

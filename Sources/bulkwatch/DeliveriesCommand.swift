@@ -26,7 +26,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 [
                     "sink": status.sink, "cursor": status.cursor, "lag": status.lag,
                     "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
-                    "updatedAt": status.updatedAt ?? NSNull(),
+                    "updatedAt": status.updatedAt ?? NSNull(), "stale": status.stale,
                 ]
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
@@ -37,8 +37,14 @@ struct DeliveriesCommand: AsyncParsableCommand {
             print("no sink has run against \(statePath) yet")
             return
         }
+        // A stale sink is one the running configuration no longer names: its cursor pins nothing.
         let rows = [["SINK", "CURSOR", "LAG", "DEAD", "LAST ERROR"]]
-            + statuses.map { ["\($0.sink)", "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)", $0.lastError ?? "-"] }
+            + statuses.map {
+                [
+                    $0.stale ? "\($0.sink) (stale)" : $0.sink, "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)",
+                    $0.lastError ?? "-",
+                ]
+            }
         let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
             let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }

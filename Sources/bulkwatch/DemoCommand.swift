@@ -98,6 +98,9 @@ struct DemoCommand: AsyncParsableCommand {
         let runtime: BulkWatchRuntime
         do {
             runtime = try BulkWatchRuntime(configuration: configuration, logger: logger)
+        } catch let error as StateInUse {
+            await simulator.stop()
+            throw RuntimeFailure(error.description)
         } catch {
             await simulator.stop()
             throw ConfigurationError("\(error)")
@@ -106,7 +109,7 @@ struct DemoCommand: AsyncParsableCommand {
         if let duration, let limit = Duration(parsing: duration) {
             extra.append(StopAfter(limit))
         }
-        try await runtime.run(extraServices: extra, registry: registry)
+        try await runMappingFailures { try await runtime.run(extraServices: extra, registry: registry) }
     }
 }
 

@@ -60,6 +60,8 @@ struct EventsCommand: AsyncParsableCommand {
                 continue
             }
             guard follow else { return }
+            // `main` ignores SIGHUP for the daemon; a follower in a terminal ends with the terminal.
+            signal(SIGHUP, SIG_DFL)
             try await Task.sleep(for: .milliseconds(250))
         }
     }

@@ -39,6 +39,8 @@ struct RunCommand: AsyncParsableCommand {
             // The reloader re-reads the file with the same flags and environment (SIGHUP).
             let reloader: ConfigurationReloader? = config == nil ? nil : { @Sendable in try resolver.resolve() }
             runtime = try BulkWatchRuntime(configuration: configuration, logger: logger, reloader: reloader)
+        } catch let error as StateInUse {
+            throw RuntimeFailure(error.description)
         } catch {
             throw ConfigurationError("\(error)")
         }
@@ -49,7 +51,18 @@ struct RunCommand: AsyncParsableCommand {
                 metadata: ["target": "\(plan.target.name)"])
         }
         logger.info("state \(configuration.statePath)")
-        try await runtime.run(registry: registry)
+        try await runMappingFailures { try await runtime.run(registry: registry) }
+    }
+}
+
+/// Runs the service group; a run that ended because nothing could be delivered is one line and exit 1.
+func runMappingFailures(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as EverySinkStopped {
+        throw RuntimeFailure(error.description)
+    } catch let error as OnceUndelivered {
+        throw RuntimeFailure(error.description)
     }
 }
 

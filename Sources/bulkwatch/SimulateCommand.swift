@@ -81,6 +81,7 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        signal(SIGHUP, SIG_DFL)  // `main` ignores it for the daemon; the simulator has nothing to reload
         let logger = LogSetup.bootstrapStderr(level: logLevel)
         var faults = try faults.map(Self.parseFaults) ?? SimulatorFaults()
         faults.latency = latency

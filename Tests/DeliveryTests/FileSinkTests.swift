@@ -103,7 +103,7 @@ struct FileSinkTests {
         try append(path, Array(torn[..<(torn.count / 2)]))
 
         let restarted = try FileSink(path: path)
-        #expect(try await restarted.alreadyDelivered() == 3)
+        #expect(try await restarted.lastDelivered()?.sequence == 3)
         #expect(try contents(path) == SampleEvent.lines(complete))
         try await restarted.deliver(SampleEvent.batch(4...5))
         #expect(try sequences(path) == [1, 2, 3, 4, 5])
@@ -113,16 +113,16 @@ struct FileSinkTests {
         let directory = try makeTemporaryDirectory("file-sink")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let missing = try FileSink(path: directory + "/new.jsonl")
-        #expect(try await missing.alreadyDelivered() == nil)
+        #expect(try await missing.lastDelivered() == nil)
         #expect(FileManager.default.fileExists(atPath: directory + "/new.jsonl"))
 
         try Data().write(to: URL(fileURLWithPath: directory + "/empty.jsonl"))
         let empty = try FileSink(path: directory + "/empty.jsonl")
-        #expect(try await empty.alreadyDelivered() == nil)
+        #expect(try await empty.lastDelivered() == nil)
 
         try Data("\n\n".utf8).write(to: URL(fileURLWithPath: directory + "/blank.jsonl"))
         let blank = try FileSink(path: directory + "/blank.jsonl")
-        #expect(try await blank.alreadyDelivered() == nil)
+        #expect(try await blank.lastDelivered() == nil)
     }
 
     @Test func resumesFromTheRotatedFileWhenTheCurrentOneHoldsNoEvent() async throws {
@@ -132,20 +132,48 @@ struct FileSinkTests {
         // A crash right after a rotation: PATH.1 full, PATH not yet (or just) created.
         try Data(SampleEvent.lines(SampleEvent.batch(1...7))).write(to: URL(fileURLWithPath: path + ".1"))
         let sink = try FileSink(path: path)
-        #expect(try await sink.alreadyDelivered() == 7)
-        try await sink.deliver(SampleEvent.batch(5...9))
+        #expect(try await sink.lastDelivered() == DeliveredMark(sequence: 7, body: SampleEvent.make(7).body))
+        try await sink.deliver(SampleEvent.batch(8...9))
         #expect(try sequences(path) == [8, 9])
     }
 
-    @Test func skipsEventsItAlreadyWroteWhenABatchIsHandedAgain() async throws {
+    /// The dispatcher decides what is new (by the journal's identity and the cursor); the sink writes what it
+    /// is handed, so a rewound cursor re-writes and a new journal's low sequences are appended.
+    @Test func writesEveryEventItIsHandedEvenWithLowerSequences() async throws {
         let directory = try makeTemporaryDirectory("file-sink")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/events.jsonl"
         let sink = try FileSink(path: path)
         try await sink.deliver(SampleEvent.batch(1...3))
-        try await sink.deliver(SampleEvent.batch(2...4))
-        try await sink.deliver(SampleEvent.batch(1...2))
-        #expect(try sequences(path) == [1, 2, 3, 4])
+        try await sink.deliver(SampleEvent.batch(2...3))
+        #expect(try sequences(path) == [1, 2, 3, 2, 3])
+        #expect(try await sink.lastDelivered()?.sequence == 3)
+    }
+
+    @Test func refusesAFileThatIsNotABulkwatchLogWithoutTouchingIt() async throws {
+        let directory = try makeTemporaryDirectory("file-sink")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for content in ["ssh-ed25519 AAAAC3Nza not an event", "line one\nline two\n", "{\"a\":1}\n{\"sequence\":\"4\"}\n"] {
+            let path = directory + "/foreign-\(content.count).txt"
+            try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+            let error = #expect(throws: SinkIOError.self) { try FileSink(path: path) }
+            #expect(error?.code == .unrecognisedContent)
+            #expect(try contents(path) == Array(content.utf8))
+        }
+    }
+
+    @Test func refusesASymbolicLinkDanglingOrNot() async throws {
+        let directory = try makeTemporaryDirectory("file-sink")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let target = directory + "/target.jsonl"
+        try Data().write(to: URL(fileURLWithPath: target))
+        #expect(symlink(target, directory + "/link.jsonl") == 0)
+        #expect(symlink(directory + "/nowhere.jsonl", directory + "/dangling.jsonl") == 0)
+        for link in ["/link.jsonl", "/dangling.jsonl"] {
+            let error = #expect(throws: SinkIOError.self) { try FileSink(path: directory + link) }
+            #expect(error?.code == .invalidOption)
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/nowhere.jsonl"))
     }
 
     @Test func reopensByPathAfterAnExternalRename() async throws {
@@ -165,7 +193,7 @@ struct FileSinkTests {
         var info = stat()
         try #require(stat(path, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
-        #expect(try await sink.alreadyDelivered() == 5)
+        #expect(try await sink.lastDelivered()?.sequence == 5)
     }
 
     @Test func reopenWithoutAnyRenameKeepsAppending() async throws {
@@ -258,7 +286,7 @@ struct FileSinkTests {
         #expect(try sequences(path) == Array(1...delivered))
         await sink.close()
         let restarted = try FileSink(path: path)
-        #expect(try await restarted.alreadyDelivered() == delivered)
+        #expect(try await restarted.lastDelivered()?.sequence == delivered)
     }
 
     /// `tail -F` follows the file by name across rotations. It can only follow a file it gets to see before

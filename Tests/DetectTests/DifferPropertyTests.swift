@@ -16,7 +16,9 @@ import Testing
 /// - no item alive upstream ever expires (so no glitch poll caused an expiry);
 /// - no event concerns an item whose answer in that poll was a stale read;
 /// - an item that vanished expires exactly `expireAfter` (or, under the guard, twice that) polls
-///   after it was last listed.
+///   after it was last listed, and never on a poll that tripped the mass-removal guard;
+/// - an item that comes back after it expired is `created` again (a new incarnation); some
+///   histories bring vanished items back, before and after their expiry, so this happens in every shard.
 @Suite("Differ against a reference model")
 struct DifferPropertyTests {
     /// 300 histories of 40 polls, in shards of 25 seeds so they run in parallel.
@@ -24,12 +26,19 @@ struct DifferPropertyTests {
 
     @Test(arguments: seedShards)
     func randomHistoriesMatchTheReferenceModel(seeds: ClosedRange<UInt64>) {
+        var recurrences = 0
+        var guardTrips = 0
         for seed in seeds {
             var history = HistoryRun(seed: seed)
             if let failure = history.run(polls: 40) {
                 Issue.record("seed \(seed): \(failure)")
             }
+            recurrences += history.recurrences
+            guardTrips += history.guardTrips.count
         }
+        // The properties above must have been exercised, not vacuously true.
+        #expect(recurrences > 0, "no item came back after it expired in seeds \(seeds)")
+        #expect(guardTrips > 0, "no poll tripped the mass-removal guard in seeds \(seeds)")
     }
 
     /// Hundreds of items and tens of changes per poll: enough holes and out-of-order listings for
@@ -180,10 +189,11 @@ private struct ReferenceModel {
         let confirmations = max(2, policy.expireAfter)
         var expired: [String] = []
         for bulkId in absentIds {
-            if entries[bulkId]!.absent == 0 && guardTriggered { entries[bulkId]!.guarded = true }
+            // DESIGN.md §3: a guard-tripping poll holds every absent item and confirms no expiry.
+            if guardTriggered { entries[bulkId]!.guarded = true }
             entries[bulkId]!.absent += 1
             let needed = entries[bulkId]!.guarded ? 2 * confirmations : confirmations
-            if entries[bulkId]!.absent >= needed { expired.append(bulkId) }
+            if !guardTriggered, entries[bulkId]!.absent >= needed { expired.append(bulkId) }
         }
         expired.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         for bulkId in expired {
@@ -237,6 +247,14 @@ private struct HistoryRun {
     var lastListedPoll: [String: Int] = [:]
     var vanished: [String: Int] = [:]
     var expiredAt: [String: Int] = [:]
+    /// Items that left upstream and may come back (the same bulkId listed again).
+    var gone: [UpstreamItem] = []
+    /// When each item that came back did so: it may then expire while alive, its absence being real.
+    var cameBack: [String: Int] = [:]
+    /// `created` events of items that had expired before: new incarnations.
+    var recurrences = 0
+    /// Polls that tripped the mass-removal guard.
+    var guardTrips: [Int] = []
 
     /// Multiplies the population and the per-poll churn.
     let scale: Int
@@ -283,8 +301,21 @@ private struct HistoryRun {
         }
         for _ in 0..<Int(random.next() % UInt64(3 * scale)) {
             guard !live.isEmpty, chance(60) else { continue }
-            let gone = live.remove(at: Int(random.next() % UInt64(live.count)))
-            vanished[gone.bulkId] = poll
+            let leaving = live.remove(at: Int(random.next() % UInt64(live.count)))
+            vanished[leaving.bulkId] = poll
+            gone.append(leaving)
+        }
+        // An operation comes back under the same bulkId: sometimes as it was, sometimes moved on.
+        if !gone.isEmpty, chance(25) {
+            var back = gone.remove(at: Int(random.next() % UInt64(gone.count)))
+            if chance(50) {
+                var next = back.current
+                next.instant += back.usesRevisions ? 1 : 1 + Int64(random.next() % 5_000)
+                back.history.append(next)
+            }
+            vanished[back.bulkId] = nil
+            cameBack[back.bulkId] = poll
+            live.append(back)
         }
     }
 
@@ -355,6 +386,7 @@ private struct HistoryRun {
             let expected = model.poll(answer, isFirstRun: isFirstRun)
             hasBaseline = true
 
+            if outcome.stats.massRemovalGuardTriggered { guardTrips.append(n) }
             let got = outcome.changes.map(describe)
             let want = expected.map(describe)
             if got != want {
@@ -365,11 +397,22 @@ private struct HistoryRun {
                 if stale.contains(change.item.bulkId) {
                     return "poll \(n): event for a stale read: \(describe(change))"
                 }
-                guard change.kind == .expired else { continue }
                 let bulkId = change.item.bulkId
-                if live.contains(where: { $0.bulkId == bulkId }) {
+                if change.kind == .created, expiredAt[bulkId] != nil {
+                    recurrences += 1
+                    expiredAt[bulkId] = nil
+                }
+                guard change.kind == .expired else { continue }
+                let absentForReal = (cameBack[bulkId] ?? -1) > (lastListedPoll[bulkId] ?? -1)
+                if live.contains(where: { $0.bulkId == bulkId }), !absentForReal {
                     return "poll \(n): \(bulkId) is alive upstream but expired (glitch=\(glitch))"
                 }
+                // Its next life starts from nothing: an old version listed later is a creation, not stale.
+                delivered[bulkId] = nil
+                if outcome.stats.massRemovalGuardTriggered {
+                    return "poll \(n): \(bulkId) expired on a poll that tripped the mass-removal guard"
+                }
+                if let problem = checkExpiryTiming(bulkId, at: n) { return "poll \(n): \(problem)" }
                 expiredAt[bulkId] = n
             }
         }
@@ -413,19 +456,26 @@ private struct HistoryRun {
         return nil
     }
 
+    /// An expiry comes `expireAfter` polls after the item was last listed, or under the guard twice
+    /// that, plus one poll for each guard-tripping poll that fell on the due poll.
+    func checkExpiryTiming(_ bulkId: String, at poll: Int) -> String? {
+        let confirmations = max(2, policy.expireAfter)
+        guard let last = lastListedPoll[bulkId] else { return "\(bulkId) expired but was never listed" }
+        let after = poll - last
+        let trips = guardTrips.filter { $0 > last && $0 < poll }.count
+        if after != confirmations && !(2 * confirmations...2 * confirmations + trips).contains(after) {
+            return "\(bulkId) expired \(after) polls after it was last listed (expireAfter \(confirmations))"
+        }
+        return nil
+    }
+
     func checkExpiryTiming(polls: Int) -> String? {
         let confirmations = max(2, policy.expireAfter)
-        for (bulkId, at) in expiredAt {
-            guard let last = lastListedPoll[bulkId] else { return "\(bulkId) expired but was never listed" }
-            let after = at - last
-            if after != confirmations && after != 2 * confirmations {
-                return "\(bulkId) expired \(after) polls after it was last listed (expireAfter \(confirmations))"
-            }
-        }
         for (bulkId, _) in vanished {
             guard let last = lastListedPoll[bulkId], model.entries[bulkId] != nil || expiredAt[bulkId] != nil
             else { continue }
-            if expiredAt[bulkId] == nil, polls - 1 - last >= 2 * confirmations {
+            let trips = guardTrips.filter { $0 > last }.count
+            if expiredAt[bulkId] == nil, polls - 1 - last >= 2 * confirmations + trips {
                 return "\(bulkId) vanished after poll \(last) and never expired"
             }
         }

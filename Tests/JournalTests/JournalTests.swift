@@ -75,16 +75,16 @@ struct JournalTests {
         #expect(previous["updatedOn"] as? String == "2026-11-28T10:00:00Z")
     }
 
-    @Test func eventIDsAreStableAndTheSameChangeIsStoredOnce() throws {
+    /// The commit is atomic with the snapshot, so the same change is never committed twice and needs no
+    /// dedupe by id; what must hold is that the id depends only on the change (and its incarnation).
+    @Test func eventIDsAreStableAcrossJournals() throws {
         let journal = try Journal(path: directory + "/state.db")
         var snapshot = Snapshot()
         let first = try poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
-        // A crash after commit but before the in-memory swap: the watcher re-diffs against a fresh
-        // (empty) snapshot and would announce the same creation again.
-        var forgetful = Snapshot()
-        let again = try poll(journal, &forgetful, listing(item("b-1", "PENDING")), first: true)
-        #expect(again.isEmpty)
-        #expect(try journal.allEvents().count == 1)
+        var elsewhere = Snapshot()
+        let again = try poll(
+            try Journal(path: directory + "/other.db"), &elsewhere, listing(item("b-1", "PENDING")), first: true)
+        #expect(again.map(\.id) == first.map(\.id))
 
         let change = DetectedChange(kind: .created, item: item("b-1", "PENDING"))
         let id = CloudEventEncoder.stableID(source: "https://api.example.com/bulk", change: change)
@@ -147,11 +147,64 @@ struct JournalTests {
         try journal.advanceCursor(sink: "file:a", to: 2)
         try journal.advanceCursor(sink: "stdout", to: 1)
         let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
-        #expect(try journal.prune(olderThan: future) == 1)
+        #expect(try journal.prune(target: "default", olderThan: future, sinks: ["file:a", "stdout"]) == 1)
         #expect(try journal.allEvents().map(\.sequence) == [2])
         // New sequences continue after pruned ones.
         _ = try poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-2", "PENDING")))
         #expect(try journal.lastSequence() == 3)
+    }
+
+    @Test func sequencesNeverRestartWhenPruningEmptiedTheJournal() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        _ = try poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        try journal.advanceCursor(sink: "stdout", to: 2)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try journal.prune(target: "default", olderThan: future, sinks: ["stdout"]) == 2)
+        #expect(try journal.allEvents().isEmpty)
+        let next = try poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")))
+        #expect(next.map(\.sequence) == [3])
+        // Reopening (a restart) keeps counting from the stored number too.
+        #expect(try Journal(path: directory + "/state.db").lastSequence() == 3)
+    }
+
+    @Test func prunesOnlyTheGivenTargetAndIgnoresSinksNotGiven() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        for target in ["a", "b"] {
+            var snapshot = Snapshot()
+            let outcome = SnapshotDiffer.apply(
+                listing(item("\(target)-1", "PENDING")), to: &snapshot, policy: DetectionPolicy(), isFirstRun: true)
+            _ = try journal.commit(
+                target: target, source: "https://\(target).example.com/bulk", outcome: outcome, snapshot: snapshot,
+                detectedAt: Date(timeIntervalSince1970: 1_764_325_000))
+        }
+        try journal.advanceCursor(sink: "stdout", to: 2)
+        try journal.advanceCursor(sink: "file:gone", to: 0)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try journal.prune(target: "a", olderThan: future, sinks: ["stdout"]) == 1)
+        #expect(try journal.allEvents().map(\.subject) == ["b-1"])
+        // A configured sink that has not delivered holds the events back.
+        #expect(try journal.prune(target: "b", olderThan: future, sinks: ["stdout", "file:new"]) == 0)
+    }
+
+    @Test func anOperationBackAfterExpiryIsANewIncarnationWithNewIDs() throws {
+        let journal = try Journal(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        let life = item("b-1", "FINISHED")
+        var ids: [String] = []
+        ids += try poll(journal, &snapshot, listing(life), first: true).map(\.id)
+        for _ in 1...2 { ids += try poll(journal, &snapshot, listing()).map(\.id) }
+        ids += try poll(journal, &snapshot, listing(life)).map(\.id)
+        ids += try poll(journal, &snapshot, listing(item("b-1", "FAILED", updatedOn: "2026-11-28T11:00:00Z"))).map(\.id)
+        for _ in 1...2 { ids += try poll(journal, &snapshot, listing()).map(\.id) }
+        ids += try poll(journal, &snapshot, listing(life)).map(\.id)
+        #expect(try journal.allEvents().map(\.type) == [
+            "bulk.created", "bulk.expired", "bulk.created", "bulk.changed", "bulk.expired", "bulk.created",
+        ])
+        #expect(Set(ids).count == 6)
+        // The first life keeps the ids bulkwatch always gave it (SHA-256 of source, bulkId, type, status and
+        // updatedOn, NUL-terminated, as a version-8 UUID), so existing receivers see no change.
+        #expect(ids[0] == "232a287b-3276-8261-8cc7-35bad952e362")
     }
 
     @Test func reportsAnUnopenableDatabaseInOneLine() throws {

@@ -5,8 +5,14 @@ import Glibc
 #endif
 
 /// The `bulkwatch` executable built next to the test bundle (`swift build --build-tests` builds it).
+///
+/// `BULKWATCH_TEST_BINARY` points the end-to-end tests at another build, e.g. the previous commit's
+/// binary to show that a new test fails there before the fix.
 public enum BulkWatchBinary {
     public static var path: String {
+        if let chosen = ProcessInfo.processInfo.environment["BULKWATCH_TEST_BINARY"], !chosen.isEmpty {
+            return chosen
+        }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
         var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
         for _ in 0..<3 {

@@ -11,8 +11,10 @@ public import ServiceLifecycle
 /// where each sink stopped, and replay is moving a cursor back. A sink with no cursor yet starts
 /// at the beginning of the retained journal: adding a sink never silently skips history.
 ///
-/// On graceful shutdown (or ``finish()``) each sink gets `drainTimeout` to deliver what is already
-/// committed, then stops; what it could not deliver stays in the journal for the next start.
+/// On graceful shutdown (or ``finish(drainTimeout:)``) each sink drains what is already committed,
+/// but never faster than its delivery policy (DESIGN.md §5): a drain waits out a backoff that ends
+/// before its deadline, stops at one that does not, and stops at the first failure rather than
+/// retrying early or dead-lettering. What it could not deliver stays in the journal for the next start.
 public final class Dispatcher: Service {
     /// A sink and the targets whose events it receives (nil: every target).
     public struct Route: Sendable {
@@ -23,6 +25,13 @@ public final class Dispatcher: Service {
             self.sink = sink
             self.targets = targets
         }
+    }
+
+    /// How one sink's task ended: nil `problem` means everything committed before the end was delivered
+    /// and its cursor recorded. `--once` exits 1 when any sink has a problem.
+    public struct SinkOutcome: Sendable, Equatable {
+        public var sink: String
+        public var problem: String?
     }
 
     /// Events read and handed to a sink at once (a sink may ask for fewer). Large, because a
@@ -38,7 +47,11 @@ public final class Dispatcher: Service {
     private let drainTimeout: Duration
     private let idlePoll: Duration
     private let health: HealthBoard?
-    private let finishing = Mutex(false)
+    private let onEverySinkStopped: (@Sendable (String) -> Void)?
+    /// Set by ``finish(drainTimeout:)``: the drain's time limit, `.some(nil)` for none.
+    private let finishing = Mutex<Duration??>(nil)
+    private let outcomes = Mutex<[SinkOutcome]>([])
+    private let stoppedByThemselves = Mutex<[String: String]>([:])
 
     public convenience init(
         journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
@@ -49,9 +62,15 @@ public final class Dispatcher: Service {
             drainTimeout: drainTimeout, idlePoll: idlePoll)
     }
 
+    /// - Parameters:
+    ///   - drainTimeout: how long a graceful shutdown lets sinks deliver what is committed.
+    ///   - onEverySinkStopped: called once when every sink has stopped by itself (a 410, a closed
+    ///     stdout): nothing is left to deliver to, so the process should end, as a filter whose reader
+    ///     is gone does.
     public init(
         journal: Journal, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
-        drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil
+        drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil,
+        onEverySinkStopped: (@Sendable (String) -> Void)? = nil
     ) {
         self.journal = journal
         self.routes = routes
@@ -61,6 +80,7 @@ public final class Dispatcher: Service {
         self.drainTimeout = drainTimeout
         self.idlePoll = idlePoll
         self.health = health
+        self.onEverySinkStopped = onEverySinkStopped
     }
 
     /// Tells every sink task that new events were committed.
@@ -68,12 +88,15 @@ public final class Dispatcher: Service {
         for wakeup in wakeups { wakeup.ring() }
     }
 
-    /// Drains and stops like a graceful shutdown, without one: used after a `--once` poll and when
-    /// a reload replaces the sinks.
-    public func finish() {
-        finishing.withLock { $0 = true }
+    /// Drains and stops like a graceful shutdown, without one: after a `--once` poll (`drainTimeout`
+    /// nil: as long as deliveries succeed) and when a reload replaces the sinks (the default limit).
+    public func finish(drainTimeout: Duration? = nil) {
+        finishing.withLock { $0 = .some(drainTimeout) }
         notify()
     }
+
+    /// How each sink's task ended, once ``run()`` has returned.
+    public var sinkOutcomes: [SinkOutcome] { outcomes.withLock { $0 } }
 
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
@@ -81,6 +104,25 @@ public final class Dispatcher: Service {
                 group.addTask { await self.runSink(route, wakeup: wakeup) }
             }
         }
+    }
+
+    /// The drain in progress: until `target` is delivered, or `deadline` passes.
+    private struct Drain {
+        var deadline: ContinuousClock.Instant?
+        var target: Int64
+    }
+
+    /// A drain begins at graceful shutdown, cancellation or ``finish(drainTimeout:)``.
+    private func drainRequested(cursor: Int64) -> Drain? {
+        let limit: Duration?
+        if let requested = finishing.withLock({ $0 }) {
+            limit = requested
+        } else if Task.isShuttingDownGracefully || Task.isCancelled {
+            limit = drainTimeout
+        } else {
+            return nil
+        }
+        return Drain(deadline: limit.map { .now + $0 }, target: (try? journal.lastSequence()) ?? cursor)
     }
 
     private func runSink(_ route: Route, wakeup: Wakeup) async {
@@ -92,41 +134,69 @@ public final class Dispatcher: Service {
         let logger = self.logger.with("sink", sink.name)
         let policy = sink.deliveryPolicy
         let limit = max(1, min(batchSize, sink.preferredBatchSize))
+        /// Delivered so far (in memory) and what the journal records: they differ only while a cursor
+        /// write keeps failing, which must not make the sink deliver the same events again.
         var cursor: Int64
+        var recorded: Int64
         do {
-            cursor = try journal.cursor(sink: sink.name) ?? 0
-            if let held = try await sink.alreadyDelivered(), held > cursor {
-                logger.info("sink already holds events up to \(held); resuming after it")
-                cursor = held
-                try journal.advanceCursor(sink: sink.name, to: held)
+            let state = try journal.cursorState(sink: sink.name)
+            cursor = state?.sequence ?? 0
+            if let mark = try await sink.lastDelivered(), state?.rewound != true, mark.sequence > cursor,
+                try journal.event(sequence: mark.sequence)?.body == mark.body
+            {
+                // The sink holds this journal's event: the crash came after the write, before the cursor.
+                logger.info("sink already holds events up to \(mark.sequence); resuming after it")
+                try journal.advanceCursor(sink: sink.name, to: mark.sequence)
+                cursor = mark.sequence
             }
+            recorded = cursor
         } catch {
             logger.error("cannot start sink: \(error)")
+            end(sink.name, problem: "cannot start: \(error)")
             return
         }
         // Attempts at the batch starting after `cursor`; reset whenever the cursor moves.
         var attempts = 0
         var generator = SystemRandomNumberGenerator()
-        var drainDeadline: ContinuousClock.Instant?
-        var drainTarget: Int64 = .max
-        while true {
-            if drainDeadline == nil, Task.isShuttingDownGracefully || Task.isCancelled || finishing.withLock({ $0 }) {
-                drainDeadline = .now + drainTimeout
-                drainTarget = (try? journal.lastSequence()) ?? cursor
-            }
-            if let deadline = drainDeadline, cursor >= drainTarget || ContinuousClock.now >= deadline {
-                if cursor < drainTarget {
-                    logger.warning("stopping with events \(cursor + 1)...\(drainTarget) undelivered; they stay journaled")
+        var retryNotBefore: ContinuousClock.Instant?
+        var drain: Drain?
+        var problem: String?
+        var lastFailure = ""
+        loop: while true {
+            if drain == nil { drain = drainRequested(cursor: cursor) }
+            if let current = drain {
+                if cursor >= current.target { break }
+                if let deadline = current.deadline, ContinuousClock.now >= deadline {
+                    problem = undelivered(cursor, current.target, lastFailure, logger)
+                    break
                 }
-                break
+                if let notBefore = retryNotBefore, notBefore > .now {
+                    // Never shorten a backoff: wait it out if the drain lasts that long (a drain without
+                    // a deadline waits at most the shutdown drain time), else stop here.
+                    if notBefore > current.deadline ?? (.now + drainTimeout) {
+                        problem = undelivered(cursor, current.target, lastFailure, logger)
+                        break
+                    }
+                    try? await Task.sleep(until: notBefore, clock: .continuous)
+                    if Task.isCancelled {
+                        problem = undelivered(cursor, current.target, lastFailure, logger)
+                        break
+                    }
+                }
+            } else if let notBefore = retryNotBefore, notBefore > .now {
+                // Ends early on shutdown or finish (then the drain above decides), or on a commit.
+                await cancelWhenGracefulShutdown { await wakeup.wait(timeout: notBefore - .now) }
+                continue
             }
             let batch: [JournalEvent]
             do {
-                // An operator may have rewound the cursor (`bulkwatch redeliver --since`): follow it.
-                if let stored = try journal.cursor(sink: sink.name), stored < cursor {
-                    logger.notice("cursor moved back from \(cursor) to \(stored); re-delivering")
+                // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
+                if let stored = try journal.cursor(sink: sink.name), stored != recorded {
+                    logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
                     cursor = stored
+                    recorded = stored
                     attempts = 0
+                    retryNotBefore = nil
                 }
                 batch = try journal.events(after: cursor, limit: limit, filter: filter)
                 // Lag for metrics: at most once a second, as it counts the backlog.
@@ -136,44 +206,56 @@ public final class Dispatcher: Service {
                 }
             } catch {
                 logger.error("cannot read the journal: \(error)")
-                await pause(Schedule.backoff(
-                    failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator), drainDeadline)
+                if let current = drain {
+                    problem = undelivered(cursor, current.target, "cannot read the journal: \(error)", logger)
+                    break
+                }
+                retryNotBefore =
+                    .now
+                    + Schedule.backoff(
+                        failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator)
                 continue
             }
             guard let first = batch.first, let last = batch.last else {
-                if drainDeadline != nil { break }
+                if drain != nil { break }
                 await wakeup.wait(timeout: idlePoll)
                 continue
             }
+            let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
             do {
                 try await sink.deliver(batch)
-                if try !journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence) {
-                    // Rewound while we delivered: the next round re-reads the stored cursor.
-                    cursor = try journal.cursor(sink: sink.name) ?? 0
-                    attempts = 0
-                    continue
-                }
-                cursor = last.sequence
-                metrics.delivered.increment(by: batch.count)
-                if attempts > 0 { logger.info("sink recovered") }
-                attempts = 0
             } catch {
                 // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
-                if Task.isCancelled { break }
+                if Task.isCancelled {
+                    problem = undelivered(cursor, drain?.target ?? last.sequence, "cancelled", logger)
+                    break
+                }
                 attempts += 1
                 metrics.failures.increment()
-                let failure = error as? DeliveryFailure ?? DeliveryFailure(.retry(retryAfter: nil), reason: "\(error)")
-                let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
-                var retryAfter: Duration?
-                var deadLetterReason: String?
-                switch failure.disposition {
-                case .stopSink:
+                let failure = Self.failure(from: error)
+                lastFailure = failure.reason
+                if case .stopSink = failure.disposition {
                     logger.error("stopping this sink: \(failure.reason); \(span) and later stay journaled")
                     try? journal.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
                     metrics.stopped.record(1)
                     health?.sinkStopped(sink.name, reason: failure.reason)
                     await sink.close()
+                    end(sink.name, problem: "stopped: \(failure.reason)")
+                    stoppedByItself(sink.name, reason: failure.reason)
                     return
+                }
+                try? journal.recordSinkError(sink: sink.name, message: failure.reason)
+                if let current = drain {
+                    // A drain never retries early and never dead-letters: the rest waits for the next start.
+                    logger.error("delivery of \(span) failed while stopping: \(failure.reason)")
+                    problem = undelivered(cursor, current.target, failure.reason, logger)
+                    break
+                }
+                var retryAfter: Duration?
+                var deadLetterReason: String?
+                switch failure.disposition {
+                case .stopSink:
+                    break
                 case .reject:
                     if attempts >= policy.rejectAttempts { deadLetterReason = failure.reason }
                 case .retry(let after):
@@ -186,42 +268,126 @@ public final class Dispatcher: Service {
                     logger.error("dead-lettering \(span) after \(attempts) attempts: \(reason)")
                     do {
                         if try journal.deadLetter(
-                            sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: cursor)
+                            sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: recorded)
                         {
                             cursor = last.sequence
+                            recorded = last.sequence
                             metrics.deadLetters.increment(by: batch.count)
                         } else {
                             cursor = try journal.cursor(sink: sink.name) ?? 0
+                            recorded = cursor
                         }
                         attempts = 0
+                        retryNotBefore = nil
                     } catch {
                         logger.error("cannot record the dead letter: \(error)")
-                        await pause(policy.backoffCap, drainDeadline)
+                        retryNotBefore = .now + policy.backoffCap
                     }
                     continue
                 }
-                logger.error("delivery of \(span) failed (attempt \(attempts)): \(failure.reason)")
-                try? journal.recordSinkError(sink: sink.name, message: failure.reason)
-                await pause(
-                    Schedule.backoff(
-                        failures: attempts, base: policy.backoffBase, cap: policy.backoffCap, retryAfter: retryAfter,
-                        using: &generator),
-                    drainDeadline)
+                let delay = Schedule.backoff(
+                    failures: attempts, base: policy.backoffBase, cap: policy.backoffCap, retryAfter: retryAfter,
+                    using: &generator)
+                logger.error(
+                    "delivery of \(span) failed (attempt \(attempts)): \(failure.reason); retrying in \(delay.shortDescription)")
+                retryNotBefore = .now + delay
+                continue
+            }
+            if attempts > 0 { logger.info("sink recovered") }
+            attempts = 0
+            retryNotBefore = nil
+            lastFailure = ""
+            metrics.delivered.increment(by: batch.count)
+            switch await recordCursor(sink.name, from: recorded, to: last.sequence, span: span, logger: logger) {
+            case .recorded:
+                cursor = last.sequence
+                recorded = last.sequence
+            case .movedByOperator(let stored):
+                // Rewound while we delivered: deliver again from where the operator put it.
+                cursor = stored
+                recorded = stored
+            case .notRecorded(let reason):
+                cursor = last.sequence
+                problem = "delivered up to \(last.sequence) but could not record the cursor: \(reason)"
+                break loop
             }
         }
+        end(sink.name, problem: problem)
         await sink.close()
+    }
+
+    private enum CursorRecord {
+        case recorded
+        case movedByOperator(Int64)
+        case notRecorded(String)
+    }
+
+    /// Writes the cursor after a delivery. A failing write is a store problem, not a delivery failure:
+    /// it is retried on its own (the events are not sent again, nothing counts towards dead-lettering)
+    /// until it succeeds, or until shutdown, when the next start re-delivers those events with their
+    /// same ids.
+    private func recordCursor(
+        _ sink: String, from expected: Int64, to sequence: Int64, span: String, logger: Logger
+    ) async -> CursorRecord {
+        var failures = 0
+        var generator = SystemRandomNumberGenerator()
+        while true {
+            do {
+                if try journal.advanceCursor(sink: sink, from: expected, to: sequence) { return .recorded }
+                return .movedByOperator(try journal.cursor(sink: sink) ?? 0)
+            } catch {
+                failures += 1
+                if failures == 1 || failures.isMultiple(of: 20) {
+                    logger.error("delivered \(span) but cannot record the cursor (attempt \(failures)): \(error)")
+                }
+                if Task.isShuttingDownGracefully || Task.isCancelled || finishing.withLock({ $0 }) != nil {
+                    return .notRecorded("\(error)")
+                }
+                let delay = Schedule.backoff(
+                    failures: failures, base: .milliseconds(200), cap: .seconds(10), retryAfter: nil,
+                    using: &generator)
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+            }
+        }
+    }
+
+    /// Logs and describes what a drain leaves in the journal.
+    private func undelivered(_ cursor: Int64, _ target: Int64, _ reason: String, _ logger: Logger) -> String? {
+        guard cursor < target else { return nil }
+        let because = reason.isEmpty ? "" : ": \(reason)"
+        logger.warning("stopping with events \(cursor + 1)...\(target) undelivered; they stay journaled")
+        return "events \(cursor + 1)...\(target) undelivered\(because)"
+    }
+
+    private func end(_ sink: String, problem: String?) {
+        outcomes.withLock { $0.append(SinkOutcome(sink: sink, problem: problem)) }
+    }
+
+    private func stoppedByItself(_ sink: String, reason: String) {
+        let everyOne = stoppedByThemselves.withLock { stopped -> String? in
+            stopped[sink] = reason
+            guard stopped.count == routes.count else { return nil }
+            return stopped.sorted { $0.key < $1.key }.map { sink, reason in
+                reason.hasPrefix(sink) ? reason : "\(sink): \(reason)"
+            }.joined(separator: "; ")
+        }
+        if let everyOne { onEverySinkStopped?(everyOne) }
+    }
+
+    /// The dispatcher's reading of a sink error: a closed stdout stops the sink (retrying cannot help),
+    /// any other error that is not a ``DeliveryFailure`` is retried.
+    static func failure(from error: any Error) -> DeliveryFailure {
+        if let failure = error as? DeliveryFailure { return failure }
+        if let io = error as? SinkIOError, io.code == .brokenPipe {
+            return DeliveryFailure(.stopSink, reason: io.message)
+        }
+        return DeliveryFailure(.retry(retryAfter: nil), reason: "\(error)")
     }
 
     /// How long ago `event` was detected (its CloudEvents `time`), nil when unparsable.
     static func age(of event: JournalEvent, now: Date = Date()) -> Duration? {
         guard let millis = Timestamp.instantMillis(event.time) else { return nil }
         return .milliseconds(Int64(now.timeIntervalSince1970 * 1000) - millis)
-    }
-
-    /// Sleeps, but never past a drain deadline, and returns early on graceful shutdown.
-    private func pause(_ delay: Duration, _ deadline: ContinuousClock.Instant?) async {
-        let bounded = deadline.map { min(delay, max(.zero, $0 - .now)) } ?? delay
-        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: bounded) }
     }
 }
 

@@ -22,10 +22,12 @@ public protocol EventSink: Sendable {
     /// Delivers `events` (non-empty, ascending sequence) completely, or throws.
     func deliver(_ events: [JournalEvent]) async throws
 
-    /// The highest sequence this sink knows it already holds, if it can tell (a file sink reads its
-    /// last complete line). The dispatcher resumes after max(cursor, this), so a crash between
-    /// writing and committing the cursor never repeats an event in the file.
-    func alreadyDelivered() async throws -> Int64?
+    /// The last event this sink knows it holds, if it can tell (a file sink reads its last complete
+    /// line). The dispatcher resumes after it only when it is ahead of the cursor, is byte for byte
+    /// this journal's event of that sequence, and no operator rewound the cursor: so a crash between
+    /// writing and committing the cursor never repeats an event in the file, while a new journal
+    /// (the state was reset) appends and a `redeliver --since` re-writes.
+    func lastDelivered() async throws -> DeliveredMark?
 
     /// Flushes and releases resources; called once at shutdown.
     func close() async
@@ -34,8 +36,20 @@ public protocol EventSink: Sendable {
 extension EventSink {
     public var preferredBatchSize: Int { Dispatcher.defaultBatchSize }
     public var deliveryPolicy: DeliveryPolicy { .local }
-    public func alreadyDelivered() async throws -> Int64? { nil }
+    public func lastDelivered() async throws -> DeliveredMark? { nil }
     public func close() async {}
+}
+
+/// The last event a sink holds: its sequence and its exact bytes (the CloudEvent as journaled), so the
+/// dispatcher can tell this journal's event from another journal's event with the same number.
+public struct DeliveredMark: Sendable, Equatable {
+    public var sequence: Int64
+    public var body: [UInt8]
+
+    public init(sequence: Int64, body: [UInt8]) {
+        self.sequence = sequence
+        self.body = body
+    }
 }
 
 /// Why a batch was not delivered, as far as the sink can tell: the dispatcher decides what to do.

@@ -10,14 +10,14 @@ import Darwin
 /// under the sink's mutex, so every invariant below holds between two calls:
 /// - the file at `fd` ends with `\n` (or is empty) unless `needsRecovery` is set;
 /// - `size` is the file's length;
-/// - `lastSequence` is the highest sequence known to be in the file or one rotated out of it.
+/// - `lastLine` is the last event known to be in the file or the one rotated out of it.
 struct FileLog {
     let path: String
     let maxBytes: Int64
     let keep: Int
     var fd: Int32 = -1
     var size: Int64 = 0
-    var lastSequence: Int64?
+    var lastLine: DeliveredMark?
     var needsRecovery = true
     var closed = false
 
@@ -38,8 +38,9 @@ struct FileLog {
     mutating func append(_ events: [JournalEvent]) throws {
         if closed { throw SinkIOError(.closed, path: path, message: "file sink \(path) is closed") }
         if needsRecovery { try recover() }
-        // A batch handed again (the cursor commit failed after a successful write) must not repeat lines.
-        let fresh = lastSequence.map { last in events.filter { $0.sequence > last } } ?? events
+        // Every event handed is written, also one at or below the last line's sequence: the dispatcher hands
+        // those only after an operator rewound the cursor, or for a new journal.
+        let fresh = events
         guard let newest = fresh.last else { return }
 
         var bytes: [UInt8] = []
@@ -67,7 +68,7 @@ struct FileLog {
             let note = rollBack(to: before, written: bytes.count, events: fresh.count)
             throw SinkIOError.system("fsync", path: path, errno: number, note: note)
         }
-        lastSequence = newest.sequence
+        lastLine = DeliveredMark(sequence: newest.sequence, body: newest.body)
     }
 
     /// Cuts the file back to `offset` after a failed batch. Truncating frees blocks, so it works even when
@@ -134,9 +135,14 @@ struct FileLog {
     /// Opens (creating, mode 0600) the file at `path` and reads its size. Read-write, not write-only, because
     /// the tail repair reads back the file it writes.
     private mutating func openByPath() throws {
-        let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else {
             let number = errno
+            if number == ELOOP {
+                throw SinkIOError(
+                    .invalidOption, path: path, errno: number,
+                    message: "file sink \(path): is a symbolic link; give the path of the file itself")
+            }
             if number == EISDIR {
                 throw SinkIOError(
                     .invalidOption, path: path, errno: number, message: "file sink \(path): is a directory")
@@ -179,6 +185,20 @@ struct FileLog {
     mutating func recover() throws {
         if fd < 0 { try openByPath() }
         let tail = try Self.scanTail(fd: fd, size: size, path: path)
+        // Decide that this is a bulkwatch log before changing a byte of it.
+        var found: DeliveredMark?
+        if let line = tail.lastLine {
+            found = DeliveredMark(sequence: try Self.sequence(of: line, path: path), body: line)
+        }
+        if tail.validEnd < size {
+            let torn = try Self.readRange(fd: fd, from: tail.validEnd, to: min(size, tail.validEnd + 64), path: path)
+            guard Self.couldStartAnEvent(torn) else {
+                throw SinkIOError(
+                    .unrecognisedContent, path: path,
+                    message: "file sink \(path): is not a bulkwatch event log (its last line is not an event); "
+                        + "move the file aside or choose another path")
+            }
+        }
         if tail.validEnd < size {
             guard ftruncate(fd, off_t(tail.validEnd)) == 0 else {
                 throw SinkIOError.system("repair the torn last line of", path: path, errno: errno)
@@ -186,19 +206,26 @@ struct FileLog {
             _ = fsync(fd)
             size = tail.validEnd
         }
-        var found: Int64?
-        if let line = tail.lastLine {
-            found = try Self.sequence(of: line, path: path)
-        } else {
-            found = try Self.lastSequence(inRotated: "\(path).1")
+        if found == nil {
+            found = try Self.lastLine(inRotated: "\(path).1")
         }
-        if let found { lastSequence = max(lastSequence ?? found, found) }
+        if let found { lastLine = found }
         needsRecovery = false
     }
 
-    /// The sequence in the last complete line of a rotated file, which is only read, never repaired.
-    private static func lastSequence(inRotated rotated: String) throws -> Int64? {
-        let descriptor = open(rotated, O_RDONLY | O_CLOEXEC)
+    /// Every event this sink writes begins with these bytes (``CloudEventEncoder``).
+    private static let eventStart = Array(#"{"specversion":"1.0","#.utf8)
+
+    /// Whether an unterminated tail is what a write of ours that a crash cut short leaves behind: the
+    /// beginning of an event, nothing else.
+    static func couldStartAnEvent(_ torn: [UInt8]) -> Bool {
+        let length = min(torn.count, eventStart.count)
+        return length > 0 && torn[..<length].elementsEqual(eventStart[..<length])
+    }
+
+    /// The last complete line of a rotated file, which is only read, never repaired.
+    private static func lastLine(inRotated rotated: String) throws -> DeliveredMark? {
+        let descriptor = open(rotated, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard descriptor >= 0 else {
             if errno == ENOENT { return nil }
             throw SinkIOError.system("open", path: rotated, errno: errno)
@@ -206,13 +233,24 @@ struct FileLog {
         defer { closeDescriptor(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw SinkIOError.system("stat", path: rotated, errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         let tail = try scanTail(fd: descriptor, size: Int64(info.st_size), path: rotated)
-        return try tail.lastLine.map { try sequence(of: $0, path: rotated) }
+        return try tail.lastLine.map { DeliveredMark(sequence: try sequence(of: $0, path: rotated), body: $0) }
     }
 
     /// The top-level CloudEvents `sequence` (a string per the extension; a number is accepted too).
     static func sequence(of line: [UInt8], path: String) throws -> Int64 {
         let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]
+        // A bulkwatch event: a CloudEvent with an id and a type of ours, and a sequence.
+        let type = object?["type"] as? String ?? ""
+        guard object?["specversion"] as? String == "1.0", object?["id"] is String,
+            type.hasPrefix("bulk.") || type.hasPrefix("bulkwatch.")
+        else {
+            throw SinkIOError(
+                .unrecognisedContent, path: path,
+                message: "file sink \(path): is not a bulkwatch event log (its last line is not an event); "
+                    + "move the file aside or choose another path")
+        }
         switch object?["sequence"] {
         case let text as String:
             if let value = Int64(text) { return value }

@@ -7,11 +7,13 @@ import Synchronization
 /// Guarantees:
 /// - **No lost or repeated event across crashes.** Each batch is one `write` then one `fsync`, before the
 ///   dispatcher commits its cursor. On start the sink cuts a torn last line (the write that a crash
-///   interrupted; the journal hands that event again whole) and reports the sequence of the last complete
-///   line through ``alreadyDelivered()``, so the dispatcher resumes after it even when the crash came between
-///   the `fsync` and the cursor commit. Within a run, events at or below the last written sequence are
-///   skipped, so a batch handed again is not written twice. A failed write (ENOSPC, EIO) is cut back off the
-///   file and thrown, never left as a torn line.
+///   interrupted; the journal hands that event again whole) and reports the last complete line through
+///   ``lastDelivered()``, so the dispatcher resumes after it when the crash came between the `fsync` and the
+///   cursor commit, and only then: a new journal's events are appended, a rewound cursor re-writes. A failed
+///   write (ENOSPC, EIO) is cut back off the file and thrown, never left as a torn line.
+/// - **Never another program's file.** The path is opened with `O_NOFOLLOW` (a symbolic link is refused,
+///   dangling or not) and must be a regular file; a non-empty file whose last line is not a bulkwatch event,
+///   or whose unterminated tail is not the start of one, is refused at start and never modified.
 /// - **`tail -F` friendly rotation.** When a batch would take the file past `maxBytes`, the sink renames
 ///   `PATH` → `PATH.1` (shifting older files up to `PATH.keep`, dropping the oldest) and creates a fresh
 ///   `PATH`. A batch is never split across files; a batch larger than `maxBytes` alone is written whole.
@@ -72,13 +74,12 @@ public final class FileSink: EventSink {
         }
     }
 
-    /// The sequence of the last complete line in `PATH` (or in `PATH.1` if `PATH` has none), or nil for a
-    /// new file: the dispatcher resumes after the larger of this and its cursor.
-    public func alreadyDelivered() async throws -> Int64? {
+    /// The last complete line in `PATH` (or in `PATH.1` if `PATH` has none), or nil for a new file.
+    public func lastDelivered() async throws -> DeliveredMark? {
         try await runBlocking(on: queue) {
             try self.log.withLock { log in
                 if log.needsRecovery, !log.closed { try log.recover() }
-                return log.lastSequence
+                return log.lastLine
             }
         }
     }

@@ -17,10 +17,10 @@
 ///   not, resets the counter; an item that comes back changed is `changed`. The event carries
 ///   the last known state.
 /// - **mass-removal guard**: when at least 10 items are known and a poll would newly count half
-///   or more of them absent (a half list is the classic glitch, so exactly half counts), each of
-///   those newly absent items is held by the guard until it reappears: it expires only after
-///   `2 × expireAfter` absences. A ``DiffWarning/massRemovalGuard`` is produced on the poll that
-///   triggers it.
+///   or more of them absent (a half list is the classic glitch, so exactly half counts), every item
+///   absent from it (newly or already) is held by the guard until it reappears: it expires only
+///   after `2 × expireAfter` absences, and nothing expires on the guard-tripping poll itself. A
+///   ``DiffWarning/massRemovalGuard`` is produced on the poll that triggers it.
 /// - **duplicates** in one listing: the occurrence with the newest `updatedOn` wins (by instant, else
 ///   by string; missing is oldest; ties go to the later one), the others are dropped and counted.
 ///
@@ -430,12 +430,14 @@ private struct DiffRun {
         }
         var expiring: [Int] = []
         for position in absent {
-            if !snapshot.isAbsent(position), guardTriggered {
+            // Every absent item is held, not only the newly absent ones: an item already missing once
+            // must not expire on the strength of an answer that looks like a glitch.
+            if guardTriggered, !snapshot.isGuarded(position) {
                 snapshot.setGuarded(position, true)
             }
             snapshot.setAbsentPolls(position, snapshot.absentPolls(at: position) + 1)
             let needed = snapshot.isGuarded(position) ? 2 * confirmations : confirmations
-            if snapshot.absentPolls(at: position) >= needed {
+            if !guardTriggered, snapshot.absentPolls(at: position) >= needed {
                 expiring.append(position)
                 if snapshot.isGuarded(position) { outcome.removalGuardChanged = true }
             } else {

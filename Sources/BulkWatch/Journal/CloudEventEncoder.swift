@@ -7,9 +7,11 @@ import Foundation
 /// bytes as received (unknown fields kept, key order kept), which an encoder round trip would
 /// not preserve, and a first poll of 100k items should not pay for 100k encoder runs.
 enum CloudEventEncoder {
-    static func encode(_ change: DetectedChange, source: String, sequence: Int64, time: String) -> JournalEvent {
+    static func encode(
+        _ change: DetectedChange, source: String, sequence: Int64, time: String, incarnation: Int64 = 0
+    ) -> JournalEvent {
         let item = change.item
-        let id = stableID(source: source, change: change)
+        let id = stableID(source: source, change: change, incarnation: incarnation)
         let type = "bulk.\(change.kind.rawValue)"
         var out: [UInt8] = []
         out.reserveCapacity(item.rawJSON.count + source.utf8.count + 320)
@@ -59,12 +61,18 @@ enum CloudEventEncoder {
         out.append(UInt8(ascii: "}"))
     }
 
-    /// A UUID-shaped id from SHA-256 of (source, bulkId, type, status, updatedOn): the same change
-    /// always gets the same id, across retries, replays and restarts, so receivers can dedupe.
-    static func stableID(source: String, change: DetectedChange) -> String {
+    /// A UUID-shaped id from SHA-256 of (source, bulkId, incarnation, type, status, updatedOn): the same
+    /// change always gets the same id, across retries, replays and restarts, so receivers can dedupe.
+    ///
+    /// The first incarnation (0) hashes exactly what ids were made of before incarnations existed, so
+    /// receivers that stored those ids see no change; a later one adds its number as a part of its own
+    /// after the bulkId.
+    static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
         var hasher = SHA256()
         let separator: [UInt8] = [0]
-        for part in [source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? ""] {
+        var parts = [source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? ""]
+        if incarnation != 0 { parts.insert(String(incarnation), at: 2) }
+        for part in parts {
             var part = part
             part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
             hasher.update(data: separator)

@@ -101,7 +101,56 @@ public final class Journal: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v2-spine") { db in
+            // Sequences only grow (DESIGN.md §1): the last number assigned lives in a row of its own, so
+            // pruning every event cannot bring `MAX(seq)` back under the sinks' cursors. An existing journal
+            // continues after the highest number any table has seen, which also repairs one that restarted.
+            let highest =
+                try Int64.fetchOne(
+                    db,
+                    sql: """
+                        SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events UNION ALL SELECT MAX(seq) FROM cursors
+                            UNION ALL SELECT MAX(seq) FROM dead_letters)
+                        """) ?? 0
+            try db.execute(
+                sql: """
+                    CREATE TABLE journal (
+                        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                        journal_id TEXT NOT NULL,
+                        last_sequence INTEGER NOT NULL
+                    );
+                    INSERT INTO journal (singleton, journal_id, last_sequence) VALUES (1, ?, ?);
+                    CREATE TABLE events_v2 (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        time TEXT NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    INSERT INTO events_v2 SELECT seq, id, target, type, subject, time, body FROM events;
+                    DROP TABLE events;
+                    ALTER TABLE events_v2 RENAME TO events;
+                    CREATE INDEX events_subject ON events(subject);
+                    CREATE TABLE incarnations (
+                        target TEXT NOT NULL,
+                        bulk_id TEXT NOT NULL,
+                        incarnation INTEGER NOT NULL,
+                        expired_at TEXT,
+                        PRIMARY KEY (target, bulk_id)
+                    ) WITHOUT ROWID;
+                    ALTER TABLE cursors ADD COLUMN rewound INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE cursors ADD COLUMN configured INTEGER NOT NULL DEFAULT 1;
+                    """, arguments: [UUID().uuidString.lowercased(), highest])
+        }
         return migrator
+    }
+
+    /// A random id given to this journal when it was created. A state file that was moved aside and
+    /// replaced is a new journal with a new id, even though its sequences start again from 1.
+    public func journalID() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT journal_id FROM journal") ?? "" }
     }
 
     // MARK: - Snapshot
@@ -130,8 +179,8 @@ public final class Journal: Sendable {
     }
 
     /// Commits one successful poll: the snapshot delta and the new events, atomically.
-    /// Returns the events as stored (with their sequence numbers). An event whose stable id is
-    /// already journaled (the same change seen again) is not stored twice.
+    /// Returns the events as stored, numbered after the highest sequence ever assigned (whatever was
+    /// pruned since). An operation that expired and came back is a new incarnation with new ids.
     public func commit(
         target: String, source: String, outcome: DiffOutcome, snapshot: Snapshot, detectedAt: Date
     ) throws -> [JournalEvent] {
@@ -171,23 +220,24 @@ public final class Journal: Sendable {
                     sql: "UPDATE targets SET removal_guarded = ? WHERE target = ?", arguments: [guarded, target])
             }
 
-            var next = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0) + 1
+            var next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try db.cachedStatement(
-                sql: """
-                    INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (id) DO NOTHING
-                    """)
+                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            var incarnations = try IncarnationBook(db, target: target)
             var stored: [JournalEvent] = []
             stored.reserveCapacity(outcome.changes.count)
             for change in outcome.changes {
-                let event = CloudEventEncoder.encode(change, source: source, sequence: next, time: time)
+                let incarnation = try incarnations.incarnation(of: change, at: time)
+                let event = CloudEventEncoder.encode(
+                    change, source: source, sequence: next, time: time, incarnation: incarnation)
                 try insert.execute(arguments: [
                     event.sequence, event.id, target, event.type, event.subject, event.time, Data(event.body),
                 ])
-                if db.changesCount > 0 {
-                    stored.append(event)
-                    next += 1
-                }
+                stored.append(event)
+                next += 1
+            }
+            if !stored.isEmpty {
+                try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
             return stored
         }
@@ -253,9 +303,18 @@ public final class Journal: Sendable {
         }
     }
 
-    /// The highest sequence journaled so far (0 when empty).
+    /// The highest sequence ever assigned (0 for a new journal), even when its event was pruned.
     public func lastSequence() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0 }
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0 }
+    }
+
+    /// The journaled event with this sequence, if still retained.
+    public func event(sequence: Int64) throws -> JournalEvent? {
+        try pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE seq = ?", arguments: [sequence]
+            ).flatMap(Self.event(from:))
+        }
     }
 
     /// Every event in order (tests and `events` command).
@@ -268,6 +327,17 @@ public final class Journal: Sendable {
     /// The last sequence `sink` has delivered, or nil when the sink never ran.
     public func cursor(sink: String) throws -> Int64? {
         try pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) }
+    }
+
+    /// The cursor of `sink` and whether an operator moved it back (`redeliver --since`) since the sink
+    /// last advanced it. A rewound cursor is followed exactly: a sink's own notion of what it already
+    /// holds (a file's last line) must not skip what the operator asked to re-send.
+    public func cursorState(sink: String) throws -> (sequence: Int64, rewound: Bool)? {
+        try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT seq, rewound FROM cursors WHERE sink = ?", arguments: [sink]).map {
+                row in (sequence: row[0], rewound: (row[1] as Int64? ?? 0) != 0)
+            }
+        }
     }
 
     /// Records that `sink` delivered everything up to `sequence`.
@@ -304,13 +374,13 @@ public final class Journal: Sendable {
         return true
     }
 
-    private static func storeCursor(_ db: Database, sink: String, sequence: Int64) throws {
+    private static func storeCursor(_ db: Database, sink: String, sequence: Int64, rewound: Bool = false) throws {
         try db.execute(
             sql: """
-                INSERT INTO cursors (sink, seq, updated_at, last_error) VALUES (?, ?, ?, NULL)
+                INSERT INTO cursors (sink, seq, updated_at, last_error, rewound) VALUES (?, ?, ?, NULL, ?)
                 ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
-                    last_error = NULL
-                """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date())])
+                    last_error = NULL, rewound = excluded.rewound
+                """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date()), rewound ? 1 : 0])
     }
 
     /// Runs a cursor-only write with `synchronous=NORMAL`: still atomic and crash-safe (WAL), but
@@ -333,7 +403,22 @@ public final class Journal: Sendable {
     /// Sets `sink`'s cursor unconditionally and clears its last error (operator replay:
     /// `bulkwatch redeliver --since`). The sink re-delivers every event after `sequence`.
     public func setCursor(sink: String, to sequence: Int64) throws {
-        try advanceCursor(sink: sink, to: sequence)
+        try writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence, rewound: true) }
+    }
+
+    /// Records which sinks the running configuration names. The others keep their rows (listed as stale
+    /// by `bulkwatch deliveries`) but no longer hold back pruning. A newly named sink gets a row at 0.
+    public func markConfiguredSinks(_ names: [String]) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE cursors SET configured = 0")
+            for name in names {
+                try db.execute(
+                    sql: """
+                        INSERT INTO cursors (sink, seq, configured) VALUES (?, 0, 1)
+                        ON CONFLICT (sink) DO UPDATE SET configured = 1
+                        """, arguments: [name])
+            }
+        }
     }
 
     // MARK: - Dead letters
@@ -437,17 +522,19 @@ public final class Journal: Sendable {
         public var deadLetters: Int
         /// RFC 3339 UTC of the last cursor move, if any.
         public var updatedAt: String?
+        /// No configuration names this sink any more: its cursor is kept but holds back no pruning.
+        public var stale: Bool = false
     }
 
     /// Every sink the journal knows (it has a cursor row or dead letters), by name.
     public func sinkStatuses() throws -> [SinkStatus] {
         try pool.read { db in
-            let last = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0
+            let last = try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0
             let rows = try Row.fetchAll(
                 db,
                 sql: """
                     SELECT s.sink, c.seq, c.last_error, c.updated_at,
-                        (SELECT COUNT(*) FROM dead_letters d WHERE d.sink = s.sink)
+                        (SELECT COUNT(*) FROM dead_letters d WHERE d.sink = s.sink), COALESCE(c.configured, 0)
                     FROM (SELECT sink FROM cursors UNION SELECT sink FROM dead_letters) s
                     LEFT JOIN cursors c ON c.sink = s.sink
                     ORDER BY s.sink
@@ -456,24 +543,44 @@ public final class Journal: Sendable {
                 let cursor: Int64 = row[1] ?? 0
                 return SinkStatus(
                     sink: row[0], cursor: cursor, lag: max(0, last - cursor), lastError: row[2], deadLetters: row[4],
-                    updatedAt: row[3])
+                    updatedAt: row[3], stale: (row[5] as Int64) == 0)
             }
         }
     }
 
     // MARK: - Retention
 
-    /// Deletes events older than `cutoff` that every known sink has delivered. Returns how many.
-    /// An event a sink has not delivered yet is kept whatever its age: retention never loses data.
+    /// Deletes `target`'s events older than `cutoff` that every sink in `sinks` (those the running
+    /// configuration routes this target to) has delivered. Returns how many.
+    ///
+    /// Each target prunes with its own retention; cursors of sinks that no configuration names hold
+    /// nothing back. An event a configured sink has not delivered yet is kept whatever its age, and dead
+    /// letters keep their events: retention never loses data. Incarnation records of operations that
+    /// expired before `incarnationCutoff` are forgotten too.
     @discardableResult
-    public func prune(olderThan cutoff: Date) throws -> Int {
+    public func prune(target: String, olderThan cutoff: Date, sinks: [String], incarnationCutoff: Date? = nil) throws
+        -> Int
+    {
         let cutoffText = RFC3339.millisecondsUTC(cutoff)
         return try pool.write { db in
-            let delivered = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM cursors") ?? 0
+            var delivered = Int64.max
+            for sink in sinks {
+                let cursor = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink])
+                delivered = min(delivered, cursor ?? 0)
+            }
             try db.execute(
-                sql: "DELETE FROM events WHERE time < ? AND seq <= ? AND seq NOT IN (SELECT seq FROM dead_letters)",
-                arguments: [cutoffText, delivered])
-            return db.changesCount
+                sql: """
+                    DELETE FROM events WHERE target = ? AND time < ? AND seq <= ?
+                        AND seq NOT IN (SELECT seq FROM dead_letters)
+                    """,
+                arguments: [target, cutoffText, delivered])
+            let removed = db.changesCount
+            if let incarnationCutoff {
+                try db.execute(
+                    sql: "DELETE FROM incarnations WHERE target = ? AND expired_at IS NOT NULL AND expired_at < ?",
+                    arguments: [target, RFC3339.millisecondsUTC(incarnationCutoff)])
+            }
+            return removed
         }
     }
 
@@ -486,5 +593,59 @@ public final class Journal: Sendable {
     /// `PRAGMA integrity_check` result ("ok" when healthy).
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+}
+
+/// Which life of an operation a change belongs to (DESIGN.md §3, §4): an operation that expired and
+/// comes back is a new incarnation, and its events get new stable ids.
+///
+/// Only operations that expired at least once have a row, so the table stays small, and a target none
+/// of whose operations ever expired costs one lookup per commit. The first life is incarnation 0, whose
+/// ids are exactly those bulkwatch gave before incarnations existed.
+private struct IncarnationBook {
+    private let db: Database
+    private let target: String
+    private var empty: Bool
+
+    init(_ db: Database, target: String) throws {
+        self.db = db
+        self.target = target
+        empty =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM incarnations WHERE target = ?)", arguments: [target]) != true
+    }
+
+    /// The incarnation `change` belongs to, recording a new life on `created` and an ended one on `expired`.
+    mutating func incarnation(of change: DetectedChange, at time: String) throws -> Int64 {
+        let bulkId = change.item.bulkId
+        let recorded: Int64? =
+            empty
+            ? nil
+            : try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
+                arguments: [target, bulkId])
+        switch change.kind {
+        case .created:
+            guard let recorded else { return 0 }
+            try store(bulkId, recorded + 1, expiredAt: nil)
+            return recorded + 1
+        case .changed:
+            return recorded ?? 0
+        case .expired:
+            let current = recorded ?? 0
+            try store(bulkId, current, expiredAt: time)
+            empty = false
+            return current
+        }
+    }
+
+    private func store(_ bulkId: String, _ incarnation: Int64, expiredAt: String?) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
+                    expired_at = excluded.expired_at
+                """
+        ).execute(arguments: [target, bulkId, incarnation, expiredAt])
     }
 }

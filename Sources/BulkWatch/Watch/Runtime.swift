@@ -204,6 +204,7 @@ public typealias ConfigurationReloader = @Sendable () throws -> RuntimeConfigura
 public final class BulkWatchRuntime: Sendable {
     public let journal: Journal
     public let health: HealthBoard
+    private let lock: StateLock
     private let transport: CurlTransport
     private let logger: Logger
     private let reloader: ConfigurationReloader?
@@ -215,6 +216,8 @@ public final class BulkWatchRuntime: Sendable {
         try configuration.validate()
         self.logger = logger
         self.reloader = reloader
+        // Before anything else touches the state: a second watcher would poll and deliver everything twice.
+        self.lock = try StateLock(statePath: configuration.statePath)
         let journal = try Journal(path: configuration.statePath)
         self.journal = journal
         let transport = CurlTransport(configuration: configuration.transport)
@@ -244,7 +247,21 @@ public final class BulkWatchRuntime: Sendable {
         groupConfiguration.logger = logger
         defer { transport.shutdown() }
         try await ServiceGroup(configuration: groupConfiguration).run()
+        _ = lock
     }
+}
+
+/// Every sink stopped by itself (a closed stdout, a 410): nothing is left to deliver to, so `run`
+/// ends with exit 1, as a filter whose reader went away does.
+public struct EverySinkStopped: Error, Sendable, CustomStringConvertible {
+    public var reasons: String
+    public var description: String { "every sink has stopped (\(reasons)); exiting" }
+}
+
+/// `--once` polled, but a sink could not deliver everything: the cron job must hear about it (exit 1).
+public struct OnceUndelivered: Error, Sendable, CustomStringConvertible {
+    public var problems: [String]
+    public var description: String { problems.joined(separator: "; ") }
 }
 
 /// The running watchers and dispatcher, and how to swap them on reload.
@@ -277,7 +294,9 @@ private final class Pipeline: Sendable {
         self.health = health
         self.logger = logger
         self.running = Mutex(Running(configuration: configuration))
+        (everySinkStopped, everySinkStoppedContinuation) = AsyncStream.makeStream(of: String.self)
         let sinks = try PreparedSinks(configuration: configuration, transport: transport)
+        running.withLock { $0.sinkPlans = sinks.plans }
         self.prepared = Mutex(nil)
         let spread = configuration.targets.count > 1 && !configuration.once
         var watchers: [(TargetPlan, Watcher)] = []
@@ -291,6 +310,17 @@ private final class Pipeline: Sendable {
     /// The dispatcher is notified through this box, so watchers keep working across a sink swap.
     private let currentDispatcher = Mutex<Dispatcher?>(nil)
 
+    /// Yields once when every sink of the running dispatcher stopped by itself.
+    let everySinkStopped: AsyncStream<String>
+    private let everySinkStoppedContinuation: AsyncStream<String>.Continuation
+
+    /// The sinks the running configuration routes `target` to: retention keeps what they have not delivered.
+    private func sinks(routing target: String) -> [String] {
+        running.withLock { running in
+            running.sinkPlans.filter { $0.targets?.contains(target) ?? true }.map(\.spec.name)
+        }
+    }
+
     private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) throws -> Watcher {
         let tokens = TokenProvider(source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
         let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
@@ -301,6 +331,7 @@ private final class Pipeline: Sendable {
         return try Watcher(
             target: plan.target, client: client, journal: journal, logger: logger, once: configuration.once,
             firstPollDelay: delay, tokens: tokens, health: health,
+            sinksForPruning: { [weak self] in self?.sinks(routing: plan.target.name) ?? [] },
             onCommit: { [weak self] in self?.currentDispatcher.withLock { $0 }?.notify() })
     }
 
@@ -316,7 +347,15 @@ private final class Pipeline: Sendable {
     }
 
     private func startDispatcher(_ sinks: PreparedSinks) {
-        let dispatcher = Dispatcher(journal: journal, routes: sinks.routes, logger: logger, health: health)
+        do {
+            try journal.markConfiguredSinks(sinks.plans.map(\.spec.name))
+        } catch {
+            logger.warning("cannot record which sinks are configured: \(error)")
+        }
+        let continuation = everySinkStoppedContinuation
+        let dispatcher = Dispatcher(
+            journal: journal, routes: sinks.routes, logger: logger, health: health,
+            onEverySinkStopped: { continuation.yield($0) })
         let task = Task<Void, Never> { try? await dispatcher.run() }
         currentDispatcher.withLock { $0 = dispatcher }
         running.withLock {
@@ -336,9 +375,20 @@ private final class Pipeline: Sendable {
             do { try await task.value } catch { failure = failure ?? error }
         }
         let (dispatcher, dispatcherTask) = running.withLock { ($0.dispatcher, $0.dispatcherTask) }
-        dispatcher?.finish()
+        dispatcher?.finish(drainTimeout: nil)
         await dispatcherTask?.value
         if let failure { throw failure }
+        let problems = (dispatcher?.sinkOutcomes ?? []).compactMap { outcome in
+            outcome.problem.map { "sink \(outcome.sink): \($0)" }
+        }
+        if !problems.isEmpty { throw OnceUndelivered(problems: problems.sorted()) }
+    }
+
+    /// Stops the watchers (every sink stopped by itself, so polling on would only fill the journal).
+    func stopWatchers() async {
+        let tasks = running.withLock { $0.watchers.values.map(\.task) }
+        for task in tasks { task.cancel() }
+        for task in tasks { _ = try? await task.value }
     }
 
     /// Waits for everything to stop after a graceful shutdown: watchers first, then the dispatcher.
@@ -396,7 +446,7 @@ private final class Pipeline: Sendable {
         health.setTargets(new.targets.map { ($0.target.name, $0.target.interval) })
         if let preparedSinks {
             let (dispatcher, task) = running.withLock { ($0.dispatcher, $0.dispatcherTask) }
-            dispatcher?.finish()
+            dispatcher?.finish(drainTimeout: .milliseconds(1500))
             await task?.value
             health.resetSinks()
             startDispatcher(preparedSinks)
@@ -448,6 +498,26 @@ private struct PipelineService: Service {
             try await pipeline.finishOnce()
             return
         }
+        let stopped: String? = await withTaskGroup(of: String?.self) { group in
+            group.addTask { await self.handleSighup() }
+            group.addTask {
+                for await reasons in pipeline.everySinkStopped { return reasons }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        if let stopped {
+            // The command line says why in its one exit line.
+            await pipeline.stopWatchers()
+            throw EverySinkStopped(reasons: stopped)
+        }
+        await pipeline.waitForShutdown()
+    }
+
+    /// Reopens file sinks and reloads the configuration on each SIGHUP, until graceful shutdown.
+    private func handleSighup() async -> String? {
         await cancelWhenGracefulShutdown {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 await pipeline.reopenFileSinks()
@@ -466,6 +536,6 @@ private struct PipelineService: Service {
                 }
             }
         }
-        await pipeline.waitForShutdown()
+        return nil
     }
 }

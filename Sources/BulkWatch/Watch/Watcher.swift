@@ -88,6 +88,7 @@ public final class Watcher: Service {
     private let health: HealthBoard?
     private let metrics: WatcherMetrics
     private let state: WatcherState
+    private let sinksForPruning: (@Sendable () -> [String])?
 
     /// - Parameters:
     ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
@@ -95,11 +96,14 @@ public final class Watcher: Service {
     ///   - onCommit: called after each commit that stored events (wakes the dispatcher).
     ///   - tokens: the client's token provider, for the token-refresh metric.
     ///   - health: told about every poll, for `/healthz`.
+    ///   - sinksForPruning: the sinks the running configuration routes this target to; retention keeps
+    ///     every event one of them has not delivered. Nil: this watcher never prunes.
     public init(
         target: WatchTarget, client: BulkStatusClient, journal: Journal, logger: Logger, once: Bool = false,
         firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
-        onCommit: @escaping @Sendable () -> Void = {}
+        sinksForPruning: (@Sendable () -> [String])? = nil, onCommit: @escaping @Sendable () -> Void = {}
     ) throws {
+        self.sinksForPruning = sinksForPruning
         self.target = target
         self.client = client
         self.journal = journal
@@ -262,9 +266,17 @@ public final class Watcher: Service {
         logger.debug("poll ok", metadata: ["items": "\(items)", "events": "\(events)"])
     }
 
+    /// How long an operation's past lives are remembered after it expired: at least 30 days, so that
+    /// one coming back within a month is still told apart from its first life.
+    static func incarnationMemory(retain: Duration) -> Duration { max(retain, .seconds(30 * 86400)) }
+
     private func prune() {
+        guard let sinksForPruning else { return }
         do {
-            let removed = try journal.prune(olderThan: Date() - target.retain.timeInterval)
+            let now = Date()
+            let removed = try journal.prune(
+                target: target.name, olderThan: now - target.retain.timeInterval, sinks: sinksForPruning(),
+                incarnationCutoff: now - Self.incarnationMemory(retain: target.retain).timeInterval)
             if removed > 0 { logger.info("pruned \(removed) delivered event(s) older than the retention") }
         } catch {
             logger.warning("could not prune the journal: \(error)")
