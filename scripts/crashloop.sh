@@ -6,6 +6,7 @@
 #   scripts/crashloop.sh                 # 20 kills (about 30 s), what CI runs through the EndToEnd tests
 #   scripts/crashloop.sh --kills 200     # the full run of the issue (about 3-4 minutes)
 #   scripts/crashloop.sh --seed 42       # reproduce a run; --summary FILE writes the result as JSON
+#   scripts/crashloop.sh --retain 2s     # the watchers also prune; the file sink is then the complete record
 #
 # BULKWATCH_BIN=path/to/bulkwatch skips the build. Needs python3 (standard library only).
 set -euo pipefail

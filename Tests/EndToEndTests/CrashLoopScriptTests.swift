@@ -17,7 +17,8 @@ struct CrashLoopScriptTests {
         let summaryPath = directory + "/summary.json"
         let result = try await runBulkWatchScript(
             root + "/scripts/crashloop.sh",
-            ["--kills", "15", "--summary", summaryPath, "--directory", directory + "/work"],
+            // --retain: every restart's first poll prunes, so sequences must keep growing across pruning.
+            ["--kills", "15", "--retain", "2s", "--summary", summaryPath, "--directory", directory + "/work"],
             environment: ["BULKWATCH_BIN": BulkWatchBinary.path], directory: directory)
         let summary = (try? Data(contentsOf: URL(fileURLWithPath: summaryPath)))
             .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
@@ -25,6 +26,7 @@ struct CrashLoopScriptTests {
         #expect(summary["ok"] as? Bool == true, "\(summary)")
         #expect((summary["kills"] as? Int ?? 0) >= 10, "\(summary)")
         #expect((summary["journalEvents"] as? Int ?? 0) > 0, "\(summary)")
+        #expect((summary["prunedEvents"] as? Int ?? 0) > 0, "\(summary)")
     }
 
     private func runBulkWatchScript(

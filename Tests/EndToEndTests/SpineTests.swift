@@ -219,14 +219,16 @@ struct SpineTests {
             directory: fixture.directory)
         let attempted = await ChildProcess.eventually(timeout: .seconds(30)) { receiver.requestCount >= 1 }
         #expect(attempted, "stderr: \(child.stderr)")
+        let beforeStop = receiver.requestCount
         child.signal(SIGTERM)
         #expect(await child.waitForExit(timeout: .seconds(20)) == 0)
         let sink = try await deliveries(fixture).first { $0["sink"] as? String == receiver.sinkName }
         #expect(sink?["deadLetters"] as? Int == 0, "\(String(describing: sink)) stderr: \(child.stderr)")
         #expect(sink?["cursor"] as? Int == 0)
-        #expect(receiver.requestCount < 3, "the drain retried \(receiver.requestCount) times")
+        // At most the one attempt whose backoff was already running (waited out, never cut short).
+        #expect(receiver.requestCount <= beforeStop + 1, "the drain retried \(receiver.requestCount - beforeStop) times")
         let failures = child.stderr.split(separator: "\n").filter { $0.contains("delivery of") }
-        #expect(failures.count < 3, "\(failures.count) failure lines")
+        #expect(failures.count <= receiver.requestCount, "\(failures.count) failure lines")
         receiver.stop()
         await fixture.stop()
     }

@@ -13,6 +13,11 @@ stops it gracefully and checks:
      and the same body, every signature valid;
   4. every line of the file sink (and its rotations) valid JSON, and each journaled event in it exactly once.
 
+With --retain D the watchers also prune (each restart's first poll prunes events older than D that both sinks
+delivered), so the journal no longer holds every event: the file sink, which receives every event, is then the
+complete record. Checks 1-3 run against it, and each event still in the journal must equal the file's event
+of that sequence; the sequences must still be 1..N without a restart after pruning.
+
 Exit 0 when all hold; the summary (also written as JSON with --summary) says what ran and what was found.
 """
 
@@ -170,6 +175,7 @@ def main():
     parser.add_argument("--max-alive", type=float, default=1.5, help="longest life of a watcher, seconds")
     parser.add_argument("--directory", default=None, help="work directory (default: a new temporary one)")
     parser.add_argument("--summary", default=None, help="also write the summary as JSON here")
+    parser.add_argument("--retain", default=None, help="run the watchers with this --retain (e.g. 2s) so they prune")
     args = parser.parse_args()
 
     seed = args.seed if args.seed is not None else int(time.time())
@@ -202,7 +208,7 @@ def main():
         "--sink", "file:" + events_log, "--sink", f"webhook:http://127.0.0.1:{hook_port}/hook",
         "--webhook-timeout", "2s", "--webhook-backoff-base", "100ms", "--webhook-backoff-cap", "1s",
         "--file-max-size", "262144", "--file-keep", "100",
-    ]
+    ] + (["--retain", args.retain] if args.retain else [])
     failures = []
     kills = 0
     unexpected_exits = []
@@ -254,7 +260,7 @@ def main():
         receiver.down()
     elapsed = time.monotonic() - started
 
-    summary = check(args.binary, state, events_log, history, receiver, env, stop_millis, failures)
+    summary = check(args.binary, state, events_log, history, receiver, env, stop_millis, failures, args.retain)
     summary.update({
         "seed": seed, "kills": kills, "killsRequested": args.kills, "seconds": round(elapsed, 1),
         "unexpectedExits": unexpected_exits, "receiverFlaps": receiver.flaps, "workDirectory": work,
@@ -292,7 +298,32 @@ def event_key(kind, subject, data):
     return f"{kind} {subject} {data.get('status')} {data.get('updatedOn')}"
 
 
-def check(binary, state, events_log, history, receiver, env, stop_millis, failures):
+def read_file_sink(events_log, failures):
+    """Every line of the file sink and its rotations, oldest first, as parsed events."""
+    paths = [events_log] + [f"{events_log}.{n}" for n in range(1, 101)]
+    files = sorted((p for p in paths if os.path.exists(p)), key=lambda p: -int(p.rsplit(".", 1)[1]) if p != events_log else 0)
+    lines = []
+    for path in files:
+        with open(path, "rb") as handle:
+            text = handle.read()
+        if text and not text.endswith(b"\n"):
+            failures.append(f"{os.path.basename(path)} does not end with a complete line")
+        lines.extend(line for line in text.split(b"\n") if line)
+    events = []
+    invalid = 0
+    for line in lines:
+        try:
+            event = json.loads(line)
+            int(event["sequence"])
+            events.append(event)
+        except (ValueError, KeyError, TypeError):
+            invalid += 1
+    if invalid:
+        failures.append(f"{invalid} file sink lines are not valid JSON events")
+    return events, len(files) - 1
+
+
+def check(binary, state, events_log, history, receiver, env, stop_millis, failures, retain=None):
     summary = {}
     # 1. Journal integrity.
     connection = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
@@ -305,6 +336,21 @@ def check(binary, state, events_log, history, receiver, env, stop_millis, failur
     if result.returncode != 0:
         failures.append(f"bulkwatch events exited {result.returncode}: {result.stderr.decode()[:200]}")
     journal = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    file_events, rotations = read_file_sink(events_log, failures)
+    summary["fileLines"] = len(file_events)
+    summary["fileRotations"] = rotations
+    summary["retainedEvents"] = len(journal)
+    if retain:
+        # Pruning removed delivered events from the journal: the file sink holds them all.
+        by_sequence = {int(event["sequence"]): event for event in file_events}
+        differing = [event["sequence"] for event in journal if by_sequence.get(int(event["sequence"])) != event]
+        if differing:
+            failures.append(f"{len(differing)} retained journal events differ from (or are missing in) the file "
+                            f"sink, e.g. sequence {differing[:3]}")
+        summary["prunedEvents"] = len(file_events) - len(journal)
+        if summary["prunedEvents"] <= 0:
+            failures.append("--retain was given but no event was pruned")
+        journal = file_events
     summary["journalEvents"] = len(journal)
     sequences = [int(event["sequence"]) for event in journal]
     if sequences != list(range(1, len(journal) + 1)):
@@ -369,27 +415,8 @@ def check(binary, state, events_log, history, receiver, env, stop_millis, failur
     if receiver.bad_signatures:
         failures.append(f"{receiver.bad_signatures} webhook requests with an invalid signature")
 
-    # 4. The file sink: every line valid JSON, each journaled event exactly once, in order.
-    paths = [events_log] + [f"{events_log}.{n}" for n in range(1, 101)]
-    files = sorted((p for p in paths if os.path.exists(p)), key=lambda p: -int(p.rsplit(".", 1)[1]) if p != events_log else 0)
-    lines = []
-    for path in files:
-        with open(path, "rb") as handle:
-            text = handle.read()
-        if text and not text.endswith(b"\n"):
-            failures.append(f"{os.path.basename(path)} does not end with a complete line")
-        lines.extend(line for line in text.split(b"\n") if line)
-    summary["fileLines"] = len(lines)
-    summary["fileRotations"] = len(files) - 1
-    invalid = 0
-    file_sequences = []
-    for line in lines:
-        try:
-            file_sequences.append(int(json.loads(line)["sequence"]))
-        except (ValueError, KeyError, TypeError):
-            invalid += 1
-    if invalid:
-        failures.append(f"{invalid} file sink lines are not valid JSON events")
+    # 4. The file sink: each journaled event exactly once, in order (every line was parsed above).
+    file_sequences = [int(event["sequence"]) for event in file_events]
     if file_sequences != sequences:
         failures.append(f"the file sink does not hold each journaled event exactly once, in order "
                         f"({len(file_sequences)} lines for {len(sequences)} events)")

@@ -11,10 +11,13 @@ public import ServiceLifecycle
 /// where each sink stopped, and replay is moving a cursor back. A sink with no cursor yet starts
 /// at the beginning of the retained journal: adding a sink never silently skips history.
 ///
-/// On graceful shutdown (or ``finish(drainTimeout:)``) each sink drains what is already committed,
-/// but never faster than its delivery policy (DESIGN.md §5): a drain waits out a backoff that ends
-/// before its deadline, stops at one that does not, and stops at the first failure rather than
-/// retrying early or dead-lettering. What it could not deliver stays in the journal for the next start.
+/// On graceful shutdown (or when a reload replaces the sinks) each sink drains what is already
+/// committed, but never faster than its delivery policy (DESIGN.md §5): a drain waits out a backoff
+/// that ends before its deadline, stops at one that does not, and stops at the first failure rather
+/// than retrying early or dead-lettering. What it could not deliver stays in the journal for the next
+/// start. After a `--once` poll (``finish(drainTimeout:)`` without a limit) there is no shutdown: the
+/// policy applies in full, dead letters included, and a sink stops once its next attempt would come
+/// later than the drain time from now.
 public final class Dispatcher: Service {
     /// A sink and the targets whose events it receives (nil: every target).
     public struct Route: Sendable {
@@ -48,7 +51,7 @@ public final class Dispatcher: Service {
     private let idlePoll: Duration
     private let health: HealthBoard?
     private let onEverySinkStopped: (@Sendable (String) -> Void)?
-    /// Set by ``finish(drainTimeout:)``: the drain's time limit, `.some(nil)` for none.
+    /// Set by ``finish(drainTimeout:)``: the drain's time limit, `.some(nil)` for none (`--once`).
     private let finishing = Mutex<Duration??>(nil)
     private let outcomes = Mutex<[SinkOutcome]>([])
     private let stoppedByThemselves = Mutex<[String: String]>([:])
@@ -110,6 +113,9 @@ public final class Dispatcher: Service {
     private struct Drain {
         var deadline: ContinuousClock.Instant?
         var target: Int64
+        /// A shutdown (or a sink swap) ends at the first failure; the end of a `--once` run lets the
+        /// delivery policy run its course, as long as its retries come within the drain time.
+        var stopsAtFirstFailure: Bool
     }
 
     /// A drain begins at graceful shutdown, cancellation or ``finish(drainTimeout:)``.
@@ -122,7 +128,9 @@ public final class Dispatcher: Service {
         } else {
             return nil
         }
-        return Drain(deadline: limit.map { .now + $0 }, target: (try? journal.lastSequence()) ?? cursor)
+        return Drain(
+            deadline: limit.map { .now + $0 }, target: (try? journal.lastSequence()) ?? cursor,
+            stopsAtFirstFailure: limit != nil)
     }
 
     private func runSink(_ route: Route, wakeup: Wakeup) async {
@@ -245,7 +253,7 @@ public final class Dispatcher: Service {
                     return
                 }
                 try? journal.recordSinkError(sink: sink.name, message: failure.reason)
-                if let current = drain {
+                if let current = drain, current.stopsAtFirstFailure {
                     // A drain never retries early and never dead-letters: the rest waits for the next start.
                     logger.error("delivery of \(span) failed while stopping: \(failure.reason)")
                     problem = undelivered(cursor, current.target, failure.reason, logger)
