@@ -88,13 +88,15 @@ private func webhookBacklogRun(sink: WebhookSink, count: Int) async throws -> Do
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try Journal(path: directory + "/state.db")
+    let journal = try SQLiteStore(path: directory + "/state.db")
     var snapshot = Snapshot()
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
     let outcome = SnapshotDiffer.apply(BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-    _ = try journal.commit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+    _ = try await journal.commit(
+        PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+        fence: .exclusive)
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(store: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
     let start = ContinuousClock.now
     let running = Task { try await dispatcher.run() }
     while timed.count < count { try await Task.sleep(for: .milliseconds(2)) }
@@ -109,9 +111,9 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try Journal(path: directory + "/state.db")
+    let journal = try SQLiteStore(path: directory + "/state.db")
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(store: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
     let running = Task { try await dispatcher.run() }
     var snapshot = Snapshot()
     var committed: [Int64: ContinuousClock.Instant] = [:]
@@ -123,8 +125,9 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
         let item = webhookBenchItem("b-1", "S\(step)", updatedOn)
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: [item]), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-        let stored = try journal.commit(
-            target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+        let stored = try await journal.commit(
+            PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+            fence: .exclusive)
         let now = ContinuousClock.now
         for event in stored { committed[event.sequence] = now }
         dispatcher.notify()

@@ -195,14 +195,14 @@ public struct SinkPlan: Sendable, Equatable {
 /// Re-reads the configuration on SIGHUP; throws (one line) when the new one is invalid.
 public typealias ConfigurationReloader = @Sendable () throws -> RuntimeConfiguration
 
-/// Wires transport → token → client → watchers → journal → dispatcher → sinks and runs them as one
+/// Wires transport → token → client → watchers → store → dispatcher → sinks and runs them as one
 /// service group: SIGTERM/SIGINT shut down gracefully (watchers first, then the dispatcher
 /// drains), SIGHUP reopens file sinks (log rotation) and, with a configuration file, reloads it.
 ///
-/// All targets share one curl multi loop and one journal; each has its own watcher, token
+/// All targets share one curl multi loop and one store; each has its own watcher, token
 /// provider, snapshot and (through its sinks) cursors.
 public final class BulkWatchRuntime: Sendable {
-    public let journal: Journal
+    public let store: any Store
     public let health: HealthBoard
     private let lock: StateLock
     private let transport: CurlTransport
@@ -212,20 +212,22 @@ public final class BulkWatchRuntime: Sendable {
 
     /// Opens the state and every sink and loads every snapshot; throws (before any network call)
     /// when one cannot be opened.
-    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil) throws {
+    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil)
+        async throws
+    {
         try configuration.validate()
         self.logger = logger
         self.reloader = reloader
         // Before anything else touches the state: a second watcher would poll and deliver everything twice.
         self.lock = try StateLock(statePath: configuration.statePath)
-        let journal = try Journal(path: configuration.statePath)
-        self.journal = journal
+        let store = try SQLiteStore(path: configuration.statePath)
+        self.store = store
         let transport = CurlTransport(configuration: configuration.transport)
         self.transport = transport
         let health = HealthBoard()
         self.health = health
-        self.pipeline = try Pipeline(
-            configuration: configuration, journal: journal, transport: transport, health: health, logger: logger)
+        self.pipeline = try await Pipeline(
+            configuration: configuration, store: store, transport: transport, health: health, logger: logger)
     }
 
     /// Runs until SIGINT/SIGTERM (or after one poll with `once`), then shuts down gracefully.
@@ -275,7 +277,7 @@ private final class Pipeline: Sendable {
         var fileSinks: [FileSink] = []
     }
 
-    private let journal: Journal
+    private let store: any Store
     private let transport: CurlTransport
     private let health: HealthBoard
     private let logger: Logger
@@ -286,10 +288,10 @@ private final class Pipeline: Sendable {
     var configuration: RuntimeConfiguration { running.withLock { $0.configuration } }
 
     init(
-        configuration: RuntimeConfiguration, journal: Journal, transport: CurlTransport, health: HealthBoard,
+        configuration: RuntimeConfiguration, store: any Store, transport: CurlTransport, health: HealthBoard,
         logger: Logger
-    ) throws {
-        self.journal = journal
+    ) async throws {
+        self.store = store
         self.transport = transport
         self.health = health
         self.logger = logger
@@ -301,7 +303,7 @@ private final class Pipeline: Sendable {
         let spread = configuration.targets.count > 1 && !configuration.once
         var watchers: [(TargetPlan, Watcher)] = []
         for plan in configuration.targets {
-            watchers.append((plan, try makeWatcher(plan, configuration: configuration, jitter: spread)))
+            watchers.append((plan, try await makeWatcher(plan, configuration: configuration, jitter: spread)))
         }
         prepared.withLock { $0 = (watchers, sinks) }
         health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) })
@@ -321,15 +323,17 @@ private final class Pipeline: Sendable {
         }
     }
 
-    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) throws -> Watcher {
+    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) async throws
+        -> Watcher
+    {
         let tokens = TokenProvider(source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
         let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
         // Several targets: spread first polls over up to 5 s (never more than the interval), so
         // they do not all hit the token endpoints and the journal in the same instant.
         let window = min(plan.target.interval, .seconds(5))
         let delay: Duration = jitter ? .nanoseconds(Int64.random(in: 0...max(0, window.nanoseconds))) : .zero
-        return try Watcher(
-            target: plan.target, client: client, journal: journal, logger: logger, once: configuration.once,
+        return try await Watcher(
+            target: plan.target, client: client, store: store, logger: logger, once: configuration.once,
             firstPollDelay: delay, tokens: tokens, health: health,
             sinksForPruning: { [weak self] in self?.sinks(routing: plan.target.name) ?? [] },
             onCommit: { [weak self] in self?.currentDispatcher.withLock { $0 }?.notify() })
@@ -337,24 +341,24 @@ private final class Pipeline: Sendable {
 
     /// Starts what init prepared. Called once, from the pipeline service's task (so that the
     /// tasks inherit its graceful-shutdown context).
-    func start() {
+    func start() async {
         guard let (watchers, sinks) = prepared.withLock({ state in defer { state = nil }; return state }) else { return }
         for (plan, watcher) in watchers {
             let task = Task { try await watcher.run() }
             running.withLock { $0.watchers[plan.target.name] = (plan, task) }
         }
-        startDispatcher(sinks)
+        await startDispatcher(sinks)
     }
 
-    private func startDispatcher(_ sinks: PreparedSinks) {
+    private func startDispatcher(_ sinks: PreparedSinks) async {
         do {
-            try journal.markConfiguredSinks(sinks.plans.map(\.spec.name))
+            try await store.markConfiguredSinks(sinks.plans.map(\.spec.name))
         } catch {
             logger.warning("cannot record which sinks are configured: \(error)")
         }
         let continuation = everySinkStoppedContinuation
         let dispatcher = Dispatcher(
-            journal: journal, routes: sinks.routes, logger: logger, health: health,
+            store: store, routes: sinks.routes, logger: logger, health: health,
             onEverySinkStopped: { continuation.yield($0) })
         let task = Task<Void, Never> { try? await dispatcher.run() }
         currentDispatcher.withLock { $0 = dispatcher }
@@ -435,7 +439,7 @@ private final class Pipeline: Sendable {
         }
         for plan in starting {
             do {
-                let watcher = try makeWatcher(plan, configuration: new, jitter: false)
+                let watcher = try await makeWatcher(plan, configuration: new, jitter: false)
                 let task = Task { try await watcher.run() }
                 running.withLock { $0.watchers[plan.target.name] = (plan, task) }
                 logger.info("target \(plan.target.name) \(current[plan.target.name] == nil ? "added" : "restarted with its new settings")")
@@ -449,7 +453,7 @@ private final class Pipeline: Sendable {
             dispatcher?.finish(drainTimeout: .milliseconds(1500))
             await task?.value
             health.resetSinks()
-            startDispatcher(preparedSinks)
+            await startDispatcher(preparedSinks)
             logger.info("sinks reconfigured: \(newPlans.map(\.spec.name).joined(separator: ", "))")
         }
         running.withLock { $0.configuration = new }
@@ -493,7 +497,7 @@ private struct PipelineService: Service {
     let logger: Logger
 
     func run() async throws {
-        pipeline.start()
+        await pipeline.start()
         if pipeline.configuration.once {
             try await pipeline.finishOnce()
             return
