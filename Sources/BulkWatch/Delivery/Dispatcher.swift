@@ -175,8 +175,37 @@ public final class Dispatcher: Service {
         var drain: Drain?
         var problem: String?
         var lastFailure = ""
+        /// Events after `cursor` read ahead of delivery: one read serves many one-event webhook posts.
+        var readAhead: ArraySlice<JournalEvent> = []
+        /// A delivered batch whose cursor write is still to be done: it runs during the next delivery.
+        var unrecorded: (to: Int64, span: String)?
+        /// Applies the outcome of a cursor write; false when the loop must end.
+        func applied(_ record: CursorRecord, to sequence: Int64) -> Bool {
+            switch record {
+            case .recorded:
+                recorded = sequence
+            case .movedByOperator(let stored):
+                // Rewound while we delivered: deliver again from where the operator put it.
+                logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
+                cursor = stored
+                recorded = stored
+                readAhead = []
+                attempts = 0
+                retryNotBefore = nil
+            case .notRecorded(let reason):
+                problem = "delivered up to \(sequence) but could not record the cursor: \(reason)"
+                return false
+            }
+            return true
+        }
         loop: while true {
             if drain == nil { drain = await drainRequested(cursor: cursor) }
+            if let pending = unrecorded, readAhead.isEmpty || drain != nil || retryNotBefore != nil {
+                unrecorded = nil
+                let record = await recordCursor(
+                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                guard applied(record, to: pending.to) else { break loop }
+            }
             if let current = drain {
                 if cursor >= current.target { break }
                 if let deadline = current.deadline, ContinuousClock.now >= deadline {
@@ -201,44 +230,64 @@ public final class Dispatcher: Service {
                 await cancelWhenGracefulShutdown { await wakeup.wait(timeout: notBefore - .now) }
                 continue
             }
-            let batch: [JournalEvent]
-            do {
-                // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
-                if let stored = try await store.cursor(sink: sink.name), stored != recorded {
-                    logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
-                    cursor = stored
-                    recorded = stored
-                    attempts = 0
-                    retryNotBefore = nil
+            if readAhead.isEmpty {
+                do {
+                    // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
+                    if let stored = try await store.cursor(sink: sink.name), stored != recorded {
+                        logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
+                        cursor = stored
+                        recorded = stored
+                        attempts = 0
+                        retryNotBefore = nil
+                    }
+                    let read = max(limit, batchSize)
+                    readAhead = try await store.events(after: cursor, limit: read, filter: filter)[...]
+                    // Lag for metrics: at most once a second, as it counts the backlog.
+                    if ContinuousClock.now - lastLagUpdate >= .seconds(1) || readAhead.isEmpty {
+                        lastLagUpdate = .now
+                        let lag =
+                            readAhead.count < read ? readAhead.count : try await store.count(after: cursor, filter: filter)
+                        metrics.lag.record(lag)
+                    }
+                } catch {
+                    logger.error("cannot read the journal: \(error)")
+                    if let current = drain {
+                        problem = undelivered(cursor, current.target, "cannot read the journal: \(error)", logger)
+                        break
+                    }
+                    retryNotBefore =
+                        .now
+                        + Schedule.backoff(
+                            failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator)
+                    continue
                 }
-                batch = try await store.events(after: cursor, limit: limit, filter: filter)
-                // Lag for metrics: at most once a second, as it counts the backlog.
-                if ContinuousClock.now - lastLagUpdate >= .seconds(1) || batch.isEmpty {
-                    lastLagUpdate = .now
-                    let lag = batch.count < limit ? batch.count : try await store.count(after: cursor, filter: filter)
-                    metrics.lag.record(lag)
-                }
-            } catch {
-                logger.error("cannot read the journal: \(error)")
-                if let current = drain {
-                    problem = undelivered(cursor, current.target, "cannot read the journal: \(error)", logger)
-                    break
-                }
-                retryNotBefore =
-                    .now
-                    + Schedule.backoff(
-                        failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator)
-                continue
             }
+            let batch = Array(readAhead.prefix(limit))
             guard let first = batch.first, let last = batch.last else {
                 if drain != nil { break }
                 await wakeup.wait(timeout: idlePoll)
                 continue
             }
             let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
-            do {
-                try await sink.deliver(batch)
-            } catch {
+            // The previous batch's cursor write overlaps this batch's delivery; order is kept because a
+            // cursor only moves after that write is done, and writes happen one at a time, in sequence.
+            var deliveryError: (any Error)?
+            if let pending = unrecorded {
+                unrecorded = nil
+                async let written = recordCursor(
+                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                do { try await sink.deliver(batch) } catch { deliveryError = error }
+                let record = await written
+                guard applied(record, to: pending.to) else { break loop }
+                if readAhead.isEmpty {
+                    // The operator moved the cursor while this batch went out: deliver again from there,
+                    // whatever became of this batch.
+                    continue
+                }
+            } else {
+                do { try await sink.deliver(batch) } catch { deliveryError = error }
+            }
+            if let error = deliveryError {
                 // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
                 if Task.isCancelled {
                     problem = undelivered(cursor, drain?.target ?? last.sequence, "cancelled", logger)
@@ -287,10 +336,12 @@ public final class Dispatcher: Service {
                         {
                             cursor = last.sequence
                             recorded = last.sequence
+                            readAhead = readAhead.dropFirst(batch.count)
                             metrics.deadLetters.increment(by: batch.count)
                         } else {
                             cursor = try await store.cursor(sink: sink.name) ?? 0
                             recorded = cursor
+                            readAhead = []
                         }
                         attempts = 0
                         retryNotBefore = nil
@@ -313,19 +364,13 @@ public final class Dispatcher: Service {
             retryNotBefore = nil
             lastFailure = ""
             metrics.delivered.increment(by: batch.count)
-            switch await recordCursor(sink.name, from: recorded, to: last.sequence, span: span, logger: logger) {
-            case .recorded:
-                cursor = last.sequence
-                recorded = last.sequence
-            case .movedByOperator(let stored):
-                // Rewound while we delivered: deliver again from where the operator put it.
-                cursor = stored
-                recorded = stored
-            case .notRecorded(let reason):
-                cursor = last.sequence
-                problem = "delivered up to \(last.sequence) but could not record the cursor: \(reason)"
-                break loop
-            }
+            cursor = last.sequence
+            readAhead = readAhead.dropFirst(batch.count)
+            unrecorded = (last.sequence, span)
+        }
+        if let pending = unrecorded {
+            let record = await recordCursor(sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+            _ = applied(record, to: pending.to)
         }
         end(sink.name, problem: problem)
         await sink.close()

@@ -45,9 +45,21 @@ public final class SQLiteStore: Store {
         configuration.busyMode = .timeout(10)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try Self.migrate(pool)
         } catch let error as DatabaseError {
             throw JournalError(description: "cannot open state database \(path): \(error.message ?? "\(error)")")
+        }
+    }
+
+    /// Brings the schema up to date. Another process may be doing the same at the same moment (a watcher
+    /// starting while `bulkwatch events` opens the state): each migration is one transaction, so the one
+    /// that loses the race fails and rolls back, and finds the schema complete when it looks again.
+    private static func migrate(_ pool: DatabasePool) throws {
+        if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { throw error }
         }
     }
 
