@@ -14,8 +14,12 @@ public enum SinkSpec: Sendable, Equatable {
     /// removed from the URL that is POSTed to (and from the sink's name, so turning batching on or
     /// off keeps the sink's cursor).
     case webhook(url: String, batch: Int)
+    /// An operator's program run per batch (``ExecSink``): `exec:/path[?batch=N&env=NAME&arg=A]`; the
+    /// parameters are not part of its name.
+    case exec(program: String, batch: Int, arguments: [String], environment: [String])
 
-    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`; nil when malformed.
+    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`,
+    /// `exec:/PATH[?batch=N&arg=A&env=NAME]`; nil when malformed.
     public init?(parsing text: String) {
         if text == "stdout" || text == "stdout:text" {
             self = .stdout(.text)
@@ -25,6 +29,8 @@ public enum SinkSpec: Sendable, Equatable {
             self = .file(path: String(text.dropFirst(5)))
         } else if text.hasPrefix("webhook:"), let (url, batch) = Self.webhook(String(text.dropFirst(8))) {
             self = .webhook(url: url, batch: batch)
+        } else if text.hasPrefix("exec:"), let spec = Self.exec(String(text.dropFirst(5))) {
+            self = spec
         } else {
             return nil
         }
@@ -36,7 +42,34 @@ public enum SinkSpec: Sendable, Equatable {
         case .stdout(let format): format == .text ? "stdout" : "stdout:json"
         case .file(let path): "file:\(path)"
         case .webhook(let url, _): "webhook:\(url)"
+        case .exec(let program, _, _, _): "exec:\(program)"
         }
+    }
+
+    /// `/path[?batch=N&arg=A&env=NAME]`: an absolute program path and bulkwatch's own parameters.
+    private static func exec(_ text: String) -> SinkSpec? {
+        let parts = text.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let program = String(parts[0])
+        guard program.hasPrefix("/"), program.count > 1 else { return nil }
+        var batch = 1
+        var arguments: [String] = []
+        var environment: [String] = []
+        if parts.count == 2 {
+            guard let items = URLComponents(string: "x:?" + parts[1])?.queryItems else { return nil }
+            for item in items {
+                switch item.name {
+                case "batch":
+                    guard let value = item.value.flatMap(Int.init), (1...10_000).contains(value) else { return nil }
+                    batch = value
+                case "arg": arguments.append(item.value ?? "")
+                case "env":
+                    guard let value = item.value, !value.isEmpty else { return nil }
+                    environment.append(value)
+                default: return nil
+                }
+            }
+        }
+        return .exec(program: program, batch: batch, arguments: arguments, environment: environment)
     }
 
     private static func webhook(_ text: String) -> (String, Int)? {
@@ -98,6 +131,8 @@ public struct RuntimeConfiguration: Sendable {
     public var fileMaxBytes: Int64
     public var fileKeep: Int
     public var webhook: WebhookSettings
+    /// How long an `exec:` sink's program may run per batch before it is stopped and retried.
+    public var execTimeout: Duration = ExecSink.defaultTimeout
     /// Where `/metrics`, `/healthz` and `/readyz` are served; nil: not served.
     public var listen: ListenAddress?
     /// Level and format as configured; applied once at start (logging is bootstrapped once), kept
@@ -483,6 +518,10 @@ private struct PreparedSinks: Sendable {
                 sink = WebhookSink(
                     url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
                     batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy)
+            case .exec(let program, let batch, let arguments, let environment):
+                sink = try ExecSink(
+                    program: program, arguments: arguments, passEnvironment: environment, batchSize: batch,
+                    timeout: configuration.execTimeout, policy: configuration.webhook.policy)
             }
             routes.append(Dispatcher.Route(sink: sink, targets: plan.targets))
         }
