@@ -21,12 +21,14 @@ struct DeliveriesCommand: AsyncParsableCommand {
     func run() async throws {
         let journal = try StateFile.open(statePath)
         let statuses = try journal.sinkStatuses()
+        // Events each sink's filter passed over (DESIGN.md §9); they moved its cursor too.
+        let filtered = try journal.filteredCounts()
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
                 [
                     "sink": status.sink, "cursor": status.cursor, "lag": status.lag,
                     "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
-                    "updatedAt": status.updatedAt ?? NSNull(),
+                    "updatedAt": status.updatedAt ?? NSNull(), "filtered": filtered[status.sink] ?? 0,
                 ]
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
@@ -37,12 +39,17 @@ struct DeliveriesCommand: AsyncParsableCommand {
             print("no sink has run against \(statePath) yet")
             return
         }
-        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "LAST ERROR"]]
-            + statuses.map { ["\($0.sink)", "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)", $0.lastError ?? "-"] }
-        let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
+            + statuses.map {
+                [
+                    "\($0.sink)", "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)", "\(filtered[$0.sink] ?? 0)",
+                    $0.lastError ?? "-",
+                ]
+            }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            print((padded + [row[4]]).joined(separator: "  "))
+            let padded = (0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            print((padded + [row[5]]).joined(separator: "  "))
         }
     }
 }

@@ -14,14 +14,43 @@ public import ServiceLifecycle
 /// On graceful shutdown (or ``finish()``) each sink gets `drainTimeout` to deliver what is already
 /// committed, then stops; what it could not deliver stays in the journal for the next start.
 public final class Dispatcher: Service {
-    /// A sink and the targets whose events it receives (nil: every target).
+    /// A sink, the targets whose events it receives (nil: every target) and its filter (DESIGN.md §9).
     public struct Route: Sendable {
         public var sink: any EventSink
         public var targets: Set<String>?
+        public var filter: SinkFilter
+        /// Whether operational events pass when the filter names no types (stdout).
+        public var operationalByDefault: Bool
 
-        public init(sink: any EventSink, targets: Set<String>? = nil) {
+        public init(
+            sink: any EventSink, targets: Set<String>? = nil, filter: SinkFilter = SinkFilter(),
+            operationalByDefault: Bool = false
+        ) {
             self.sink = sink
             self.targets = targets
+            self.filter = filter
+            self.operationalByDefault = operationalByDefault
+        }
+
+        /// Of the events read after the cursor, those to deliver (at most `limit`), and how many
+        /// before the last of them the filter passed over. When none matches, everything read is
+        /// passed over and `deliver` is empty.
+        func select(_ read: [JournalEvent], limit: Int) -> (deliver: [JournalEvent], passedOver: Int) {
+            var deliver: [JournalEvent] = []
+            var passedOver = 0
+            for event in read {
+                if filter.matches(event, operationalByDefault: operationalByDefault) {
+                    deliver.append(event)
+                    if deliver.count == limit { break }
+                } else {
+                    passedOver += 1
+                }
+            }
+            if !deliver.isEmpty, let last = deliver.last {
+                // Filtered events after the last delivered one are read (and counted) next round.
+                passedOver -= read.reversed().prefix { $0.sequence > last.sequence }.count
+            }
+            return (deliver, passedOver)
         }
     }
 
@@ -86,6 +115,8 @@ public final class Dispatcher: Service {
     private func runSink(_ route: Route, wakeup: Wakeup) async {
         let sink = route.sink
         let filter = Journal.EventFilter(targets: route.targets)
+        // Read ahead of a small batch size, so a filter that passes few events costs few rounds.
+        let readLimit = max(1, min(batchSize, max(sink.preferredBatchSize, 64)))
         let metrics = SinkMetrics(sink: sink.name)
         metrics.stopped.record(0)
         var lastLagUpdate = ContinuousClock.now - .seconds(10)
@@ -121,6 +152,7 @@ public final class Dispatcher: Service {
                 break
             }
             let batch: [JournalEvent]
+            var passedOver = 0
             do {
                 // An operator may have rewound the cursor (`bulkwatch redeliver --since`): follow it.
                 if let stored = try journal.cursor(sink: sink.name), stored < cursor {
@@ -128,11 +160,24 @@ public final class Dispatcher: Service {
                     cursor = stored
                     attempts = 0
                 }
-                batch = try journal.events(after: cursor, limit: limit, filter: filter)
+                let read = try journal.routableEvents(after: cursor, limit: readLimit, targets: route.targets)
                 // Lag for metrics: at most once a second, as it counts the backlog.
-                if ContinuousClock.now - lastLagUpdate >= .seconds(1) || batch.isEmpty {
+                if ContinuousClock.now - lastLagUpdate >= .seconds(1) || read.isEmpty {
                     lastLagUpdate = .now
-                    metrics.lag.record(batch.count < limit ? batch.count : try journal.count(after: cursor, filter: filter))
+                    metrics.lag.record(
+                        read.count < readLimit ? read.count : try journal.count(after: cursor, filter: filter))
+                }
+                (batch, passedOver) = route.select(read, limit: limit)
+                if batch.isEmpty, let last = read.last {
+                    // Nothing here for this sink: move past it all (DESIGN.md §9), then read on.
+                    if try journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence, filtered: read.count) {
+                        cursor = last.sequence
+                        metrics.filtered.increment(by: read.count)
+                    } else {
+                        cursor = try journal.cursor(sink: sink.name) ?? 0
+                    }
+                    attempts = 0
+                    continue
                 }
             } catch {
                 logger.error("cannot read the journal: \(error)")
@@ -147,7 +192,7 @@ public final class Dispatcher: Service {
             }
             do {
                 try await sink.deliver(batch)
-                if try !journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence) {
+                if try !journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence, filtered: passedOver) {
                     // Rewound while we delivered: the next round re-reads the stored cursor.
                     cursor = try journal.cursor(sink: sink.name) ?? 0
                     attempts = 0
@@ -155,6 +200,7 @@ public final class Dispatcher: Service {
                 }
                 cursor = last.sequence
                 metrics.delivered.increment(by: batch.count)
+                if passedOver > 0 { metrics.filtered.increment(by: passedOver) }
                 if attempts > 0 { logger.info("sink recovered") }
                 attempts = 0
             } catch {

@@ -101,6 +101,10 @@ public final class Journal: Sendable {
                     );
                     """)
         }
+        // Issue 15: how many events each sink's filter passed over (`bulkwatch deliveries`).
+        migrator.registerMigration("sink-filtered-count") { db in
+            try db.execute(sql: "ALTER TABLE cursors ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 
@@ -238,7 +242,7 @@ public final class Journal: Sendable {
 
     private static func event(from row: Row) -> JournalEvent? {
         let type: String = row[2]
-        guard let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))) else { return nil }
+        guard let kind = JournalEvent.Kind(type: type) else { return nil }
         let body: Data = row[5]
         return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
     }
@@ -393,7 +397,7 @@ public final class Journal: Sendable {
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 var event: JournalEvent?
                 if let id: String = row[6], let type: String = row[7],
-                    let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))),
+                    let kind = JournalEvent.Kind(type: type),
                     let body: Data = row[10]
                 {
                     event = JournalEvent(
@@ -486,5 +490,67 @@ public final class Journal: Sendable {
     /// `PRAGMA integrity_check` result ("ok" when healthy).
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+
+    // MARK: - Routing (issue 15: sink filters and operational events)
+
+    /// Events after `after` (ascending, at most `limit`) of `targets` (nil: all), each with its
+    /// ``JournalEvent/target`` set: the dispatcher's read, whose per-sink filters need the target.
+    public func routableEvents(after: Int64, limit: Int, targets: Set<String>?) throws -> [JournalEvent] {
+        try pool.read { db in
+            var sql = "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq > ?"
+            var arguments: StatementArguments = [after]
+            EventFilter(targets: targets).appendConditions(to: &sql, &arguments)
+            sql += " ORDER BY seq LIMIT ?"
+            _ = arguments.append(contentsOf: [limit])
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+                var event = Self.event(from: row)
+                event?.target = row[6]
+                return event
+            }
+        }
+    }
+
+    /// Like ``advanceCursor(sink:from:to:)``, also adding `filtered` to the sink's count of events
+    /// its filter passed over, in the same transaction (so a count is never added twice).
+    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, filtered: Int) throws -> Bool {
+        try writeCursor { db in
+            guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence) else { return false }
+            if filtered > 0 {
+                try db.execute(
+                    sql: "UPDATE cursors SET filtered = filtered + ? WHERE sink = ?", arguments: [filtered, sink])
+            }
+            return true
+        }
+    }
+
+    /// How many events each sink's filter passed over, by sink name (sinks with a cursor row).
+    public func filteredCounts() throws -> [String: Int64] {
+        try pool.read { db in
+            var counts: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT sink, filtered FROM cursors") {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
+    /// Appends one operational event (`bulkwatch.target.*`, DESIGN.md §9) of `target` through the
+    /// same sequence rule and id-conflict rule as ``commit(target:source:outcome:snapshot:detectedAt:)``:
+    /// an event whose stable id is already journaled is not stored again (nil is returned).
+    public func append(operational event: OperationalEvent, target: String, source: String) throws -> JournalEvent? {
+        try pool.write { db in
+            let next = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0) + 1
+            let stored = event.encoded(source: source, sequence: next)
+            try db.execute(
+                sql: """
+                    INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO NOTHING
+                    """,
+                arguments: [
+                    stored.sequence, stored.id, target, stored.type, stored.subject, stored.time, Data(stored.body),
+                ])
+            return db.changesCount > 0 ? stored : nil
+        }
     }
 }

@@ -6,55 +6,6 @@ public import Prometheus
 import Synchronization
 import UnixSignals
 
-/// A `--sink` specification (DESIGN.md §6).
-public enum SinkSpec: Sendable, Equatable {
-    case stdout(StdoutSink.Format)
-    case file(path: String)
-    /// `batch` is 1 unless the URL carries bulkwatch's own `batch=N` query parameter, which is
-    /// removed from the URL that is POSTed to (and from the sink's name, so turning batching on or
-    /// off keeps the sink's cursor).
-    case webhook(url: String, batch: Int)
-
-    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`; nil when malformed.
-    public init?(parsing text: String) {
-        if text == "stdout" || text == "stdout:text" {
-            self = .stdout(.text)
-        } else if text == "stdout:json" {
-            self = .stdout(.json)
-        } else if text.hasPrefix("file:"), text.count > 5 {
-            self = .file(path: String(text.dropFirst(5)))
-        } else if text.hasPrefix("webhook:"), let (url, batch) = Self.webhook(String(text.dropFirst(8))) {
-            self = .webhook(url: url, batch: batch)
-        } else {
-            return nil
-        }
-    }
-
-    /// The sink's name, which keys its cursor (`webhook:URL` without `batch=`).
-    public var name: String {
-        switch self {
-        case .stdout(let format): format == .text ? "stdout" : "stdout:json"
-        case .file(let path): "file:\(path)"
-        case .webhook(let url, _): "webhook:\(url)"
-        }
-    }
-
-    private static func webhook(_ text: String) -> (String, Int)? {
-        guard var components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-            scheme == "http" || scheme == "https", components.host?.isEmpty == false
-        else { return nil }
-        var batch = 1
-        if let items = components.queryItems, let item = items.first(where: { $0.name == "batch" }) {
-            guard let value = item.value.flatMap(Int.init), (1...10_000).contains(value) else { return nil }
-            batch = value
-            let rest = items.filter { $0.name != "batch" }
-            components.queryItems = rest.isEmpty ? nil : rest
-        }
-        guard let url = components.string else { return nil }
-        return (url, batch)
-    }
-}
-
 /// How webhook sinks sign, time out and retry (`--webhook-*` options).
 public struct WebhookSettings: Sendable, Equatable {
     /// Every configured `whsec_` secret; each attempt carries one signature per secret.
@@ -149,7 +100,8 @@ public struct RuntimeConfiguration: Sendable {
                 if var existing = plans[spec.name] {
                     guard existing.spec == spec else {
                         throw RuntimeConfigurationError(
-                            description: "sink \(spec.name) is configured differently for two targets (batch size)")
+                            description:
+                                "sink \(spec.name) is configured differently for two targets (batch, filter or format)")
                     }
                     existing.targets?.insert(plan.target.name)
                     plans[spec.name] = existing
@@ -171,7 +123,9 @@ public struct RuntimeConfiguration: Sendable {
         }
         guard !targets.isEmpty else { throw RuntimeConfigurationError(description: "no target to watch") }
         for plan in try sinkPlans() {
-            if case .webhook(let url, _) = plan.spec, webhook.secrets.isEmpty {
+            // A template that does not parse is a configuration error now, not a failure at the first event.
+            if case .template(let path) = plan.spec.format { _ = try TemplateFormat(path: path) }
+            if case .webhook(let url, _) = plan.spec.destination, webhook.secrets.isEmpty {
                 throw RuntimeConfigurationError(
                     description:
                         "webhook sink \(url) needs a signing secret: set BULKWATCH_WEBHOOK_SECRET, pass --webhook-secret-file or set webhook-secret in the file"
@@ -418,7 +372,7 @@ private struct PreparedSinks: Sendable {
         fileSinks = []
         for plan in plans {
             let sink: any EventSink
-            switch plan.spec {
+            switch plan.spec.destination {
             case .stdout(let format):
                 sink = StdoutSink(format: format)
             case .file(let path):
@@ -428,9 +382,13 @@ private struct PreparedSinks: Sendable {
             case .webhook(let url, let batch):
                 sink = WebhookSink(
                     url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
-                    batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy)
+                    batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy,
+                    body: try WebhookBody(format: plan.spec.format, link: plan.spec.link))
             }
-            routes.append(Dispatcher.Route(sink: sink, targets: plan.targets))
+            routes.append(
+                Dispatcher.Route(
+                    sink: sink, targets: plan.targets, filter: plan.spec.filter,
+                    operationalByDefault: plan.spec.receivesOperationalByDefault))
         }
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Metrics
 import Synchronization
 public import Logging
@@ -20,6 +20,8 @@ public struct WatchTarget: Sendable, Equatable {
     public var policy: DetectionPolicy
     /// Delivered events older than this are pruned from the journal.
     public var retain: Duration
+    /// How long polls must keep failing before a `bulkwatch.target.failing` event (DESIGN.md §9).
+    public var failingAfter: Duration = TargetHealthTracker.defaultFailingAfter
 
     public init(
         name: String = "default", endpoint: BulkEndpoint, source: String? = nil, interval: Duration = .seconds(30),
@@ -88,6 +90,8 @@ public final class Watcher: Service {
     private let health: HealthBoard?
     private let metrics: WatcherMetrics
     private let state: WatcherState
+    /// Wall time for watcher-health events (injected by tests).
+    private let now: @Sendable () -> Date
 
     /// - Parameters:
     ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
@@ -98,8 +102,9 @@ public final class Watcher: Service {
     public init(
         target: WatchTarget, client: BulkStatusClient, journal: Journal, logger: Logger, once: Bool = false,
         firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
-        onCommit: @escaping @Sendable () -> Void = {}
+        onCommit: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
+        self.now = now
         self.target = target
         self.client = client
         self.journal = journal
@@ -124,6 +129,7 @@ public final class Watcher: Service {
         var lastPrune = ContinuousClock.now - .seconds(3600)
         var cadence = target.interval
         var clock = WallClockWatch()
+        var healthTracker = TargetHealthTracker(target: target.name, failingAfter: target.failingAfter)
         if firstPollDelay > .zero {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
@@ -142,6 +148,7 @@ public final class Watcher: Service {
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
                 if once { return }
+                if let event = healthTracker.pollSucceeded(at: now()) { _ = record(event) }
                 do {
                     try journal.checkpoint()
                 } catch {
@@ -167,6 +174,9 @@ public final class Watcher: Service {
                     throw OncePollFailed(underlying: error)
                 }
                 failures += 1
+                if let event = healthTracker.pollFailed(error: "\(error)", at: now()), !record(event) {
+                    healthTracker.failingEventNotRecorded()
+                }
                 delay = Schedule.backoff(
                     failures: failures, base: .seconds(1), cap: max(.seconds(1), target.interval),
                     retryAfter: error.retryAfter, using: &generator)
@@ -179,6 +189,11 @@ public final class Watcher: Service {
                 // Journal write failures (disk full, read-only) land here: nothing was committed,
                 // so the same changes are detected again on the next successful attempt.
                 failures += 1
+                if let event = healthTracker.pollFailed(error: "cannot record the poll: \(error)", at: now()),
+                    !record(event)
+                {
+                    healthTracker.failingEventNotRecorded()
+                }
                 delay = Schedule.backoff(
                     failures: failures, base: .seconds(1), cap: max(.seconds(1), target.interval), retryAfter: nil,
                     using: &generator)
@@ -260,6 +275,23 @@ public final class Watcher: Service {
             logger.debug("ignored \(stats.staleIgnored) stale item(s) older than the stored state")
         }
         logger.debug("poll ok", metadata: ["items": "\(items)", "events": "\(events)"])
+    }
+
+    /// Journals a watcher-health event and wakes the sinks; false when it could not be written.
+    private func record(_ event: OperationalEvent) -> Bool {
+        do {
+            if let stored = try journal.append(operational: event, target: target.name, source: target.source) {
+                logger.log(
+                    level: event.kind == .targetFailing ? .error : .notice,
+                    "\(stored.type): \(event.failedAttempts) failed poll(s) since \(RFC3339.millisecondsUTC(event.since))")
+                metrics.events([stored])
+                onCommit()
+            }
+            return true
+        } catch {
+            logger.error("cannot record \(event.kind.type): \(error)")
+            return false
+        }
     }
 
     private func prune() {
