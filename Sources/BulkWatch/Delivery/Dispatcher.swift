@@ -38,17 +38,17 @@ public final class Dispatcher: Service {
         func select(_ read: [JournalEvent], limit: Int) -> (deliver: [JournalEvent], passedOver: Int) {
             var deliver: [JournalEvent] = []
             var passedOver = 0
+            var skipped = 0
             for event in read {
                 if filter.matches(event, operationalByDefault: operationalByDefault) {
                     deliver.append(event)
+                    // Filtered events after the last delivered one are read (and counted) next round.
+                    passedOver += skipped
+                    skipped = 0
                     if deliver.count == limit { break }
                 } else {
-                    passedOver += 1
+                    skipped += 1
                 }
-            }
-            if !deliver.isEmpty, let last = deliver.last {
-                // Filtered events after the last delivered one are read (and counted) next round.
-                passedOver -= read.reversed().prefix { $0.sequence > last.sequence }.count
             }
             return (deliver, passedOver)
         }

@@ -14,8 +14,8 @@ public struct TemplateError: Error, Sendable, CustomStringConvertible {
 /// `updatedOn`, `previousUpdatedOn`, `lastError`, `since`, `failedAttempts`, `link`, `text` (the
 /// readable line), `data` (the item as received), flags `isCreated`, `isChanged`, `isExpired`,
 /// `isFailing`, `isRecovered` — and `events` (every event of the message, with the same fields;
-/// one unless `batch=`) and `count`. A template whose first character is `{` or `[` (or a file
-/// named `*.json.mustache`) renders JSON: values are escaped as JSON string content and the
+/// one unless `batch=`) and `count`. A template that starts like JSON (`[`, or `{` that is not a
+/// `{{` tag) or a file named `*.json` or `*.json.mustache` renders JSON: values are escaped as JSON string content and the
 /// body is sent as `application/json`; any other is text (`text/plain`), unescaped.
 public struct TemplateFormat: Sendable {
     let template: MustacheTemplate
@@ -35,7 +35,10 @@ public struct TemplateFormat: Sendable {
 
     init(text: String, name: String, link: String? = nil) throws(TemplateError) {
         let trimmed = text.drop { $0.isWhitespace }
-        let json = trimmed.hasPrefix("{") || trimmed.hasPrefix("[") || name.hasSuffix(".json.mustache")
+        // `{{` opens a tag, not a JSON object.
+        let json =
+            (trimmed.hasPrefix("{") && !trimmed.hasPrefix("{{")) || trimmed.hasPrefix("[")
+            || name.hasSuffix(".json.mustache") || name.hasSuffix(".json")
         _ = Self.registerJSON
         // The pragma sits on line 1 with no newline, so line numbers in parse errors stay the user's.
         let pragma = json ? "{{% CONTENT_TYPE: JSON}}" : "{{% CONTENT_TYPE: TEXT}}"
