@@ -1,7 +1,7 @@
 import BulkWatch
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("sink specs: filters and formats as parameters and as YAML sink objects")
 struct SinkSpecTests {
@@ -75,7 +75,9 @@ struct SinkSpecTests {
         #expect(sinks.count == 4)
         #expect(sinks[0] == .stdout(.text))
         #expect(sinks[1].name == "webhook:https://hooks.slack.com/services/T/B/X")
-        #expect(sinks[1].filter == SinkFilter(types: [.changed, .targetFailing], statuses: ["FAILED", "FINISHED_WITH_ERRORS"]))
+        #expect(
+            sinks[1].filter
+                == SinkFilter(types: [.changed, .targetFailing], statuses: ["FAILED", "FINISHED_WITH_ERRORS"]))
         #expect(sinks[1].format == .chat(.slack))
         #expect(sinks[1].link == "https://console.example.com/bulk/{bulkId}")
         #expect(sinks[2].format == .template(path: "/etc/bulkwatch/templates/hook.json.mustache"))
@@ -100,7 +102,8 @@ struct SinkSpecTests {
             _ = try ConfigFile.parse(text, path: "bulkwatch.yaml")
             Issue.record("accepted a format on a file sink")
         } catch {
-            #expect(error.description == "bulkwatch.yaml:9: targets[0].sinks[1]: 'format' applies to webhook sinks only")
+            #expect(
+                error.description == "bulkwatch.yaml:9: targets[0].sinks[1]: 'format' applies to webhook sinks only")
         }
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -99,7 +99,8 @@ struct ChatFormatTests {
         let requests = try await post(.chat(.mattermost))
         try #require(requests.count == 2)
         let text = try #require(try object(requests[1])["text"] as? String)
-        #expect(text.contains("*eu* changed [b-1](https://console.example.com/bulk/b-1?t=eu): PENDING → FAILED at 20"))
+        let line = "*eu* changed [b-1](https://console.example.com/bulk/b-1?t=eu): PENDING → FAILED at 20"
+        #expect(text.contains(line))
     }
 
     @Test func googleChatGetsTextWithAngleLinks() async throws {
@@ -127,7 +128,8 @@ struct ChatFormatTests {
         let first = try object(server.requests[0])
         let lines = (first["content"] as? String)?.split(separator: "\n") ?? []
         #expect(lines.count == embedCounts[0])
-        #expect(server.requests.allSatisfy { $0.header("webhook-id")?.hasPrefix("batch_") == true || embedCount($0) == 1 })
+        #expect(
+            server.requests.allSatisfy { $0.header("webhook-id")?.hasPrefix("batch_") == true || embedCount($0) == 1 })
         for request in server.requests { try expectValidSignature(request, keys: [testKeyA, testKeyB]) }
     }
 
@@ -135,7 +137,10 @@ struct ChatFormatTests {
         let fixture = try RoutingJournal()
         let calls = Mutex(0)
         let server = try LoopbackHTTPServer { _ in
-            calls.withLock { $0 += 1; return $0 } == 1 ? .respond(status: 503) : .respond(status: 200)
+            calls.withLock {
+                $0 += 1
+                return $0
+            } == 1 ? .respond(status: 503) : .respond(status: 200)
         }
         defer { server.stop() }
         try fixture.set("b-1", "FAILED")
@@ -155,9 +160,9 @@ struct ChatFormatTests {
         defer { server.stop() }
         let path = fixture.directory + "/hook.mustache"
         try """
-            {"summary": "{{bulkId}} is {{status}} (was {{previousStatus}}) on {{target}}", "count": {{count}},
-             "ids": [{{#events}}"{{id}}"{{^last()}},{{/last()}}{{/events}}], "link": "{{link}}", "kind": "{{kind}}"}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        {"summary": "{{bulkId}} is {{status}} (was {{previousStatus}}) on {{target}}", "count": {{count}},
+         "ids": [{{#events}}"{{id}}"{{^last()}},{{/last()}}{{/events}}], "link": "{{link}}", "kind": "{{kind}}"}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         try fixture.set(#"b-"q\"#, "PENDING", target: "eu")
         try fixture.set(#"b-"q\"#, "FAILED", target: "eu")
         let (sink, transport) = try chatSink(server, .template(path: path), batch: 1)

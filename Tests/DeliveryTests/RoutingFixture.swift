@@ -23,7 +23,8 @@ final class RoutingJournal: @unchecked Sendable {
         clock += 1
         let updated = String(format: "2026-11-28T10:%02d:%02dZ", clock / 60, clock % 60)
         let fields = ["bulkId": bulkId, "status": status, "updatedOn": updated]
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self)
+        let json = String(
+            decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self)
         listings[target, default: [:]][bulkId] = BulkItem(
             bulkId: bulkId, status: status, updatedOn: updated, rawJSON: Array(json.utf8)[...])
         return try poll(target)

@@ -1,16 +1,18 @@
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a dispatcher over `routes` until `condition` holds (or a generous timeout), then stops it.
-private func dispatch(_ journal: Journal, routes: [Dispatcher.Route], until condition: () throws -> Bool)
+private func dispatch(
+    _ journal: Journal, routes: [Dispatcher.Route], until condition: () throws -> Bool
+)
     async rethrows -> Bool
 {
     let dispatcher = Dispatcher(
@@ -44,7 +46,9 @@ struct SinkFilterRoutingTests {
         let path = fixture.directory + "/changed.jsonl"
         let sink = try FileSink(path: path)
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(types: [.changed]))
-        #expect(try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last })
+        #expect(
+            try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last }
+        )
         #expect(lines(path) == ["bulk.changed b-1 FAILED"])
         #expect(try fixture.journal.filteredCounts()[sink.name] == 3)
     }
@@ -91,8 +95,12 @@ struct SinkFilterRoutingTests {
         let last = try fixture.journal.lastSequence()
         let sink = try FileSink(path: fixture.directory + "/us.jsonl")
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(targets: ["us"]))
-        #expect(try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last })
-        let sources = jsonObjects(try String(contentsOfFile: sink.path, encoding: .utf8)).map { $0?["source"] as? String }
+        #expect(
+            try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last }
+        )
+        let sources = jsonObjects(try String(contentsOfFile: sink.path, encoding: .utf8)).map {
+            $0?["source"] as? String
+        }
         #expect(sources == ["https://api.example.com/us/bulk", "https://api.example.com/us/bulk"])
         #expect(try fixture.journal.filteredCounts()[sink.name] == 2)
     }
@@ -109,7 +117,9 @@ struct SinkFilterRoutingTests {
         #expect(stored.type == "bulkwatch.target.failing")
         #expect(stored.subject == "default")
         // The same outage journaled twice (a re-emission after a crash) is stored once.
-        #expect(try fixture.journal.append(operational: failing, target: "default", source: "https://api.example.com/bulk") == nil)
+        #expect(
+            try fixture.journal.append(operational: failing, target: "default", source: "https://api.example.com/bulk")
+                == nil)
         try fixture.set("b-1", "FAILED")
         let last = try fixture.journal.lastSequence()
         #expect(last == 3)
@@ -132,13 +142,17 @@ struct SinkFilterRoutingTests {
         close(descriptor)
         #expect(lines(plain.path) == ["bulk.created b-1 PENDING", "bulk.changed b-1 FAILED"])
         #expect(lines(health.path) == ["bulkwatch.target.failing default -"])
-        let healthEvent = try #require(jsonObjects(try String(contentsOfFile: health.path, encoding: .utf8)).first ?? nil)
+        let healthEvent = try #require(
+            jsonObjects(try String(contentsOfFile: health.path, encoding: .utf8)).first ?? nil)
         let data = try #require(healthEvent["data"] as? [String: Any])
         #expect(data["failedAttempts"] as? Int == 7)
         #expect(data["lastError"] as? String == "HTTP 500")
         #expect(data["since"] as? String == "2027-01-15T08:00:00.000Z")
         let piped = try String(contentsOfFile: stdoutPath, encoding: .utf8)
-        #expect(jsonObjects(piped).map { $0?["type"] as? String } == ["bulk.created", "bulkwatch.target.failing", "bulk.changed"])
+        #expect(
+            jsonObjects(piped).map { $0?["type"] as? String } == [
+                "bulk.created", "bulkwatch.target.failing", "bulk.changed",
+            ])
         let counts = try fixture.journal.filteredCounts()
         #expect(counts[plain.name] == 1)
         #expect(counts[health.name] == 2)
@@ -154,9 +168,12 @@ struct SinkFilterRoutingTests {
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(statuses: ["FAILED"]))
-        #expect(try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last })
+        #expect(
+            try await dispatch(fixture.journal, routes: [route]) { try fixture.journal.cursor(sink: sink.name) == last }
+        )
         let subjects = try server.requests.map { request in
-            try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])["subject"] as? String
+            try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])["subject"]
+                as? String
         }
         #expect(subjects == ["b-50", "b-100", "b-150"])
         #expect(try fixture.journal.filteredCounts()[sink.name] == 147)

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The repository's root, from this file's path (Tests/EndToEndTests/DashboardTests.swift).
@@ -23,7 +23,8 @@ private func expressions(_ panels: [[String: Any]]) -> [(panel: String, expr: St
 private func metricNames(_ expr: String) -> Set<String> {
     let pattern = try! NSRegularExpression(pattern: "\\b(bulkwatch|process)_[a-z_]+")
     let range = NSRange(expr.startIndex..., in: expr)
-    return Set(pattern.matches(in: expr, range: range).compactMap { Range($0.range, in: expr).map { String(expr[$0]) } })
+    return Set(
+        pattern.matches(in: expr, range: range).compactMap { Range($0.range, in: expr).map { String(expr[$0]) } })
 }
 
 @Suite("/metrics: HELP lines, build info, process metrics; the Grafana dashboard queries what is served")
@@ -71,7 +72,8 @@ struct DashboardTests {
         let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         // Importable: a datasource input, a uid, a schema version and panels.
         let inputs = try #require(dashboard["__inputs"] as? [[String: Any]])
-        #expect(inputs.contains { $0["name"] as? String == "DS_PROMETHEUS" && $0["pluginId"] as? String == "prometheus" })
+        #expect(
+            inputs.contains { $0["name"] as? String == "DS_PROMETHEUS" && $0["pluginId"] as? String == "prometheus" })
         #expect(dashboard["uid"] as? String == "bulkwatch-overview")
         #expect((dashboard["schemaVersion"] as? Int ?? 0) >= 36)
         let panels = try #require(dashboard["panels"] as? [[String: Any]])

@@ -2,8 +2,8 @@ import BulkWatchSimulator
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -33,7 +33,9 @@ struct TargetHealthTests {
         var raised: [OperationalEvent] = []
         // A poll every 5 s failing for two minutes, then two successful polls.
         for second in stride(from: 0, through: 120, by: 5) {
-            if let event = tracker.pollFailed(error: "HTTP 500", at: start + TimeInterval(second)) { raised.append(event) }
+            if let event = tracker.pollFailed(error: "HTTP 500", at: start + TimeInterval(second)) {
+                raised.append(event)
+            }
         }
         if let event = tracker.pollSucceeded(at: start + 125) { raised.append(event) }
         if let event = tracker.pollSucceeded(at: start + 130) { raised.append(event) }
@@ -49,7 +51,9 @@ struct TargetHealthTests {
         // A blip shorter than failing-after says nothing at all, and a later outage starts afresh.
         raised = []
         for second in [200, 230, 259] {
-            if let event = tracker.pollFailed(error: "timeout", at: start + TimeInterval(second)) { raised.append(event) }
+            if let event = tracker.pollFailed(error: "timeout", at: start + TimeInterval(second)) {
+                raised.append(event)
+            }
         }
         if let event = tracker.pollSucceeded(at: start + 261) { raised.append(event) }
         #expect(raised.isEmpty)
@@ -85,7 +89,8 @@ struct TargetHealthTests {
         simulator.enqueue(.normal)
         simulator.enqueue(.status(500), times: 12)
         let clock = SteppingClock(start: Date(), step: 10)
-        var target = WatchTarget(name: "eu", endpoint: BulkEndpoint(url: simulator.bulkURL), interval: .milliseconds(50))
+        var target = WatchTarget(
+            name: "eu", endpoint: BulkEndpoint(url: simulator.bulkURL), interval: .milliseconds(50))
         target.failingAfter = .seconds(60)
         let watcher = try Watcher(
             target: target, client: client, journal: journal, logger: logger, tokens: tokens, now: { clock.now() })

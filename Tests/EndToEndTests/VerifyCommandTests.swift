@@ -1,10 +1,10 @@
 import BulkWatch
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private let verifyKey: [UInt8] = Array("verify-command test key, 32 byte".utf8)
@@ -72,7 +72,12 @@ struct VerifyCommandTests {
         let other = fixture.directory + "/other"
         try write(Array(WebhookSecret.generate().utf8), other)
         let child = try runProcess(
-            "/bin/sh", ["-c", "\(BulkWatchBinary.path) verify --secret-file \(other) < \(fixture.directory)/good.http; echo \"exit=$?\""])
+            "/bin/sh",
+            [
+                "-c",
+                "\(BulkWatchBinary.path) verify --secret-file \(other) < \(fixture.directory)/good.http; "
+                    + "echo \"exit=$?\"",
+            ])
         let output = String(decoding: child, as: UTF8.self)
         #expect(output.contains("no signature matches"))
         #expect(output.contains("exit=1"))
@@ -87,7 +92,8 @@ struct VerifyCommandTests {
         let resigned = captured(
             request,
             replacing: [
-                "webhook-timestamp": "\(old)", "webhook-signature": signer.signature(id: id, timestamp: old, body: request.body),
+                "webhook-timestamp": "\(old)",
+                "webhook-signature": signer.signature(id: id, timestamp: old, body: request.body),
             ])
         try write(resigned, fixture.directory + "/stale.http")
         let secret = fixture.directory + "/secret"

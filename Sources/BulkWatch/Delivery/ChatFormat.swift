@@ -80,7 +80,8 @@ struct ChatLine {
     /// `{bulkId}`, `{subject}`, `{target}`, `{status}`, `{type}` replaced, each percent-encoded.
     static func expand(_ template: String, event: JournalEvent, status: String?) -> String {
         func encoded(_ text: String) -> String {
-            text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#&")))
+            text.addingPercentEncoding(
+                withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#&")))
                 ?? text
         }
         var text = template
@@ -211,9 +212,13 @@ enum ChatFormat {
         case .mattermost:
             object = ["text": lines.map { $0.markdown(linkStyle: .parentheses) }.joined(separator: "\n")]
         case .googlechat:
-            object = ["text": lines.map { $0.markdown(linkStyle: .angle, escape: ChatLine.angleEscape) }.joined(separator: "\n")]
+            object = [
+                "text": lines.map { $0.markdown(linkStyle: .angle, escape: ChatLine.angleEscape) }.joined(
+                    separator: "\n")
+            ]
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
         return Array(data)
     }

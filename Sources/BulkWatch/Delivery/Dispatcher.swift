@@ -170,7 +170,9 @@ public final class Dispatcher: Service {
                 (batch, passedOver) = route.select(read, limit: limit)
                 if batch.isEmpty, let last = read.last {
                     // Nothing here for this sink: move past it all (DESIGN.md §9), then read on.
-                    if try journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence, filtered: read.count) {
+                    let moved = try journal.advanceCursor(
+                        sink: sink.name, from: cursor, to: last.sequence, filtered: read.count)
+                    if moved {
                         cursor = last.sequence
                         metrics.filtered.increment(by: read.count)
                     } else {

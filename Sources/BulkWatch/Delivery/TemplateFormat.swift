@@ -2,8 +2,8 @@ import Foundation
 import Mustache
 
 /// Why a `template=` file cannot be used: one line with the file and, for a parse error, where.
-public struct TemplateError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+package struct TemplateError: Error, Sendable, CustomStringConvertible {
+    package var description: String
 }
 
 /// A webhook body from the user's own Mustache template (DESIGN.md §9), for receivers that want
@@ -15,14 +15,15 @@ public struct TemplateError: Error, Sendable, CustomStringConvertible {
 /// readable line), `data` (the item as received), flags `isCreated`, `isChanged`, `isExpired`,
 /// `isFailing`, `isRecovered` — and `events` (every event of the message, with the same fields;
 /// one unless `batch=`) and `count`. A template that starts like JSON (`[`, or `{` that is not a
-/// `{{` tag) or a file named `*.json` or `*.json.mustache` renders JSON: values are escaped as JSON string content and the
-/// body is sent as `application/json`; any other is text (`text/plain`), unescaped.
-public struct TemplateFormat: Sendable {
+/// `{{` tag) or a file named `*.json` or `*.json.mustache` renders JSON: values are escaped as
+/// JSON string content and the body is sent as `application/json`; any other is text
+/// (`text/plain`), unescaped.
+package struct TemplateFormat: Sendable {
     let template: MustacheTemplate
     let contentType: String
     let link: String?
 
-    public init(path: String, link: String? = nil) throws(TemplateError) {
+    package init(path: String, link: String? = nil) throws(TemplateError) {
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot read" : "no such file"
             throw TemplateError(description: "template \(path): \(reason)")

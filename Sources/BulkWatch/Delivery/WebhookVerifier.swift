@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 
 /// Checks a received webhook request the way a Standard Webhooks receiver should (DESIGN.md §5):
 /// the receivers' side of ``WebhookSigner``, behind `bulkwatch verify`.
@@ -6,41 +6,42 @@ public import Foundation
 /// It answers the usual support question — "why does my endpoint reject your signature?" — with
 /// every reason at once: a missing header, a stale or future timestamp, no `v1,` entry matching
 /// any configured secret (often a body altered by a proxy, or a secret pasted without `whsec_`).
-public struct WebhookVerifier: Sendable {
-    public var secrets: [WebhookSecret]
+package struct WebhookVerifier: Sendable {
+    package var secrets: [WebhookSecret]
     /// How far `webhook-timestamp` may be from now, either way.
-    public var tolerance: Duration
+    package var tolerance: Duration
 
-    public init(secrets: [WebhookSecret], tolerance: Duration = .seconds(300)) {
+    package init(secrets: [WebhookSecret], tolerance: Duration = .seconds(300)) {
         self.secrets = secrets
         self.tolerance = tolerance
     }
 
     /// The verdict: valid when `problems` is empty.
-    public struct Verdict: Sendable, Equatable {
-        public var problems: [String]
+    package struct Verdict: Sendable, Equatable {
+        package var problems: [String]
         /// What checked out (the matching signature, the timestamp's age), for the report.
-        public var notes: [String]
-        public var isValid: Bool { problems.isEmpty }
+        package var notes: [String]
+        package var isValid: Bool { problems.isEmpty }
     }
 
     /// A request as captured: header names (any case) and the exact body bytes.
-    public struct CapturedRequest: Sendable, Equatable {
-        public var headers: [(name: String, value: String)]
-        public var body: [UInt8]
+    package struct CapturedRequest: Sendable, Equatable {
+        package var headers: [(name: String, value: String)]
+        package var body: [UInt8]
 
-        public static func == (lhs: Self, rhs: Self) -> Bool {
-            lhs.body == rhs.body && lhs.headers.map { "\($0.name):\($0.value)" } == rhs.headers.map { "\($0.name):\($0.value)" }
+        package static func == (lhs: Self, rhs: Self) -> Bool {
+            lhs.body == rhs.body
+                && lhs.headers.map { "\($0.name):\($0.value)" } == rhs.headers.map { "\($0.name):\($0.value)" }
         }
 
-        public func header(_ name: String) -> String? {
+        package func header(_ name: String) -> String? {
             headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
         }
 
         /// Parses `[METHOD PATH HTTP/1.1]`, `Name: value` lines, an empty line, then the body (CRLF or
         /// LF line ends). With `Content-Length` the body is that many bytes; without it, the rest
         /// (a single trailing newline left by an editor or `echo` is dropped).
-        public init(parsing bytes: [UInt8]) throws(WebhookVerifierError) {
+        package init(parsing bytes: [UInt8]) throws(WebhookVerifierError) {
             var index = 0
             var headers: [(String, String)] = []
             var first = true
@@ -64,10 +65,11 @@ public struct WebhookVerifier: Sendable {
                 guard let colon = text.firstIndex(of: ":") else {
                     throw WebhookVerifierError(description: "line '\(text.prefix(60))' is not a header (Name: value)")
                 }
-                headers.append((
-                    String(text[..<colon]).trimmingCharacters(in: .whitespaces),
-                    String(text[text.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                ))
+                headers.append(
+                    (
+                        String(text[..<colon]).trimmingCharacters(in: .whitespaces),
+                        String(text[text.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                    ))
             }
             guard sawBlank || index >= bytes.count else {
                 throw WebhookVerifierError(description: "no empty line between the headers and the body")
@@ -87,19 +89,21 @@ public struct WebhookVerifier: Sendable {
             self.body = body
         }
 
-        public init(headers: [(name: String, value: String)], body: [UInt8]) {
+        package init(headers: [(name: String, value: String)], body: [UInt8]) {
             self.headers = headers
             self.body = body
         }
     }
 
-    public func verify(_ request: CapturedRequest, now: Date = Date()) -> Verdict {
+    package func verify(_ request: CapturedRequest, now: Date = Date()) -> Verdict {
         var problems: [String] = []
         var notes: [String] = []
         let id = request.header("webhook-id")
         let timestampText = request.header("webhook-timestamp")
         let signatures = request.header("webhook-signature")
-        for (name, value) in [("webhook-id", id), ("webhook-timestamp", timestampText), ("webhook-signature", signatures)]
+        for (name, value) in [
+            ("webhook-id", id), ("webhook-timestamp", timestampText), ("webhook-signature", signatures),
+        ]
         where value == nil || value?.isEmpty == true {
             problems.append("the \(name) header is missing")
         }
@@ -113,9 +117,11 @@ public struct WebhookVerifier: Sendable {
         let age = Int64(now.timeIntervalSince1970.rounded(.down)) - timestamp
         let allowed = Int64(tolerance.components.seconds)
         if age > allowed {
-            problems.append("webhook-timestamp is \(age) s old, more than the tolerance of \(allowed) s (stale or replayed)")
+            problems.append(
+                "webhook-timestamp is \(age) s old, more than the tolerance of \(allowed) s (stale or replayed)")
         } else if -age > allowed {
-            problems.append("webhook-timestamp is \(-age) s in the future, more than the tolerance of \(allowed) s (clock skew?)")
+            problems.append(
+                "webhook-timestamp is \(-age) s in the future, more than the tolerance of \(allowed) s (clock skew?)")
         } else {
             notes.append("timestamp \(age) s old (tolerance \(allowed) s)")
         }
@@ -135,7 +141,8 @@ public struct WebhookVerifier: Sendable {
         }
         if let matched {
             notes.append(
-                "signature \(matched.entry + 1) of \(v1.count) matches secret \(matched.secret + 1) of \(secrets.count)")
+                "signature \(matched.entry + 1) of \(v1.count) matches secret \(matched.secret + 1) of \(secrets.count)"
+            )
         } else {
             problems.append(
                 "no signature matches: \(v1.count) v1 signature(s) checked against \(secrets.count) secret(s) over "
@@ -146,7 +153,8 @@ public struct WebhookVerifier: Sendable {
 
     /// Compares without an early exit, so timing does not reveal how much of a guess was right.
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let a = Array(a.utf8), b = Array(b.utf8)
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
         for index in a.indices { difference |= a[index] ^ b[index] }
@@ -155,6 +163,6 @@ public struct WebhookVerifier: Sendable {
 }
 
 /// A captured request that cannot be read as one. One line.
-public struct WebhookVerifierError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+package struct WebhookVerifierError: Error, Sendable, CustomStringConvertible {
+    package var description: String
 }

@@ -538,7 +538,7 @@ public final class Journal: Sendable {
     /// Appends one operational event (`bulkwatch.target.*`, DESIGN.md §9) of `target` through the
     /// same sequence rule and id-conflict rule as ``commit(target:source:outcome:snapshot:detectedAt:)``:
     /// an event whose stable id is already journaled is not stored again (nil is returned).
-    public func append(operational event: OperationalEvent, target: String, source: String) throws -> JournalEvent? {
+    package func append(operational event: OperationalEvent, target: String, source: String) throws -> JournalEvent? {
         try pool.write { db in
             let next = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0) + 1
             let stored = event.encoded(source: source, sequence: next)

@@ -26,7 +26,8 @@ public struct JournalEvent: Sendable, Equatable {
         public init?(type: String) {
             if type.hasPrefix("bulk."), let kind = Kind(rawValue: String(type.dropFirst(5))), kind.isBulk {
                 self = kind
-            } else if type.hasPrefix("bulkwatch."), let kind = Kind(rawValue: String(type.dropFirst(10))), !kind.isBulk {
+            } else if type.hasPrefix("bulkwatch."), let kind = Kind(rawValue: String(type.dropFirst(10))), !kind.isBulk
+            {
                 self = kind
             } else {
                 return nil

@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+package import Foundation
 
 /// An event about the watcher itself (DESIGN.md §9): a target that keeps failing, or recovered.
 ///
@@ -7,19 +7,20 @@ public import Foundation
 /// not silence: whoever opted in by type hears about it. The CloudEvent's `subject` is the target
 /// name and `data` says what is known about the outage:
 /// `{"target","since","failedAttempts","lastError"}` plus `"recoveredAt"` when recovered.
-public struct OperationalEvent: Sendable, Equatable {
-    public var kind: JournalEvent.Kind
-    public var target: String
+package struct OperationalEvent: Sendable, Equatable {
+    package var kind: JournalEvent.Kind
+    package var target: String
     /// When the first failed poll of this outage happened.
-    public var since: Date
+    package var since: Date
     /// Failed polls in a row, so far (failing) or in all (recovered).
-    public var failedAttempts: Int
+    package var failedAttempts: Int
     /// The last poll error, one line.
-    public var lastError: String
+    package var lastError: String
     /// When this event was raised (the CloudEvents `time`).
-    public var at: Date
+    package var at: Date
 
-    public init(kind: JournalEvent.Kind, target: String, since: Date, failedAttempts: Int, lastError: String, at: Date) {
+    package init(kind: JournalEvent.Kind, target: String, since: Date, failedAttempts: Int, lastError: String, at: Date)
+    {
         precondition(!kind.isBulk, "an operational event has an operational kind")
         self.kind = kind
         self.target = target
@@ -76,8 +77,10 @@ public struct OperationalEvent: Sendable, Equatable {
         bytes[6] = (bytes[6] & 0x0F) | 0x80
         bytes[8] = (bytes[8] & 0x3F) | 0x80
         let hex = bytes.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4),
-            hex.dropFirst(20)]
+        let parts = [
+            hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4),
+            hex.dropFirst(20),
+        ]
         return parts.joined(separator: "-")
     }
 }

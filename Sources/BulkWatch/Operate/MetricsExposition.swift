@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What `/metrics` serves beyond the registry's own text: a `# HELP` line for every family,
@@ -92,7 +92,9 @@ package enum MetricsExposition {
                 metrics.append(("process_cpu_seconds_total", "counter", format((utime + stime) / ticks)))
             }
             if let vsize = field(23) { metrics.append(("process_virtual_memory_bytes", "gauge", format(vsize))) }
-            if let rss = field(24) { metrics.append(("process_resident_memory_bytes", "gauge", format(rss * pageSize))) }
+            if let rss = field(24) {
+                metrics.append(("process_resident_memory_bytes", "gauge", format(rss * pageSize)))
+            }
             if let start = field(22), ticks > 0, let boot = bootTime() {
                 metrics.append(("process_start_time_seconds", "gauge", format(boot + start / ticks)))
             }

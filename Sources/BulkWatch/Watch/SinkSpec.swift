@@ -125,7 +125,9 @@ public struct SinkSpec: Sendable, Equatable, Hashable {
         if let items = components.queryItems, items.contains(where: { ours.contains($0.name) }) {
             for item in items where ours.contains(item.name) {
                 let value = item.value ?? ""
-                let values = item.name == "link" || item.name == "template" ? [value] : value.split(separator: ",").map(String.init)
+                let values =
+                    item.name == "link" || item.name == "template"
+                    ? [value] : value.split(separator: ",").map(String.init)
                 try spec.apply(item.name, values: values)
             }
             let rest = items.filter { !ours.contains($0.name) }
@@ -174,8 +176,12 @@ public struct SinkSpec: Sendable, Equatable, Hashable {
     /// Relative file and template paths made relative to `directory` (the configuration file's).
     func resolvingPaths(relativeTo directory: String?) -> SinkSpec {
         var copy = self
-        if case .file(let path) = destination { copy.destination = .file(path: SettingParse.path(path, relativeTo: directory)) }
-        if case .template(let path) = format { copy.format = .template(path: SettingParse.path(path, relativeTo: directory)) }
+        if case .file(let path) = destination {
+            copy.destination = .file(path: SettingParse.path(path, relativeTo: directory))
+        }
+        if case .template(let path) = format {
+            copy.format = .template(path: SettingParse.path(path, relativeTo: directory))
+        }
         return copy
     }
 

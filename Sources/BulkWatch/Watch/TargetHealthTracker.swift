@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 
 /// Decides when a target's outage becomes a `bulkwatch.target.failing` event and when its end
 /// becomes `bulkwatch.target.recovered` (DESIGN.md §9).
@@ -7,24 +7,24 @@ public import Foundation
 /// no clock of its own, so a test can run a long outage on made-up times. Guarantees: at most one
 /// failing event per outage however long it lasts (never a flood), a recovered event only after a
 /// failing one, and nothing at all for an outage shorter than `failingAfter`.
-public struct TargetHealthTracker: Sendable, Equatable {
-    public var target: String
-    public var failingAfter: Duration
+package struct TargetHealthTracker: Sendable, Equatable {
+    package var target: String
+    package var failingAfter: Duration
     /// First failure of the current outage; nil while polls succeed.
-    public private(set) var failingSince: Date?
-    public private(set) var failedAttempts = 0
-    public private(set) var lastError = ""
+    package private(set) var failingSince: Date?
+    package private(set) var failedAttempts = 0
+    package private(set) var lastError = ""
     /// Whether this outage's failing event was raised.
-    public private(set) var reported = false
+    package private(set) var reported = false
 
-    public init(target: String, failingAfter: Duration) {
+    package init(target: String, failingAfter: Duration) {
         self.target = target
         self.failingAfter = failingAfter
     }
 
     /// Records a failed poll at `now`; returns the failing event when the outage has just lasted
     /// `failingAfter`.
-    public mutating func pollFailed(error: String, at now: Date) -> OperationalEvent? {
+    package mutating func pollFailed(error: String, at now: Date) -> OperationalEvent? {
         let since = failingSince ?? now
         failingSince = since
         failedAttempts += 1
@@ -37,7 +37,7 @@ public struct TargetHealthTracker: Sendable, Equatable {
     }
 
     /// Records a successful poll at `now`; returns the recovered event when a failing one was raised.
-    public mutating func pollSucceeded(at now: Date) -> OperationalEvent? {
+    package mutating func pollSucceeded(at now: Date) -> OperationalEvent? {
         defer {
             failingSince = nil
             failedAttempts = 0
@@ -52,10 +52,10 @@ public struct TargetHealthTracker: Sendable, Equatable {
 
     /// The failing event returned last could not be journaled: raise it again on the next failure
     /// rather than staying silent for the rest of the outage.
-    public mutating func failingEventNotRecorded() {
+    package mutating func failingEventNotRecorded() {
         reported = false
     }
 
     /// The default `failing-after` (DESIGN.md §9).
-    public static let defaultFailingAfter = Duration.seconds(300)
+    package static let defaultFailingAfter = Duration.seconds(300)
 }

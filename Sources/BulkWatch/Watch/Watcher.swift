@@ -281,9 +281,10 @@ public final class Watcher: Service {
     private func record(_ event: OperationalEvent) -> Bool {
         do {
             if let stored = try journal.append(operational: event, target: target.name, source: target.source) {
+                let since = RFC3339.millisecondsUTC(event.since)
                 logger.log(
                     level: event.kind == .targetFailing ? .error : .notice,
-                    "\(stored.type): \(event.failedAttempts) failed poll(s) since \(RFC3339.millisecondsUTC(event.since))")
+                    "\(stored.type): \(event.failedAttempts) failed poll(s) since \(since)")
                 metrics.events([stored])
                 onCommit()
             }
