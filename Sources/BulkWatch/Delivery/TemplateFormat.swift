@@ -48,12 +48,30 @@ package struct TemplateFormat: Sendable {
         } catch let error as MustacheTemplate.ParserError {
             let line = error.context.lineNumber
             let column = line == 1 ? max(1, error.context.columnNumber - pragma.count) : error.context.columnNumber
-            throw TemplateError(description: "template \(name):\(line):\(column): does not parse (\(error.error))")
+            throw TemplateError(
+                description: "template \(name):\(line):\(column): does not parse: \(Self.describe(error.error))")
         } catch {
             throw TemplateError(description: "template \(name): does not parse (\(error))")
         }
         contentType = json ? "application/json" : "text/plain; charset=utf-8"
         self.link = link
+    }
+
+    /// swift-mustache's parse errors in words.
+    private static func describe(_ error: any Error) -> String {
+        guard let error = error as? MustacheTemplate.Error else { return "\(error)" }
+        switch error {
+        case .sectionCloseNameIncorrect: return "a section is closed with a different name than it was opened with"
+        case .unfinishedName: return "a tag is not closed with }}"
+        case .expectedSectionEnd: return "a section ({{#name}} or {{^name}}) is never closed ({{/name}})"
+        case .invalidSetDelimiter: return "a set-delimiter tag is malformed"
+        case .transformAppliedToInheritanceSection: return "a transform is applied to an inheritance section"
+        case .illegalTokenInsideInheritSection: return "an illegal tag inside an inherited section"
+        case .textInsideInheritSection: return "text inside an inherited section"
+        case .invalidConfigVariableSyntax: return "a {{% pragma }} is malformed"
+        case .unrecognisedConfigVariable: return "an unknown {{% pragma }}"
+        @unknown default: return "\(error)"
+        }
     }
 
     /// Registered once, before the first template is parsed.
