@@ -149,6 +149,13 @@ struct TargetHealthTests {
         #expect(stdout.count == 3)
         #expect(stdout.contains { $0.contains("  target.failing  default  ") && $0.contains("failed poll(s) since") })
         #expect(stdout.contains { $0.contains("  target.recovered  default  after ") })
+        let listed = try await runBulkWatch(
+            ["events", "--state", fixture.statePath, "--type", "target.failing,recovered"], directory: fixture.directory)
+        #expect(listed.status == 0, "stderr: \(listed.stderr)")
+        #expect(jsonObjects(listed.stdout).map { $0?["subject"] as? String } == ["default", "default"])
+        let created = try await runBulkWatch(
+            ["events", "--state", fixture.statePath, "--type", "created"], directory: fixture.directory)
+        #expect(jsonObjects(created.stdout).map { $0?["type"] as? String } == ["bulk.created"])
         await fixture.stop()
     }
 }

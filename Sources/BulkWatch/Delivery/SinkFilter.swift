@@ -81,7 +81,7 @@ public struct SinkFilter: Sendable, Equatable, Hashable {
     }
 
     /// `changed`, `bulk.changed`, `target.failing`, `failing`, `bulkwatch.target.failing`, …
-    static func kind(named name: String) -> JournalEvent.Kind? {
+    public static func kind(named name: String) -> JournalEvent.Kind? {
         if let kind = JournalEvent.Kind(rawValue: name) ?? JournalEvent.Kind(type: name) { return kind }
         switch name {
         case "failing": return .targetFailing
