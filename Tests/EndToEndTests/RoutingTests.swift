@@ -1,6 +1,7 @@
 import BulkWatch
 import BulkWatchSimulator
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -101,6 +102,37 @@ struct RoutingTests {
         #expect(sinks["file:" + fixture.directory + "/only-b.jsonl"]?["filtered"] as? Int == 1)
         #expect(sinks["stdout:json"]?["filtered"] as? Int == 2)
         await other.stop()
+        await fixture.stop()
+    }
+
+    @Test func aChatSinksDeadLettersAreResentInItsFormat() async throws {
+        let fixture = try await RunFixture()
+        let status = Mutex(400)
+        let server = try LoopbackHTTPServer { _ in .respond(status: status.withLock { $0 }) }
+        defer { server.stop() }
+        fixture.simulator.upsert(bulkId: "b-1", status: "FAILED")
+        let environment = fixture.environment.merging(["BULKWATCH_WEBHOOK_SECRET": routingSecret]) { $1 }
+        let spec = "webhook:\(server.baseURL)/hook?format=mattermost"
+        let run = try await runBulkWatch(
+            fixture.arguments([
+                "--once", "--sink", spec, "--webhook-backoff-base", "20ms", "--webhook-backoff-cap", "50ms",
+            ]), environment: environment, directory: fixture.directory)
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        let name = "webhook:\(server.baseURL)/hook"
+        #expect(try Journal(path: fixture.statePath).deadLetters(sink: name).count == 1)
+        #expect(server.requests.count == 3)
+
+        status.withLock { $0 = 200 }
+        let resent = try await runBulkWatch(
+            ["redeliver", "--state", fixture.statePath, "--sink", spec, "--dead-letters"], environment: environment,
+            directory: fixture.directory)
+        #expect(resent.status == 0, "stdout: \(resent.stdout) stderr: \(resent.stderr)")
+        let last = try #require(server.requests.last)
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(last.body)) as? [String: Any])
+        #expect(body.keys.sorted() == ["text"])
+        #expect((body["text"] as? String)?.contains("created `b-1`: FAILED at ") == true)
+        #expect(last.header("webhook-id") == server.requests.first?.header("webhook-id"))
+        #expect(try Journal(path: fixture.statePath).deadLetters(sink: name).isEmpty)
         await fixture.stop()
     }
 
