@@ -121,6 +121,50 @@ struct TargetHealthTests {
         #expect(recoveredData["recoveredAt"] is String)
     }
 
+    @Test func aWatcherRestartedDuringAnOutageRecoversItInsteadOfRaisingASecondFailing() async throws {
+        let simulator = DruIDSimulator(options: .manual())
+        try await simulator.start()
+        defer { Task { await simulator.stop() } }
+        let directory = try makeTemporaryDirectory("health-resume")
+        let journal = try Journal(path: directory + "/state.db")
+        let transport = CurlTransport()
+        defer { transport.shutdown() }
+        let logger = Logger(label: "test")
+        let credentials = ClientCredentials(
+            tokenURL: simulator.tokenURL, clientID: "bulkwatch-demo", clientSecret: Secret("demo-secret"))
+        let tokens = TokenProvider(source: .clientCredentials(credentials), transport: transport, logger: logger)
+        let client = BulkStatusClient(
+            endpoint: BulkEndpoint(url: simulator.bulkURL), transport: transport, tokens: tokens, logger: logger)
+        // The previous run journaled the outage's failing event, then stopped.
+        let since = Date(timeIntervalSince1970: 1_800_000_000)
+        var target = WatchTarget(
+            name: "eu", endpoint: BulkEndpoint(url: simulator.bulkURL), interval: .milliseconds(50))
+        target.failingAfter = .seconds(60)
+        let before = OperationalEvent(
+            kind: .targetFailing, target: "eu", since: since, failedAttempts: 40, lastError: "HTTP 500", at: since + 300
+        )
+        _ = try journal.append(operational: before, target: "eu", source: target.source)
+        simulator.upsert(bulkId: "b-1")
+        simulator.enqueue(.status(500), times: 3)
+        let clock = SteppingClock(start: since + 400, step: 60)
+        let watcher = try Watcher(
+            target: target, client: client, journal: journal, logger: logger, tokens: tokens, now: { clock.now() })
+        let running = Task { try await watcher.run() }
+        let recovered = await ChildProcess.eventually(timeout: .seconds(60)) {
+            ((try? journal.allEvents().map(\.kind)) ?? []).contains(.targetRecovered)
+        }
+        running.cancel()
+        _ = try? await running.value
+        #expect(recovered)
+        let events = try journal.allEvents()
+        #expect(events.map(\.kind) == [.targetFailing, .created, .targetRecovered])
+        let data = try #require(
+            (try JSONSerialization.jsonObject(with: Data(events[2].body)) as? [String: Any])?["data"] as? [String: Any])
+        #expect(data["since"] as? String == "2027-01-15T08:00:00.000Z")
+        #expect(data["failedAttempts"] as? Int == 43)
+        #expect(try journal.openOutage(target: "eu") == nil)
+    }
+
     @Test func runShowsHealthEventsOnStdoutAndOnlyOptedInSinksGetThem() async throws {
         let fixture = try await RunFixture()
         fixture.simulator.upsert(bulkId: "b-1")
@@ -150,7 +194,8 @@ struct TargetHealthTests {
         #expect(stdout.contains { $0.contains("  target.failing  default  ") && $0.contains("failed poll(s) since") })
         #expect(stdout.contains { $0.contains("  target.recovered  default  after ") })
         let listed = try await runBulkWatch(
-            ["events", "--state", fixture.statePath, "--type", "target.failing,recovered"], directory: fixture.directory)
+            ["events", "--state", fixture.statePath, "--type", "target.failing,recovered"], directory: fixture.directory
+        )
         #expect(listed.status == 0, "stderr: \(listed.stderr)")
         #expect(jsonObjects(listed.stdout).map { $0?["subject"] as? String } == ["default", "default"])
         let created = try await runBulkWatch(

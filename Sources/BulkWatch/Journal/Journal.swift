@@ -553,4 +553,25 @@ public final class Journal: Sendable {
             return db.changesCount > 0 ? stored : nil
         }
     }
+
+    /// The outage of `target` that a `bulkwatch.target.failing` event opened and no
+    /// `.recovered` closed yet (a restart or a reload in the middle of an outage): its first
+    /// failure and the attempts counted so far. Nil when the last health event is a recovery.
+    package func openOutage(target: String) throws -> (since: Date, failedAttempts: Int)? {
+        try pool.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT type, body FROM events WHERE target = ?
+                        AND type IN ('bulkwatch.target.failing', 'bulkwatch.target.recovered')
+                    ORDER BY seq DESC LIMIT 1
+                    """, arguments: [target])
+            guard let row, row[0] == JournalEvent.Kind.targetFailing.type else { return nil }
+            let body: Data = row[1]
+            let data = EventFields.object(Array(body))?["data"] as? [String: Any]
+            guard let since = (data?["since"] as? String).flatMap(Timestamp.instantMillis) else { return nil }
+            let attempts = (data?["failedAttempts"] as? Int) ?? 0
+            return (Date(timeIntervalSince1970: Double(since) / 1000), attempts)
+        }
+    }
 }

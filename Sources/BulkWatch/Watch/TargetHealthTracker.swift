@@ -50,6 +50,14 @@ package struct TargetHealthTracker: Sendable, Equatable {
             lastError: lastError, at: now)
     }
 
+    /// Continues an outage whose failing event is already journaled (the watcher restarted during
+    /// it): no second failing event, and the next successful poll raises the recovered one.
+    package mutating func resume(outageSince since: Date, failedAttempts: Int) {
+        failingSince = since
+        self.failedAttempts = failedAttempts
+        reported = true
+    }
+
     /// The failing event returned last could not be journaled: raise it again on the next failure
     /// rather than staying silent for the rest of the outage.
     package mutating func failingEventNotRecorded() {

@@ -130,6 +130,9 @@ public final class Watcher: Service {
         var cadence = target.interval
         var clock = WallClockWatch()
         var healthTracker = TargetHealthTracker(target: target.name, failingAfter: target.failingAfter)
+        if let outage = try? journal.openOutage(target: target.name) {
+            healthTracker.resume(outageSince: outage.since, failedAttempts: outage.failedAttempts)
+        }
         if firstPollDelay > .zero {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
