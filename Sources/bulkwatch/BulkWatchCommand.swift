@@ -14,7 +14,7 @@ struct BulkWatchCommand: AsyncParsableCommand {
         version: BulkWatchVersion.current,
         subcommands: [
             RunCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self, DeliveriesCommand.self,
-            RedeliverCommand.self, WebhookSecretCommand.self,
+            RedeliverCommand.self, WebhookSecretCommand.self, VerifyCommand.self,
         ],
         defaultSubcommand: nil
     )

@@ -21,12 +21,15 @@ struct DeliveriesCommand: AsyncParsableCommand {
     func run() async throws {
         let journal = try StateFile.open(statePath)
         let statuses = try await journal.sinkStatuses()
+        // Events each sink's filter passed over (DESIGN.md §9); they moved its cursor too.
+        let filtered = try await journal.filteredCounts()
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
                 [
                     "sink": status.sink, "cursor": status.cursor, "lag": status.lag,
                     "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
                     "updatedAt": status.updatedAt ?? NSNull(), "stale": status.stale,
+                    "filtered": filtered[status.sink] ?? 0,
                 ]
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
@@ -38,17 +41,17 @@ struct DeliveriesCommand: AsyncParsableCommand {
             return
         }
         // A stale sink is one the running configuration no longer names: its cursor pins nothing.
-        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "LAST ERROR"]]
+        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
             + statuses.map {
                 [
                     $0.stale ? "\($0.sink) (stale)" : $0.sink, "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)",
-                    $0.lastError ?? "-",
+                    "\(filtered[$0.sink] ?? 0)", $0.lastError ?? "-",
                 ]
             }
-        let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            print((padded + [row[4]]).joined(separator: "  "))
+            let padded = (0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            print((padded + [row[5]]).joined(separator: "  "))
         }
     }
 }

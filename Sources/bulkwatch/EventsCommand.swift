@@ -17,7 +17,9 @@ struct EventsCommand: AsyncParsableCommand {
     @Flag(help: "Keep printing new events as they are committed.")
     var follow = false
 
-    @Option(name: .customLong("type"), help: "Only these types (created, changed, expired; repeatable or comma-separated).")
+    @Option(
+        name: .customLong("type"),
+        help: "Only these types: created, changed, expired, target.failing, target.recovered (repeatable, or A,B).")
     var types: [String] = []
 
     @Option(help: "Only events about this bulkId.")
@@ -32,12 +34,13 @@ struct EventsCommand: AsyncParsableCommand {
         _ = try kinds()
     }
 
-    private func kinds() throws -> Set<DetectedChange.Kind>? {
-        let names = types.flatMap { $0.split(separator: ",") }.map { $0.hasPrefix("bulk.") ? String($0.dropFirst(5)) : String($0) }
+    private func kinds() throws -> Set<JournalEvent.Kind>? {
+        let names = types.flatMap { $0.split(separator: ",") }.map(String.init)
         guard !names.isEmpty else { return nil }
         return Set(try names.map { name in
-            guard let kind = DetectedChange.Kind(rawValue: name) else {
-                throw ValidationError("unknown --type '\(name)': expected created, changed or expired")
+            guard let kind = SinkFilter.kind(named: name) else {
+                throw ValidationError(
+                    "unknown --type '\(name)': expected created, changed, expired, target.failing or target.recovered")
             }
             return kind
         })
@@ -48,13 +51,18 @@ struct EventsCommand: AsyncParsableCommand {
             throw ConfigurationError("no state file at \(statePath) (pass --state PATH)")
         }
         let journal = try StateFile.open(statePath)
-        let filter = EventFilter(kinds: try kinds(), subject: subject)
+        let kinds = try kinds()
+        // The journal query knows the bulk kinds; operational ones are picked out after reading.
+        let bulkOnly = kinds.map { $0.allSatisfy(\.isBulk) } ?? false
+        let filter = EventFilter(
+            kinds: bulkOnly ? kinds.map { Set($0.compactMap(\.change)) } : nil, subject: subject)
         let output = StdoutSink(format: StdoutSink.Format(rawValue: format) ?? .json)
         var cursor = since
         while true {
             let batch = try await journal.events(after: cursor, limit: 1000, filter: filter)
             if let last = batch.last {
-                try await output.deliver(batch)
+                let shown = kinds.map { kinds in batch.filter { kinds.contains($0.kind) } } ?? batch
+                if !shown.isEmpty { try await output.deliver(shown) }
                 cursor = last.sequence
                 continue
             }

@@ -19,7 +19,11 @@ struct RedeliverCommand: AsyncParsableCommand {
     @Option(name: .customLong("state"), help: "SQLite state file.")
     var statePath = "./bulkwatch.db"
 
-    @Option(help: "The sink, as `bulkwatch deliveries` names it (e.g. webhook:https://example.com/hook).")
+    @Option(
+        help: ArgumentHelp(
+            "The sink, as `bulkwatch deliveries` names it (e.g. webhook:https://example.com/hook).",
+            discussion: "Or the sink spec as given to run: a webhook's format=, template= and link= then shape "
+                + "what is re-sent (webhook:https://hooks.slack.com/services/…?format=slack)."))
     var sink: String
 
     @Option(help: "Rewind the sink's cursor so every event with a greater sequence is delivered again.")
@@ -50,6 +54,10 @@ struct RedeliverCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A full spec names the same sink (filters and formats are not part of the name) and says
+        // how a webhook's body is shaped; a bare name is used as it is.
+        let spec = try? SinkSpec.parse(sink)
+        let sink = spec?.name ?? self.sink
         let journal = try StateFile.open(statePath)
         if let since {
             let last = try await journal.lastSequence()
@@ -63,9 +71,15 @@ struct RedeliverCommand: AsyncParsableCommand {
         let transport = CurlTransport()
         defer { transport.shutdown() }
         let url = String(sink.dropFirst("webhook:".count))
+        let body: WebhookBody
+        do {
+            body = try WebhookBody(format: spec?.format ?? .cloudEvents, link: spec?.link)
+        } catch {
+            throw ConfigurationError("\(error)")
+        }
         let webhook = WebhookSink(
             url: url, signer: WebhookSigner(secrets: secrets), transport: transport, batchSize: 1,
-            timeout: Duration(parsing: webhookTimeout) ?? .seconds(10))
+            timeout: Duration(parsing: webhookTimeout) ?? .seconds(10), body: body)
         let letters = try await journal.deadLetters(sink: sink)
         var targets: [(event: JournalEvent, isDeadLetter: Bool)] = []
         if let id {
@@ -87,7 +101,7 @@ struct RedeliverCommand: AsyncParsableCommand {
         for (event, isDeadLetter) in targets {
             do {
                 try await webhook.deliver([event])
-                if isDeadLetter { try await journal.removeDeadLetter(sink: sink, sequence: event.sequence) }
+                if isDeadLetter { _ = try await journal.removeDeadLetter(sink: sink, sequence: event.sequence) }
                 print("\(event.sequence) \(event.id): delivered")
             } catch {
                 failed += 1

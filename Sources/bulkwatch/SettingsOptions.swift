@@ -44,7 +44,10 @@ struct TargetOptions: ParsableArguments {
 
     @Option(
         name: .customLong("sink"),
-        help: "Where events go; repeatable: stdout, stdout:json, file:PATH, webhook:URL[?batch=N]. [stdout]")
+        help: ArgumentHelp(
+            "Where events go; repeatable: stdout, stdout:json, file:PATH, webhook:URL[?batch=N]. [stdout]",
+            discussion: "Filters: ?types=changed&statuses=FAILED&previous-statuses=..&targets=..; webhooks also "
+                + "format=slack|discord|teams|mattermost|googlechat, template=PATH, link=URL-TEMPLATE (README)."))
     var sinks: [String] = []
 
     @Option(help: "Consecutive successful polls an item must be missing from before it expires. [2]")
@@ -56,6 +59,9 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "Delivered events older than this are pruned from the state (e.g. 7d, 12h). [7d]")
     var retain: String?
 
+    @Option(help: "Polls failing this long raise one bulkwatch.target.failing event (e.g. 5m). [5m]")
+    var failingAfter: String?
+
     /// The flag layer, checked with the same parsers as the file and the environment.
     func settings() throws -> TargetSettings {
         let pairs: [(String, String?)] = [
@@ -63,6 +69,7 @@ struct TargetOptions: ParsableArguments {
             ("token-auth", tokenAuth), ("accept-language", acceptLanguage), ("interval", interval),
             ("active-interval", activeInterval), ("terminal-statuses", terminalStatuses), ("timeout", timeout),
             ("max-body-size", maxBodySize), ("expire-after", expireAfter), ("initial", initial), ("retain", retain),
+            ("failing-after", failingAfter),
         ]
         var settings = try Self.settings(
             pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }

@@ -153,7 +153,7 @@ struct ResolutionTests {
             ).resolve()
             Issue.record("expected an error")
         } catch {
-            #expect(error.description == "sink webhook:https://hooks.example.com/x is configured differently for two targets (batch size)")
+            #expect(error.description == "sink webhook:https://hooks.example.com/x is configured differently for two targets (batch, filter or format)")
         }
     }
 }

@@ -45,7 +45,7 @@ struct CrashRecoveryTests {
         #expect(events.map(\.sequence) == Array(1...Int64(events.count)), "sequences must be contiguous")
         #expect(Set(events.map(\.id)).count == events.count, "ids must be unique")
         // The simulator never reuses a bulkId, so each one is created at most once and expires at most once.
-        for kind in [DetectedChange.Kind.created, .expired] {
+        for kind in [JournalEvent.Kind.created, .expired] {
             let subjects = events.filter { $0.kind == kind }.map(\.subject)
             #expect(Set(subjects).count == subjects.count, "duplicate \(kind) events")
         }

@@ -65,6 +65,7 @@ public struct JournalTruth: CustomStringConvertible {
         case .created: return "created \(event.subject) \(status) \(updatedOn)"
         case .changed: return "changed \(event.subject) \(status) \(updatedOn)"
         case .expired: return "expired \(event.subject)"
+        case .targetFailing, .targetRecovered: return "\(event.kind.rawValue) \(event.subject)"
         }
     }
 }

@@ -47,7 +47,14 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             print("rejected: bad signature", file=sys.stderr)
             return
-        parsed = json.loads(body)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if not (isinstance(parsed, list) or (isinstance(parsed, dict) and "specversion" in parsed)):
+            # A chat format or a template (format=slack, template=...): show the body as posted.
+            print(body.decode("utf-8", "replace"), flush=True)
+            parsed = []
         for event in parsed if isinstance(parsed, list) else [parsed]:
             duplicate = " (duplicate)" if event["id"] in SEEN else ""
             SEEN.add(event["id"])

@@ -19,14 +19,48 @@ public import ServiceLifecycle
 /// policy applies in full, dead letters included, and a sink stops once its next attempt would come
 /// later than the drain time from now.
 public final class Dispatcher: Service {
-    /// A sink and the targets whose events it receives (nil: every target).
+    /// A sink, the targets whose events it receives (nil: every target) and its filter (DESIGN.md §9).
     public struct Route: Sendable {
         public var sink: any EventSink
         public var targets: Set<String>?
+        public var filter: SinkFilter
+        /// Whether operational events pass when the filter names no types (stdout).
+        public var operationalByDefault: Bool
 
-        public init(sink: any EventSink, targets: Set<String>? = nil) {
+        public init(
+            sink: any EventSink, targets: Set<String>? = nil, filter: SinkFilter = SinkFilter(),
+            operationalByDefault: Bool = false
+        ) {
             self.sink = sink
             self.targets = targets
+            self.filter = filter
+            self.operationalByDefault = operationalByDefault
+        }
+
+        /// Of the events read ahead, the next ones to deliver (at most `limit`), how many before the
+        /// last of them the filter passed over, and how many of `ahead` that uses up. When none
+        /// matches, everything is passed over (and used up) and `deliver` is empty.
+        func select(_ ahead: ArraySlice<JournalEvent>, limit: Int) -> (
+            deliver: [JournalEvent], passedOver: Int, consumed: Int
+        ) {
+            var deliver: [JournalEvent] = []
+            var passedOver = 0
+            var skipped = 0
+            var consumed = 0
+            for event in ahead {
+                if filter.matches(event, operationalByDefault: operationalByDefault) {
+                    deliver.append(event)
+                    // Filtered events after the last delivered one are counted with a later batch.
+                    passedOver += skipped
+                    skipped = 0
+                    if deliver.count == limit { break }
+                } else {
+                    skipped += 1
+                }
+            }
+            guard !deliver.isEmpty else { return ([], ahead.count, ahead.count) }
+            consumed = deliver.count + passedOver
+            return (deliver, passedOver, consumed)
         }
     }
 
@@ -158,7 +192,9 @@ public final class Dispatcher: Service {
             {
                 // The sink holds this journal's event: the crash came after the write, before the cursor.
                 logger.info("sink already holds events up to \(mark.sequence); resuming after it")
-                if try await store.advanceCursor(sink: sink.name, from: cursor, to: mark.sequence, fence: fence) {
+                if try await store.advanceCursor(
+                    sink: sink.name, from: cursor, to: mark.sequence, filtered: 0, fence: fence)
+                {
                     cursor = mark.sequence
                 }
             }
@@ -178,7 +214,7 @@ public final class Dispatcher: Service {
         /// Events after `cursor` read ahead of delivery: one read serves many one-event webhook posts.
         var readAhead: ArraySlice<JournalEvent> = []
         /// A delivered batch whose cursor write is still to be done: it runs during the next delivery.
-        var unrecorded: (to: Int64, span: String)?
+        var unrecorded: (to: Int64, span: String, filtered: Int)?
         /// Applies the outcome of a cursor write; false when the loop must end.
         func applied(_ record: CursorRecord, to sequence: Int64) -> Bool {
             switch record {
@@ -203,7 +239,8 @@ public final class Dispatcher: Service {
             if let pending = unrecorded, readAhead.isEmpty || drain != nil || retryNotBefore != nil {
                 unrecorded = nil
                 let record = await recordCursor(
-                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                    sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
+                    logger: logger)
                 guard applied(record, to: pending.to) else { break loop }
             }
             if let current = drain {
@@ -241,7 +278,7 @@ public final class Dispatcher: Service {
                         retryNotBefore = nil
                     }
                     let read = max(limit, batchSize)
-                    readAhead = try await store.events(after: cursor, limit: read, filter: filter)[...]
+                    readAhead = try await store.routableEvents(after: cursor, limit: read, targets: route.targets)[...]
                     // Lag for metrics: at most once a second, as it counts the backlog.
                     if ContinuousClock.now - lastLagUpdate >= .seconds(1) || readAhead.isEmpty {
                         lastLagUpdate = .now
@@ -262,10 +299,24 @@ public final class Dispatcher: Service {
                     continue
                 }
             }
-            let batch = Array(readAhead.prefix(limit))
-            guard let first = batch.first, let last = batch.last else {
+            if readAhead.isEmpty {
                 if drain != nil { break }
                 await wakeup.wait(timeout: idlePoll)
+                continue
+            }
+            let (batch, passedOver, consumed) = route.select(readAhead, limit: limit)
+            guard let first = batch.first, let last = batch.last else {
+                // Nothing read is for this sink: move past it all (DESIGN.md §9), then read on.
+                let skippedTo = readAhead.last?.sequence ?? cursor
+                let count = readAhead.count
+                readAhead = []
+                cursor = skippedTo
+                metrics.filtered.increment(by: count)
+                if let pending = unrecorded {
+                    unrecorded = (skippedTo, pending.span, pending.filtered + count)
+                } else {
+                    unrecorded = (skippedTo, "filtered events", count)
+                }
                 continue
             }
             let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
@@ -275,7 +326,8 @@ public final class Dispatcher: Service {
             if let pending = unrecorded {
                 unrecorded = nil
                 async let written = recordCursor(
-                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                    sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
+                    logger: logger)
                 do { try await sink.deliver(batch) } catch { deliveryError = error }
                 let record = await written
                 guard applied(record, to: pending.to) else { break loop }
@@ -336,7 +388,7 @@ public final class Dispatcher: Service {
                         {
                             cursor = last.sequence
                             recorded = last.sequence
-                            readAhead = readAhead.dropFirst(batch.count)
+                            readAhead = readAhead.dropFirst(consumed)
                             metrics.deadLetters.increment(by: batch.count)
                         } else {
                             cursor = try await store.cursor(sink: sink.name) ?? 0
@@ -364,12 +416,15 @@ public final class Dispatcher: Service {
             retryNotBefore = nil
             lastFailure = ""
             metrics.delivered.increment(by: batch.count)
+            if passedOver > 0 { metrics.filtered.increment(by: passedOver) }
             cursor = last.sequence
-            readAhead = readAhead.dropFirst(batch.count)
-            unrecorded = (last.sequence, span)
+            readAhead = readAhead.dropFirst(consumed)
+            unrecorded = (last.sequence, span, passedOver)
         }
         if let pending = unrecorded {
-            let record = await recordCursor(sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+            let record = await recordCursor(
+                sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
+                logger: logger)
             _ = applied(record, to: pending.to)
         }
         end(sink.name, problem: problem)
@@ -387,13 +442,15 @@ public final class Dispatcher: Service {
     /// until it succeeds, or until shutdown, when the next start re-delivers those events with their
     /// same ids.
     private func recordCursor(
-        _ sink: String, from expected: Int64, to sequence: Int64, span: String, logger: Logger
+        _ sink: String, from expected: Int64, to sequence: Int64, filtered: Int, span: String, logger: Logger
     ) async -> CursorRecord {
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         while true {
             do {
-                if try await store.advanceCursor(sink: sink, from: expected, to: sequence, fence: fence) {
+                if try await store.advanceCursor(
+                    sink: sink, from: expected, to: sequence, filtered: filtered, fence: fence)
+                {
                     return .recorded
                 }
                 return .movedByOperator(try await store.cursor(sink: sink) ?? 0)

@@ -97,7 +97,7 @@ public struct StdoutSink: EventSink {
 /// `created`, `PREVIOUS → STATUS` for `changed`, and `(last STATUS)` for `expired`.
 struct TextLine {
     var time: String
-    var kind: DetectedChange.Kind
+    var kind: JournalEvent.Kind
     var subject: String
     var detail: String
 
@@ -105,6 +105,10 @@ struct TextLine {
         time = event.time
         kind = event.kind
         subject = event.subject
+        if !event.kind.isBulk {
+            detail = Self.operationalDetail(event)
+            return
+        }
         let fields = Self.statusFields(of: event.body)
         let status = fields.status ?? "?"
         switch event.kind {
@@ -121,7 +125,18 @@ struct TextLine {
                 let after = fields.updatedOn ?? "?"
                 detail = "\(status) (updatedOn \(before) → \(after))"
             }
+        case .targetFailing, .targetRecovered:
+            detail = ""
         }
+    }
+
+    /// `12 failed poll(s) since T: last error` (failing), `after 12 failed poll(s) since T` (recovered).
+    static func operationalDetail(_ event: JournalEvent) -> String {
+        let data = EventFields.object(event.body)?["data"] as? [String: Any]
+        let attempts = EventFields.scalar(data?["failedAttempts"]) ?? "?"
+        let since = EventFields.scalar(data?["since"]) ?? "?"
+        if event.kind == .targetRecovered { return "after \(attempts) failed poll(s) since \(since)" }
+        return "\(attempts) failed poll(s) since \(since): \(EventFields.scalar(data?["lastError"]) ?? "?")"
     }
 
     func rendered(colour: Bool) -> String {
@@ -134,6 +149,8 @@ struct TextLine {
         case .created: kindColour = "\u{1B}[32m"
         case .changed: kindColour = "\u{1B}[33m"
         case .expired: kindColour = "\u{1B}[31m"
+        case .targetFailing: kindColour = "\u{1B}[1;35m"
+        case .targetRecovered: kindColour = "\u{1B}[36m"
         }
         let reset = "\u{1B}[0m"
         return "\u{1B}[2m\(time)\(reset)  \(kindColour)\(kind.rawValue)\(reset)  \u{1B}[1m\(subject)\(reset)  \(detail)"

@@ -23,16 +23,19 @@ public final class WebhookSink: EventSink {
     private let signer: WebhookSigner
     private let transport: CurlTransport
     private let timeout: Duration
+    /// CloudEvents, or a chat/template body (DESIGN.md §9); signing and policy are the same for all.
+    private let body: WebhookBody
 
     public init(
         url: String, signer: WebhookSigner, transport: CurlTransport, batchSize: Int = 1,
-        timeout: Duration = .seconds(10), policy: DeliveryPolicy = .webhook
+        timeout: Duration = .seconds(10), policy: DeliveryPolicy = .webhook, body: WebhookBody = .cloudEvents
     ) {
         self.name = "webhook:\(url)"
         self.url = url
         self.signer = signer
         self.transport = transport
-        self.preferredBatchSize = max(1, batchSize)
+        self.body = body
+        self.preferredBatchSize = max(1, min(batchSize, body.maxBatch ?? batchSize))
         self.timeout = timeout
         self.deliveryPolicy = policy
     }
@@ -42,7 +45,9 @@ public final class WebhookSink: EventSink {
         let id: String
         let body: [UInt8]
         let contentType: String
-        if preferredBatchSize == 1 && events.count == 1 {
+        if let (rendered, type) = self.body.render(events) {
+            (id, body, contentType) = (events.count == 1 ? first.id : Self.batchID(events), rendered, type)
+        } else if preferredBatchSize == 1 && events.count == 1 {
             (id, body, contentType) = (first.id, first.body, "application/cloudevents+json")
         } else {
             var array: [UInt8] = [UInt8(ascii: "[")]

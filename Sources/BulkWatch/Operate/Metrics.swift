@@ -16,6 +16,7 @@ public enum MetricName {
     public static let sinkDelivered = "bulkwatch_sink_delivered_total"
     public static let sinkFailures = "bulkwatch_sink_failures_total"
     public static let sinkDeadLetters = "bulkwatch_sink_dead_letters_total"
+    public static let sinkFiltered = "bulkwatch_sink_filtered_total"
     public static let sinkLag = "bulkwatch_sink_lag_events"
     public static let sinkStopped = "bulkwatch_sink_stopped"
     public static let configReloads = "bulkwatch_config_reloads_total"
@@ -32,6 +33,8 @@ struct WatcherMetrics: Sendable {
     let created: Counter
     let changed: Counter
     let expired: Counter
+    let failing: Counter
+    let recovered: Counter
     let tokenRefreshes: Counter
 
     init(target: String) {
@@ -45,6 +48,8 @@ struct WatcherMetrics: Sendable {
         created = Counter(label: MetricName.events, dimensions: [("target", target), ("type", "created")])
         changed = Counter(label: MetricName.events, dimensions: [("target", target), ("type", "changed")])
         expired = Counter(label: MetricName.events, dimensions: [("target", target), ("type", "expired")])
+        failing = Counter(label: MetricName.events, dimensions: [("target", target), ("type", "target.failing")])
+        recovered = Counter(label: MetricName.events, dimensions: [("target", target), ("type", "target.recovered")])
         tokenRefreshes = Counter(label: MetricName.tokenRefreshes, dimensions: dimensions)
     }
 
@@ -61,6 +66,8 @@ struct WatcherMetrics: Sendable {
             case .created: counts.0 += 1
             case .changed: counts.1 += 1
             case .expired: counts.2 += 1
+            case .targetFailing: failing.increment()
+            case .targetRecovered: recovered.increment()
             }
         }
         if counts.0 > 0 { created.increment(by: counts.0) }
@@ -88,6 +95,7 @@ struct SinkMetrics: Sendable {
     let delivered: Counter
     let failures: Counter
     let deadLetters: Counter
+    let filtered: Counter
     let lag: Gauge
     let stopped: Gauge
 
@@ -96,6 +104,7 @@ struct SinkMetrics: Sendable {
         delivered = Counter(label: MetricName.sinkDelivered, dimensions: dimensions)
         failures = Counter(label: MetricName.sinkFailures, dimensions: dimensions)
         deadLetters = Counter(label: MetricName.sinkDeadLetters, dimensions: dimensions)
+        filtered = Counter(label: MetricName.sinkFiltered, dimensions: dimensions)
         lag = Gauge(label: MetricName.sinkLag, dimensions: dimensions)
         stopped = Gauge(label: MetricName.sinkStopped, dimensions: dimensions)
     }

@@ -44,7 +44,7 @@ public struct OperationsServer: Service {
         let registry = self.registry
         let health = self.health
         router.get("metrics") { _, _ -> Response in
-            let bytes = registry?.emitToBuffer() ?? []
+            let bytes = MetricsExposition.render(registry: registry?.emitToBuffer() ?? [])
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -210,6 +210,10 @@ public final class SQLiteStore: Store {
             }
             try db.execute(sql: "DROP TABLE snapshot")
         }
+        // Issue 15: how many events each sink's filter passed over (`bulkwatch deliveries`).
+        migrator.registerMigration("sink-filtered-count") { db in
+            try db.execute(sql: "ALTER TABLE cursors ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 
@@ -357,7 +361,7 @@ public final class SQLiteStore: Store {
 
     private static func event(from row: Row) -> JournalEvent? {
         let type: String = row[2]
-        guard let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))) else { return nil }
+        guard let kind = JournalEvent.Kind(type: type) else { return nil }
         let body: Data = row[5]
         return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
     }
@@ -394,6 +398,61 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func routableEvents(after: Int64, limit: Int, targets: Set<String>?) async throws -> [JournalEvent] {
+        try await pool.read { db in
+            var sql = "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq > ?"
+            var arguments: StatementArguments = [after]
+            Self.appendConditions(EventFilter(targets: targets), to: &sql, &arguments)
+            sql += " ORDER BY seq LIMIT ?"
+            _ = arguments.append(contentsOf: [limit])
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+                var event = Self.event(from: row)
+                event?.target = row[6]
+                return event
+            }
+        }
+    }
+
+    public func append(operational event: OperationalEvent, target: String, source: String, fence: StoreFence)
+        async throws -> JournalEvent?
+    {
+        try Self.requireExclusive(fence)
+        return try await pool.write { db in
+            let next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
+            let stored = event.encoded(source: source, sequence: next)
+            // Rare (once per outage), so a scan for the stable id is cheaper than an index on every event.
+            let seen = try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target = ? AND type = ? AND id = ?)",
+                arguments: [target, stored.type, stored.id]) ?? false
+            guard !seen else { return nil }
+            try db.execute(
+                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    stored.sequence, stored.id, target, stored.type, stored.subject, stored.time, Data(stored.body),
+                ])
+            try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next])
+            return stored
+        }
+    }
+
+    public func openOutage(target: String) async throws -> (since: Date, failedAttempts: Int)? {
+        try await pool.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT type, body FROM events WHERE target = ?
+                        AND type IN ('bulkwatch.target.failing', 'bulkwatch.target.recovered')
+                    ORDER BY seq DESC LIMIT 1
+                    """, arguments: [target])
+            guard let row, row[0] == JournalEvent.Kind.targetFailing.type else { return nil }
+            let body: Data = row[1]
+            let data = EventFields.object(Array(body))?["data"] as? [String: Any]
+            guard let since = (data?["since"] as? String).flatMap(Timestamp.instantMillis) else { return nil }
+            let attempts = (data?["failedAttempts"] as? Int) ?? 0
+            return (Date(timeIntervalSince1970: Double(since) / 1000), attempts)
+        }
+    }
+
     // MARK: - Cursors
 
     public func cursorState(sink: String) async throws -> CursorState? {
@@ -414,12 +473,27 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, fence: StoreFence) async throws
-        -> Bool
-    {
+    public func advanceCursor(
+        sink: String, from expected: Int64, to sequence: Int64, filtered: Int, fence: StoreFence
+    ) async throws -> Bool {
         try Self.requireExclusive(fence)
         return try await writeCursor { db in
-            try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence)
+            guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence) else { return false }
+            if filtered > 0 {
+                try db.execute(
+                    sql: "UPDATE cursors SET filtered = filtered + ? WHERE sink = ?", arguments: [filtered, sink])
+            }
+            return true
+        }
+    }
+
+    public func filteredCounts() async throws -> [String: Int64] {
+        try await pool.read { db in
+            var counts: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT sink, filtered FROM cursors") {
+                counts[row[0]] = row[1]
+            }
+            return counts
         }
     }
 
@@ -518,7 +592,7 @@ public final class SQLiteStore: Store {
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 var event: JournalEvent?
                 if let id: String = row[6], let type: String = row[7],
-                    let kind = DetectedChange.Kind(rawValue: String(type.dropFirst("bulk.".count))),
+                    let kind = JournalEvent.Kind(type: type),
                     let body: Data = row[10]
                 {
                     event = JournalEvent(

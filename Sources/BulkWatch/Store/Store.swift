@@ -61,14 +61,32 @@ public protocol Store: Sendable {
 
     func event(id: String) async throws -> JournalEvent?
 
+    /// Events after `after` (ascending, at most `limit`) of `targets` (nil: all), each with its
+    /// ``JournalEvent/target`` set: the dispatcher's read, whose per-sink filters need the target.
+    func routableEvents(after: Int64, limit: Int, targets: Set<String>?) async throws -> [JournalEvent]
+
+    /// Appends one operational event (`bulkwatch.target.*`, DESIGN.md §9) of `target`, numbered like
+    /// a poll's events; nil when an event with its stable id is already journaled (re-emission).
+    func append(operational event: OperationalEvent, target: String, source: String, fence: StoreFence)
+        async throws -> JournalEvent?
+
+    /// The outage of `target` that a `bulkwatch.target.failing` event opened and no `.recovered`
+    /// closed yet (a restart in the middle of an outage): its first failure and the attempts so far.
+    func openOutage(target: String) async throws -> (since: Date, failedAttempts: Int)?
+
     // MARK: Cursors
 
     /// The cursor of `sink`, nil when the sink never ran.
     func cursorState(sink: String) async throws -> CursorState?
 
     /// Moves `sink`'s cursor from `expected` to `sequence` if nobody moved it meanwhile (an operator's
-    /// rewind); false when the stored cursor was not `expected`. A missing cursor counts as 0.
-    func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, fence: StoreFence) async throws -> Bool
+    /// rewind), adding `filtered` to the count of events its filter passed over, in one transaction;
+    /// false when the stored cursor was not `expected`. A missing cursor counts as 0.
+    func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, filtered: Int, fence: StoreFence)
+        async throws -> Bool
+
+    /// How many events each sink's filter passed over, by sink name.
+    func filteredCounts() async throws -> [String: Int64]
 
     /// Sets `sink`'s cursor as an operator's rewind (`redeliver --since`): the sink re-delivers
     /// everything after `sequence`, and its own notion of what it holds does not skip that.
@@ -116,6 +134,12 @@ extension Store {
     /// Every retained event in order (tests and the `events` command).
     public func allEvents() async throws -> [JournalEvent] {
         try await events(after: 0, limit: Int.max, filter: EventFilter())
+    }
+
+    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, fence: StoreFence)
+        async throws -> Bool
+    {
+        try await advanceCursor(sink: sink, from: expected, to: sequence, filtered: 0, fence: fence)
     }
 
     public func cursor(sink: String) async throws -> Int64? {

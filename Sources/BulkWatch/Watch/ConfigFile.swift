@@ -194,6 +194,10 @@ public struct ConfigFile: Sendable, Equatable {
                     name = scalar.string
                     continue
                 }
+                if key == "sinks", case .sequence(let items) = valueNode, items.contains(where: { $0.mapping != nil }) {
+                    try sinkObjects(items, into: &settings, at: qualified)
+                    continue
+                }
                 guard let setter = TargetSettings.keys[key] else {
                     let known = (allowName ? ["name"] : []) + TargetSettings.keys.keys.sorted()
                     throw error(keyNode, key: qualified, Self.unknownKeyMessage(key, known: known))
@@ -206,6 +210,41 @@ public struct ConfigFile: Sendable, Equatable {
                 }
             }
             return (name, settings)
+        }
+
+        /// A `sinks:` list with sink objects (`- {sink: "webhook:https://…", types: [changed]}`)
+        /// among plain spec strings (DESIGN.md §9).
+        func sinkObjects(
+            _ items: Node.Sequence, into settings: inout TargetSettings, at key: String
+        ) throws(ConfigFileError) {
+            var specs: [SinkSpec] = []
+            for (index, item) in items.enumerated() {
+                let itemKey = "\(key)[\(index)]"
+                do {
+                    if let mapping = item.mapping {
+                        var pairs: [(String, SettingValue)] = []
+                        for (keyNode, valueNode) in try entries(of: mapping, at: itemKey) {
+                            pairs.append((keyNode.string ?? "", try value(valueNode, key: itemKey)))
+                        }
+                        specs.append(try SinkSpec.parse(object: pairs))
+                    } else if let text = item.scalar?.string {
+                        specs.append(try SinkSpec.parse(text))
+                    } else {
+                        throw SettingError("expected a sink spec or a sink object")
+                    }
+                } catch let error as SettingError {
+                    throw self.error(item, key: itemKey, error.message)
+                } catch let error as ConfigFileError {
+                    throw error
+                } catch {
+                    throw self.error(item, key: itemKey, "\(error)")
+                }
+            }
+            do {
+                try settings.setSinks(specs, relativeTo: directory)
+            } catch {
+                throw self.error(items.first ?? Node(""), key: key, error.message)
+            }
         }
 
         static func isValidName(_ name: String) -> Bool {

@@ -125,12 +125,13 @@ public struct ConfigurationResolver: Sendable {
         let endpoint = BulkEndpoint(
             url: endpointURL, acceptLanguage: settings.acceptLanguage, timeout: timeout,
             maxResponseBytes: settings.maxBodySize ?? Defaults.maxBodySize)
-        let target = WatchTarget(
+        var target = WatchTarget(
             name: name, endpoint: endpoint, interval: settings.interval ?? Defaults.interval,
             activeInterval: settings.activeInterval,
             terminalStatuses: Set(settings.terminalStatuses ?? defaultTerminalStatuses),
             policy: DetectionPolicy(expireAfter: settings.expireAfter ?? 2, initial: settings.initial ?? .emit),
             retain: settings.retain ?? Defaults.retain)
+        target.failingAfter = settings.failingAfter ?? TargetHealthTracker.defaultFailingAfter
         return TargetPlan(
             target: target, tokenSource: try tokenSource(settings, timeout: timeout),
             sinks: settings.sinks ?? [.stdout(.text)])
@@ -196,7 +197,7 @@ public struct ConfigurationResolver: Sendable {
             backoffCap: global.webhookBackoffCap ?? Defaults.webhookBackoffCap,
             maxAge: global.webhookMaxAge ?? Defaults.webhookMaxAge)
         var settings = WebhookSettings(timeout: global.webhookTimeout ?? Defaults.webhookTimeout, policy: policy)
-        let needed = plans.contains { $0.sinks.contains { if case .webhook = $0 { true } else { false } } }
+        let needed = plans.contains { $0.sinks.contains(where: \.isWebhook) }
         guard needed || global.webhookSecret != nil else { return settings }
         let text: String
         let origin: String

@@ -6,88 +6,6 @@ public import Prometheus
 import Synchronization
 import UnixSignals
 
-/// A `--sink` specification (DESIGN.md §6).
-public enum SinkSpec: Sendable, Equatable {
-    case stdout(StdoutSink.Format)
-    case file(path: String)
-    /// `batch` is 1 unless the URL carries bulkwatch's own `batch=N` query parameter, which is
-    /// removed from the URL that is POSTed to (and from the sink's name, so turning batching on or
-    /// off keeps the sink's cursor).
-    case webhook(url: String, batch: Int)
-    /// An operator's program run per batch (``ExecSink``): `exec:/path[?batch=N&env=NAME&arg=A]`; the
-    /// parameters are not part of its name.
-    case exec(program: String, batch: Int, arguments: [String], environment: [String])
-
-    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`,
-    /// `exec:/PATH[?batch=N&arg=A&env=NAME]`; nil when malformed.
-    public init?(parsing text: String) {
-        if text == "stdout" || text == "stdout:text" {
-            self = .stdout(.text)
-        } else if text == "stdout:json" {
-            self = .stdout(.json)
-        } else if text.hasPrefix("file:"), text.count > 5 {
-            self = .file(path: String(text.dropFirst(5)))
-        } else if text.hasPrefix("webhook:"), let (url, batch) = Self.webhook(String(text.dropFirst(8))) {
-            self = .webhook(url: url, batch: batch)
-        } else if text.hasPrefix("exec:"), let spec = Self.exec(String(text.dropFirst(5))) {
-            self = spec
-        } else {
-            return nil
-        }
-    }
-
-    /// The sink's name, which keys its cursor (`webhook:URL` without `batch=`).
-    public var name: String {
-        switch self {
-        case .stdout(let format): format == .text ? "stdout" : "stdout:json"
-        case .file(let path): "file:\(path)"
-        case .webhook(let url, _): "webhook:\(url)"
-        case .exec(let program, _, _, _): "exec:\(program)"
-        }
-    }
-
-    /// `/path[?batch=N&arg=A&env=NAME]`: an absolute program path and bulkwatch's own parameters.
-    private static func exec(_ text: String) -> SinkSpec? {
-        let parts = text.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let program = String(parts[0])
-        guard program.hasPrefix("/"), program.count > 1 else { return nil }
-        var batch = 1
-        var arguments: [String] = []
-        var environment: [String] = []
-        if parts.count == 2 {
-            guard let items = URLComponents(string: "x:?" + parts[1])?.queryItems else { return nil }
-            for item in items {
-                switch item.name {
-                case "batch":
-                    guard let value = item.value.flatMap(Int.init), (1...10_000).contains(value) else { return nil }
-                    batch = value
-                case "arg": arguments.append(item.value ?? "")
-                case "env":
-                    guard let value = item.value, !value.isEmpty else { return nil }
-                    environment.append(value)
-                default: return nil
-                }
-            }
-        }
-        return .exec(program: program, batch: batch, arguments: arguments, environment: environment)
-    }
-
-    private static func webhook(_ text: String) -> (String, Int)? {
-        guard var components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-            scheme == "http" || scheme == "https", components.host?.isEmpty == false
-        else { return nil }
-        var batch = 1
-        if let items = components.queryItems, let item = items.first(where: { $0.name == "batch" }) {
-            guard let value = item.value.flatMap(Int.init), (1...10_000).contains(value) else { return nil }
-            batch = value
-            let rest = items.filter { $0.name != "batch" }
-            components.queryItems = rest.isEmpty ? nil : rest
-        }
-        guard let url = components.string else { return nil }
-        return (url, batch)
-    }
-}
-
 /// How webhook sinks sign, time out and retry (`--webhook-*` options).
 public struct WebhookSettings: Sendable, Equatable {
     /// Every configured `whsec_` secret; each attempt carries one signature per secret.
@@ -184,7 +102,8 @@ public struct RuntimeConfiguration: Sendable {
                 if var existing = plans[spec.name] {
                     guard existing.spec == spec else {
                         throw RuntimeConfigurationError(
-                            description: "sink \(spec.name) is configured differently for two targets (batch size)")
+                            description:
+                                "sink \(spec.name) is configured differently for two targets (batch, filter or format)")
                     }
                     existing.targets?.insert(plan.target.name)
                     plans[spec.name] = existing
@@ -206,7 +125,9 @@ public struct RuntimeConfiguration: Sendable {
         }
         guard !targets.isEmpty else { throw RuntimeConfigurationError(description: "no target to watch") }
         for plan in try sinkPlans() {
-            if case .webhook(let url, _) = plan.spec, webhook.secrets.isEmpty {
+            // A template that does not parse is a configuration error now, not a failure at the first event.
+            if case .template(let path) = plan.spec.format { _ = try TemplateFormat(path: path) }
+            if case .webhook(let url, _) = plan.spec.destination, webhook.secrets.isEmpty {
                 throw RuntimeConfigurationError(
                     description:
                         "webhook sink \(url) needs a signing secret: set BULKWATCH_WEBHOOK_SECRET, pass --webhook-secret-file or set webhook-secret in the file"
@@ -507,7 +428,7 @@ private struct PreparedSinks: Sendable {
         fileSinks = []
         for plan in plans {
             let sink: any EventSink
-            switch plan.spec {
+            switch plan.spec.destination {
             case .stdout(let format):
                 sink = StdoutSink(format: format)
             case .file(let path):
@@ -517,13 +438,17 @@ private struct PreparedSinks: Sendable {
             case .webhook(let url, let batch):
                 sink = WebhookSink(
                     url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
-                    batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy)
+                    batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy,
+                    body: try WebhookBody(format: plan.spec.format, link: plan.spec.link))
             case .exec(let program, let batch, let arguments, let environment):
                 sink = try ExecSink(
                     program: program, arguments: arguments, passEnvironment: environment, batchSize: batch,
                     timeout: configuration.execTimeout, policy: configuration.webhook.policy)
             }
-            routes.append(Dispatcher.Route(sink: sink, targets: plan.targets))
+            routes.append(
+                Dispatcher.Route(
+                    sink: sink, targets: plan.targets, filter: plan.spec.filter,
+                    operationalByDefault: plan.spec.receivesOperationalByDefault))
         }
     }
 }

@@ -126,6 +126,8 @@ public struct TargetSettings: Sendable, Equatable {
     public var initial: DetectionPolicy.InitialMode?
     public var retain: Duration?
     public var sinks: [SinkSpec]?
+    /// How long polls must keep failing before `bulkwatch.target.failing` (DESIGN.md §9).
+    public var failingAfter: Duration?
 
     public init() {}
 
@@ -148,6 +150,7 @@ public struct TargetSettings: Sendable, Equatable {
         merged.initial = initial ?? lower.initial
         merged.retain = retain ?? lower.retain
         merged.sinks = sinks ?? lower.sinks
+        merged.failingAfter = failingAfter ?? lower.failingAfter
         return merged
     }
 
@@ -206,22 +209,29 @@ public struct TargetSettings: Sendable, Equatable {
         "sinks": { s, v, directory throws(SettingError) in
             var specs: [SinkSpec] = []
             for text in v.items {
-                guard let spec = SinkSpec(parsing: text) else {
-                    throw SettingError("invalid sink '\(text)': expected stdout, stdout:json, file:PATH or webhook:URL")
-                }
-                if case .file(let path) = spec {
-                    specs.append(.file(path: SettingParse.path(path, relativeTo: directory)))
-                } else {
-                    specs.append(spec)
+                do throws(SettingError) {
+                    specs.append(try SinkSpec.parse(text))
+                } catch {
+                    throw SettingError("invalid sink '\(text)': \(error.message)")
                 }
             }
-            let names = specs.map(\.name)
-            if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
-                throw SettingError("sink \(duplicate) is given twice")
-            }
-            s.sinks = specs
+            try s.setSinks(specs, relativeTo: directory)
+        },
+        "failing-after": { s, v, _ throws(SettingError) in
+            s.failingAfter = try SettingParse.duration(v, atLeast: .milliseconds(1))
         },
     ]
+
+    /// Sets the sinks (strings or YAML sink objects), paths relative to `directory`, refusing a
+    /// sink given twice.
+    public mutating func setSinks(_ specs: [SinkSpec], relativeTo directory: String?) throws(SettingError) {
+        let specs = specs.map { $0.resolvingPaths(relativeTo: directory) }
+        let names = specs.map(\.name)
+        if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+            throw SettingError("sink \(duplicate) is given twice")
+        }
+        sinks = specs
+    }
 
     /// The environment layer: `BULKWATCH_INTERVAL`, `BULKWATCH_ACTIVE_INTERVAL`, ... for the keys
     /// that make sense for every target (not endpoints or credentials, which are per target).
@@ -231,7 +241,7 @@ public struct TargetSettings: Sendable, Equatable {
 
     public static let environmentKeys = [
         "interval", "active-interval", "terminal-statuses", "timeout", "max-body-size", "accept-language",
-        "token-auth", "expire-after", "initial", "retain",
+        "token-auth", "expire-after", "initial", "retain", "failing-after",
     ]
 }
 

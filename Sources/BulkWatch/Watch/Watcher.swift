@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Metrics
 import Synchronization
 public import Logging
@@ -20,6 +20,8 @@ public struct WatchTarget: Sendable, Equatable {
     public var policy: DetectionPolicy
     /// Delivered events older than this are pruned from the journal.
     public var retain: Duration
+    /// How long polls must keep failing before a `bulkwatch.target.failing` event (DESIGN.md §9).
+    public var failingAfter: Duration = TargetHealthTracker.defaultFailingAfter
 
     public init(
         name: String = "default", endpoint: BulkEndpoint, source: String? = nil, interval: Duration = .seconds(30),
@@ -90,6 +92,8 @@ public final class Watcher: Service {
     private let metrics: WatcherMetrics
     private let state: WatcherState
     private let sinksForPruning: (@Sendable () -> [String])?
+    /// Wall time for watcher-health events (injected by tests).
+    private let now: @Sendable () -> Date
 
     /// - Parameters:
     ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
@@ -104,10 +108,11 @@ public final class Watcher: Service {
         target: WatchTarget, client: BulkStatusClient, store: any Store, logger: Logger, once: Bool = false,
         firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
         sinksForPruning: (@Sendable () -> [String])? = nil, fence: StoreFence = .exclusive,
-        onCommit: @escaping @Sendable () -> Void = {}
+        onCommit: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws {
         self.sinksForPruning = sinksForPruning
         self.fence = fence
+        self.now = now
         self.target = target
         self.client = client
         self.store = store
@@ -132,6 +137,10 @@ public final class Watcher: Service {
         var lastPrune = ContinuousClock.now - .seconds(3600)
         var cadence = target.interval
         var clock = WallClockWatch()
+        var healthTracker = TargetHealthTracker(target: target.name, failingAfter: target.failingAfter)
+        if let outage = try? await store.openOutage(target: target.name) {
+            healthTracker.resume(outageSince: outage.since, failedAttempts: outage.failedAttempts)
+        }
         if firstPollDelay > .zero {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
@@ -150,6 +159,7 @@ public final class Watcher: Service {
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
                 if once { return }
+                if let event = healthTracker.pollSucceeded(at: now()) { _ = await record(event) }
                 do {
                     try await state.maintain(store, target: target.name)
                 } catch {
@@ -175,6 +185,9 @@ public final class Watcher: Service {
                     throw OncePollFailed(underlying: error)
                 }
                 failures += 1
+                if let event = healthTracker.pollFailed(error: "\(error)", at: now()), !(await record(event)) {
+                    healthTracker.failingEventNotRecorded()
+                }
                 delay = Schedule.backoff(
                     failures: failures, base: .seconds(1), cap: max(.seconds(1), target.interval),
                     retryAfter: error.retryAfter, using: &generator)
@@ -187,6 +200,11 @@ public final class Watcher: Service {
                 // Journal write failures (disk full, read-only) land here: nothing was committed,
                 // so the same changes are detected again on the next successful attempt.
                 failures += 1
+                if let event = healthTracker.pollFailed(error: "cannot record the poll: \(error)", at: now()),
+                    !(await record(event))
+                {
+                    healthTracker.failingEventNotRecorded()
+                }
                 delay = Schedule.backoff(
                     failures: failures, base: .seconds(1), cap: max(.seconds(1), target.interval), retryAfter: nil,
                     using: &generator)
@@ -269,6 +287,26 @@ public final class Watcher: Service {
             logger.debug("ignored \(stats.staleIgnored) stale item(s) older than the stored state")
         }
         logger.debug("poll ok", metadata: ["items": "\(items)", "events": "\(events)"])
+    }
+
+    /// Journals a watcher-health event and wakes the sinks; false when it could not be written.
+    private func record(_ event: OperationalEvent) async -> Bool {
+        do {
+            if let stored = try await store.append(
+                operational: event, target: target.name, source: target.source, fence: fence)
+            {
+                let since = RFC3339.millisecondsUTC(event.since)
+                logger.log(
+                    level: event.kind == .targetFailing ? .error : .notice,
+                    "\(stored.type): \(event.failedAttempts) failed poll(s) since \(since)")
+                metrics.events([stored])
+                onCommit()
+            }
+            return true
+        } catch {
+            logger.error("cannot record \(event.kind.type): \(error)")
+            return false
+        }
     }
 
     /// How long an operation's past lives are remembered after it expired: at least 30 days, so that
