@@ -34,6 +34,26 @@ struct SinkSpecTests {
         #expect(try SinkSpec.parse("file:/tmp/odd?a=b?").filter.isEmpty)
     }
 
+    @Test func execSpecsTakeBatchArgsAndEnvOnTheLineAndInAnObject() throws {
+        let line = try SinkSpec.parse("exec:/usr/local/bin/page?batch=20&arg=--team&arg=identity&env=TOKEN&types=changed")
+        #expect(
+            line.destination
+                == .exec(program: "/usr/local/bin/page", batch: 20, arguments: ["--team", "identity"], environment: ["TOKEN"]))
+        #expect(line.name == "exec:/usr/local/bin/page")
+        #expect(line.filter == SinkFilter(types: [.changed]))
+        let object = try SinkSpec.parse(object: [
+            ("sink", .scalar("exec:/usr/local/bin/page")), ("args", .list(["--team", "identity"])),
+            ("env", .list(["TOKEN", "MODE=quiet"])), ("batch", .scalar("5")),
+        ])
+        #expect(
+            object.destination
+                == .exec(
+                    program: "/usr/local/bin/page", batch: 5, arguments: ["--team", "identity"],
+                    environment: ["TOKEN", "MODE=quiet"]))
+        #expect(throws: SettingError.self) { try SinkSpec.parse("exec:page.sh") }
+        #expect(throws: SettingError.self) { try SinkSpec.parse("exec:/bin/true?format=slack") }
+    }
+
     @Test func badParametersAreRefusedWithTheReason() {
         func message(_ text: String) -> String? {
             do {
