@@ -154,7 +154,8 @@ struct FaultInjectionTests {
     /// The state file's file system fills up: commits fail (nothing half-written), the same changes are found
     /// again once space is back.
     @Test func diskFullForTheStateDirectory() async throws {
-        guard let volume = SmallVolume.make(megabytes: 6) else { return }
+        // No silent pass: scripts/setup.sh provides what this needs, so a missing piece fails the test.
+        let volume = try #require(SmallVolume.make(megabytes: 6), "no small volume could be mounted (reason above)")
         defer { volume.remove() }
         let harness = try await FaultHarness(stateDirectory: volume.path)
         try await harness.start()
@@ -178,7 +179,7 @@ struct FaultInjectionTests {
     /// as an NTP step leaves it). Detection, ids and schedule do not depend on the wall clock; event `time`s follow it.
     @Test func wallClockJumps() async throws {
         let control = try makeTemporaryDirectory("faketime")
-        guard let preload = FakeTime.preload(in: control) else { return }
+        let preload = try #require(FakeTime.preload(in: control), "libfaketime cannot be used here (reason above)")
         let offsetFile = control + "/offset"
         try "+0\n".write(toFile: offsetFile, atomically: true, encoding: .utf8)
         let harness = try await FaultHarness(

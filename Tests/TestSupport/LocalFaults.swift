@@ -23,7 +23,7 @@ public final class SmallVolume: @unchecked Sendable {
 
     public static func make(megabytes: Int) -> SmallVolume? {
         guard let directory = try? makeTemporaryDirectory("volume"), let mount = tool("mount") else {
-            print("disk-full fault: SKIPPED (no mount command)")
+            print("disk-full fault: CANNOT RUN (no mount command)")
             return nil
         }
         do {
@@ -42,7 +42,7 @@ public final class SmallVolume: @unchecked Sendable {
                 return SmallVolume(path: directory, kind: "loop-mounted ext4 (\(megabytes) MiB)", image: image)
             } catch {
                 try? FileManager.default.removeItem(atPath: image)
-                print("disk-full fault: SKIPPED (cannot mount a small file system: tmpfs: \(tmpfsError); loop: \(error))")
+                print("disk-full fault: CANNOT RUN (cannot mount a small file system: tmpfs: \(tmpfsError); loop: \(error))")
                 return nil
             }
         }
@@ -110,13 +110,13 @@ public enum FakeTime {
     /// the kernel.
     public static func preload(in directory: String) -> String? {
         guard let library else {
-            print("clock-jump fault: SKIPPED (libfaketime not installed; scripts/setup.sh installs Debian's faketime)")
+            print("clock-jump fault: CANNOT RUN (libfaketime not installed; scripts/setup.sh installs Debian's faketime)")
             return nil
         }
         let compilers = ["/usr/bin/cc", "/usr/bin/clang", "/usr/bin/gcc"]
             + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/clang" }
         guard let compiler = compilers.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("clock-jump fault: SKIPPED (no C compiler for the timerfd pass-through)")
+            print("clock-jump fault: CANNOT RUN (no C compiler for the timerfd pass-through)")
             return nil
         }
         let source = directory + "/timerfd-passthrough.c"
@@ -138,7 +138,7 @@ public enum FakeTime {
             try code.write(toFile: source, atomically: true, encoding: .utf8)
             try runProcess(compiler, ["-shared", "-fPIC", "-O2", "-o", shim, source])
         } catch {
-            print("clock-jump fault: SKIPPED (cannot build the timerfd pass-through: \(error))")
+            print("clock-jump fault: CANNOT RUN (cannot build the timerfd pass-through: \(error))")
             return nil
         }
         return shim + " " + library
