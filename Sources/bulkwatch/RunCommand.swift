@@ -18,7 +18,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "YAML configuration file with several targets (see examples/bulkwatch.yaml).")
     var config: String?
 
-    @Flag(help: "Poll once, deliver, exit (exit 1 when a poll fails).")
+    @Flag(help: "Poll once, deliver, exit (exit 1 when the poll fails or a sink could not deliver everything).")
     var once = false
 
     @OptionGroup var target: TargetOptions

@@ -56,7 +56,10 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "First run: 'emit' reports every existing item as created, 'skip' records them silently. [emit]")
     var initial: String?
 
-    @Option(help: "Delivered events older than this are pruned from the state (e.g. 7d, 12h). [7d]")
+    @Option(
+        help:
+            "This target's events older than this are pruned once every sink configured for it delivered them (e.g. 7d, 12h). [7d]"
+    )
     var retain: String?
 
     @Option(help: "Polls failing this long raise one bulkwatch.target.failing event (e.g. 5m). [5m]")
@@ -88,7 +91,9 @@ struct TargetOptions: ParsableArguments {
 
 /// Flags for the process as a whole: state, listener, logging, sinks' shared settings.
 struct ProcessOptions: ParsableArguments {
-    @Option(name: .customLong("state"), help: "SQLite state file (created 0600). [./bulkwatch.db]")
+    @Option(
+        name: .customLong("state"),
+        help: "SQLite state file (created 0600; one run or demo at a time holds STATE.lock). [./bulkwatch.db]")
     var statePath: String?
 
     @Option(help: "Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT binds 127.0.0.1). [off]")
