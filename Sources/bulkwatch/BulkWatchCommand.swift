@@ -22,21 +22,31 @@ struct BulkWatchCommand: AsyncParsableCommand {
     /// Runs the parsed command, mapping configuration errors to exit 78 with one clean line.
     static func main() async {
         unblockShutdownSignals()
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        // Messages below may quote upstream data (a DruID error field, a bulkId): control
+        // characters are escaped like in text logs, so they cannot forge lines (issue 11).
+        do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
         } catch let error as ConfigurationError {
-            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            FileHandle.standardError.write(Data("bulkwatch: \(EscapingLogHandler.escape(error.message))\n".utf8))
             Foundation.exit(78)
         } catch let error as RuntimeFailure {
-            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            FileHandle.standardError.write(Data("bulkwatch: \(EscapingLogHandler.escape(error.message))\n".utf8))
             Foundation.exit(1)
-        } catch {
+        } catch let error where error is ValidationError || error is ExitCode || error is CleanExit {
             exit(withError: error)
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(EscapingLogHandler.escape("\(error)"))\n".utf8))
+            Foundation.exit(1)
         }
     }
 }

@@ -51,11 +51,12 @@ struct RedeliverCommand: AsyncParsableCommand {
 
     func run() async throws {
         let journal = try StateFile.open(statePath)
+        let sink = try storedName(journal)
         if let since {
             let last = try journal.lastSequence()
             try journal.setCursor(sink: sink, to: min(since, last))
             print(
-                "\(sink): cursor set to \(min(since, last)); \(max(0, last - since)) event(s) will be re-delivered "
+                "\(URLRedaction.sinkName(sink)): cursor set to \(min(since, last)); \(max(0, last - since)) event(s) will be re-delivered "
                     + "by the running or next `bulkwatch run`")
             return
         }
@@ -81,7 +82,7 @@ struct RedeliverCommand: AsyncParsableCommand {
                 }
                 targets.append((event, true))
             }
-            if targets.isEmpty { print("\(sink): no dead letters") }
+            if targets.isEmpty { print("\(URLRedaction.sinkName(sink)): no dead letters") }
         }
         var failed = 0
         for (event, isDeadLetter) in targets {
@@ -95,5 +96,16 @@ struct RedeliverCommand: AsyncParsableCommand {
             }
         }
         if failed > 0 { throw RuntimeFailure("\(failed) of \(targets.count) event(s) not delivered") }
+    }
+}
+
+extension RedeliverCommand {
+    /// The sink's full name (its cursor key). `deliveries` shows webhook URLs redacted, so the name
+    /// it printed is accepted too when exactly one stored sink displays that way.
+    fileprivate func storedName(_ journal: Journal) throws -> String {
+        let stored = try journal.sinkStatuses().map(\.sink)
+        if stored.contains(sink) { return sink }
+        let matching = stored.filter { URLRedaction.sinkName($0) == sink }
+        return matching.count == 1 ? matching[0] : sink
     }
 }

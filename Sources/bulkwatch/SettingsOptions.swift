@@ -15,16 +15,17 @@ struct TargetOptions: ParsableArguments {
     @Option(name: .customLong("client-id"), help: "OAuth2 client id.")
     var clientID: String?
 
-    @Option(help: "File holding the client secret (must not be readable by group or others).")
+    @Option(help: "File holding the client secret: a regular file (no symlink) you own, mode 0600 or stricter.")
     var clientSecretFile: String?
 
-    @Option(help: "DruID's oauthconf.xml: client id, secret and token endpoint in one file (mode 0600).")
+    @Option(
+        help: "DruID's oauthconf.xml: client id, secret, token endpoint and bulk endpoint in one file (mode 0600).")
     var oauthconf: String?
 
     @Option(help: "How the client authenticates to the token URL: 'form' (body) or 'basic' (HTTP Basic). [form]")
     var tokenAuth: String?
 
-    @Option(help: "Sent as Accept-Language.")
+    @Option(help: "Sent as Accept-Language (CR, LF or NUL refused).")
     var acceptLanguage: String?
 
     @Option(help: "Poll interval: 300ms, 30s, 5m. [30s]")
@@ -39,7 +40,7 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "Per-request timeout. [30s]")
     var timeout: String?
 
-    @Option(help: "Largest accepted response body (e.g. 512MiB). [512MiB]")
+    @Option(help: "Largest accepted (decompressed) response body, e.g. 128MiB. [64MiB]")
     var maxBodySize: String?
 
     @Option(
@@ -93,7 +94,7 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "Log format on stderr: text or json (one object per line). [text]")
     var logFormat: String?
 
-    @Option(help: "Extra CA bundle (PEM) to trust for TLS.")
+    @Option(help: "Extra CA certificates (PEM) to trust for TLS, in addition to the system bundle.")
     var caFile: String?
 
     @Option(help: "Rotate a file sink when it would exceed this many bytes (e.g. 64MiB). [64MiB]")
@@ -143,7 +144,7 @@ enum LogSetup {
         LoggingSystem.bootstrap { label in
             switch format {
             case .text:
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = EscapingLogHandler(StreamLogHandler.standardError(label: label))
                 handler.logLevel = parsed
                 return handler
             case .json:
@@ -195,7 +196,9 @@ func validateOptions(config: String?, target: TargetOptions, process: ProcessOpt
 extension TargetOptions {
     /// Without `--config`, the flags are the whole target: what is missing is a usage error (64).
     func validateSingleTarget() throws {
-        guard endpoint != nil else { throw ValidationError("missing --endpoint URL (or --config FILE)") }
+        guard endpoint != nil || oauthconf != nil else {
+            throw ValidationError("missing --endpoint URL (or --oauthconf FILE, or --config FILE)")
+        }
         let staticToken = ProcessInfo.processInfo.environment["BULKWATCH_TOKEN"].map { !$0.isEmpty } ?? false
         guard !staticToken, oauthconf == nil else { return }
         guard tokenURL != nil else {

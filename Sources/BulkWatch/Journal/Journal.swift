@@ -23,6 +23,7 @@ public final class Journal: Sendable {
 
     /// Opens or creates the journal, migrating it to the current schema.
     public init(path: String) throws {
+        try StateFileCheck.verify(path)
         self.path = path
         try Self.createPrivately(path)
         var configuration = Configuration()

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import BulkWatch
+
+/// The reader never guesses a URL (issue 11): the old one took the first `base-url` it met, the
+/// user API's, as the OAuth server and sent the client secret to `{that}/oauth2/token`.
+@Suite("oauthconf.xml: values by path, never by guess")
+struct OAuthConfShapeTests {
+    private func parse(_ xml: String) throws(SettingError) -> OAuthConf {
+        try OAuthConf.parse(Data(xml.utf8), path: "o.xml")
+    }
+
+    @Test func theVendorShapeGivesEveryValue() throws {
+        let conf = try parse(
+            """
+            <oauth-config version="1.4">
+              <credentials><clientid>app</clientid><clientsecret>s</clientsecret></credentials>
+              <endpoints><url id="token_endpoint">https://auth.example.com/oauth2/token</url></endpoints>
+              <apis>
+                <api name="api.user" base-url="https://wrong.example.com/api"/>
+                <api name="api.activityid" base-url="https://api.example.com/activityid/"/>
+              </apis>
+            </oauth-config>
+            """)
+        #expect(conf.tokenURL == "https://auth.example.com/oauth2/token")
+        #expect(conf.bulkEndpoint == "https://api.example.com/activityid/v1/user/bulk")
+    }
+
+    @Test func aBaseURLAloneIsNeverTakenForTheTokenEndpoint() {
+        do {
+            let conf = try parse(
+                """
+                <resources>
+                  <string name="client_id">app</string><string name="client_secret">s</string>
+                  <api base-url="https://api.example.com/api"/>
+                </resources>
+                """)
+            #expect(conf.tokenURL == nil)
+        } catch {
+            #expect(!error.message.contains("api.example.com"))
+        }
+    }
+
+    @Test(arguments: [
+        #"<url id="token_endpoint">https://a.example.com/t</url><url id="token_endpoint">https://b.example.com/t</url>"#
+    ])
+    func twoTokenEndpointsAreAmbiguous(_ urls: String) {
+        #expect(throws: SettingError.self) {
+            try parse(
+                """
+                <oauth-config version="1"><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
+                <endpoints>\(urls)</endpoints></oauth-config>
+                """)
+        }
+    }
+
+    @Test func userinfoInAFileURLIsRefused() {
+        do {
+            _ = try parse(
+                """
+                <oauth-config version="1"><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
+                <endpoints><url id="token_endpoint">https://u:p@auth.example.com/t</url></endpoints></oauth-config>
+                """)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message.contains("user name or password"))
+        }
+    }
+
+    @Test func aVendorFileWithoutVersionIsRefused() {
+        #expect(throws: SettingError.self) {
+            try parse("<oauth-config><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials></oauth-config>")
+        }
+    }
+}
