@@ -22,15 +22,10 @@ struct BulkWatchCommand: AsyncParsableCommand {
     /// Runs the parsed command, mapping configuration errors to exit 78 with one clean line.
     static func main() async {
         unblockShutdownSignals()
-        var command: any ParsableCommand
-        do {
-            command = try parseAsRoot()
-        } catch {
-            exit(withError: error)
-        }
         // Messages below may quote upstream data (a DruID error field, a bulkId): control
         // characters are escaped like in text logs, so they cannot forge lines (issue 11).
         do {
+            var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -42,11 +37,14 @@ struct BulkWatchCommand: AsyncParsableCommand {
         } catch let error as RuntimeFailure {
             FileHandle.standardError.write(Data("bulkwatch: \(EscapingLogHandler.escape(error.message))\n".utf8))
             Foundation.exit(1)
-        } catch let error where error is ValidationError || error is ExitCode || error is CleanExit {
-            exit(withError: error)
         } catch {
-            FileHandle.standardError.write(Data("Error: \(EscapingLogHandler.escape("\(error)"))\n".utf8))
-            Foundation.exit(1)
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            // Usage errors keep their layout (several lines); only control characters change.
+            let lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false)
+            let text = lines.map { EscapingLogHandler.escape(String($0)) }.joined(separator: "\n")
+            FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+            Foundation.exit(code.rawValue)
         }
     }
 }

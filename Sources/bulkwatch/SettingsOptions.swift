@@ -6,10 +6,10 @@ import Logging
 /// Flags that set what one target does. Every one is optional: a flag given overrides the
 /// configuration file for every target; a flag left out leaves the file (or the default) alone.
 struct TargetOptions: ParsableArguments {
-    @Option(help: "Bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk.")
+    @Option(help: "Bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk (no user:pass@).")
     var endpoint: String?
 
-    @Option(help: "OAuth2 token URL, e.g. https://auth.example.com/oauth2/token.")
+    @Option(help: "OAuth2 token URL, e.g. https://auth.example.com/oauth2/token (no user:pass@).")
     var tokenURL: String?
 
     @Option(name: .customLong("client-id"), help: "OAuth2 client id.")
@@ -82,7 +82,9 @@ struct TargetOptions: ParsableArguments {
 
 /// Flags for the process as a whole: state, listener, logging, sinks' shared settings.
 struct ProcessOptions: ParsableArguments {
-    @Option(name: .customLong("state"), help: "SQLite state file (created 0600). [./bulkwatch.db]")
+    @Option(
+        name: .customLong("state"),
+        help: "SQLite state file (created 0600; another program's database is refused). [./bulkwatch.db]")
     var statePath: String?
 
     @Option(help: "Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT binds 127.0.0.1). [off]")
@@ -105,7 +107,7 @@ struct ProcessOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "File with the webhook signing secret(s), whsec_..., one per line (must not be readable by group or others).",
+            "File with the webhook signing secret(s), whsec_..., one per line (a regular file you own, mode 0600).",
             discussion: "Default: BULKWATCH_WEBHOOK_SECRET (space-separated for several)."))
     var webhookSecretFile: String?
 

@@ -25,7 +25,7 @@ import FoundationXML
 /// unambiguous; it has no bulk endpoint, so `endpoint` must then be given.
 ///
 /// The file holds the client secret, so it is read like every secret file (see
-/// ``SecretReference/readPrivateFile(_:what:)``).
+/// ``SecretReference/readPrivateFile(_:what:systemdCredential:)``).
 public struct OAuthConf: Sendable, Equatable {
     public var clientID: String
     public var clientSecret: Secret
@@ -53,8 +53,10 @@ public struct OAuthConf: Sendable, Equatable {
         self.bulkEndpoint = bulkEndpoint
     }
 
-    public static func load(path: String) throws(SettingError) -> OAuthConf {
-        let text = try SecretReference.readPrivateFile(path, what: "oauthconf")
+    /// Reads and parses the file; `systemdCredential` when it is a `credential:` (see
+    /// ``SecretReference/readPrivateFile(_:what:systemdCredential:)``).
+    public static func load(path: String, systemdCredential: Bool = false) throws(SettingError) -> OAuthConf {
+        let text = try SecretReference.readPrivateFile(path, what: "oauthconf", systemdCredential: systemdCredential)
         return try parse(Data(text.utf8), path: path)
     }
 

@@ -161,7 +161,7 @@ public struct ConfigurationResolver: Sendable {
             }
             path = directory + "/" + reference.dropFirst("credential:".count)
         }
-        return (try OAuthConf.load(path: path), path)
+        return (try OAuthConf.load(path: path, systemdCredential: reference.hasPrefix("credential:")), path)
     }
 
     /// An endpoint or token URL: no userinfo (issue 11). Named by its key, never echoed.

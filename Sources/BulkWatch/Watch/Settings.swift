@@ -75,10 +75,22 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
                 throw SettingError("\(self): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
             }
-            // systemd makes credential files readable by the service only; no mode check needed
-            // beyond the usual one, which they pass.
-            return try Self.readPrivateFile(URL(fileURLWithPath: directory).appendingPathComponent(name).path, what: "\(self)")
+            // systemd writes credential files itself; where it grants access by an ACL they stay
+            // root's, so root is accepted as their owner too.
+            return try Self.readPrivateFile(
+                URL(fileURLWithPath: directory).appendingPathComponent(name).path, what: "\(self)",
+                systemdCredential: true)
         }
+    }
+
+    /// True for a path inside `$CREDENTIALS_DIRECTORY` (also when given as a plain path).
+    private static func isSystemdCredential(_ path: String) -> Bool {
+        guard let directory = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+            return false
+        }
+        let prefix = directory.hasSuffix("/") ? directory : directory + "/"
+        return path.hasPrefix(prefix) && !path.dropFirst(prefix.count).contains("/")
+            && !path.contains("/../")
     }
 
     /// The most a secret file may hold; a secret, or an `oauthconf.xml`, is far smaller.
@@ -91,8 +103,11 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
     /// read from that same descriptor, so the file cannot be swapped between check and read.
     /// Following a symlink would let anyone who can write the configured path point it at any
     /// owner-only file (a private key, `/proc/self/environ`) whose content would then be POSTed to
-    /// the token URL; a file owned by someone else may be rewritten by them.
-    public static func readPrivateFile(_ path: String, what: String) throws(SettingError) -> String {
+    /// the token URL; a file owned by someone else may be rewritten by them. A systemd credential
+    /// (`systemdCredential`) may also be owned by root, which wrote it.
+    public static func readPrivateFile(
+        _ path: String, what: String, systemdCredential: Bool = false
+    ) throws(SettingError) -> String {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else {
             let code = errno
@@ -109,7 +124,8 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw SettingError("\(what): \(path) is not a regular file")
         }
-        guard info.st_uid == geteuid() else {
+        let credential = systemdCredential || isSystemdCredential(path)
+        guard info.st_uid == geteuid() || (credential && info.st_uid == 0) else {
             throw SettingError(
                 "\(what): \(path) is owned by uid \(info.st_uid), not by the user bulkwatch runs as (uid \(geteuid()))")
         }
