@@ -38,7 +38,12 @@ struct DeliveriesCommand: AsyncParsableCommand {
             return
         }
         let rows = [["SINK", "CURSOR", "LAG", "DEAD", "LAST ERROR"]]
-            + statuses.map { [URLRedaction.sinkName($0.sink), "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)", $0.lastError.map(EscapingLogHandler.escape) ?? "-"] }
+            + statuses.map {
+                [
+                    URLRedaction.sinkName($0.sink), "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)",
+                    $0.lastError.map(EscapingLogHandler.escape) ?? "-",
+                ]
+            }
         let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
             let padded = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }

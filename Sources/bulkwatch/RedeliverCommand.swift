@@ -56,7 +56,8 @@ struct RedeliverCommand: AsyncParsableCommand {
             let last = try journal.lastSequence()
             try journal.setCursor(sink: sink, to: min(since, last))
             print(
-                "\(URLRedaction.sinkName(sink)): cursor set to \(min(since, last)); \(max(0, last - since)) event(s) will be re-delivered "
+                "\(URLRedaction.sinkName(sink)): cursor set to \(min(since, last)); "
+                    + "\(max(0, last - since)) event(s) will be re-delivered "
                     + "by the running or next `bulkwatch run`")
             return
         }

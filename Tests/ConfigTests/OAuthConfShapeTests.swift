@@ -50,7 +50,8 @@ struct OAuthConfShapeTests {
         #expect(throws: SettingError.self) {
             try parse(
                 """
-                <oauth-config version="1"><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
+                <oauth-config version="1">
+                <credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
                 <endpoints>\(urls)</endpoints></oauth-config>
                 """)
         }
@@ -60,7 +61,8 @@ struct OAuthConfShapeTests {
         do {
             _ = try parse(
                 """
-                <oauth-config version="1"><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
+                <oauth-config version="1">
+                <credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>
                 <endpoints><url id="token_endpoint">https://u:p@auth.example.com/t</url></endpoints></oauth-config>
                 """)
             Issue.record("accepted")
@@ -71,7 +73,9 @@ struct OAuthConfShapeTests {
 
     @Test func aVendorFileWithoutVersionIsRefused() {
         #expect(throws: SettingError.self) {
-            try parse("<oauth-config><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials></oauth-config>")
+            try parse(
+                "<oauth-config><credentials><clientid>a</clientid><clientsecret>s</clientsecret></credentials>"
+                    + "</oauth-config>")
         }
     }
 }

@@ -117,7 +117,8 @@ public struct OAuthConf: Sendable, Equatable {
                 bulkEndpoint = try checked(trimmed + bulkPath, Element.activityAPI + "/@base-url", path: path)
             }
         }
-        return OAuthConf(clientID: clientID, clientSecret: Secret(secret), tokenURL: tokenURL, bulkEndpoint: bulkEndpoint)
+        return OAuthConf(
+            clientID: clientID, clientSecret: Secret(secret), tokenURL: tokenURL, bulkEndpoint: bulkEndpoint)
     }
 
     /// At most one of `elements`: two would leave it to chance which one is used.
@@ -165,7 +166,8 @@ public struct OAuthConf: Sendable, Equatable {
             throw SettingError(
                 "oauthconf \(path): no client secret (expected \(Element.clientSecret), or client_secret)")
         }
-        let token = try value(["tokenendpoint", "tokenurl", "tokenuri", "accesstokenuri", "accesstokenurl"], "token_endpoint")
+        let token = try value(
+            ["tokenendpoint", "tokenurl", "tokenuri", "accesstokenuri", "accesstokenurl"], "token_endpoint")
         return OAuthConf(
             clientID: clientID, clientSecret: Secret(secret),
             tokenURL: try token.map { url throws(SettingError) in try checked(url, "token_endpoint", path: path) })
@@ -230,7 +232,9 @@ private final class XMLTree {
             stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
         }
 
-        func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
+        func parser(
+            _ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?
+        ) {
             guard let element = stack.popLast() else { return }
             element.text = element.text.trimmingCharacters(in: .whitespacesAndNewlines)
         }

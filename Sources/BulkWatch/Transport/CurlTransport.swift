@@ -344,7 +344,7 @@ private final class Transfer: @unchecked Sendable {
     /// with a write error, so a compression bomb stops as soon as it passes the limit.
     ///
     /// Memory stays within the limit plus a little: doubling growth would, near the limit, hold
-    /// the old buffer and one twice its size while copying (a 512 MiB limit peaked at 1.1 GB).
+    /// the old buffer and one twice its size while copying (issue 11 saw 1.1 GB at a 512 MiB limit).
     /// So a body that outgrows ``smallBodyBytes`` gets one buffer of the full limit instead; its
     /// untouched pages are never resident, and it is never copied again.
     fileprivate func receive(_ pointer: UnsafePointer<UInt8>, count: Int) -> Int {

@@ -157,7 +157,8 @@ public struct ConfigurationResolver: Sendable {
         if reference.hasPrefix("credential:") {
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
                 throw SettingError(
-                    "oauthconf \(reference): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
+                    "oauthconf \(reference): CREDENTIALS_DIRECTORY is not set "
+                        + "(use LoadCredential= in the systemd unit)")
             }
             path = directory + "/" + reference.dropFirst("credential:".count)
         }

@@ -149,7 +149,8 @@ public struct RuntimeConfiguration: Sendable {
                 if var existing = plans[spec.name] {
                     guard existing.spec == spec else {
                         throw RuntimeConfigurationError(
-                            description: "sink \(URLRedaction.sinkName(spec.name)) is configured differently for two targets (batch size)")
+                            description: "sink \(URLRedaction.sinkName(spec.name)) is configured differently "
+                                + "for two targets (batch size)")
                     }
                     existing.targets?.insert(plan.target.name)
                     plans[spec.name] = existing
@@ -400,7 +401,8 @@ private final class Pipeline: Sendable {
             await task?.value
             health.resetSinks()
             startDispatcher(preparedSinks)
-            logger.info("sinks reconfigured: \(newPlans.map { URLRedaction.sinkName($0.spec.name) }.joined(separator: ", "))")
+            let names = newPlans.map { URLRedaction.sinkName($0.spec.name) }
+            logger.info("sinks reconfigured: \(names.joined(separator: ", "))")
         }
         running.withLock { $0.configuration = new }
     }

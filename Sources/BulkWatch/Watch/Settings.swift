@@ -518,7 +518,8 @@ public enum SettingParse {
         guard let components = URLComponents(string: text) else { return }
         if components.user != nil || components.password != nil {
             throw SettingError(
-                "must not contain a user name or password (user:pass@host); credentials go in client-id and client-secret")
+                "must not contain a user name or password (user:pass@host); "
+                    + "credentials go in client-id and client-secret")
         }
     }
 
