@@ -84,6 +84,17 @@ struct HeaderInjectionTests {
         #expect(druid.listRequests.first?.header("Authorization") == "Bearer aZ09-._~+/==")
     }
 
+    @Test func aFixedTokenWithCRLFIsAConfigurationError() async throws {
+        let druid = try ScriptedDruID()
+        let result = try await druid.run(
+            ["run", "--once", "--endpoint", druid.bulkURL, "--state", druid.statePath],
+            environment: ["BULKWATCH_TOKEN": "tok\r\nX-Injected: yes"])
+        #expect(result.status == 78, "stderr: \(result.stderr)")
+        #expect(nonEmptyLines(result.stderr).count == 1, "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("X-Injected"))
+        #expect(druid.server.requests.isEmpty)
+    }
+
     @Test func acceptLanguageWithCRLFFromAFlagIsAConfigurationError() async throws {
         let druid = try ScriptedDruID()
         let result = try await druid.run(druid.arguments(["--accept-language", "fr\r\nX-Injected: yes"]))

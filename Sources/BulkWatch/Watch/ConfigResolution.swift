@@ -178,6 +178,10 @@ public struct ConfigurationResolver: Sendable {
         _ settings: TargetSettings, conf: (file: OAuthConf, path: String)?, timeout: Duration
     ) throws(SettingError) -> TokenSource {
         if let token = environment["BULKWATCH_TOKEN"], !token.isEmpty {
+            // Sent as the Authorization header as is; never echoed.
+            guard HeaderValidation.isB64Token(token) else {
+                throw SettingError("BULKWATCH_TOKEN is not an RFC 6750 bearer token (b64token characters only)")
+            }
             return .staticToken(token)
         }
         var tokenURL = settings.tokenURL
