@@ -79,3 +79,19 @@ struct OAuthConfShapeTests {
         }
     }
 }
+
+/// Inputs the `oauthconf` fuzz target found (Fuzz/README.md).
+@Suite("oauthconf.xml fuzz regressions")
+struct OAuthConfFuzzRegressionTests {
+    /// An element name with invalid UTF-8 made corelibs' XMLParser trap: a crash instead of exit 78.
+    @Test func anElementNameThatIsNotUTF8IsAnErrorNotACrash() {
+        let bytes = Array("<oauth-confi".utf8) + [UInt8](repeating: 0xE1, count: 23)
+            + Array(#"g version="1"><credentials><clientid>a</clientid></credentials></oauth-config>"#.utf8)
+        do {
+            _ = try OAuthConf.parse(Data(bytes), path: "o.xml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message == "oauthconf o.xml: not valid XML: the file is not UTF-8")
+        }
+    }
+}

@@ -194,6 +194,12 @@ private final class XMLTree {
     func children(named name: String) -> [XMLTree] { children.filter { $0.name == name } }
 
     static func parse(_ data: Data, path: String) throws(SettingError) -> XMLTree {
+        // corelibs' XMLParser traps on an element name that is not valid UTF-8 (found by the
+        // oauthconf fuzz target: `<oauth-confi\u{E1}\u{E1}…g …>`); DruID issues UTF-8, so anything
+        // else is refused before the parser sees it.
+        guard String(validating: data, as: UTF8.self) != nil else {
+            throw SettingError("oauthconf \(path): not valid XML: the file is not UTF-8")
+        }
         let builder = Builder()
         let parser = XMLParser(data: data)
         parser.delegate = builder
