@@ -94,4 +94,24 @@ struct OAuthConfFuzzRegressionTests {
             #expect(error.message == "oauthconf o.xml: not valid XML: the file is not UTF-8")
         }
     }
+
+    /// `<?U?>` (a processing instruction without data) made corelibs' XMLParser call strlen(NULL):
+    /// `bulkwatch check --oauthconf` died with SIGSEGV.
+    @Test(arguments: ["<?U?>\n<!-S-a>\n<!-S-\n", #"<?U?><oauth-config version="1"/>"#, #"<a><?pi?></a>"#])
+    func aProcessingInstructionIsAnErrorNotACrash(_ xml: String) {
+        do {
+            _ = try OAuthConf.parse(Data(xml.utf8), path: "o.xml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message.hasPrefix("oauthconf o.xml: not valid XML"))
+        }
+    }
+
+    @Test func theXMLDeclarationIsStillAccepted() throws {
+        let conf = try OAuthConf.parse(
+            Data(("\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                + "<oauthconf><client_id>a</client_id><client_secret>s</client_secret></oauthconf>").utf8),
+            path: "o.xml")
+        #expect(conf.clientID == "a")
+    }
 }

@@ -200,6 +200,19 @@ private final class XMLTree {
         guard String(validating: data, as: UTF8.self) != nil else {
             throw SettingError("oauthconf \(path): not valid XML: the file is not UTF-8")
         }
+        // It also crashes (strlen of NULL) on a processing instruction without data, `<?x?>`
+        // (fuzz finding). An oauthconf.xml has none, so every `<?` but the leading declaration is
+        // refused; this also refuses `<?` inside a comment or CDATA, which DruID never writes.
+        var bytes = Array(data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        let declaration = Array("<?xml ".utf8)
+        let start = bytes.starts(with: declaration) ? declaration.count : 0
+        let opensInstruction = bytes.indices.dropFirst(start).contains { index in
+            bytes[index] == UInt8(ascii: "<") && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "?")
+        }
+        if opensInstruction {
+            throw SettingError("oauthconf \(path): not valid XML: processing instructions (<?…?>) are not accepted")
+        }
         let builder = Builder()
         let parser = XMLParser(data: data)
         parser.delegate = builder
