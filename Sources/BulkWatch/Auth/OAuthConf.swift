@@ -207,8 +207,12 @@ private final class XMLTree {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         let declaration = Array("<?xml ".utf8)
         let start = bytes.starts(with: declaration) ? declaration.count : 0
-        let opensInstruction = bytes.indices.dropFirst(start).contains { index in
-            bytes[index] == UInt8(ascii: "<") && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "?")
+        let open = UInt8(ascii: "<")
+        let question = UInt8(ascii: "?")
+        var opensInstruction = false
+        for index in start..<max(start, bytes.count - 1) where bytes[index] == open && bytes[index + 1] == question {
+            opensInstruction = true
+            break
         }
         if opensInstruction {
             throw SettingError("oauthconf \(path): not valid XML: processing instructions (<?…?>) are not accepted")
