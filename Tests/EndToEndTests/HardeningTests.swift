@@ -350,6 +350,29 @@ struct StateFileHardeningTests {
         #expect(second.status == 0, "stderr: \(second.stderr)")
     }
 
+    @Test func aBulkwatchStateLockedByAnotherWriterIsWaitedForNotRefused() async throws {
+        let druid = try ScriptedDruID()
+        let first = try await druid.run(druid.arguments())
+        #expect(first.status == 0, "stderr: \(first.stderr)")
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let marker = druid.directory + "/locked"
+        holder.arguments = [
+            "python3", "-c",
+            // An exclusive-mode connection keeps its lock, so readers get SQLITE_BUSY until it closes.
+            "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\n"
+                + "c.execute('PRAGMA locking_mode=EXCLUSIVE')\nc.execute('BEGIN EXCLUSIVE')\nc.execute('COMMIT')\n"
+                + "open(sys.argv[2],'w').close()\ntime.sleep(2)\nc.close()",
+            druid.statePath, marker,
+        ]
+        try holder.run()
+        #expect(await ChildProcess.eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: marker) })
+        let second = try await druid.run(druid.arguments())
+        holder.waitUntilExit()
+        #expect(second.status == 0, "stderr: \(second.stderr)")
+        #expect(!second.stderr.contains("not a bulkwatch state"))
+    }
+
     @Test func aStateFileReadableByOthersIsWarnedAboutAndMadePrivate() async throws {
         let druid = try ScriptedDruID()
         let first = try await druid.run(druid.arguments())

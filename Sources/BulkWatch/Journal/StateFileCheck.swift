@@ -25,8 +25,7 @@ public enum StateFileCheck {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw JournalError(description: "state \(path) is not a regular file")
         }
-        if info.st_size > 0 {
-            let tables = try schemaNames(path)
+        if info.st_size > 0, let tables = try schemaNames(path) {
             if !tables.isEmpty, try !isBulkWatchState(path, tables: tables) {
                 let shown = tables.prefix(5).joined(separator: ", ") + (tables.count > 5 ? ", …" : "")
                 throw JournalError(
@@ -51,17 +50,21 @@ public enum StateFileCheck {
         }
     }
 
-    /// Names in `sqlite_master` except SQLite's own, read without writing anything.
-    private static func schemaNames(_ path: String) throws -> [String] {
+    /// Names in `sqlite_master` except SQLite's own, read without writing anything; nil when the
+    /// file cannot be read right now (e.g. locked by a bulkwatch still running): a lock says
+    /// nothing about whose file it is, and the journal's own open reports real problems.
+    private static func schemaNames(_ path: String) throws -> [String]? {
         do {
             return try readOnly(path) { db in
                 try String.fetchAll(
                     db, sql: "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
             }
-        } catch let error as DatabaseError {
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
             throw JournalError(
                 description: "state \(path) is not a bulkwatch state (\(error.message ?? "not a SQLite database")); "
                     + "refusing to change it: give --state a new path")
+        } catch {
+            return nil
         }
     }
 
@@ -76,6 +79,8 @@ public enum StateFileCheck {
     private static func readOnly<T>(_ path: String, _ body: (Database) throws -> T) throws -> T {
         var configuration = Configuration()
         configuration.readonly = true
+        // Like the journal: wait out another process's write rather than fail on its lock.
+        configuration.busyMode = .timeout(10)
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         return try queue.read(body)
     }
