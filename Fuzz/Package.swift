@@ -15,7 +15,7 @@ let package = Package(
         // By path, so the fuzzers always exercise the library as it is in this checkout.
         .package(name: "bulkwatch", path: "..")
     ],
-    targets: ["FuzzBulkListDecoder", "FuzzTokenResponse", "FuzzConfigFile"].map { name in
+    targets: ["FuzzBulkListDecoder", "FuzzTokenResponse", "FuzzConfigFile", "FuzzOAuthConf"].map { name in
         .executableTarget(
             name: name, dependencies: [.product(name: "BulkWatch", package: "bulkwatch")], swiftSettings: strict)
     },

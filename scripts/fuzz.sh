@@ -6,20 +6,21 @@
 #                                               (default 600), one after the other
 #   scripts/fuzz.sh repro TARGET FILE ...       run TARGET once on FILE(s), e.g. a finding
 #
-# TARGET is decoder, token or config. Extra libFuzzer flags can go in FUZZ_FLAGS.
+# TARGET is decoder, token, config or oauthconf. Extra libFuzzer flags can go in FUZZ_FLAGS.
 # New corpus entries and findings go to Fuzz/.work/TARGET/ (gitignored); the checked-in seeds in
 # Fuzz/Corpus/TARGET/ are only read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all_targets=(decoder token config)
+all_targets=(decoder token config oauthconf)
 product() {
   case "$1" in
     decoder) echo FuzzBulkListDecoder ;;
     token) echo FuzzTokenResponse ;;
     config) echo FuzzConfigFile ;;
-    *) echo "fuzz: unknown target '$1' (decoder, token, config)" >&2; exit 2 ;;
+    oauthconf) echo FuzzOAuthConf ;;
+    *) echo "fuzz: unknown target '$1' (decoder, token, config, oauthconf)" >&2; exit 2 ;;
   esac
 }
 

@@ -45,6 +45,15 @@ static inline CURLcode ccurl_easy_getinfo_offset(CURL *_Nonnull handle, CURLINFO
 static inline CURLcode ccurl_easy_getinfo_pointer(CURL *_Nonnull handle, CURLINFO info, void *_Nullable *_Nonnull out) {
     return curl_easy_getinfo(handle, info, out);
 }
+/// A blob option (e.g. CURLOPT_CAINFO_BLOB); curl copies the bytes, so they need not outlive the call.
+static inline CURLcode ccurl_easy_setopt_blob_copy(CURL *_Nonnull handle, CURLoption option,
+                                                   const void *_Nonnull data, size_t length) {
+    struct curl_blob blob = { (void *)data, length, CURL_BLOB_COPY };
+    return curl_easy_setopt(handle, option, &blob);
+}
+static inline CURLcode ccurl_easy_getinfo_string(CURL *_Nonnull handle, CURLINFO info, char *_Nullable *_Nonnull out) {
+    return curl_easy_getinfo(handle, info, out);
+}
 static inline CURLMcode ccurl_multi_setopt_long(CURLM *_Nonnull multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
 }

@@ -26,6 +26,8 @@ struct BulkWatchCommand: AsyncParsableCommand {
         // reloads once it is up; the long-running commands that do not reload restore the default.
         signal(SIGHUP, SIG_IGN)
         unblockShutdownSignals()
+        // Messages below may quote upstream data (a DruID error field, a bulkId): control
+        // characters are escaped like in text logs, so they cannot forge lines (issue 11).
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -34,13 +36,19 @@ struct BulkWatchCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as ConfigurationError {
-            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            FileHandle.standardError.write(Data("bulkwatch: \(EscapingLogHandler.escape(error.message))\n".utf8))
             Foundation.exit(78)
         } catch let error as RuntimeFailure {
-            FileHandle.standardError.write(Data("bulkwatch: \(error.message)\n".utf8))
+            FileHandle.standardError.write(Data("bulkwatch: \(EscapingLogHandler.escape(error.message))\n".utf8))
             Foundation.exit(1)
         } catch {
-            exit(withError: error)
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            // Usage errors keep their layout (several lines); only control characters change.
+            let lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false)
+            let text = lines.map { EscapingLogHandler.escape(String($0)) }.joined(separator: "\n")
+            FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+            Foundation.exit(code.rawValue)
         }
     }
 }

@@ -26,7 +26,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
                 [
-                    "sink": status.sink, "cursor": status.cursor, "lag": status.lag,
+                    "sink": URLRedaction.sinkName(status.sink), "cursor": status.cursor, "lag": status.lag,
                     "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
                     "updatedAt": status.updatedAt ?? NSNull(), "stale": status.stale,
                     "filtered": filtered[status.sink] ?? 0,
@@ -44,8 +44,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
         let rows = [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
             + statuses.map {
                 [
-                    $0.stale ? "\($0.sink) (stale)" : $0.sink, "\($0.cursor)", "\($0.lag)", "\($0.deadLetters)",
-                    "\(filtered[$0.sink] ?? 0)", $0.lastError ?? "-",
+                    URLRedaction.sinkName($0.sink) + ($0.stale ? " (stale)" : ""), "\($0.cursor)", "\($0.lag)",
+                    "\($0.deadLetters)", "\(filtered[$0.sink] ?? 0)", $0.lastError.map(EscapingLogHandler.escape) ?? "-",
                 ]
             }
         let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }

@@ -57,13 +57,15 @@ struct RedeliverCommand: AsyncParsableCommand {
         // A full spec names the same sink (filters and formats are not part of the name) and says
         // how a webhook's body is shaped; a bare name is used as it is.
         let spec = try? SinkSpec.parse(sink)
-        let sink = spec?.name ?? self.sink
+        let named = spec?.name ?? self.sink
         let journal = try StateFile.open(statePath)
+        let sink = try await storedName(journal, named)
         if let since {
             let last = try await journal.lastSequence()
             try await journal.rewindCursor(sink: sink, to: min(since, last))
             print(
-                "\(sink): cursor set to \(min(since, last)); \(max(0, last - since)) event(s) will be re-delivered "
+                "\(URLRedaction.sinkName(sink)): cursor set to \(min(since, last)); "
+                    + "\(max(0, last - since)) event(s) will be re-delivered "
                     + "by the running or next `bulkwatch run`")
             return
         }
@@ -95,7 +97,7 @@ struct RedeliverCommand: AsyncParsableCommand {
                 }
                 targets.append((event, true))
             }
-            if targets.isEmpty { print("\(sink): no dead letters") }
+            if targets.isEmpty { print("\(URLRedaction.sinkName(sink)): no dead letters") }
         }
         var failed = 0
         for (event, isDeadLetter) in targets {
@@ -109,5 +111,16 @@ struct RedeliverCommand: AsyncParsableCommand {
             }
         }
         if failed > 0 { throw RuntimeFailure("\(failed) of \(targets.count) event(s) not delivered") }
+    }
+}
+
+extension RedeliverCommand {
+    /// The sink's full name (its cursor key). `deliveries` shows webhook URLs redacted, so the name
+    /// it printed is accepted too when exactly one stored sink displays that way.
+    fileprivate func storedName(_ journal: any Store, _ sink: String) async throws -> String {
+        let stored = try await journal.sinkStatuses().map(\.sink)
+        if stored.contains(sink) { return sink }
+        let matching = stored.filter { URLRedaction.sinkName($0) == sink }
+        return matching.count == 1 ? matching[0] : sink
     }
 }

@@ -34,6 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         let global = try resolveGlobalOrExit(resolver)
         let logger = LogSetup.bootstrapStderr(level: global.logLevel ?? "info", format: global.logFormat ?? .text)
         let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
+        for warning in StartupWarnings.all(configuration) { logger.warning("\(warning)") }
         let runtime: BulkWatchRuntime
         do {
             // The reloader re-reads the file with the same flags and environment (SIGHUP).

@@ -6,25 +6,26 @@ import Logging
 /// Flags that set what one target does. Every one is optional: a flag given overrides the
 /// configuration file for every target; a flag left out leaves the file (or the default) alone.
 struct TargetOptions: ParsableArguments {
-    @Option(help: "Bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk.")
+    @Option(help: "Bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk (no user:pass@).")
     var endpoint: String?
 
-    @Option(help: "OAuth2 token URL, e.g. https://auth.example.com/oauth2/token.")
+    @Option(help: "OAuth2 token URL, e.g. https://auth.example.com/oauth2/token (no user:pass@).")
     var tokenURL: String?
 
     @Option(name: .customLong("client-id"), help: "OAuth2 client id.")
     var clientID: String?
 
-    @Option(help: "File holding the client secret (must not be readable by group or others).")
+    @Option(help: "File holding the client secret: a regular file (no symlink) you own, mode 0600 or stricter.")
     var clientSecretFile: String?
 
-    @Option(help: "DruID's oauthconf.xml: client id, secret and token endpoint in one file (mode 0600).")
+    @Option(
+        help: "DruID's oauthconf.xml: client id, secret, token endpoint and bulk endpoint in one file (mode 0600).")
     var oauthconf: String?
 
     @Option(help: "How the client authenticates to the token URL: 'form' (body) or 'basic' (HTTP Basic). [form]")
     var tokenAuth: String?
 
-    @Option(help: "Sent as Accept-Language.")
+    @Option(help: "Sent as Accept-Language (CR, LF or NUL refused).")
     var acceptLanguage: String?
 
     @Option(help: "Poll interval: 300ms, 30s, 5m. [30s]")
@@ -39,7 +40,7 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "Per-request timeout. [30s]")
     var timeout: String?
 
-    @Option(help: "Largest accepted response body (e.g. 512MiB). [512MiB]")
+    @Option(help: "Largest accepted (decompressed) response body, e.g. 128MiB. [64MiB]")
     var maxBodySize: String?
 
     @Option(
@@ -93,7 +94,9 @@ struct TargetOptions: ParsableArguments {
 struct ProcessOptions: ParsableArguments {
     @Option(
         name: .customLong("state"),
-        help: "SQLite state file (created 0600; one run or demo at a time holds STATE.lock). [./bulkwatch.db]")
+        help:
+            "SQLite state file (created 0600; another program's database is refused; one run or demo at a time holds STATE.lock). [./bulkwatch.db]"
+    )
     var statePath: String?
 
     @Option(help: "Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT binds 127.0.0.1). [off]")
@@ -105,7 +108,7 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "Log format on stderr: text or json (one object per line). [text]")
     var logFormat: String?
 
-    @Option(help: "Extra CA bundle (PEM) to trust for TLS.")
+    @Option(help: "Extra CA certificates (PEM) to trust for TLS, in addition to the system bundle.")
     var caFile: String?
 
     @Option(help: "Rotate a file sink when it would exceed this many bytes (e.g. 64MiB). [64MiB]")
@@ -116,7 +119,7 @@ struct ProcessOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "File with the webhook signing secret(s), whsec_..., one per line (must not be readable by group or others).",
+            "File with the webhook signing secret(s), whsec_..., one per line (a regular file you own, mode 0600).",
             discussion: "Default: BULKWATCH_WEBHOOK_SECRET (space-separated for several)."))
     var webhookSecretFile: String?
 
@@ -159,7 +162,7 @@ enum LogSetup {
         LoggingSystem.bootstrap { label in
             switch format {
             case .text:
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = EscapingLogHandler(StreamLogHandler.standardError(label: label))
                 handler.logLevel = parsed
                 return handler
             case .json:
@@ -211,7 +214,9 @@ func validateOptions(config: String?, target: TargetOptions, process: ProcessOpt
 extension TargetOptions {
     /// Without `--config`, the flags are the whole target: what is missing is a usage error (64).
     func validateSingleTarget() throws {
-        guard endpoint != nil else { throw ValidationError("missing --endpoint URL (or --config FILE)") }
+        guard endpoint != nil || oauthconf != nil else {
+            throw ValidationError("missing --endpoint URL (or --oauthconf FILE, or --config FILE)")
+        }
         let staticToken = ProcessInfo.processInfo.environment["BULKWATCH_TOKEN"].map { !$0.isEmpty } ?? false
         guard !staticToken, oauthconf == nil else { return }
         guard tokenURL != nil else {

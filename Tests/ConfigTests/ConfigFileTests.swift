@@ -148,7 +148,8 @@ struct ExampleConfigTests {
     @Test func exampleOAuthConfParses() throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Self.examples + "/oauthconf.xml"))
         let conf = try OAuthConf.parse(data, path: "oauthconf.xml")
-        #expect(!conf.clientID.isEmpty)
-        #expect(conf.tokenURL.hasSuffix("/oauth2/token"))
+        #expect(conf.clientID == "bulkwatch-example")
+        #expect(conf.tokenURL == "https://auth.example.com/oauth2/token")
+        #expect(conf.bulkEndpoint == "https://api.example.com/activityid/v1/user/bulk")
     }
 }

@@ -173,11 +173,13 @@ struct OAuthConfTests {
         <oauthconf clientId="app-1" clientSecret="s3cret" tokenUrl="https://auth.example.com/oauth2/token"/>
         """,
         """
-        <resources>
-          <string name="client_id">app-1</string>
-          <string name="client_secret">s3cret</string>
-          <string name="oauth_url">https://auth.example.com/</string>
-        </resources>
+        <oauth-config version="1.4">
+          <credentials><clientid>app-1</clientid><clientsecret>s3cret</clientsecret></credentials>
+          <endpoints>
+            <url id="authorization_endpoint">https://auth.example.com/oauth2/authorize</url>
+            <url id="token_endpoint">https://auth.example.com/oauth2/token</url>
+          </endpoints>
+        </oauth-config>
         """,
     ])
     func acceptedShapes(_ xml: String) throws {

@@ -3,110 +3,263 @@ public import Foundation
 import FoundationXML
 #endif
 
-/// The client id, secret and token endpoint from the `oauthconf.xml` DruID issues to a client
-/// application (`--oauthconf FILE`), so a DruID user does not retype them.
+/// What bulkwatch takes from the `oauthconf.xml` DruID issues to a client application
+/// (`--oauthconf FILE`): with it, nothing else is needed to watch that application.
 ///
-/// We have no schema for that file, so the reader is deliberately tolerant: it accepts the values
-/// as element text (`<client_id>app</client_id>`), as attributes (`<client client_id="app" .../>`)
-/// or as named entries (`<string name="client_id">app</string>`, `<entry key="clientId">…`). Names
-/// match ignoring case, `_`, `-` and `.`: `client_id`/`clientId`, `client_secret`/`clientSecret`,
-/// `token_endpoint`/`token_url`/`tokenUri`/`token`. When only an OAuth base URL is given
-/// (`oauth_url`/`auth_url`/`auth_server`/`issuer`/`server`), the token endpoint is
-/// `{base}/oauth2/token` as DESIGN.md §2 documents.
+/// The shape is the one DruID issues and its own SDK reads (DESIGN.md §2; dru-id/druid-php-sdk,
+/// `OAuthConfigFactory`):
 ///
-/// The file holds the client secret, so like every secret file it must not be readable by group
-/// or others.
+/// ```xml
+/// <oauth-config version="1.4">
+///   <credentials><clientid>…</clientid><clientsecret>…</clientsecret></credentials>
+///   <endpoints><url id="token_endpoint">https://auth.example.com/oauth2/token</url>…</endpoints>
+///   <apis><api name="api.activityid" base-url="https://api.example.com/activityid">…</api>…</apis>
+/// </oauth-config>
+/// ```
+///
+/// Every value is found by its path, never by "the first URL-looking thing": a file has several
+/// `base-url`s and endpoints (the user API's, authorization, logout), and taking the wrong one would
+/// send the client secret to the wrong URL. Two elements where one is expected are an error for
+/// the same reason. A flat file with `client_id`, `client_secret` and `token_endpoint` (element
+/// text under the root, or attributes of the root) is still read, since those names are
+/// unambiguous; it has no bulk endpoint, so `endpoint` must then be given.
+///
+/// The file holds the client secret, so it is read like every secret file (see
+/// ``SecretReference/readPrivateFile(_:what:systemdCredential:)``).
 public struct OAuthConf: Sendable, Equatable {
     public var clientID: String
     public var clientSecret: Secret
-    public var tokenURL: String
+    /// `endpoints/url[@id="token_endpoint"]`; nil when the file has none (then `token-url` must be given).
+    public var tokenURL: String?
+    /// `apis/api[@name="api.activityid"]/@base-url` + `/v1/user/bulk`; nil when the file has none
+    /// (then `endpoint` must be given).
+    public var bulkEndpoint: String?
 
-    public static func load(path: String) throws(SettingError) -> OAuthConf {
-        let text = try SecretReference.readPrivateFile(path, what: "oauthconf")
+    /// The element paths named in error messages, so an operator can find what is missing.
+    public enum Element {
+        public static let clientID = "credentials/clientid"
+        public static let clientSecret = "credentials/clientsecret"
+        public static let tokenEndpoint = #"endpoints/url[@id="token_endpoint"]"#
+        public static let activityAPI = #"apis/api[@name="api.activityid"]"#
+    }
+
+    /// Appended to the activity API's `base-url` (DESIGN.md §2).
+    public static let bulkPath = "/v1/user/bulk"
+
+    public init(clientID: String, clientSecret: Secret, tokenURL: String?, bulkEndpoint: String? = nil) {
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.tokenURL = tokenURL
+        self.bulkEndpoint = bulkEndpoint
+    }
+
+    /// Reads and parses the file; `systemdCredential` when it is a `credential:` (see
+    /// ``SecretReference/readPrivateFile(_:what:systemdCredential:)``).
+    public static func load(path: String, systemdCredential: Bool = false) throws(SettingError) -> OAuthConf {
+        let text = try SecretReference.readPrivateFile(path, what: "oauthconf", systemdCredential: systemdCredential)
         return try parse(Data(text.utf8), path: path)
     }
 
     public static func parse(_ data: Data, path: String) throws(SettingError) -> OAuthConf {
-        let collector = ValueCollector()
-        let parser = XMLParser(data: data)
-        parser.delegate = collector
-        parser.shouldResolveExternalEntities = false
-        // corelibs' XMLParser may return true for a document libxml2 had to recover from.
-        guard parser.parse(), parser.parserError == nil, collector.sawRoot, collector.balanced else {
-            let reason = parser.parserError.map { "\($0.localizedDescription)" } ?? "unknown error"
-            throw SettingError("oauthconf \(path): not valid XML (line \(parser.lineNumber)): \(reason)")
+        let root = try XMLTree.parse(data, path: path)
+        if root.name == "oauth-config" {
+            return try vendorShape(root, path: path)
         }
-        let values = collector.values
-        func first(_ names: [String]) -> String? {
-            for name in names { if let value = values[name], !value.isEmpty { return value } }
-            return nil
-        }
-        guard let clientID = first(["clientid", "client"]) else {
-            throw SettingError("oauthconf \(path): no client id (expected an element or attribute named client_id)")
-        }
-        guard let secret = first(["clientsecret", "secret"]) else {
-            throw SettingError("oauthconf \(path): no client secret (expected client_secret)")
-        }
-        var tokenURL = first(["tokenendpoint", "tokenurl", "tokenuri", "token", "accesstokenuri", "accesstokenurl"])
-        if tokenURL == nil, let base = first(["oauthurl", "authurl", "authserver", "oauthserver", "issuer", "server", "baseurl"]) {
-            tokenURL = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/oauth2/token"
-        }
+        return try flatShape(root, path: path)
+    }
+
+    /// The token endpoint, or an error naming the element the file lacks.
+    public func requireTokenURL(path: String) throws(SettingError) -> String {
         guard let tokenURL else {
-            throw SettingError("oauthconf \(path): no token endpoint (expected token_endpoint or an OAuth base URL)")
+            throw SettingError("oauthconf \(path): no \(Element.tokenEndpoint) (or give token-url)")
         }
+        return tokenURL
+    }
+
+    /// The bulk endpoint, or an error naming the element the file lacks.
+    public func requireBulkEndpoint(path: String) throws(SettingError) -> String {
+        guard let bulkEndpoint else {
+            throw SettingError("oauthconf \(path): no \(Element.activityAPI) with a base-url (or give endpoint)")
+        }
+        return bulkEndpoint
+    }
+
+    // MARK: - The vendor shape
+
+    private static func vendorShape(_ root: XMLTree, path: String) throws(SettingError) -> OAuthConf {
+        func fail(_ message: String) -> SettingError { SettingError("oauthconf \(path): \(message)") }
+        guard let version = root.attributes["version"], !version.isEmpty else {
+            throw fail("<oauth-config> has no version attribute: not a file DruID issued")
+        }
+        let credentials = try single(root.children(named: "credentials"), "credentials", path: path)
+        guard let credentials else { throw fail("no \(Element.clientID)") }
+        let clientID = try single(credentials.children(named: "clientid"), Element.clientID, path: path)?.text
+        guard let clientID, !clientID.isEmpty else { throw fail("no \(Element.clientID)") }
+        let secret = try single(credentials.children(named: "clientsecret"), Element.clientSecret, path: path)?.text
+        guard let secret, !secret.isEmpty else { throw fail("no \(Element.clientSecret)") }
+
+        var tokenURL: String?
+        if let endpoints = try single(root.children(named: "endpoints"), "endpoints", path: path) {
+            let urls = endpoints.children(named: "url").filter { $0.attributes["id"] == "token_endpoint" }
+            if let url = try single(urls, Element.tokenEndpoint, path: path) {
+                guard !url.text.isEmpty else { throw fail("\(Element.tokenEndpoint) is empty") }
+                tokenURL = try checked(url.text, Element.tokenEndpoint, path: path)
+            }
+        }
+        var bulkEndpoint: String?
+        if let apis = try single(root.children(named: "apis"), "apis", path: path) {
+            let matching = apis.children(named: "api").filter { $0.attributes["name"] == "api.activityid" }
+            if let api = try single(matching, Element.activityAPI, path: path) {
+                guard let base = api.attributes["base-url"]?.trimmingCharacters(in: .whitespaces), !base.isEmpty else {
+                    throw fail("\(Element.activityAPI) has no base-url")
+                }
+                let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+                bulkEndpoint = try checked(trimmed + bulkPath, Element.activityAPI + "/@base-url", path: path)
+            }
+        }
+        return OAuthConf(
+            clientID: clientID, clientSecret: Secret(secret), tokenURL: tokenURL, bulkEndpoint: bulkEndpoint)
+    }
+
+    /// At most one of `elements`: two would leave it to chance which one is used.
+    private static func single(_ elements: [XMLTree], _ name: String, path: String) throws(SettingError) -> XMLTree? {
+        guard elements.count <= 1 else {
+            throw SettingError("oauthconf \(path): \(elements.count) \(name) elements where one is expected")
+        }
+        return elements.first
+    }
+
+    /// An http(s) URL without userinfo, or an error naming `element`.
+    private static func checked(_ url: String, _ element: String, path: String) throws(SettingError) -> String {
         do {
-            try SettingParse.validateHTTPURL(tokenURL)
+            try SettingParse.validateHTTPURL(url)
+            try SettingParse.validateNoUserinfo(url)
         } catch {
-            throw SettingError("oauthconf \(path): token endpoint: \(error.message)")
+            throw SettingError("oauthconf \(path): \(element): \(error.message)")
         }
-        return OAuthConf(clientID: clientID, clientSecret: Secret(secret), tokenURL: tokenURL)
+        return url
+    }
+
+    // MARK: - The flat shape
+
+    /// `client_id`, `client_secret`, `token_endpoint` as the root's attributes or the text of its
+    /// direct children; names compare ignoring case, `_`, `-` and `.` (`clientId`, `token-url`).
+    private static func flatShape(_ root: XMLTree, path: String) throws(SettingError) -> OAuthConf {
+        var values: [String: [String]] = [:]
+        for (name, value) in root.attributes { values[normalize(name), default: []].append(value) }
+        for child in root.children where !child.text.isEmpty {
+            values[normalize(child.name), default: []].append(child.text)
+        }
+        func value(_ names: [String], _ label: String) throws(SettingError) -> String? {
+            let found = Set(names.flatMap { values[$0] ?? [] }.map { $0.trimmingCharacters(in: .whitespaces) })
+                .filter { !$0.isEmpty }
+            guard found.count <= 1 else {
+                throw SettingError("oauthconf \(path): \(found.count) different \(label) values where one is expected")
+            }
+            return found.first
+        }
+        guard let clientID = try value(["clientid"], "client_id") else {
+            throw SettingError(
+                "oauthconf \(path): no client id (expected <oauth-config> with \(Element.clientID), or client_id)")
+        }
+        guard let secret = try value(["clientsecret"], "client_secret") else {
+            throw SettingError(
+                "oauthconf \(path): no client secret (expected \(Element.clientSecret), or client_secret)")
+        }
+        let token = try value(
+            ["tokenendpoint", "tokenurl", "tokenuri", "accesstokenuri", "accesstokenurl"], "token_endpoint")
+        return OAuthConf(
+            clientID: clientID, clientSecret: Secret(secret),
+            tokenURL: try token.map { url throws(SettingError) in try checked(url, "token_endpoint", path: path) })
     }
 
     static func normalize(_ name: String) -> String {
         String(name.lowercased().unicodeScalars.filter { !"_-.:".unicodeScalars.contains($0) })
     }
+}
 
-    /// Collects `normalized name → value` from elements, attributes and named entries; the first
-    /// occurrence wins. Used only during one synchronous `parse()`.
-    private final class ValueCollector: NSObject, XMLParserDelegate {
-        var values: [String: String] = [:]
-        var sawRoot = false
-        var balanced: Bool { stack.isEmpty }
-        private var stack: [(name: String, entryKey: String?, text: String)] = []
+/// A minimal element tree: enough to address `oauthconf.xml` by path. External entities are never
+/// resolved; text is trimmed.
+private final class XMLTree {
+    let name: String
+    let attributes: [String: String]
+    var children: [XMLTree] = []
+    var text = ""
+
+    init(name: String, attributes: [String: String]) {
+        self.name = name
+        self.attributes = attributes
+    }
+
+    func children(named name: String) -> [XMLTree] { children.filter { $0.name == name } }
+
+    static func parse(_ data: Data, path: String) throws(SettingError) -> XMLTree {
+        // corelibs' XMLParser traps on an element name that is not valid UTF-8 (found by the
+        // oauthconf fuzz target: `<oauth-confi\u{E1}\u{E1}…g …>`); DruID issues UTF-8, so anything
+        // else is refused before the parser sees it.
+        guard String(validating: data, as: UTF8.self) != nil else {
+            throw SettingError("oauthconf \(path): not valid XML: the file is not UTF-8")
+        }
+        // It also crashes (strlen of NULL) on a processing instruction without data, `<?x?>`
+        // (fuzz finding). An oauthconf.xml has none, so every `<?` but the leading declaration is
+        // refused; this also refuses `<?` inside a comment or CDATA, which DruID never writes.
+        var bytes = Array(data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        let declaration = Array("<?xml ".utf8)
+        let start = bytes.starts(with: declaration) ? declaration.count : 0
+        let open = UInt8(ascii: "<")
+        let question = UInt8(ascii: "?")
+        var opensInstruction = false
+        for index in start..<max(start, bytes.count - 1) where bytes[index] == open && bytes[index + 1] == question {
+            opensInstruction = true
+            break
+        }
+        if opensInstruction {
+            throw SettingError("oauthconf \(path): not valid XML: processing instructions (<?…?>) are not accepted")
+        }
+        let builder = Builder()
+        let parser = XMLParser(data: data)
+        parser.delegate = builder
+        parser.shouldResolveExternalEntities = false
+        // corelibs' XMLParser may return true for a document libxml2 had to recover from.
+        guard parser.parse(), parser.parserError == nil, let root = builder.root, builder.stack.isEmpty else {
+            let reason = parser.parserError.map { "\($0.localizedDescription)" } ?? "unknown error"
+            throw SettingError("oauthconf \(path): not valid XML (line \(parser.lineNumber)): \(reason)")
+        }
+        return root
+    }
+
+    /// Used only during one synchronous `parse()`.
+    private final class Builder: NSObject, XMLParserDelegate {
+        var root: XMLTree?
+        var stack: [XMLTree] = []
 
         func parser(
             _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName: String?,
             attributes: [String: String] = [:]
         ) {
-            var entryKey: String?
-            for (name, value) in attributes {
-                let key = OAuthConf.normalize(name)
-                if key == "name" || key == "key" {
-                    entryKey = OAuthConf.normalize(value)
-                } else {
-                    store(key, value)
-                }
+            let element = XMLTree(name: elementName, attributes: attributes)
+            if let parent = stack.last {
+                parent.children.append(element)
+            } else if root == nil {
+                root = element
             }
-            if let value = attributes["value"], let entryKey { store(entryKey, value) }
-            sawRoot = true
-            stack.append((OAuthConf.normalize(elementName), entryKey, ""))
+            stack.append(element)
         }
 
         func parser(_ parser: XMLParser, foundCharacters string: String) {
-            guard !stack.isEmpty else { return }
-            stack[stack.count - 1].text += string
+            stack.last?.text += string
         }
 
-        func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?) {
+        func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
+            stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
+        }
+
+        func parser(
+            _ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName: String?
+        ) {
             guard let element = stack.popLast() else { return }
-            let text = element.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !text.isEmpty else { return }
-            store(element.entryKey ?? element.name, text)
-        }
-
-        private func store(_ key: String, _ value: String) {
-            let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-            if values[key] == nil, !trimmed.isEmpty { values[key] = trimmed }
+            element.text = element.text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
 }

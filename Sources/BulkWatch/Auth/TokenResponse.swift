@@ -28,7 +28,8 @@ public struct TokenResponse: Sendable, Equatable {
     /// Reads the token endpoint's answer.
     ///
     /// - Throws: ``TokenError`` when the status is not 200 (carrying DruID's `error` and `type`
-    ///   fields when the body has them) or when a 200 body has no non-empty `access_token`.
+    ///   fields when the body has them) or when a 200 body has no `access_token` made of RFC 6750
+    ///   `b64token` characters.
     public static func parse(status: Int, body: [UInt8]) throws(TokenError) -> TokenResponse {
         let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
         guard status == 200 else {
@@ -38,6 +39,12 @@ public struct TokenResponse: Sendable, Equatable {
         }
         guard let accessToken = object?["access_token"] as? String, !accessToken.isEmpty else {
             throw TokenError(status: 200, detail: "answer has no access_token")
+        }
+        // It becomes the `Authorization` header: a CR/LF in it would add headers of the token
+        // endpoint's choosing to every API request (issue 11). Never quoted: it is a credential.
+        guard HeaderValidation.isB64Token(accessToken) else {
+            throw TokenError(
+                status: 200, detail: "access_token refused: not an RFC 6750 bearer token (b64token characters only)")
         }
         let lifetime = min((object?["expires_in"] as? NSNumber)?.doubleValue ?? 900, maximumLifetime)
         let usable = max(1, lifetime) * 0.9

@@ -177,7 +177,7 @@ public final class Dispatcher: Service {
         let metrics = SinkMetrics(sink: sink.name)
         metrics.stopped.record(0)
         var lastLagUpdate = ContinuousClock.now - .seconds(10)
-        let logger = self.logger.with("sink", sink.name)
+        let logger = self.logger.with("sink", URLRedaction.sinkName(sink.name))
         let policy = sink.deliveryPolicy
         let limit = max(1, min(batchSize, sink.preferredBatchSize))
         /// Delivered so far (in memory) and what the journal records: they differ only while a cursor

@@ -106,7 +106,7 @@ public final class WebhookSink: EventSink {
                 .map { Duration.seconds(max(0, $0)) }
             return DeliveryFailure(.retry(retryAfter: retryAfter), reason: "HTTP \(status)")
         case 300..<400:
-            let target = headers["Location"].map { " to \($0)" } ?? ""
+            let target = headers["Location"].map { " to \(URLRedaction.redact($0))" } ?? ""
             return DeliveryFailure(.reject, reason: "HTTP \(status) redirect\(target) (redirects are not followed)")
         default:
             return DeliveryFailure(.reject, reason: "HTTP \(status)")

@@ -55,7 +55,7 @@ public final class HealthBoard: Sendable {
     }
 
     public func sinkStopped(_ sink: String, reason: String) {
-        state.withLock { $0.stoppedSinks[sink] = reason }
+        state.withLock { $0.stoppedSinks[URLRedaction.sinkName(sink)] = reason }
     }
 
     /// Sinks are rebuilt on reload: a stopped sink gets a fresh start, like at process start.

@@ -100,7 +100,8 @@ struct SinkMetrics: Sendable {
     let stopped: Gauge
 
     init(sink: String) {
-        let dimensions = [("sink", sink)]
+        // A webhook URL may carry credentials: labels show it redacted (DESIGN.md §5).
+        let dimensions = [("sink", URLRedaction.sinkName(sink))]
         delivered = Counter(label: MetricName.sinkDelivered, dimensions: dimensions)
         failures = Counter(label: MetricName.sinkFailures, dimensions: dimensions)
         deadLetters = Counter(label: MetricName.sinkDeadLetters, dimensions: dimensions)

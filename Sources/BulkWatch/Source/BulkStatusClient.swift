@@ -11,7 +11,9 @@ public struct BulkEndpoint: Sendable, Equatable {
     /// Larger bodies are a failed poll, never a partial list.
     public var maxResponseBytes: Int
 
-    public init(url: String, acceptLanguage: String? = nil, timeout: Duration = .seconds(30), maxResponseBytes: Int = 512 << 20) {
+    public init(
+        url: String, acceptLanguage: String? = nil, timeout: Duration = .seconds(30), maxResponseBytes: Int = 64 << 20
+    ) {
         self.url = url
         self.acceptLanguage = acceptLanguage
         self.timeout = timeout

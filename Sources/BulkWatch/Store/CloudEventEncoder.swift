@@ -18,7 +18,7 @@ enum CloudEventEncoder {
         out.append(contentsOf: #"{"specversion":"1.0","id":""#.utf8)
         out.append(contentsOf: id.utf8)
         out.append(contentsOf: #"","source":"#.utf8)
-        JSONText.appendString(source, to: &out)
+        JSONText.appendString(withoutUserinfo(source), to: &out)
         out.append(contentsOf: #","type":""#.utf8)
         out.append(contentsOf: type.utf8)
         out.append(contentsOf: #"","subject":"#.utf8)
@@ -59,6 +59,17 @@ enum CloudEventEncoder {
             out.append(contentsOf: "null".utf8)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// `source` without `user:pass@`: the event goes to every sink, and a credential must never
+    /// travel with it (issue 11). Configuration already refuses such endpoints; this holds even for
+    /// a source set some other way. The id keeps using `source` as given, so it stays stable.
+    static func withoutUserinfo(_ source: String) -> String {
+        guard let schemeEnd = source.range(of: "://") else { return source }
+        let rest = source[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return source }
+        return String(source[..<schemeEnd.upperBound]) + rest[rest.index(after: at)...]
     }
 
     /// A UUID-shaped id from SHA-256 of (source, bulkId, incarnation, type, status, updatedOn): the same

@@ -32,6 +32,7 @@ public final class SQLiteStore: Store {
 
     /// Opens or creates the state, migrating it to the current schema.
     public init(path: String) throws {
+        try StateFileCheck.verify(path)
         self.path = path
         try Self.createPrivately(path)
         var configuration = Configuration()

@@ -14,8 +14,14 @@ public struct TransportConfiguration: Sendable {
     /// so a stalled peer cannot hold a transfer until its whole deadline.
     public var lowSpeedBytesPerSecond: Int = 1
     public var lowSpeedWindow: Duration = .seconds(30)
-    /// Extra CA bundle (PEM) to trust, e.g. a private CA. Verification itself can't be turned off.
+    /// Extra CA certificates (PEM) to trust *in addition to* the system bundle, e.g. a private CA.
+    /// libcurl's `CURLOPT_CAINFO` would replace the system bundle, so the transport hands curl one
+    /// in-memory bundle (`CURLOPT_CAINFO_BLOB`): the system's certificates followed by these.
+    /// Verification itself can't be turned off.
     public var caFile: String?
+    /// The system bundle that ``caFile`` is added to; nil: the one libcurl was built with
+    /// (`CURLINFO_CAINFO`, e.g. `/etc/ssl/certs/ca-certificates.crt`).
+    public var systemCABundle: String?
     public var userAgent: String = "bulkwatch/\(BulkWatchVersion.current)"
 
     public init() {}
@@ -47,10 +53,15 @@ public final class CurlTransport: Sendable {
     private let inbox = Mailbox()
     private let stopped = Mutex(false)
     private let loopFinished = DispatchSemaphore(value: 0)
+    /// System bundle + ``TransportConfiguration/caFile``, built once; nil without a `caFile`.
+    private let caBundle: [UInt8]?
 
     public init(configuration: TransportConfiguration = TransportConfiguration()) {
         CurlGlobal.initializeOnce()
         self.configuration = configuration
+        self.caBundle = configuration.caFile.flatMap {
+            CABundle.combined(system: configuration.systemCABundle ?? CABundle.defaultSystemBundle, extra: $0)
+        }
         guard let raw = curl_multi_init() else {
             fatalError("curl_multi_init failed: out of memory")
         }
@@ -72,7 +83,7 @@ public final class CurlTransport: Sendable {
     /// task was cancelled or the transport shut down.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         try Task.checkCancellation()
-        let transfer = try Transfer(request: request, configuration: configuration)
+        let transfer = try Transfer(request: request, configuration: configuration, caBundle: caBundle)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
                 transfer.continuation = continuation
@@ -91,8 +102,10 @@ public final class CurlTransport: Sendable {
             return !wasStopped
         }
         guard first else { return }
-        inbox.state.withLock { $0.shuttingDown = true }
-        curl_multi_wakeup(multi.raw)
+        inbox.state.withLock { box in
+            box.shuttingDown = true
+            curl_multi_wakeup(multi.raw)
+        }
         loopFinished.wait()
         curl_multi_cleanup(multi.raw)
     }
@@ -102,21 +115,23 @@ public final class CurlTransport: Sendable {
     }
 
     private func submit(_ command: Command) {
-        let accepted = inbox.state.withLock { box -> Bool in
+        // The wakeup happens while the inbox lock is held. shutdown() sets `shuttingDown` under the
+        // same lock before it waits for the loop and frees the multi handle, so every wakeup that
+        // gets this far runs on a live handle; waking after the unlock could touch a freed one.
+        let accepted = inbox.state.withLock { [multi] box -> Bool in
             guard !box.shuttingDown else { return false }
             box.commands.append(command)
+            curl_multi_wakeup(multi.raw)
             return true
         }
-        if accepted {
-            curl_multi_wakeup(multi.raw)
-        } else if case .start(let transfer) = command {
+        if !accepted, case .start(let transfer) = command {
             transfer.finish(.failure(CancellationError()))
         }
     }
 
-    /// Runs on the curl thread only: everything it touches is confined to that thread.
     /// The multi handle. Only the loop thread drives it; the one call other threads make,
-    /// `curl_multi_wakeup`, is documented thread-safe by libcurl.
+    /// `curl_multi_wakeup`, is documented thread-safe by libcurl, and is only made under the inbox
+    /// lock while `shuttingDown` is false, i.e. before `curl_multi_cleanup` can run.
     private struct MultiHandle: @unchecked Sendable {
         let raw: UnsafeMutableRawPointer
     }
@@ -210,20 +225,38 @@ private final class Transfer: @unchecked Sendable {
     private var body: [UInt8] = []
     private var headers = HTTPHeaders()
     private var exceededLimit = false
+    /// Below this a body grows like any array; past it, the buffer is sized for the whole limit
+    /// at once (see ``receive(_:count:)``).
+    private static let smallBodyBytes = 1 << 20
 
-    init(request: HTTPRequest, configuration: TransportConfiguration) throws {
+    init(request: HTTPRequest, configuration: TransportConfiguration, caBundle: [UInt8]?) throws {
         guard let scheme = request.url.split(separator: ":", maxSplits: 1).first?.lowercased(),
             scheme == "http" || scheme == "https"
         else {
             throw TransportError(code: .invalidRequest, message: "only http and https URLs are supported", curlCode: 0)
         }
+        try Self.validateHeaders(request.headers)
         guard let easy = curl_easy_init() else {
             throw TransportError(code: .other, message: "curl_easy_init failed", curlCode: 0)
         }
         self.easy = easy
         self.maxResponseBytes = request.maxResponseBytes
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        configure(request: request, configuration: configuration)
+        configure(request: request, configuration: configuration, caBundle: caBundle)
+    }
+
+    /// The transport's edge: no header line leaves with CR, LF or NUL in it, whoever built the
+    /// request (issue 11). The value is never quoted in the error; it may be a credential.
+    private static func validateHeaders(_ headers: HTTPHeaders) throws {
+        for (name, value) in headers {
+            guard HeaderValidation.isValidName(name) else {
+                throw TransportError(
+                    code: .invalidRequest, message: "refused: a header name is not an HTTP token", curlCode: 0)
+            }
+            if let problem = HeaderValidation.problem(inValue: value) {
+                throw TransportError(code: .invalidRequest, message: "refused: header \(name) \(problem)", curlCode: 0)
+            }
+        }
     }
 
     deinit {
@@ -232,7 +265,7 @@ private final class Transfer: @unchecked Sendable {
         errorBuffer.deallocate()
     }
 
-    private func configure(request: HTTPRequest, configuration: TransportConfiguration) {
+    private func configure(request: HTTPRequest, configuration: TransportConfiguration, caBundle: [UInt8]?) {
         let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
         _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
@@ -249,7 +282,12 @@ private final class Transfer: @unchecked Sendable {
             easy, CURLOPT_LOW_SPEED_TIME, max(1, configuration.lowSpeedWindow.roundedUpMilliseconds / 1000))
         _ = ccurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2)
-        if let caFile = configuration.caFile {
+        if let caBundle {
+            caBundle.withUnsafeBytes { bytes in
+                _ = ccurl_easy_setopt_blob_copy(easy, CURLOPT_CAINFO_BLOB, bytes.baseAddress!, bytes.count)
+            }
+        } else if let caFile = configuration.caFile {
+            // The file could not be read when the transport started: let curl fail on it loudly.
             _ = ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile)
         }
         _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
@@ -302,11 +340,21 @@ private final class Transfer: @unchecked Sendable {
         _ = ccurl_easy_setopt_header_function(easy, transferHeaderCallback)
     }
 
-    /// Appends received bytes; refusing them (returning 0) makes curl abort with a write error.
+    /// Appends received (already decompressed) bytes; refusing them (returning 0) makes curl abort
+    /// with a write error, so a compression bomb stops as soon as it passes the limit.
+    ///
+    /// Memory stays within the limit plus a little: doubling growth would, near the limit, hold
+    /// the old buffer and one twice its size while copying (issue 11 saw 1.1 GB at a 512 MiB limit).
+    /// So a body that outgrows ``smallBodyBytes`` gets one buffer of the full limit instead; its
+    /// untouched pages are never resident, and it is never copied again.
     fileprivate func receive(_ pointer: UnsafePointer<UInt8>, count: Int) -> Int {
-        if body.count + count > maxResponseBytes {
+        let needed = body.count + count
+        if needed > maxResponseBytes {
             exceededLimit = true
             return 0
+        }
+        if needed > body.capacity, needed > Self.smallBodyBytes {
+            body.reserveCapacity(maxResponseBytes)
         }
         body.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
         return count
@@ -383,6 +431,32 @@ private let transferHeaderCallback: ccurl_data_callback = { pointer, size, count
     let transfer = Unmanaged<Transfer>.fromOpaque(userdata).takeUnretainedValue()
     transfer.receiveHeader(UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: size * count)
     return size * count
+}
+
+/// The CA bundle for `--ca-file`: the system's certificates followed by the extra ones, because
+/// libcurl can only take one bundle and `CURLOPT_CAINFO` alone would drop the system's.
+enum CABundle {
+    /// The bundle libcurl was built to use, or the usual distribution paths when it does not say.
+    static let defaultSystemBundle: String? = {
+        if let easy = curl_easy_init() {
+            defer { curl_easy_cleanup(easy) }
+            var path: UnsafeMutablePointer<CChar>?
+            if ccurl_easy_getinfo_string(easy, CURLINFO_CAINFO, &path) == CURLE_OK, let path {
+                return String(cString: path)
+            }
+        }
+        let known = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+        return known.first { FileManager.default.isReadableFile(atPath: $0) }
+    }()
+
+    /// `system` (when readable) + `extra`, PEM concatenated; nil when `extra` cannot be read.
+    static func combined(system: String?, extra: String) -> [UInt8]? {
+        guard let extraBytes = FileManager.default.contents(atPath: extra) else { return nil }
+        var bundle: [UInt8] = system.flatMap { FileManager.default.contents(atPath: $0) }.map(Array.init) ?? []
+        if let last = bundle.last, last != UInt8(ascii: "\n") { bundle.append(UInt8(ascii: "\n")) }
+        bundle.append(contentsOf: extraBytes)
+        return bundle
+    }
 }
 
 /// `curl_global_init` must run once, before any other thread uses curl.

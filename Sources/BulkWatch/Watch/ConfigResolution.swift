@@ -35,7 +35,10 @@ public struct ConfigurationResolver: Sendable {
         public static let state = "./bulkwatch.db"
         public static let interval = Duration.seconds(30)
         public static let timeout = Duration.seconds(30)
-        public static let maxBodySize = 512 << 20
+        /// 64 MiB: a DruID list item is a few hundred bytes, so this is some 200 000 operations, far more
+        /// than one application keeps, while the answer, its decoded snapshot and the transfer buffer
+        /// still fit the examples' `MemoryMax=512M` (the buffer never exceeds the limit, issue 11).
+        public static let maxBodySize = 64 << 20
         public static let retain = Duration.seconds(7 * 86400)
         public static let fileMaxSize = 64 << 20
         public static let fileKeep = 5
@@ -118,8 +121,19 @@ public struct ConfigurationResolver: Sendable {
     }
 
     private func plan(name: String, _ settings: TargetSettings) throws(SettingError) -> TargetPlan {
-        guard let endpointURL = settings.endpoint else {
+        let conf = try oauthConf(settings)
+        let endpointURL: String
+        if let endpoint = settings.endpoint {
+            endpointURL = endpoint
+        } else if let conf {
+            endpointURL = try conf.file.requireBulkEndpoint(path: conf.path)
+        } else {
             throw SettingError("missing endpoint (the bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk)")
+        }
+        try Self.checkUpstreamURL(endpointURL, key: "endpoint")
+        if let tokenURL = settings.tokenURL { try Self.checkUpstreamURL(tokenURL, key: "token-url") }
+        if let language = settings.acceptLanguage, let problem = HeaderValidation.problem(inValue: language) {
+            throw SettingError("accept-language \(problem): it would be sent as a header")
         }
         let timeout = settings.timeout ?? Defaults.timeout
         let endpoint = BulkEndpoint(
@@ -133,30 +147,52 @@ public struct ConfigurationResolver: Sendable {
             retain: settings.retain ?? Defaults.retain)
         target.failingAfter = settings.failingAfter ?? TargetHealthTracker.defaultFailingAfter
         return TargetPlan(
-            target: target, tokenSource: try tokenSource(settings, timeout: timeout),
+            target: target, tokenSource: try tokenSource(settings, conf: conf, timeout: timeout),
             sinks: settings.sinks ?? [.stdout(.text)])
     }
 
-    private func tokenSource(_ settings: TargetSettings, timeout: Duration) throws(SettingError) -> TokenSource {
+    /// The target's `oauthconf.xml`, read once, with the path its errors name.
+    private func oauthConf(_ settings: TargetSettings) throws(SettingError) -> (file: OAuthConf, path: String)? {
+        guard let reference = settings.oauthconf else { return nil }
+        // `credential:NAME` reads it from systemd's credentials directory (LoadCredential=).
+        var path = reference
+        if reference.hasPrefix("credential:") {
+            guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                throw SettingError(
+                    "oauthconf \(reference): CREDENTIALS_DIRECTORY is not set "
+                        + "(use LoadCredential= in the systemd unit)")
+            }
+            path = directory + "/" + reference.dropFirst("credential:".count)
+        }
+        return (try OAuthConf.load(path: path, systemdCredential: reference.hasPrefix("credential:")), path)
+    }
+
+    /// An endpoint or token URL: no userinfo (issue 11). Named by its key, never echoed.
+    private static func checkUpstreamURL(_ url: String, key: String) throws(SettingError) {
+        do {
+            try SettingParse.validateNoUserinfo(url)
+        } catch {
+            throw SettingError("\(key): \(error.message)")
+        }
+    }
+
+    private func tokenSource(
+        _ settings: TargetSettings, conf: (file: OAuthConf, path: String)?, timeout: Duration
+    ) throws(SettingError) -> TokenSource {
         if let token = environment["BULKWATCH_TOKEN"], !token.isEmpty {
+            // Sent as the Authorization header as is; never echoed.
+            guard HeaderValidation.isB64Token(token) else {
+                throw SettingError("BULKWATCH_TOKEN is not an RFC 6750 bearer token (b64token characters only)")
+            }
             return .staticToken(token)
         }
         var tokenURL = settings.tokenURL
         var clientID = settings.clientID
         var secret: Secret?
-        if let reference = settings.oauthconf {
-            // `credential:NAME` reads it from systemd's credentials directory (LoadCredential=).
-            var path = reference
-            if reference.hasPrefix("credential:") {
-                guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-                    throw SettingError("oauthconf \(reference): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
-                }
-                path = directory + "/" + reference.dropFirst("credential:".count)
-            }
-            let conf = try OAuthConf.load(path: path)
-            tokenURL = tokenURL ?? conf.tokenURL
-            clientID = clientID ?? conf.clientID
-            secret = conf.clientSecret
+        if let conf {
+            if tokenURL == nil { tokenURL = try conf.file.requireTokenURL(path: conf.path) }
+            clientID = clientID ?? conf.file.clientID
+            secret = conf.file.clientSecret
         }
         if let reference = settings.clientSecret {
             secret = Secret(try reference.resolve(environment: environment))

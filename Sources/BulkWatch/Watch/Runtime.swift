@@ -102,8 +102,8 @@ public struct RuntimeConfiguration: Sendable {
                 if var existing = plans[spec.name] {
                     guard existing.spec == spec else {
                         throw RuntimeConfigurationError(
-                            description:
-                                "sink \(spec.name) is configured differently for two targets (batch, filter or format)")
+                            description: "sink \(URLRedaction.sinkName(spec.name)) is configured differently "
+                                + "for two targets (batch, filter or format)")
                     }
                     existing.targets?.insert(plan.target.name)
                     plans[spec.name] = existing
@@ -410,7 +410,8 @@ private final class Pipeline: Sendable {
             await task?.value
             health.resetSinks()
             await startDispatcher(preparedSinks)
-            logger.info("sinks reconfigured: \(newPlans.map(\.spec.name).joined(separator: ", "))")
+            let names = newPlans.map { URLRedaction.sinkName($0.spec.name) }
+            logger.info("sinks reconfigured: \(names.joined(separator: ", "))")
         }
         running.withLock { $0.configuration = new }
     }

@@ -75,23 +75,76 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
                 throw SettingError("\(self): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
             }
-            // systemd makes credential files readable by the service only; no mode check needed
-            // beyond the usual one, which they pass.
-            return try Self.readPrivateFile(URL(fileURLWithPath: directory).appendingPathComponent(name).path, what: "\(self)")
+            // systemd writes credential files itself; where it grants access by an ACL they stay
+            // root's, so root is accepted as their owner too.
+            return try Self.readPrivateFile(
+                URL(fileURLWithPath: directory).appendingPathComponent(name).path, what: "\(self)",
+                systemdCredential: true)
         }
     }
 
-    /// The trimmed contents of a file that only its owner can read.
-    public static func readPrivateFile(_ path: String, what: String) throws(SettingError) -> String {
+    /// True for a path inside `$CREDENTIALS_DIRECTORY` (also when given as a plain path).
+    private static func isSystemdCredential(_ path: String) -> Bool {
+        guard let directory = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+            return false
+        }
+        let prefix = directory.hasSuffix("/") ? directory : directory + "/"
+        return path.hasPrefix(prefix) && !path.dropFirst(prefix.count).contains("/")
+            && !path.contains("/../")
+    }
+
+    /// The most a secret file may hold; a secret, or an `oauthconf.xml`, is far smaller.
+    public static let maxSecretFileBytes = 1 << 20
+
+    /// The trimmed contents of a private file: a regular file (not a symbolic link), owned by the
+    /// effective user, with no group or other permission bits.
+    ///
+    /// The checks are made on the open descriptor (`O_NOFOLLOW`, then `fstat`) and the content is
+    /// read from that same descriptor, so the file cannot be swapped between check and read.
+    /// Following a symlink would let anyone who can write the configured path point it at any
+    /// owner-only file (a private key, `/proc/self/environ`) whose content would then be POSTed to
+    /// the token URL; a file owned by someone else may be rewritten by them. A systemd credential
+    /// (`systemdCredential`) may also be owned by root, which wrote it.
+    public static func readPrivateFile(
+        _ path: String, what: String, systemdCredential: Bool = false
+    ) throws(SettingError) -> String {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ELOOP {
+                throw SettingError("\(what): \(path) is a symbolic link; give the path of the file itself")
+            }
+            throw SettingError("\(what): \(path): \(String(cString: strerror(code)))")
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(path, &info) == 0 else {
+        guard fstat(fd, &info) == 0 else {
             throw SettingError("\(what): \(path): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw SettingError("\(what): \(path) is not a regular file")
+        }
+        let credential = systemdCredential || isSystemdCredential(path)
+        guard info.st_uid == geteuid() || (credential && info.st_uid == 0) else {
+            throw SettingError(
+                "\(what): \(path) is owned by uid \(info.st_uid), not by the user bulkwatch runs as (uid \(geteuid()))")
         }
         guard info.st_mode & 0o077 == 0 else {
             throw SettingError("\(what): \(path) is readable by group or others; run: chmod 600 \(path)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SettingError("\(what): \(path): cannot read")
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = read(fd, &chunk, chunk.count)
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw SettingError("\(what): \(path): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            data.append(contentsOf: chunk[..<count])
+            guard data.count <= maxSecretFileBytes else {
+                throw SettingError("\(what): \(path) is larger than \(maxSecretFileBytes >> 20) MiB: not a secret file")
+            }
         }
         let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !value.isEmpty else { throw SettingError("\(what): \(path) is empty") }
@@ -471,6 +524,18 @@ public enum SettingParse {
             url.host?.isEmpty == false
         else {
             throw SettingError("invalid URL '\(text)': expected an http(s) URL")
+        }
+    }
+
+    /// Refuses `https://user:pass@host/…` for an upstream URL: curl would not even use it (the
+    /// Bearer header wins), and a password in a URL ends up in logs, `ps` and shell history.
+    /// The URL is not echoed, since it holds the password.
+    public static func validateNoUserinfo(_ text: String) throws(SettingError) {
+        guard let components = URLComponents(string: text) else { return }
+        if components.user != nil || components.password != nil {
+            throw SettingError(
+                "must not contain a user name or password (user:pass@host); "
+                    + "credentials go in client-id and client-secret")
         }
     }
 
