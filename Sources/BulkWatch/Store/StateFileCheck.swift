@@ -68,9 +68,10 @@ public enum StateFileCheck {
         }
     }
 
-    /// bulkwatch's states record GRDB's migration `v1` (Journal.swift), which created these tables.
+    /// bulkwatch's states record GRDB's migration `v1` (SQLiteStore.swift), which created these tables
+    /// (its `snapshot` table was replaced by images and deltas in `v3-append-only`, so it is not required).
     private static func isBulkWatchState(_ path: String, tables: [String]) throws -> Bool {
-        guard Set(tables).isSuperset(of: ["grdb_migrations", "events", "cursors", "snapshot"]) else { return false }
+        guard Set(tables).isSuperset(of: ["grdb_migrations", "events", "cursors"]) else { return false }
         return try readOnly(path) { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM grdb_migrations WHERE identifier = 'v1')") ?? false
         }
