@@ -9,8 +9,9 @@ import Glibc
 
 /// `bulkwatch-bench webhook [--events N] [--batch N] [--paced N] [--rate N]`: events/s delivered
 /// by the dispatcher + WebhookSink to a loopback receiver (one at a time and batched, one reused
-/// connection), and commit → 2xx latency at a steady commit rate. Targets: 2,000 events/s
-/// unbatched, 20,000 batched, p99 < 50 ms. Printed, never asserted.
+/// connection), with the order checked at the receiver, and commit → 2xx latency at a steady commit
+/// rate. Targets: 2,000 events/s unbatched (issue 12), 20,000 batched, p99 < 50 ms. Printed, never
+/// asserted.
 func webhookBenchmark(arguments: [String]) async throws {
     var events = 5000
     var batch = 100
@@ -37,15 +38,21 @@ func webhookBenchmark(arguments: [String]) async throws {
     defer { transport.shutdown() }
     let secret = try WebhookSecret(parsing: WebhookSecret.generate())
 
-    var rows: [[String]] = [["mode", "events", "backlog events/s", "paced rate/s", "p50 commit→2xx", "p99 commit→2xx", "connections"]]
+    var rows: [[String]] = [
+        [
+            "mode", "events", "backlog events/s", "order", "paced rate/s", "p50 commit→2xx", "p99 commit→2xx",
+            "connections",
+        ]
+    ]
     for (label, size, count) in [("unbatched", 1, events), ("batch=\(batch)", batch, events * 10)] {
         let sink = WebhookSink(
             url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: size)
         let connectionsBefore = receiver.connections
-        let throughput = try await webhookBacklogRun(sink: sink, count: count)
+        let throughput = try await webhookBacklogRun(sink: sink, receiver: receiver, count: count)
         let latencies = try await webhookPacedRun(sink: sink, count: paced, rate: rate)
         rows.append([
-            label, "\(count)", String(format: "%.0f", throughput), "\(rate)",
+            label, "\(count)", String(format: "%.0f", throughput.eventsPerSecond),
+            throughput.inOrder ? "kept" : "BROKEN", "\(rate)",
             String(format: "%.2f ms", webhookPercentile(latencies, 0.50) * 1000),
             String(format: "%.2f ms", webhookPercentile(latencies, 0.99) * 1000),
             "\(receiver.connections - connectionsBefore)",
@@ -53,9 +60,49 @@ func webhookBenchmark(arguments: [String]) async throws {
     }
     let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        print(
+            row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                .joined(separator: "  "))
     }
     print("targets: 2000 events/s unbatched, 20000 batched, p99 < 50 ms; \(receiver.requests) requests received")
+    print("order: the receiver's sequence of webhook-ids (batch ids when batched) against the journal's sequence order")
+}
+
+/// One unbatched backlog drain, as `compare` prints it beside the issue's 2,000 events/s goal.
+struct WebhookThroughput {
+    var events: Int
+    var eventsPerSecond: Double
+    /// The receiver saw exactly the journal's ids in sequence order: no reordering, no gap, no duplicate.
+    var inOrder: Bool
+    var received: Int
+    /// Index of the first request whose id differs from the journal's order, if any.
+    var firstMismatch: Int?
+    var connections: Int
+
+    func render() -> String {
+        var table = BenchTable(
+            ["mode", "events", "events/s", "order", "received", "connections", "goal"], leftAligned: [0, 3, 6])
+        table.add([
+            "unbatched", "\(events)", Bench.fixed(eventsPerSecond, 0),
+            inOrder ? "kept" : "BROKEN at request \(firstMismatch.map(String.init) ?? "?")", "\(received)",
+            "\(connections)", "≥ 2,000 events/s, order kept",
+        ])
+        return table.render()
+    }
+}
+
+/// Commits `events` events, then times the real Dispatcher draining them one POST per event to a
+/// loopback receiver that checks their order.
+func webhookUnbatchedThroughput(events: Int) async throws -> WebhookThroughput {
+    let receiver = try WebhookBenchReceiver()
+    defer { receiver.stop() }
+    let transport = CurlTransport()
+    defer { transport.shutdown() }
+    let secret = try WebhookSecret(parsing: WebhookSecret.generate())
+    let sink = WebhookSink(
+        url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: 1)
+    Bench.progress("compare webhook: \(events) events, unbatched")
+    return try await webhookBacklogRun(sink: sink, receiver: receiver, count: events)
 }
 
 /// Forwards to the webhook sink and notes when each event got its 2xx.
@@ -79,29 +126,51 @@ private final class TimedWebhookSink: EventSink {
 }
 
 private func webhookBenchItem(_ id: String, _ status: String, _ updatedOn: String) -> BulkItem {
-    let json = #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)","createdOn":"2026-11-28T09:00:00Z"}"#
+    let json =
+        #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)","createdOn":"2026-11-28T09:00:00Z"}"#
     return BulkItem(bulkId: id, status: status, updatedOn: updatedOn, rawJSON: Array(json.utf8)[...])
 }
 
-/// Commits `count` events at once, then times the dispatcher draining them: events/s.
-private func webhookBacklogRun(sink: WebhookSink, count: Int) async throws -> Double {
+/// Commits `count` events at once, then times the dispatcher draining them (events/s) and checks
+/// that the receiver got them in the journal's order.
+private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver, count: Int) async throws
+    -> WebhookThroughput
+{
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let journal = try Journal(path: directory + "/state.db")
     var snapshot = Snapshot()
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
-    let outcome = SnapshotDiffer.apply(BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-    _ = try journal.commit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+    let outcome = SnapshotDiffer.apply(
+        BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
+    let committed = try journal.commit(
+        target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+    let ordered = committed.sorted { $0.sequence < $1.sequence }
+    let batchSize = sink.preferredBatchSize
+    let expected: [String] = stride(from: 0, to: ordered.count, by: batchSize).map { start in
+        let batch = Array(ordered[start..<min(start + batchSize, ordered.count)])
+        return batchSize == 1 ? batch[0].id : WebhookSink.batchID(batch)
+    }
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(
+        journal: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
+    _ = receiver.takeIDs()
+    let connectionsBefore = receiver.connections
     let start = ContinuousClock.now
     let running = Task { try await dispatcher.run() }
     while timed.count < count { try await Task.sleep(for: .milliseconds(2)) }
     let elapsed = ContinuousClock.now - start
     running.cancel()
     _ = try? await running.value
-    return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    let received = receiver.takeIDs().map { $0.lowercased() }
+    let wanted = expected.map { $0.lowercased() }
+    let mismatch = zip(received, wanted).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+    return WebhookThroughput(
+        events: count, eventsPerSecond: Double(count) / Bench.seconds(elapsed),
+        inOrder: received == wanted, received: received.count,
+        firstMismatch: mismatch ?? (received == wanted ? nil : min(received.count, wanted.count)),
+        connections: receiver.connections - connectionsBefore)
 }
 
 /// Commits one `changed` event at a time at `rate`/s while the dispatcher runs: commit → 2xx seconds.
@@ -111,7 +180,8 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let journal = try Journal(path: directory + "/state.db")
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(journal: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(
+        journal: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
     let running = Task { try await dispatcher.run() }
     var snapshot = Snapshot()
     var committed: [Int64: ContinuousClock.Instant] = [:]
@@ -153,6 +223,8 @@ private final class WebhookBenchReceiver: Sendable {
     let port: Int
     private let listener: Int32
     private let counters = Mutex((connections: 0, requests: 0, stopped: false))
+    /// `webhook-id` of every request, in arrival order (what the order check compares).
+    private let ids = Mutex<[String]>([])
 
     var url: String { "http://127.0.0.1:\(port)/hook" }
     var connections: Int { counters.withLock { $0.connections } }
@@ -173,6 +245,14 @@ private final class WebhookBenchReceiver: Sendable {
         listener = fd
         port = Int(UInt16(bigEndian: address.sin_port))
         Thread { [self] in acceptLoop() }.start()
+    }
+
+    /// The ids received since the last call.
+    func takeIDs() -> [String] {
+        ids.withLock { ids in
+            defer { ids.removeAll() }
+            return ids
+        }
     }
 
     func stop() {
@@ -208,8 +288,14 @@ private final class WebhookBenchReceiver: Sendable {
                 headerEnd = buffer.firstRange(of: separator)
             }
             let head = String(decoding: buffer[..<headerEnd!.lowerBound], as: UTF8.self).lowercased()
-            let length = head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
-                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            let lines = head.components(separatedBy: "\r\n")
+            func header(_ name: String) -> String? {
+                lines.first { $0.hasPrefix(name + ":") }.map {
+                    $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)
+                }
+            }
+            let length = header("content-length").flatMap { Int($0) } ?? 0
+            let id = header("webhook-id") ?? ""
             let end = headerEnd!.upperBound + length
             while buffer.count < end {
                 let count = recv(client, &chunk, chunk.count, 0)
@@ -218,6 +304,7 @@ private final class WebhookBenchReceiver: Sendable {
             }
             buffer.removeFirst(end)
             counters.withLock { $0.requests += 1 }
+            ids.withLock { $0.append(id) }
             guard send(client, reply, reply.count, Int32(MSG_NOSIGNAL)) == reply.count else { return }
         }
     }

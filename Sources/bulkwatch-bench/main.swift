@@ -41,7 +41,9 @@ do {
     case "poll" where rest.contains("--single"):
         // A measuring child of `poll`: its stdout is the protocol to the parent, so no banner.
         try await pollBenchmark(arguments: rest)
-    case "webhook": print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) =="); try await webhookBenchmark(arguments: rest)
+    case "webhook":
+        print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) ==")
+        try await webhookBenchmark(arguments: rest)
     case "decode", "diff", "fetch", "poll", "idle", "compare":
         try await runSuite(suite, rest)
     case "all":
