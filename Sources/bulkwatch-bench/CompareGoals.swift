@@ -30,7 +30,7 @@ struct CompareFigures {
 
     /// One line per goal of the issue's table: what the issue measured before, the goal, this run's figure.
     func goalsTable() -> String {
-        var table = BenchTable(["goal (issue 12)", "issue", "goal", "this run", "met?"], leftAligned: [0, 1, 2, 3])
+        var table = BenchTable(["goal (issue 12)", "issue", "goal", "this run", "met?"], leftAligned: [0, 1, 2, 3, 4])
         func verdict(_ met: Bool?) -> String { met.map { $0 ? "met" : "NOT MET" } ?? "not measured" }
         func ratioGoal(_ name: String, _ now: String, _ goal: Double, _ value: Double?, _ detail: String = "") {
             guard let value, value.isFinite else {

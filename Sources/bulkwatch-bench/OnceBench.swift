@@ -9,6 +9,7 @@ import BulkWatch
 import BulkWatchSimulator
 import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -19,7 +20,10 @@ struct ProcessCycle {
     var wall = 0.0
     /// User + system CPU of the child (wait4's rusage), seconds.
     var cpu = 0.0
-    /// ru_maxrss of the reaped child, bytes: its VmHWM at exit, readable after /proc/PID has gone.
+    /// The child's VmHWM, bytes: the last reading of /proc/PID/status before it exited, sampled every 2 ms
+    /// (VmHWM only grows, so the last reading is the peak but for the child's final 2 ms). Not wait4's
+    /// ru_maxrss: posix_spawn's child execs from the parent's address space, and Linux folds that address
+    /// space's peak (this benchmark's own ~50 MB) into ru_maxrss at exec.
     var peakRSS = 0
     /// ru_oublock × 512, bytes: what the child queued for storage (database, WAL, checkpoint, event file).
     var writtenBytes = 0
@@ -49,10 +53,20 @@ struct OnceSizeResult {
 
 extension BenchChild {
     /// Blocks in wait4 on a Dispatch thread (never on the cooperative pool, where the in-process simulator's
-    /// tasks run) and returns how the child ended with its resource usage.
-    func waitWithUsage() async -> (exit: Exit, usage: rusage) {
+    /// tasks run) while another one samples the child's VmHWM every 2 ms; returns how the child ended, its
+    /// resource usage and the last VmHWM read.
+    func waitWithUsage() async -> (exit: Exit, usage: rusage, peak: Int) {
         let pid = self.pid
-        return await withCheckedContinuation { continuation in
+        let sampler = PeakSampler()
+        DispatchQueue.global().async {
+            while !sampler.state.withLock({ $0.done }) {
+                if let peak = Bench.procStatus("VmHWM", pid: pid) {
+                    sampler.state.withLock { $0.peak = max($0.peak, peak) }
+                }
+                usleep(2_000)
+            }
+        }
+        let (exit, usage) = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 var status: Int32 = 0
                 var usage = rusage()
@@ -61,7 +75,17 @@ extension BenchChild {
                 continuation.resume(returning: (exit, usage))
             }
         }
+        let peak = sampler.state.withLock { state in
+            state.done = true
+            return state.peak
+        }
+        return (exit, usage, peak)
     }
+}
+
+/// The highest VmHWM read so far, shared by the sampling thread and the waiter.
+private final class PeakSampler: Sendable {
+    let state = Mutex((peak: 0, done: false))
 }
 
 /// Runs `first` + `runs` steady rounds of both cold processes at `size` items.
@@ -98,12 +122,12 @@ func measureOnceCycles(size: Int, runs: Int, python: PyWatcher) async throws -> 
     {
         let start = ContinuousClock.now
         let child = try BenchChild.spawn(path, arguments, environment: environment, pipes: false)
-        let (exit, usage) = await child.waitWithUsage()
+        let (exit, usage, peak) = await child.waitWithUsage()
         let wall = Bench.seconds(since: start)
         guard case .exited(0) = exit else { throw BenchError("\(path) \(arguments.first ?? "") ended with \(exit)") }
         func value(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
         return ProcessCycle(
-            wall: wall, cpu: value(usage.ru_utime) + value(usage.ru_stime), peakRSS: usage.ru_maxrss * 1_024,
+            wall: wall, cpu: value(usage.ru_utime) + value(usage.ru_stime), peakRSS: peak,
             writtenBytes: usage.ru_oublock * 512, events: lines.advance())
     }
 
@@ -150,9 +174,10 @@ func measureOnceCycles(size: Int, runs: Int, python: PyWatcher) async throws -> 
 func printOnceTable(_ results: [(size: Int, result: OnceSizeResult?, failure: String?)]) {
     print("whole process, `bulkwatch run --once` vs `pywatcher.py --once`: one cold process per poll on each side")
     print("(start, dynamic linking, load the state, token, fetch, decode, diff, commit, file sink, exit), timed from")
-    print("posix_spawn to wait4; peak RSS = ru_maxrss of the reaped child (its VmHWM); written = ru_oublock × 512")
-    print("(database, WAL, checkpoint, event file). first = empty state; steady = the same state after each round's")
-    print("1 % changed / new / gone, medians. Both read the same simulator, so identical bodies, in alternating order.")
+    print("posix_spawn to wait4; peak RSS = the child's VmHWM, read every 2 ms until it exits; written =")
+    print("ru_oublock × 512 (database, WAL, checkpoint, event file). first = empty state; steady = the same state")
+    print("after each round's 1 % changed / new / gone, medians. Both read the same simulator, so identical bodies,")
+    print("in alternating order.")
     print("")
     var table = BenchTable(["items", "measure", "bulkwatch", "pywatcher", "ratio"], leftAligned: [1])
     for (size, result, failure) in results {

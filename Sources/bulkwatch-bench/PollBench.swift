@@ -322,10 +322,10 @@ private struct PollChild {
     private func measureWholeCycles(client: BulkStatusClient, directory: String, into result: inout PollSizeResult)
         async throws
     {
-        let journal = try Journal(path: directory + "/whole.db")
+        let journal = try SQLiteStore(path: directory + "/whole.db")
         let sink = try FileSink(path: directory + "/whole.jsonl")
-        let watcher = try Watcher(
-            target: WatchTarget(endpoint: endpoint, interval: .seconds(1)), client: client, journal: journal,
+        let watcher = try await Watcher(
+            target: WatchTarget(endpoint: endpoint, interval: .seconds(1)), client: client, store: journal,
             logger: logger)
         var delivery = Delivery(journal: journal, sink: sink)
 
@@ -333,7 +333,7 @@ private struct PollChild {
         var cycle = try await timedCycle(watcher: watcher, delivery: &delivery)
         cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
         result.first = cycle
-        try journal.checkpoint()
+        try await journal.checkpoint()
 
         var steady: [PollSizeResult.Cycle] = []
         progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
@@ -343,7 +343,7 @@ private struct PollChild {
             let measured = try await timedCycle(watcher: watcher, delivery: &delivery)
             if round >= warmup { steady.append(measured) }
             // As `bulkwatch run` does between polls, after the events went out: not part of the cycle.
-            try journal.checkpoint()
+            try await journal.checkpoint()
         }
         result.steady = PollSizeResult.Cycle(
             events: Int(Bench.median(steady.map { Double($0.events) })), wall: Bench.median(steady.map(\.wall)),
@@ -376,7 +376,7 @@ private struct PollChild {
         client: BulkStatusClient, transport: CurlTransport, tokens: TokenProvider, directory: String,
         into result: inout PollSizeResult
     ) async throws -> Int {
-        let journal = try Journal(path: directory + "/pieces.db")
+        let journal = try SQLiteStore(path: directory + "/pieces.db")
         let sink = try FileSink(path: directory + "/pieces.jsonl")
         var delivery = Delivery(journal: journal, sink: sink)
         var snapshot = Snapshot()
@@ -408,8 +408,10 @@ private struct PollChild {
 
             let writtenBefore = Bench.writtenChars()
             start = ContinuousClock.now
-            let events = try journal.commit(
-                target: "default", source: endpoint.url, outcome: outcome, snapshot: snapshot, detectedAt: Date())
+            let events = try await journal.commit(
+                PollCommit(
+                    target: "default", source: endpoint.url, outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+                fence: .exclusive)
             pieces.commit = Bench.seconds(since: start)
             if let before = writtenBefore, let after = Bench.writtenChars() { pieces.written = Double(after - before) }
             hasBaseline = true
@@ -422,7 +424,8 @@ private struct PollChild {
             pieces.sink = delivery.deliverTime
             pieces.dispatch = delivery.journalTime
 
-            try journal.checkpoint()
+            // Between polls, as `bulkwatch run` does: fold the deltas when due, checkpoint the WAL.
+            try await journal.maintain(target: "default", snapshot: snapshot)
             if round == 0 { result.firstPieces = pieces }
             if round > warmup { steady.append(pieces) }
             let stats = outcome.stats
@@ -446,14 +449,14 @@ private struct PollChild {
 
 /// What the Dispatcher does for one sink, inline: read a batch after the cursor, deliver it, advance the cursor.
 private struct Delivery {
-    let journal: Journal
+    let journal: SQLiteStore
     let sink: FileSink
     var cursor: Int64 = 0
     /// Time in FileSink.deliver, and in journal reads + cursor writes, since ``resetTimers()``.
     var deliverTime = 0.0
     var journalTime = 0.0
 
-    init(journal: Journal, sink: FileSink) {
+    init(journal: SQLiteStore, sink: FileSink) {
         self.journal = journal
         self.sink = sink
     }
@@ -468,14 +471,14 @@ private struct Delivery {
         var delivered = 0
         while true {
             var start = ContinuousClock.now
-            let batch = try journal.events(after: cursor, limit: Dispatcher.defaultBatchSize)
+            let batch = try await journal.events(after: cursor, limit: Dispatcher.defaultBatchSize)
             journalTime += Bench.seconds(since: start)
             guard let last = batch.last else { return delivered }
             start = ContinuousClock.now
             try await sink.deliver(batch)
             deliverTime += Bench.seconds(since: start)
             start = ContinuousClock.now
-            try journal.advanceCursor(sink: sink.name, to: last.sequence)
+            _ = try await journal.advanceCursor(sink: sink.name, from: cursor, to: last.sequence, fence: .exclusive)
             journalTime += Bench.seconds(since: start)
             cursor = last.sequence
             delivered += batch.count

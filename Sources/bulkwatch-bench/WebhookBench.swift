@@ -139,13 +139,14 @@ private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try Journal(path: directory + "/state.db")
+    let journal = try SQLiteStore(path: directory + "/state.db")
     var snapshot = Snapshot()
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
     let outcome = SnapshotDiffer.apply(
         BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-    let committed = try journal.commit(
-        target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+    let committed = try await journal.commit(
+        PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+        fence: .exclusive)
     let ordered = committed.sorted { $0.sequence < $1.sequence }
     let batchSize = sink.preferredBatchSize
     let expected: [String] = stride(from: 0, to: ordered.count, by: batchSize).map { start in
@@ -154,7 +155,7 @@ private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver
     }
     let timed = TimedWebhookSink(sink)
     let dispatcher = Dispatcher(
-        journal: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
+        store: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
     _ = receiver.takeIDs()
     let connectionsBefore = receiver.connections
     let start = ContinuousClock.now
@@ -178,10 +179,10 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try Journal(path: directory + "/state.db")
+    let journal = try SQLiteStore(path: directory + "/state.db")
     let timed = TimedWebhookSink(sink)
     let dispatcher = Dispatcher(
-        journal: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
+        store: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
     let running = Task { try await dispatcher.run() }
     var snapshot = Snapshot()
     var committed: [Int64: ContinuousClock.Instant] = [:]
@@ -193,8 +194,9 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
         let item = webhookBenchItem("b-1", "S\(step)", updatedOn)
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: [item]), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-        let stored = try journal.commit(
-            target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date())
+        let stored = try await journal.commit(
+            PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+            fence: .exclusive)
         let now = ContinuousClock.now
         for event in stored { committed[event.sequence] = now }
         dispatcher.notify()

@@ -20,7 +20,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
     func run() async throws {
         let journal = try StateFile.open(statePath)
-        let statuses = try journal.sinkStatuses()
+        let statuses = try await journal.sinkStatuses()
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
                 [
@@ -55,10 +55,10 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
 /// Opening an existing state file for the operator commands: a missing file is a configuration error.
 enum StateFile {
-    static func open(_ path: String) throws -> Journal {
+    static func open(_ path: String) throws -> any Store {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ConfigurationError("no state file at \(path) (pass --state PATH)")
         }
-        do { return try Journal(path: path) } catch { throw ConfigurationError("\(error)") }
+        do { return try SQLiteStore(path: path) } catch { throw ConfigurationError("\(error)") }
     }
 }

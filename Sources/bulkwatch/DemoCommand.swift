@@ -97,7 +97,7 @@ struct DemoCommand: AsyncParsableCommand {
         let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
         let runtime: BulkWatchRuntime
         do {
-            runtime = try BulkWatchRuntime(configuration: configuration, logger: logger)
+            runtime = try await BulkWatchRuntime(configuration: configuration, logger: logger)
         } catch let error as StateInUse {
             await simulator.stop()
             throw RuntimeFailure(error.description)

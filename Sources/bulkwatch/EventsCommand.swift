@@ -47,13 +47,12 @@ struct EventsCommand: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: statePath) else {
             throw ConfigurationError("no state file at \(statePath) (pass --state PATH)")
         }
-        let journal: Journal
-        do { journal = try Journal(path: statePath) } catch { throw ConfigurationError("\(error)") }
-        let filter = Journal.EventFilter(kinds: try kinds(), subject: subject)
+        let journal = try StateFile.open(statePath)
+        let filter = EventFilter(kinds: try kinds(), subject: subject)
         let output = StdoutSink(format: StdoutSink.Format(rawValue: format) ?? .json)
         var cursor = since
         while true {
-            let batch = try journal.events(after: cursor, limit: 1000, filter: filter)
+            let batch = try await journal.events(after: cursor, limit: 1000, filter: filter)
             if let last = batch.last {
                 try await output.deliver(batch)
                 cursor = last.sequence

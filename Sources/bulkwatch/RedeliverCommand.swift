@@ -52,8 +52,8 @@ struct RedeliverCommand: AsyncParsableCommand {
     func run() async throws {
         let journal = try StateFile.open(statePath)
         if let since {
-            let last = try journal.lastSequence()
-            try journal.setCursor(sink: sink, to: min(since, last))
+            let last = try await journal.lastSequence()
+            try await journal.rewindCursor(sink: sink, to: min(since, last))
             print(
                 "\(sink): cursor set to \(min(since, last)); \(max(0, last - since)) event(s) will be re-delivered "
                     + "by the running or next `bulkwatch run`")
@@ -66,10 +66,10 @@ struct RedeliverCommand: AsyncParsableCommand {
         let webhook = WebhookSink(
             url: url, signer: WebhookSigner(secrets: secrets), transport: transport, batchSize: 1,
             timeout: Duration(parsing: webhookTimeout) ?? .seconds(10))
-        let letters = try journal.deadLetters(sink: sink)
+        let letters = try await journal.deadLetters(sink: sink)
         var targets: [(event: JournalEvent, isDeadLetter: Bool)] = []
         if let id {
-            guard let event = try journal.event(id: id) else {
+            guard let event = try await journal.event(id: id) else {
                 throw ConfigurationError("no event with id \(id) in \(statePath) (it may have been pruned)")
             }
             targets = [(event, letters.contains { $0.sequence == event.sequence })]
@@ -87,7 +87,7 @@ struct RedeliverCommand: AsyncParsableCommand {
         for (event, isDeadLetter) in targets {
             do {
                 try await webhook.deliver([event])
-                if isDeadLetter { try journal.removeDeadLetter(sink: sink, sequence: event.sequence) }
+                if isDeadLetter { try await journal.removeDeadLetter(sink: sink, sequence: event.sequence) }
                 print("\(event.sequence) \(event.id): delivered")
             } catch {
                 failed += 1

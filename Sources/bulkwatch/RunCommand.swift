@@ -38,7 +38,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             // The reloader re-reads the file with the same flags and environment (SIGHUP).
             let reloader: ConfigurationReloader? = config == nil ? nil : { @Sendable in try resolver.resolve() }
-            runtime = try BulkWatchRuntime(configuration: configuration, logger: logger, reloader: reloader)
+            runtime = try await BulkWatchRuntime(configuration: configuration, logger: logger, reloader: reloader)
         } catch let error as StateInUse {
             throw RuntimeFailure(error.description)
         } catch {

@@ -120,12 +120,16 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "A webhook event still failing after this long (from its detection time) is dead-lettered. [24h]")
     var webhookMaxAge: String?
 
+    @Option(help: "How long an exec: sink's program may run per batch before it is stopped and retried. [30s]")
+    var execTimeout: String?
+
     func settings() throws -> GlobalSettings {
         let pairs: [(String, String?)] = [
             ("state", statePath), ("listen", listen), ("log-level", logLevel), ("log-format", logFormat),
             ("ca-file", caFile), ("file-max-size", fileMaxSize), ("file-keep", fileKeep),
             ("webhook-timeout", webhookTimeout), ("webhook-backoff-base", webhookBackoffBase),
             ("webhook-backoff-cap", webhookBackoffCap), ("webhook-max-age", webhookMaxAge),
+            ("exec-timeout", execTimeout),
         ]
         var settings = try SettingLayer.apply(
             pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }, setters: GlobalSettings.keys,

@@ -13,19 +13,19 @@ import Glibc
 /// A journal in a temp directory that commits `created` events the way the watcher does.
 final class WebhookJournalFixture: @unchecked Sendable {
     let directory: String
-    let journal: Journal
+    let journal: SQLiteStore
     private var snapshot = Snapshot(tracked: [], removalGuarded: [])
     private var next = 1
     private var items: [BulkItem] = []
 
     init() throws {
         directory = try makeTemporaryDirectory("webhook")
-        journal = try Journal(path: directory + "/state.db")
+        journal = try SQLiteStore(path: directory + "/state.db")
     }
 
     /// Commits `count` new items as `created` events detected at `detectedAt`.
     @discardableResult
-    func add(_ count: Int, detectedAt: Date = Date()) throws -> [JournalEvent] {
+    func add(_ count: Int, detectedAt: Date = Date()) async throws -> [JournalEvent] {
         for _ in 0..<count {
             let id = "b-\(next)"
             next += 1
@@ -35,9 +35,11 @@ final class WebhookJournalFixture: @unchecked Sendable {
         }
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-        return try journal.commit(
-            target: "default", source: "https://api.example.com/bulk", outcome: outcome, snapshot: snapshot,
-            detectedAt: detectedAt)
+        return try await journal.commit(
+            PollCommit(
+                target: "default", source: "https://api.example.com/bulk", outcome: outcome, snapshot: snapshot,
+                detectedAt: detectedAt),
+            fence: .exclusive)
     }
 }
 
@@ -80,15 +82,22 @@ func expectValidSignature(_ request: RecordedRequest, keys: [[UInt8]]) throws {
 
 /// Runs a dispatcher over `sinks` until `condition` holds (or a generous timeout), then stops it.
 func dispatch(
-    _ journal: Journal, _ sinks: [any EventSink], until condition: () throws -> Bool
+    _ journal: any Store, _ sinks: [any EventSink], until condition: () async throws -> Bool
 ) async rethrows -> Bool {
     let dispatcher = Dispatcher(
-        journal: journal, sinks: sinks, logger: Logger(label: "test"), drainTimeout: .milliseconds(200),
+        store: journal, sinks: sinks, logger: Logger(label: "test"), drainTimeout: .milliseconds(200),
         idlePoll: .milliseconds(50))
     let running = Task { try await dispatcher.run() }
     let reached = try await ChildProcess.eventually(timeout: .seconds(90), condition)
-    running.cancel()
+    // A graceful finish lets the cursor of a delivered batch be recorded; a sink still stuck after two
+    // seconds is cancelled.
+    dispatcher.finish(drainTimeout: .milliseconds(200))
+    let cancel = Task {
+        try await Task.sleep(for: .seconds(2))
+        running.cancel()
+    }
     _ = try? await running.value
+    cancel.cancel()
     return reached
 }
 
@@ -107,7 +116,7 @@ func webhookSink(_ server: LoopbackHTTPServer, path: String = "/hook", batch: In
 struct WebhookSinkTests {
     @Test func postsTheCloudEventSignedWithEverySecret() async throws {
         let fixture = try WebhookJournalFixture()
-        let events = try fixture.add(2)
+        let events = try await fixture.add(2)
         let server = try LoopbackHTTPServer { _ in .respond(status: 204) }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
@@ -124,7 +133,7 @@ struct WebhookSinkTests {
             #expect(request.header("User-Agent") == "bulkwatch/\(BulkWatchVersion.current)")
             try expectValidSignature(request, keys: [testKeyA, testKeyB])
         }
-        #expect(try fixture.journal.cursor(sink: sink.name) == 2)
+        #expect(try await fixture.journal.cursor(sink: sink.name) == 2)
         #expect(sink.name == "webhook:\(server.baseURL)/hook")
     }
 
@@ -133,7 +142,7 @@ struct WebhookSinkTests {
             return  // optional: `pip install standardwebhooks` (scripts/setup.sh tries it)
         }
         let fixture = try WebhookJournalFixture()
-        try fixture.add(1)
+        try await fixture.add(1)
         let server = try LoopbackHTTPServer { _ in .respond(status: 200) }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
@@ -164,7 +173,7 @@ struct WebhookSinkTests {
 
     @Test func retryAfterIsHonouredAndEveryAttemptIsSignedAfresh() async throws {
         let fixture = try WebhookJournalFixture()
-        try fixture.add(1)
+        try await fixture.add(1)
         let calls = Mutex(0)
         let server = try LoopbackHTTPServer { _ in
             calls.withLock { count in
@@ -176,7 +185,11 @@ struct WebhookSinkTests {
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
         let started = ContinuousClock.now
-        #expect(await dispatch(fixture.journal, [sink]) { server.requests.count == 2 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) {
+                let cursor = try await fixture.journal.cursor(sink: sink.name)
+                return server.requests.count == 2 && cursor == 1
+            })
         #expect(ContinuousClock.now - started >= .seconds(2))
         let requests = server.requests
         try #require(requests.count == 2)
@@ -184,12 +197,12 @@ struct WebhookSinkTests {
         #expect(requests[0].header("webhook-timestamp") != requests[1].header("webhook-timestamp"))
         #expect(requests[0].header("webhook-signature") != requests[1].header("webhook-signature"))
         for request in requests { try expectValidSignature(request, keys: [testKeyA, testKeyB]) }
-        #expect(try fixture.journal.cursor(sink: sink.name) == 1)
+        #expect(try await fixture.journal.cursor(sink: sink.name) == 1)
     }
 
     @Test func aReceiverThatIsDownThenUpGetsEveryEventInOrderWithStableIDs() async throws {
         let fixture = try WebhookJournalFixture()
-        let events = try fixture.add(5)
+        let events = try await fixture.add(5)
         let calls = Mutex(0)
         // Dropped connections, then server errors, then healthy.
         let server = try LoopbackHTTPServer { _ in
@@ -203,19 +216,19 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 5 })
+        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
 
         let requests = server.requests
         let accepted = requests.dropFirst(6)
         #expect(accepted.map { $0.header("webhook-id") } == events.map(\.id))
         // Until it succeeded, every attempt was for the first event: never skipped ahead.
         #expect(requests.prefix(7).allSatisfy { $0.header("webhook-id") == events[0].id })
-        #expect(try fixture.journal.deadLetters().isEmpty)
+        #expect(try await fixture.journal.deadLetters().isEmpty)
     }
 
     @Test func aRedirectIsNotFollowedAndDeadLettersAfterThreeAttempts() async throws {
         let fixture = try WebhookJournalFixture()
-        let events = try fixture.add(2)
+        let events = try await fixture.add(2)
         let server = try LoopbackHTTPServer { request in
             if request.path == "/hook", request.body == events[0].body {
                 return .respond(status: 302, headers: [("Location", "/elsewhere")])
@@ -225,11 +238,11 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 2 })
+        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
 
         #expect(!server.requests.contains { $0.path == "/elsewhere" })
         #expect(server.requests.count == 4)
-        let letters = try fixture.journal.deadLetters(sink: sink.name)
+        let letters = try await fixture.journal.deadLetters(sink: sink.name)
         #expect(letters.map(\.eventID) == [events[0].id])
         #expect(letters.first?.attempts == 3)
         #expect(letters.first?.reason.contains("302") == true)
@@ -238,39 +251,39 @@ struct WebhookSinkTests {
 
     @Test func a400DeadLettersAfterThreeAttemptsAndTheNextEventFollows() async throws {
         let fixture = try WebhookJournalFixture()
-        let events = try fixture.add(3)
+        let events = try await fixture.add(3)
         let server = try LoopbackHTTPServer { request in
             request.header("webhook-id") == events[1].id ? .respond(status: 400) : .respond(status: 200)
         }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 3 })
+        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 3 })
 
         #expect(server.requests.map { $0.header("webhook-id") ?? "" }
             == [events[0].id, events[1].id, events[1].id, events[1].id, events[2].id])
-        let status = try #require(try fixture.journal.sinkStatuses().first { $0.sink == sink.name })
+        let status = try #require(try await fixture.journal.sinkStatuses().first { $0.sink == sink.name })
         #expect(status.deadLetters == 1)
         #expect(status.lag == 0)
-        #expect(try fixture.journal.deadLetters().first?.reason == "HTTP 400")
+        #expect(try await fixture.journal.deadLetters().first?.reason == "HTTP 400")
     }
 
     @Test func eventsOlderThanTheMaxAgeAreDeadLetteredInsteadOfRetried() async throws {
         let fixture = try WebhookJournalFixture()
-        try fixture.add(2, detectedAt: Date().addingTimeInterval(-7200))
+        try await fixture.add(2, detectedAt: Date().addingTimeInterval(-7200))
         let server = try LoopbackHTTPServer { _ in .respond(status: 503) }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 2 })
-        let letters = try fixture.journal.deadLetters(sink: sink.name)
+        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
+        let letters = try await fixture.journal.deadLetters(sink: sink.name)
         #expect(letters.count == 2)
         #expect(letters.allSatisfy { $0.reason.contains("max age") && $0.attempts == 1 })
     }
 
     @Test func a410StopsOnlyThatSinkAndTheFileSinkGoesOn() async throws {
         let fixture = try WebhookJournalFixture()
-        try fixture.add(3)
+        try await fixture.add(3)
         let server = try LoopbackHTTPServer { _ in .respond(status: 410) }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
@@ -278,23 +291,23 @@ struct WebhookSinkTests {
         let file = try FileSink(path: fixture.directory + "/events.jsonl")
         #expect(
             try await dispatch(fixture.journal, [sink, file]) {
-                let stopped = try fixture.journal.sinkStatuses().first { $0.sink == sink.name }?.lastError != nil
-                return try fixture.journal.cursor(sink: file.name) == 3 && stopped
+                let stopped = try await fixture.journal.sinkStatuses().first { $0.sink == sink.name }?.lastError != nil
+                return try await fixture.journal.cursor(sink: file.name) == 3 && stopped
             })
-        try fixture.add(2)
+        try await fixture.add(2)
         let reopened = try FileSink(path: fixture.directory + "/events.jsonl")
-        #expect(try await dispatch(fixture.journal, [reopened]) { (try fixture.journal.cursor(sink: file.name)) == 5 })
-        let status = try #require(try fixture.journal.sinkStatuses().first { $0.sink == sink.name })
+        #expect(try await dispatch(fixture.journal, [reopened]) { (try await fixture.journal.cursor(sink: file.name)) == 5 })
+        let status = try #require(try await fixture.journal.sinkStatuses().first { $0.sink == sink.name })
         #expect(status.lastError == "stopped: 410 Gone")
         #expect(status.cursor == 0)
         #expect(status.lag == 5)
         #expect(server.requests.count == 1)
-        #expect(try fixture.journal.deadLetters().isEmpty)
+        #expect(try await fixture.journal.deadLetters().isEmpty)
     }
 
     @Test func aReceiverThatNeverAnswersDoesNotStallTheOtherSinks() async throws {
         let fixture = try WebhookJournalFixture()
-        try fixture.add(3)
+        try await fixture.add(3)
         let silent = try LoopbackHTTPServer { _ in .neverAnswer }
         defer { silent.stop() }
         let healthy = try LoopbackHTTPServer { _ in .respond(status: 200) }
@@ -306,21 +319,22 @@ struct WebhookSinkTests {
         let file = try FileSink(path: fixture.directory + "/events.jsonl")
         #expect(
             try await dispatch(fixture.journal, [stuck, file, fine]) {
-                let fileDone = try fixture.journal.cursor(sink: file.name) == 3
-                return try fileDone && fixture.journal.cursor(sink: fine.name) == 3
+                let fileDone = try await fixture.journal.cursor(sink: file.name) == 3
+                let fineDone = try await fixture.journal.cursor(sink: fine.name) == 3
+                return fileDone && fineDone
             })
-        #expect(try (fixture.journal.cursor(sink: stuck.name) ?? 0) == 0)
+        #expect(try await (fixture.journal.cursor(sink: stuck.name) ?? 0) == 0)
         #expect(silent.requests.count == 1)
     }
 
     @Test func batchesArePostedAsOneSignedArray() async throws {
         let fixture = try WebhookJournalFixture()
-        let events = try fixture.add(5)
+        let events = try await fixture.add(5)
         let server = try LoopbackHTTPServer { _ in .respond(status: 200) }
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server, batch: 3)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try fixture.journal.cursor(sink: sink.name)) == 5 })
+        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
         let requests = server.requests
         try #require(requests.count == 2)
         var received: [String] = []

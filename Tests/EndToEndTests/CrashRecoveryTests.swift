@@ -38,9 +38,9 @@ struct CrashRecoveryTests {
             directory: fixture.directory)
         #expect(final.status == 0, "stderr: \(final.stderr)")
 
-        let journal = try Journal(path: fixture.statePath)
-        #expect(try journal.integrityCheck() == "ok")
-        let events = try journal.allEvents()
+        let journal = try SQLiteStore(path: fixture.statePath)
+        #expect(try await journal.integrityCheck() == "ok")
+        let events = try await journal.allEvents()
         #expect(events.count > 40)
         #expect(events.map(\.sequence) == Array(1...Int64(events.count)), "sequences must be contiguous")
         #expect(Set(events.map(\.id)).count == events.count, "ids must be unique")

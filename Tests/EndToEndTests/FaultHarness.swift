@@ -112,7 +112,7 @@ final class FaultHarness: @unchecked Sendable {
     var stderrLines: [String] { nonEmptyLines(stderr) }
 
     /// The journal as the watcher committed it; nil when it cannot be read right now.
-    var events: [JournalEvent]? { try? Journal(path: statePath).allEvents() }
+    var events: [JournalEvent]? { try? SQLiteStore(path: statePath).allEventsBlocking() }
 
     var truth: JournalTruth { JournalTruth(events: events ?? [], history: simulator.history) }
 

@@ -63,11 +63,11 @@ final class RefusingSink: EventSink {
 }
 
 /// A manual simulator, a temp directory with a journal, and a client for it.
-private func pipelineParts() async throws -> (DruIDSimulator, String, Journal, CurlTransport, BulkStatusClient) {
+private func pipelineParts() async throws -> (DruIDSimulator, String, SQLiteStore, CurlTransport, BulkStatusClient) {
     let simulator = DruIDSimulator(options: .manual())
     try await simulator.start()
     let directory = try makeTemporaryDirectory("pipeline")
-    let journal = try Journal(path: directory + "/state.db")
+    let journal = try SQLiteStore(path: directory + "/state.db")
     let transport = CurlTransport()
     let logger = Logger(label: "test")
     let credentials = ClientCredentials(
@@ -85,25 +85,25 @@ struct PipelineTests {
         let logger = Logger(label: "test")
         let file = try FileSink(path: directory + "/events.jsonl")
         let refusing = RefusingSink()
-        let dispatcher = Dispatcher(journal: journal, sinks: [refusing, file], logger: logger)
-        let watcher = try Watcher(
+        let dispatcher = Dispatcher(store: journal, sinks: [refusing, file], logger: logger)
+        let watcher = try await Watcher(
             target: WatchTarget(endpoint: BulkEndpoint(url: simulator.bulkURL), interval: .milliseconds(100)),
-            client: client, journal: journal, logger: logger, onCommit: { dispatcher.notify() })
+            client: client, store: journal, logger: logger, onCommit: { dispatcher.notify() })
         for index in 1...3 { simulator.upsert(bulkId: "b-\(index)") }
 
         let group = ServiceGroup(services: [dispatcher, watcher], logger: logger)
         let running = Task { try await group.run() }
         let delivered = await ChildProcess.eventually(timeout: .seconds(30)) {
-            (try? journal.cursor(sink: file.name)) == 3
+            (try? journal.cursorBlocking(sink: file.name)) == 3
         }
         #expect(delivered)
         simulator.upsert(bulkId: "b-4")
-        #expect(await ChildProcess.eventually(timeout: .seconds(30)) { (try? journal.cursor(sink: file.name)) == 4 })
+        #expect(await ChildProcess.eventually(timeout: .seconds(30)) { (try? journal.cursorBlocking(sink: file.name)) == 4 })
         await group.triggerGracefulShutdown()
         try await running.value
 
         #expect(refusing.attempts.withLock { $0 } >= 1)
-        #expect(try journal.cursor(sink: "refusing") == nil || journal.cursor(sink: "refusing") == 0)
+        #expect(try await (journal.cursor(sink: "refusing") ?? 0) == 0)
         let lines = nonEmptyLines(try String(contentsOfFile: directory + "/events.jsonl", encoding: .utf8))
         #expect(lines.count == 4)
         transport.shutdown()
@@ -113,8 +113,8 @@ struct PipelineTests {
     @Test func aFailedPollChangesNothingAndTheNextOneCatchesUp() async throws {
         let (simulator, _, journal, transport, client) = try await pipelineParts()
         let logger = Logger(label: "test")
-        let watcher = try Watcher(
-            target: WatchTarget(endpoint: BulkEndpoint(url: simulator.bulkURL)), client: client, journal: journal,
+        let watcher = try await Watcher(
+            target: WatchTarget(endpoint: BulkEndpoint(url: simulator.bulkURL)), client: client, store: journal,
             logger: logger)
         simulator.upsert(bulkId: "b-1")
         simulator.upsert(bulkId: "b-2")
@@ -128,9 +128,8 @@ struct PipelineTests {
             _ = try await watcher.pollOnce()
         }
         // Empty, full, empty, full: never two consecutive absences, so nothing expired.
-        #expect(try journal.allEvents().map(\.kind) == [.created, .created])
-        let (snapshot, _) = try journal.loadSnapshot(target: "default")
-        #expect(snapshot.count == 2)
+        #expect(try await journal.allEvents().map(\.kind) == [.created, .created])
+        #expect(try await journal.loadSnapshot(target: "default").snapshot.count == 2)
         transport.shutdown()
         await simulator.stop()
     }

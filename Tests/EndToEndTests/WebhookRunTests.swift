@@ -49,7 +49,7 @@ private func expectSigned(_ request: RecordedRequest) throws {
 }
 
 private func journalIDs(_ path: String) throws -> [String] {
-    try Journal(path: path).allEvents().map(\.id)
+    try SQLiteStore(path: path).allEventsBlocking().map(\.id)
 }
 
 private func deliveries(_ fixture: RunFixture) async throws -> [[String: Any]] {
@@ -105,7 +105,7 @@ struct WebhookRunTests {
         let second = try ChildProcess(
             BulkWatchBinary.path, arguments, environment: environment, directory: fixture.directory)
         let delivered = await ChildProcess.eventually {
-            (try? Journal(path: fixture.statePath).cursor(sink: receiver.sinkName)) == 4
+            (try? SQLiteStore(path: fixture.statePath).cursorBlocking(sink: receiver.sinkName)) == 4
         }
         #expect(delivered, "stderr: \(second.stderr)")
         second.signal(SIGTERM)

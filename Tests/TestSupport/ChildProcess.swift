@@ -86,6 +86,18 @@ public final class ChildProcess: @unchecked Sendable {
         return try condition()
     }
 
+    /// The same for a condition that awaits (a store read).
+    public static func eventually(
+        timeout: Duration = .seconds(60), _ condition: () async throws -> Bool
+    ) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
     deinit {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)

@@ -42,7 +42,8 @@ public final class Dispatcher: Service {
     /// batch, not six.
     public static let defaultBatchSize = 4096
 
-    private let journal: Journal
+    private let store: any Store
+    private let fence: StoreFence
     private let routes: [Route]
     private let wakeups: [Wakeup]
     private let logger: Logger
@@ -57,11 +58,11 @@ public final class Dispatcher: Service {
     private let stoppedByThemselves = Mutex<[String: String]>([:])
 
     public convenience init(
-        journal: Journal, sinks: [any EventSink], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
+        store: any Store, sinks: [any EventSink], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1)
     ) {
         self.init(
-            journal: journal, routes: sinks.map { Route(sink: $0) }, logger: logger, batchSize: batchSize,
+            store: store, routes: sinks.map { Route(sink: $0) }, logger: logger, batchSize: batchSize,
             drainTimeout: drainTimeout, idlePoll: idlePoll)
     }
 
@@ -70,12 +71,14 @@ public final class Dispatcher: Service {
     ///   - onEverySinkStopped: called once when every sink has stopped by itself (a 410, a closed
     ///     stdout): nothing is left to deliver to, so the process should end, as a filter whose reader
     ///     is gone does.
+    ///   - fence: what every cursor move carries: the sinks' lease in replicated mode.
     public init(
-        journal: Journal, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
+        store: any Store, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil,
-        onEverySinkStopped: (@Sendable (String) -> Void)? = nil
+        fence: StoreFence = .exclusive, onEverySinkStopped: (@Sendable (String) -> Void)? = nil
     ) {
-        self.journal = journal
+        self.store = store
+        self.fence = fence
         self.routes = routes
         self.wakeups = routes.map { _ in Wakeup() }
         self.logger = logger
@@ -119,7 +122,7 @@ public final class Dispatcher: Service {
     }
 
     /// A drain begins at graceful shutdown, cancellation or ``finish(drainTimeout:)``.
-    private func drainRequested(cursor: Int64) -> Drain? {
+    private func drainRequested(cursor: Int64) async -> Drain? {
         let limit: Duration?
         if let requested = finishing.withLock({ $0 }) {
             limit = requested
@@ -128,14 +131,15 @@ public final class Dispatcher: Service {
         } else {
             return nil
         }
+        let target = (try? await store.lastSequence()) ?? cursor
         return Drain(
-            deadline: limit.map { .now + $0 }, target: (try? journal.lastSequence()) ?? cursor,
+            deadline: limit.map { .now + $0 }, target: target,
             stopsAtFirstFailure: limit != nil)
     }
 
     private func runSink(_ route: Route, wakeup: Wakeup) async {
         let sink = route.sink
-        let filter = Journal.EventFilter(targets: route.targets)
+        let filter = EventFilter(targets: route.targets)
         let metrics = SinkMetrics(sink: sink.name)
         metrics.stopped.record(0)
         var lastLagUpdate = ContinuousClock.now - .seconds(10)
@@ -147,15 +151,16 @@ public final class Dispatcher: Service {
         var cursor: Int64
         var recorded: Int64
         do {
-            let state = try journal.cursorState(sink: sink.name)
+            let state = try await store.cursorState(sink: sink.name)
             cursor = state?.sequence ?? 0
             if let mark = try await sink.lastDelivered(), state?.rewound != true, mark.sequence > cursor,
-                try journal.event(sequence: mark.sequence)?.body == mark.body
+                try await store.event(sequence: mark.sequence)?.body == mark.body
             {
                 // The sink holds this journal's event: the crash came after the write, before the cursor.
                 logger.info("sink already holds events up to \(mark.sequence); resuming after it")
-                try journal.advanceCursor(sink: sink.name, to: mark.sequence)
-                cursor = mark.sequence
+                if try await store.advanceCursor(sink: sink.name, from: cursor, to: mark.sequence, fence: fence) {
+                    cursor = mark.sequence
+                }
             }
             recorded = cursor
         } catch {
@@ -170,8 +175,37 @@ public final class Dispatcher: Service {
         var drain: Drain?
         var problem: String?
         var lastFailure = ""
+        /// Events after `cursor` read ahead of delivery: one read serves many one-event webhook posts.
+        var readAhead: ArraySlice<JournalEvent> = []
+        /// A delivered batch whose cursor write is still to be done: it runs during the next delivery.
+        var unrecorded: (to: Int64, span: String)?
+        /// Applies the outcome of a cursor write; false when the loop must end.
+        func applied(_ record: CursorRecord, to sequence: Int64) -> Bool {
+            switch record {
+            case .recorded:
+                recorded = sequence
+            case .movedByOperator(let stored):
+                // Rewound while we delivered: deliver again from where the operator put it.
+                logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
+                cursor = stored
+                recorded = stored
+                readAhead = []
+                attempts = 0
+                retryNotBefore = nil
+            case .notRecorded(let reason):
+                problem = "delivered up to \(sequence) but could not record the cursor: \(reason)"
+                return false
+            }
+            return true
+        }
         loop: while true {
-            if drain == nil { drain = drainRequested(cursor: cursor) }
+            if drain == nil { drain = await drainRequested(cursor: cursor) }
+            if let pending = unrecorded, readAhead.isEmpty || drain != nil || retryNotBefore != nil {
+                unrecorded = nil
+                let record = await recordCursor(
+                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                guard applied(record, to: pending.to) else { break loop }
+            }
             if let current = drain {
                 if cursor >= current.target { break }
                 if let deadline = current.deadline, ContinuousClock.now >= deadline {
@@ -196,43 +230,64 @@ public final class Dispatcher: Service {
                 await cancelWhenGracefulShutdown { await wakeup.wait(timeout: notBefore - .now) }
                 continue
             }
-            let batch: [JournalEvent]
-            do {
-                // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
-                if let stored = try journal.cursor(sink: sink.name), stored != recorded {
-                    logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
-                    cursor = stored
-                    recorded = stored
-                    attempts = 0
-                    retryNotBefore = nil
+            if readAhead.isEmpty {
+                do {
+                    // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
+                    if let stored = try await store.cursor(sink: sink.name), stored != recorded {
+                        logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
+                        cursor = stored
+                        recorded = stored
+                        attempts = 0
+                        retryNotBefore = nil
+                    }
+                    let read = max(limit, batchSize)
+                    readAhead = try await store.events(after: cursor, limit: read, filter: filter)[...]
+                    // Lag for metrics: at most once a second, as it counts the backlog.
+                    if ContinuousClock.now - lastLagUpdate >= .seconds(1) || readAhead.isEmpty {
+                        lastLagUpdate = .now
+                        let lag =
+                            readAhead.count < read ? readAhead.count : try await store.count(after: cursor, filter: filter)
+                        metrics.lag.record(lag)
+                    }
+                } catch {
+                    logger.error("cannot read the journal: \(error)")
+                    if let current = drain {
+                        problem = undelivered(cursor, current.target, "cannot read the journal: \(error)", logger)
+                        break
+                    }
+                    retryNotBefore =
+                        .now
+                        + Schedule.backoff(
+                            failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator)
+                    continue
                 }
-                batch = try journal.events(after: cursor, limit: limit, filter: filter)
-                // Lag for metrics: at most once a second, as it counts the backlog.
-                if ContinuousClock.now - lastLagUpdate >= .seconds(1) || batch.isEmpty {
-                    lastLagUpdate = .now
-                    metrics.lag.record(batch.count < limit ? batch.count : try journal.count(after: cursor, filter: filter))
-                }
-            } catch {
-                logger.error("cannot read the journal: \(error)")
-                if let current = drain {
-                    problem = undelivered(cursor, current.target, "cannot read the journal: \(error)", logger)
-                    break
-                }
-                retryNotBefore =
-                    .now
-                    + Schedule.backoff(
-                        failures: 3, base: .seconds(1), cap: .seconds(5), retryAfter: nil, using: &generator)
-                continue
             }
+            let batch = Array(readAhead.prefix(limit))
             guard let first = batch.first, let last = batch.last else {
                 if drain != nil { break }
                 await wakeup.wait(timeout: idlePoll)
                 continue
             }
             let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
-            do {
-                try await sink.deliver(batch)
-            } catch {
+            // The previous batch's cursor write overlaps this batch's delivery; order is kept because a
+            // cursor only moves after that write is done, and writes happen one at a time, in sequence.
+            var deliveryError: (any Error)?
+            if let pending = unrecorded {
+                unrecorded = nil
+                async let written = recordCursor(
+                    sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+                do { try await sink.deliver(batch) } catch { deliveryError = error }
+                let record = await written
+                guard applied(record, to: pending.to) else { break loop }
+                if readAhead.isEmpty {
+                    // The operator moved the cursor while this batch went out: deliver again from there,
+                    // whatever became of this batch.
+                    continue
+                }
+            } else {
+                do { try await sink.deliver(batch) } catch { deliveryError = error }
+            }
+            if let error = deliveryError {
                 // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
                 if Task.isCancelled {
                     problem = undelivered(cursor, drain?.target ?? last.sequence, "cancelled", logger)
@@ -244,7 +299,7 @@ public final class Dispatcher: Service {
                 lastFailure = failure.reason
                 if case .stopSink = failure.disposition {
                     logger.error("stopping this sink: \(failure.reason); \(span) and later stay journaled")
-                    try? journal.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
+                    try? await store.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
                     metrics.stopped.record(1)
                     health?.sinkStopped(sink.name, reason: failure.reason)
                     await sink.close()
@@ -252,7 +307,7 @@ public final class Dispatcher: Service {
                     stoppedByItself(sink.name, reason: failure.reason)
                     return
                 }
-                try? journal.recordSinkError(sink: sink.name, message: failure.reason)
+                try? await store.recordSinkError(sink: sink.name, message: failure.reason)
                 if let current = drain, current.stopsAtFirstFailure {
                     // A drain never retries early and never dead-letters: the rest waits for the next start.
                     logger.error("delivery of \(span) failed while stopping: \(failure.reason)")
@@ -275,15 +330,18 @@ public final class Dispatcher: Service {
                 if let reason = deadLetterReason {
                     logger.error("dead-lettering \(span) after \(attempts) attempts: \(reason)")
                     do {
-                        if try journal.deadLetter(
-                            sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: recorded)
+                        if try await store.deadLetter(
+                            sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: recorded,
+                            fence: fence)
                         {
                             cursor = last.sequence
                             recorded = last.sequence
+                            readAhead = readAhead.dropFirst(batch.count)
                             metrics.deadLetters.increment(by: batch.count)
                         } else {
-                            cursor = try journal.cursor(sink: sink.name) ?? 0
+                            cursor = try await store.cursor(sink: sink.name) ?? 0
                             recorded = cursor
+                            readAhead = []
                         }
                         attempts = 0
                         retryNotBefore = nil
@@ -306,19 +364,13 @@ public final class Dispatcher: Service {
             retryNotBefore = nil
             lastFailure = ""
             metrics.delivered.increment(by: batch.count)
-            switch await recordCursor(sink.name, from: recorded, to: last.sequence, span: span, logger: logger) {
-            case .recorded:
-                cursor = last.sequence
-                recorded = last.sequence
-            case .movedByOperator(let stored):
-                // Rewound while we delivered: deliver again from where the operator put it.
-                cursor = stored
-                recorded = stored
-            case .notRecorded(let reason):
-                cursor = last.sequence
-                problem = "delivered up to \(last.sequence) but could not record the cursor: \(reason)"
-                break loop
-            }
+            cursor = last.sequence
+            readAhead = readAhead.dropFirst(batch.count)
+            unrecorded = (last.sequence, span)
+        }
+        if let pending = unrecorded {
+            let record = await recordCursor(sink.name, from: recorded, to: pending.to, span: pending.span, logger: logger)
+            _ = applied(record, to: pending.to)
         }
         end(sink.name, problem: problem)
         await sink.close()
@@ -341,8 +393,10 @@ public final class Dispatcher: Service {
         var generator = SystemRandomNumberGenerator()
         while true {
             do {
-                if try journal.advanceCursor(sink: sink, from: expected, to: sequence) { return .recorded }
-                return .movedByOperator(try journal.cursor(sink: sink) ?? 0)
+                if try await store.advanceCursor(sink: sink, from: expected, to: sequence, fence: fence) {
+                    return .recorded
+                }
+                return .movedByOperator(try await store.cursor(sink: sink) ?? 0)
             } catch {
                 failures += 1
                 if failures == 1 || failures.isMultiple(of: 20) {

@@ -88,6 +88,7 @@ public struct ConfigurationResolver: Sendable {
             fileMaxBytes: Int64(global.fileMaxSize ?? Defaults.fileMaxSize), fileKeep: global.fileKeep ?? Defaults.fileKeep,
             webhook: try webhookSettings(global, plans: plans), listen: global.listen)
         configuration.logSettings = [global.logLevel ?? "info", global.logFormat?.rawValue ?? "text"]
+        configuration.execTimeout = global.execTimeout ?? ExecSink.defaultTimeout
         do {
             try configuration.validate()
         } catch let error as RuntimeConfigurationError {

@@ -14,8 +14,12 @@ public enum SinkSpec: Sendable, Equatable {
     /// removed from the URL that is POSTed to (and from the sink's name, so turning batching on or
     /// off keeps the sink's cursor).
     case webhook(url: String, batch: Int)
+    /// An operator's program run per batch (``ExecSink``): `exec:/path[?batch=N&env=NAME&arg=A]`; the
+    /// parameters are not part of its name.
+    case exec(program: String, batch: Int, arguments: [String], environment: [String])
 
-    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`; nil when malformed.
+    /// Parses `stdout`, `stdout:json`, `stdout:text`, `file:PATH`, `webhook:URL[?batch=N]`,
+    /// `exec:/PATH[?batch=N&arg=A&env=NAME]`; nil when malformed.
     public init?(parsing text: String) {
         if text == "stdout" || text == "stdout:text" {
             self = .stdout(.text)
@@ -25,6 +29,8 @@ public enum SinkSpec: Sendable, Equatable {
             self = .file(path: String(text.dropFirst(5)))
         } else if text.hasPrefix("webhook:"), let (url, batch) = Self.webhook(String(text.dropFirst(8))) {
             self = .webhook(url: url, batch: batch)
+        } else if text.hasPrefix("exec:"), let spec = Self.exec(String(text.dropFirst(5))) {
+            self = spec
         } else {
             return nil
         }
@@ -36,7 +42,34 @@ public enum SinkSpec: Sendable, Equatable {
         case .stdout(let format): format == .text ? "stdout" : "stdout:json"
         case .file(let path): "file:\(path)"
         case .webhook(let url, _): "webhook:\(url)"
+        case .exec(let program, _, _, _): "exec:\(program)"
         }
+    }
+
+    /// `/path[?batch=N&arg=A&env=NAME]`: an absolute program path and bulkwatch's own parameters.
+    private static func exec(_ text: String) -> SinkSpec? {
+        let parts = text.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let program = String(parts[0])
+        guard program.hasPrefix("/"), program.count > 1 else { return nil }
+        var batch = 1
+        var arguments: [String] = []
+        var environment: [String] = []
+        if parts.count == 2 {
+            guard let items = URLComponents(string: "x:?" + parts[1])?.queryItems else { return nil }
+            for item in items {
+                switch item.name {
+                case "batch":
+                    guard let value = item.value.flatMap(Int.init), (1...10_000).contains(value) else { return nil }
+                    batch = value
+                case "arg": arguments.append(item.value ?? "")
+                case "env":
+                    guard let value = item.value, !value.isEmpty else { return nil }
+                    environment.append(value)
+                default: return nil
+                }
+            }
+        }
+        return .exec(program: program, batch: batch, arguments: arguments, environment: environment)
     }
 
     private static func webhook(_ text: String) -> (String, Int)? {
@@ -98,6 +131,8 @@ public struct RuntimeConfiguration: Sendable {
     public var fileMaxBytes: Int64
     public var fileKeep: Int
     public var webhook: WebhookSettings
+    /// How long an `exec:` sink's program may run per batch before it is stopped and retried.
+    public var execTimeout: Duration = ExecSink.defaultTimeout
     /// Where `/metrics`, `/healthz` and `/readyz` are served; nil: not served.
     public var listen: ListenAddress?
     /// Level and format as configured; applied once at start (logging is bootstrapped once), kept
@@ -195,14 +230,14 @@ public struct SinkPlan: Sendable, Equatable {
 /// Re-reads the configuration on SIGHUP; throws (one line) when the new one is invalid.
 public typealias ConfigurationReloader = @Sendable () throws -> RuntimeConfiguration
 
-/// Wires transport → token → client → watchers → journal → dispatcher → sinks and runs them as one
+/// Wires transport → token → client → watchers → store → dispatcher → sinks and runs them as one
 /// service group: SIGTERM/SIGINT shut down gracefully (watchers first, then the dispatcher
 /// drains), SIGHUP reopens file sinks (log rotation) and, with a configuration file, reloads it.
 ///
-/// All targets share one curl multi loop and one journal; each has its own watcher, token
+/// All targets share one curl multi loop and one store; each has its own watcher, token
 /// provider, snapshot and (through its sinks) cursors.
 public final class BulkWatchRuntime: Sendable {
-    public let journal: Journal
+    public let store: any Store
     public let health: HealthBoard
     private let lock: StateLock
     private let transport: CurlTransport
@@ -212,20 +247,22 @@ public final class BulkWatchRuntime: Sendable {
 
     /// Opens the state and every sink and loads every snapshot; throws (before any network call)
     /// when one cannot be opened.
-    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil) throws {
+    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil)
+        async throws
+    {
         try configuration.validate()
         self.logger = logger
         self.reloader = reloader
         // Before anything else touches the state: a second watcher would poll and deliver everything twice.
         self.lock = try StateLock(statePath: configuration.statePath)
-        let journal = try Journal(path: configuration.statePath)
-        self.journal = journal
+        let store = try SQLiteStore(path: configuration.statePath)
+        self.store = store
         let transport = CurlTransport(configuration: configuration.transport)
         self.transport = transport
         let health = HealthBoard()
         self.health = health
-        self.pipeline = try Pipeline(
-            configuration: configuration, journal: journal, transport: transport, health: health, logger: logger)
+        self.pipeline = try await Pipeline(
+            configuration: configuration, store: store, transport: transport, health: health, logger: logger)
     }
 
     /// Runs until SIGINT/SIGTERM (or after one poll with `once`), then shuts down gracefully.
@@ -275,7 +312,7 @@ private final class Pipeline: Sendable {
         var fileSinks: [FileSink] = []
     }
 
-    private let journal: Journal
+    private let store: any Store
     private let transport: CurlTransport
     private let health: HealthBoard
     private let logger: Logger
@@ -286,10 +323,10 @@ private final class Pipeline: Sendable {
     var configuration: RuntimeConfiguration { running.withLock { $0.configuration } }
 
     init(
-        configuration: RuntimeConfiguration, journal: Journal, transport: CurlTransport, health: HealthBoard,
+        configuration: RuntimeConfiguration, store: any Store, transport: CurlTransport, health: HealthBoard,
         logger: Logger
-    ) throws {
-        self.journal = journal
+    ) async throws {
+        self.store = store
         self.transport = transport
         self.health = health
         self.logger = logger
@@ -301,7 +338,7 @@ private final class Pipeline: Sendable {
         let spread = configuration.targets.count > 1 && !configuration.once
         var watchers: [(TargetPlan, Watcher)] = []
         for plan in configuration.targets {
-            watchers.append((plan, try makeWatcher(plan, configuration: configuration, jitter: spread)))
+            watchers.append((plan, try await makeWatcher(plan, configuration: configuration, jitter: spread)))
         }
         prepared.withLock { $0 = (watchers, sinks) }
         health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) })
@@ -321,15 +358,17 @@ private final class Pipeline: Sendable {
         }
     }
 
-    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) throws -> Watcher {
+    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) async throws
+        -> Watcher
+    {
         let tokens = TokenProvider(source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
         let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
         // Several targets: spread first polls over up to 5 s (never more than the interval), so
         // they do not all hit the token endpoints and the journal in the same instant.
         let window = min(plan.target.interval, .seconds(5))
         let delay: Duration = jitter ? .nanoseconds(Int64.random(in: 0...max(0, window.nanoseconds))) : .zero
-        return try Watcher(
-            target: plan.target, client: client, journal: journal, logger: logger, once: configuration.once,
+        return try await Watcher(
+            target: plan.target, client: client, store: store, logger: logger, once: configuration.once,
             firstPollDelay: delay, tokens: tokens, health: health,
             sinksForPruning: { [weak self] in self?.sinks(routing: plan.target.name) ?? [] },
             onCommit: { [weak self] in self?.currentDispatcher.withLock { $0 }?.notify() })
@@ -337,24 +376,24 @@ private final class Pipeline: Sendable {
 
     /// Starts what init prepared. Called once, from the pipeline service's task (so that the
     /// tasks inherit its graceful-shutdown context).
-    func start() {
+    func start() async {
         guard let (watchers, sinks) = prepared.withLock({ state in defer { state = nil }; return state }) else { return }
         for (plan, watcher) in watchers {
             let task = Task { try await watcher.run() }
             running.withLock { $0.watchers[plan.target.name] = (plan, task) }
         }
-        startDispatcher(sinks)
+        await startDispatcher(sinks)
     }
 
-    private func startDispatcher(_ sinks: PreparedSinks) {
+    private func startDispatcher(_ sinks: PreparedSinks) async {
         do {
-            try journal.markConfiguredSinks(sinks.plans.map(\.spec.name))
+            try await store.markConfiguredSinks(sinks.plans.map(\.spec.name))
         } catch {
             logger.warning("cannot record which sinks are configured: \(error)")
         }
         let continuation = everySinkStoppedContinuation
         let dispatcher = Dispatcher(
-            journal: journal, routes: sinks.routes, logger: logger, health: health,
+            store: store, routes: sinks.routes, logger: logger, health: health,
             onEverySinkStopped: { continuation.yield($0) })
         let task = Task<Void, Never> { try? await dispatcher.run() }
         currentDispatcher.withLock { $0 = dispatcher }
@@ -435,7 +474,7 @@ private final class Pipeline: Sendable {
         }
         for plan in starting {
             do {
-                let watcher = try makeWatcher(plan, configuration: new, jitter: false)
+                let watcher = try await makeWatcher(plan, configuration: new, jitter: false)
                 let task = Task { try await watcher.run() }
                 running.withLock { $0.watchers[plan.target.name] = (plan, task) }
                 logger.info("target \(plan.target.name) \(current[plan.target.name] == nil ? "added" : "restarted with its new settings")")
@@ -449,7 +488,7 @@ private final class Pipeline: Sendable {
             dispatcher?.finish(drainTimeout: .milliseconds(1500))
             await task?.value
             health.resetSinks()
-            startDispatcher(preparedSinks)
+            await startDispatcher(preparedSinks)
             logger.info("sinks reconfigured: \(newPlans.map(\.spec.name).joined(separator: ", "))")
         }
         running.withLock { $0.configuration = new }
@@ -479,6 +518,10 @@ private struct PreparedSinks: Sendable {
                 sink = WebhookSink(
                     url: url, signer: WebhookSigner(secrets: configuration.webhook.secrets), transport: transport,
                     batchSize: batch, timeout: configuration.webhook.timeout, policy: configuration.webhook.policy)
+            case .exec(let program, let batch, let arguments, let environment):
+                sink = try ExecSink(
+                    program: program, arguments: arguments, passEnvironment: environment, batchSize: batch,
+                    timeout: configuration.execTimeout, policy: configuration.webhook.policy)
             }
             routes.append(Dispatcher.Route(sink: sink, targets: plan.targets))
         }
@@ -493,7 +536,7 @@ private struct PipelineService: Service {
     let logger: Logger
 
     func run() async throws {
-        pipeline.start()
+        await pipeline.start()
         if pipeline.configuration.once {
             try await pipeline.finishOnce()
             return

@@ -250,6 +250,8 @@ public struct GlobalSettings: Sendable, Equatable {
     public var fileKeep: Int?
     public var webhookSecret: SecretReference?
     public var webhookTimeout: Duration?
+    /// How long an `exec:` sink's program may run per batch.
+    public var execTimeout: Duration?
     public var webhookBackoffBase: Duration?
     public var webhookBackoffCap: Duration?
     public var webhookMaxAge: Duration?
@@ -267,6 +269,7 @@ public struct GlobalSettings: Sendable, Equatable {
         merged.fileKeep = fileKeep ?? lower.fileKeep
         merged.webhookSecret = webhookSecret ?? lower.webhookSecret
         merged.webhookTimeout = webhookTimeout ?? lower.webhookTimeout
+        merged.execTimeout = execTimeout ?? lower.execTimeout
         merged.webhookBackoffBase = webhookBackoffBase ?? lower.webhookBackoffBase
         merged.webhookBackoffCap = webhookBackoffCap ?? lower.webhookBackoffCap
         merged.webhookMaxAge = webhookMaxAge ?? lower.webhookMaxAge
@@ -307,6 +310,9 @@ public struct GlobalSettings: Sendable, Equatable {
         "webhook-secret": { s, v, directory throws(SettingError) in
             s.webhookSecret = try SecretReference(parsing: try SettingParse.scalar(v), relativeTo: directory)
         },
+        "exec-timeout": { s, v, _ throws(SettingError) in
+            s.execTimeout = try SettingParse.duration(v, atLeast: .milliseconds(1))
+        },
         "webhook-timeout": { s, v, _ throws(SettingError) in
             s.webhookTimeout = try SettingParse.duration(v, atLeast: .milliseconds(1))
         },
@@ -328,7 +334,7 @@ public struct GlobalSettings: Sendable, Equatable {
 
     public static let environmentKeys = [
         "state", "listen", "log-level", "log-format", "ca-file", "file-max-size", "file-keep", "webhook-timeout",
-        "webhook-backoff-base", "webhook-backoff-cap", "webhook-max-age",
+        "webhook-backoff-base", "webhook-backoff-cap", "webhook-max-age", "exec-timeout",
     ]
 }
 

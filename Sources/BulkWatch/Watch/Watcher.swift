@@ -79,7 +79,8 @@ public struct PollReport: Sendable {
 public final class Watcher: Service {
     private let target: WatchTarget
     private let client: BulkStatusClient
-    private let journal: Journal
+    private let store: any Store
+    private let fence: StoreFence
     private let logger: Logger
     private let once: Bool
     private let firstPollDelay: Duration
@@ -98,15 +99,18 @@ public final class Watcher: Service {
     ///   - health: told about every poll, for `/healthz`.
     ///   - sinksForPruning: the sinks the running configuration routes this target to; retention keeps
     ///     every event one of them has not delivered. Nil: this watcher never prunes.
+    ///   - fence: what every commit carries: the target's lease in replicated mode.
     public init(
-        target: WatchTarget, client: BulkStatusClient, journal: Journal, logger: Logger, once: Bool = false,
+        target: WatchTarget, client: BulkStatusClient, store: any Store, logger: Logger, once: Bool = false,
         firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
-        sinksForPruning: (@Sendable () -> [String])? = nil, onCommit: @escaping @Sendable () -> Void = {}
-    ) throws {
+        sinksForPruning: (@Sendable () -> [String])? = nil, fence: StoreFence = .exclusive,
+        onCommit: @escaping @Sendable () -> Void = {}
+    ) async throws {
         self.sinksForPruning = sinksForPruning
+        self.fence = fence
         self.target = target
         self.client = client
-        self.journal = journal
+        self.store = store
         self.logger = logger.with("target", target.name)
         self.once = once
         self.firstPollDelay = firstPollDelay
@@ -114,9 +118,9 @@ public final class Watcher: Service {
         self.health = health
         self.onCommit = onCommit
         self.metrics = WatcherMetrics(target: target.name)
-        let (snapshot, hasBaseline) = try journal.loadSnapshot(target: target.name)
-        self.state = WatcherState(snapshot: snapshot, hasBaseline: hasBaseline)
-        metrics.itemsTracked.record(snapshot.count)
+        let stored = try await store.loadSnapshot(target: target.name)
+        self.state = WatcherState(snapshot: stored.snapshot, hasBaseline: stored.hasBaseline)
+        metrics.itemsTracked.record(stored.snapshot.count)
         metrics.pollInterval.record(target.interval.seconds)
     }
 
@@ -147,13 +151,13 @@ public final class Watcher: Service {
                 failures = 0
                 if once { return }
                 do {
-                    try journal.checkpoint()
+                    try await state.maintain(store, target: target.name)
                 } catch {
-                    logger.warning("WAL checkpoint failed: \(error)")
+                    logger.warning("state maintenance failed: \(error)")
                 }
                 if ContinuousClock.now - lastPrune > .seconds(600) {
                     lastPrune = .now
-                    prune()
+                    await prune()
                 }
                 let next = target.cadence(activeItems: report.activeItems)
                 if next != cadence {
@@ -214,20 +218,21 @@ public final class Watcher: Service {
             throw error
         }
         try Task.checkCancellation()
-        var (snapshot, hasBaseline) = try state.take(reloadingFrom: journal, target: target.name)
+        var (snapshot, hasBaseline) = try await state.take(reloadingFrom: store, target: target.name)
         let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
         let events: [JournalEvent]
         do {
-            events = try journal.commit(
+            let poll = PollCommit(
                 target: target.name, source: target.source, outcome: outcome, snapshot: snapshot, detectedAt: Date())
+            events = try await store.commit(poll, fence: fence)
         } catch {
             // The diff was applied in place; the journal still holds the state before it, so
             // reload that: a failed commit must leave no trace, in memory or on disk. If even the
             // reload fails, the state is marked stale and the next poll reloads before diffing —
             // diffing against the empty placeholder would report every item as created.
             do {
-                let (stored, storedBaseline) = try journal.loadSnapshot(target: target.name)
-                state.put(stored, hasBaseline: storedBaseline)
+                let stored = try await store.loadSnapshot(target: target.name)
+                state.put(stored.snapshot, hasBaseline: stored.hasBaseline)
             } catch {
                 state.markStale()
             }
@@ -270,11 +275,11 @@ public final class Watcher: Service {
     /// one coming back within a month is still told apart from its first life.
     static func incarnationMemory(retain: Duration) -> Duration { max(retain, .seconds(30 * 86400)) }
 
-    private func prune() {
+    private func prune() async {
         guard let sinksForPruning else { return }
         do {
             let now = Date()
-            let removed = try journal.prune(
+            let removed = try await store.prune(
                 target: target.name, olderThan: now - target.retain.timeInterval, sinks: sinksForPruning(),
                 incarnationCutoff: now - Self.incarnationMemory(retain: target.retain).timeInterval)
             if removed > 0 { logger.info("pruned \(removed) delivered event(s) older than the retention") }
@@ -304,10 +309,10 @@ private final class WatcherState: Sendable {
 
     /// The snapshot to diff against; reloaded from the journal first when marked stale (and
     /// still stale if that throws, so no poll ever diffs against a placeholder).
-    func take(reloadingFrom journal: Journal, target: String) throws -> (Snapshot, Bool) {
+    func take(reloadingFrom store: any Store, target: String) async throws -> (Snapshot, Bool) {
         if storage.withLock({ $0.stale }) {
-            let (stored, hasBaseline) = try journal.loadSnapshot(target: target)
-            put(stored, hasBaseline: hasBaseline)
+            let stored = try await store.loadSnapshot(target: target)
+            put(stored.snapshot, hasBaseline: stored.hasBaseline)
         }
         return storage.withLock { stored in
             let taken = (stored.snapshot, stored.hasBaseline)
@@ -323,6 +328,19 @@ private final class WatcherState: Sendable {
 
     func markStale() {
         storage.withLock { $0.stale = true }
+    }
+
+    /// Hands the committed snapshot to the store's housekeeping. The snapshot is taken out for the call
+    /// and put back after it, so no second reference is alive when the next poll mutates it (which
+    /// would copy 100k entries).
+    func maintain(_ store: any Store, target: String) async throws {
+        let (snapshot, hasBaseline, stale) = storage.withLock { stored in
+            defer { stored.snapshot = Snapshot() }
+            return (stored.snapshot, stored.hasBaseline, stored.stale)
+        }
+        defer { storage.withLock { $0 = (snapshot, hasBaseline, stale) } }
+        guard !stale else { return }
+        try await store.maintain(target: target, snapshot: snapshot)
     }
 }
 

@@ -1,46 +1,65 @@
 public import Foundation
 import GRDB
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Why the journal could not be opened or written. One line, with the path.
+/// Why the state could not be opened or written. One line, with the path.
 public struct JournalError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// The durable spine of bulkwatch (DESIGN.md §1): the last snapshot per target, the event
-/// journal, per-sink cursors and dead letters, in one SQLite file.
+/// The embedded ``Store``: everything in one SQLite file (DESIGN.md §1), the default.
 ///
-/// A poll's events and the snapshot delta are committed in **one transaction** (WAL,
-/// `synchronous=FULL`), so after a crash either both are there or neither is: an event can be
-/// neither lost nor emitted twice. Sinks read the journal concurrently through WAL readers.
-/// The file (and SQLite's `-wal`/`-shm`, which inherit its mode) is created 0600.
-public final class Journal: Sendable {
+/// A poll's events and its snapshot delta are committed in **one transaction** (WAL,
+/// `synchronous=FULL`), so after a crash either both are there or neither is. The commit only
+/// appends: events under their sequence (no secondary index), one delta blob for the snapshot
+/// (``SnapshotCodec``), one row of counters per target. ``maintain(target:snapshot:)`` folds the
+/// deltas into a new image once they outgrow it, and checkpoints the WAL, between polls.
+///
+/// All work runs on GRDB's own serial writer queue and reader pool, never on the cooperative
+/// thread pool: a 100k-item commit does not stall the tasks that fetch, deliver or serve
+/// `/metrics`. Sinks read concurrently through WAL readers. The file (and SQLite's `-wal`/`-shm`,
+/// which inherit its mode) is created 0600.
+public final class SQLiteStore: Store {
     public let path: String
+    public var location: String { path }
     private let pool: DatabasePool
+    /// Bytes of each target's image and of the deltas written after it, to decide when to compact.
+    private let sizes = Mutex<[String: (image: Int, deltas: Int)]>([:])
 
-    /// Opens or creates the journal, migrating it to the current schema.
+    /// Opens or creates the state, migrating it to the current schema.
     public init(path: String) throws {
         self.path = path
         try Self.createPrivately(path)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // 16 MiB of page cache: event ids are random, so their index pages are touched all
-            // over; the 2 MiB default made a steady 100k-item commit mostly cache misses.
-            try db.execute(sql: "PRAGMA cache_size = -16384")
-            // No checkpoint inside a poll's commit: the watcher calls checkpoint() after the
-            // commit, once the events are on their way to the sinks.
+            try db.execute(sql: "PRAGMA cache_size = -8192")
+            // No checkpoint inside a poll's commit: maintain() checkpoints after it, once the events
+            // are on their way to the sinks.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         configuration.busyMode = .timeout(10)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try Self.migrate(pool)
         } catch let error as DatabaseError {
             throw JournalError(description: "cannot open state database \(path): \(error.message ?? "\(error)")")
+        }
+    }
+
+    /// Brings the schema up to date. Another process may be doing the same at the same moment (a watcher
+    /// starting while `bulkwatch events` opens the state): each migration is one transaction, so the one
+    /// that loses the race fails and rolls back, and finds the schema complete when it looks again.
+    private static func migrate(_ pool: DatabasePool) throws {
+        if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { throw error }
         }
     }
 
@@ -144,82 +163,107 @@ public final class Journal: Sendable {
                     ALTER TABLE cursors ADD COLUMN configured INTEGER NOT NULL DEFAULT 1;
                     """, arguments: [UUID().uuidString.lowercased(), highest])
         }
+        migrator.registerMigration("v3-append-only") { db in
+            // The snapshot moves from one row per item (rewritten at random keys on every poll) to an
+            // image plus appended deltas; existing rows become each target's first image.
+            try db.execute(
+                sql: """
+                    CREATE TABLE snapshot_images (
+                        target TEXT PRIMARY KEY,
+                        through_delta INTEGER NOT NULL,
+                        image BLOB NOT NULL
+                    );
+                    CREATE TABLE snapshot_deltas (
+                        id INTEGER PRIMARY KEY,
+                        target TEXT NOT NULL,
+                        delta BLOB NOT NULL
+                    );
+                    CREATE INDEX snapshot_deltas_by_target ON snapshot_deltas(target, id);
+                    DROP INDEX IF EXISTS events_subject;
+                    """)
+            let targets = try String.fetchAll(db, sql: "SELECT DISTINCT target FROM snapshot")
+            for target in targets {
+                var tracked: [TrackedItem] = []
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT bulk_id, status, created_on, updated_on, raw, absent_polls FROM snapshot
+                        WHERE target = ? ORDER BY rowid
+                        """, arguments: [target])
+                while let row = try rows.next() {
+                    let raw: Data = row[4]
+                    tracked.append(
+                        TrackedItem(
+                            item: BulkItem(
+                                bulkId: row[0], status: row[1], createdOn: row[2], updatedOn: row[3],
+                                rawJSON: Array(raw)[...]),
+                            absentPolls: row[5]))
+                }
+                let guardedText =
+                    try String.fetchOne(db, sql: "SELECT removal_guarded FROM targets WHERE target = ?", arguments: [target])
+                    ?? ""
+                let guarded = (try? JSONDecoder().decode([String].self, from: Data(guardedText.utf8))) ?? []
+                let image = SnapshotCodec.image(of: Snapshot(tracked: tracked, removalGuarded: guarded))
+                try db.execute(
+                    sql: "INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, 0, ?)",
+                    arguments: [target, Data(image)])
+            }
+            try db.execute(sql: "DROP TABLE snapshot")
+        }
         return migrator
     }
 
     /// A random id given to this journal when it was created. A state file that was moved aside and
     /// replaced is a new journal with a new id, even though its sequences start again from 1.
-    public func journalID() throws -> String {
-        try pool.read { db in try String.fetchOne(db, sql: "SELECT journal_id FROM journal") ?? "" }
+    public func journalID() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "SELECT journal_id FROM journal") ?? "" }
     }
 
     // MARK: - Snapshot
 
-    /// The stored snapshot of `target` and whether a successful poll was ever recorded for it.
-    public func loadSnapshot(target: String) throws -> (snapshot: Snapshot, hasBaseline: Bool) {
-        try pool.read { db in
-            var tracked: [TrackedItem] = []
+    public func loadSnapshot(target: String) async throws -> StoredSnapshot {
+        let (stored, imageBytes, deltaBytes) = try await pool.read { db -> (StoredSnapshot, Int, Int) in
+            let imageRow = try Row.fetchOne(
+                db, sql: "SELECT through_delta, image FROM snapshot_images WHERE target = ?", arguments: [target])
+            let through: Int64 = imageRow?[0] ?? 0
+            let image: [UInt8]? = (imageRow?[1] as Data?).map { Array($0) }
+            var deltas: [[UInt8]] = []
+            var deltaBytes = 0
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT bulk_id, status, created_on, updated_on, raw, absent_polls FROM snapshot WHERE target = ?",
-                arguments: [target])
+                db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? AND id > ? ORDER BY id",
+                arguments: [target, through])
             while let row = try rows.next() {
-                let raw: Data = row[4]
-                let item = BulkItem(
-                    bulkId: row[0], status: row[1], createdOn: row[2], updatedOn: row[3], rawJSON: Array(raw)[...])
-                tracked.append(TrackedItem(item: item, absentPolls: row[5]))
+                let delta = Array(row[0] as Data)
+                deltaBytes += delta.count
+                deltas.append(delta)
             }
-            let row = try Row.fetchOne(
-                db, sql: "SELECT successful_polls, removal_guarded FROM targets WHERE target = ?", arguments: [target])
-            let polls: Int = row?[0] ?? 0
-            let guardedText: String = row?[1] ?? ""
-            // The guard set is small and rarely written: a JSON array in one column is enough.
-            let guarded = (try? JSONDecoder().decode([String].self, from: Data(guardedText.utf8))) ?? []
-            return (Snapshot(tracked: tracked, removalGuarded: guarded), polls > 0)
+            let polls = try Int.fetchOne(
+                db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
+            let snapshot = try SnapshotCodec.snapshot(image: image, deltas: deltas)
+            return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), image?.count ?? 0, deltaBytes)
         }
+        sizes.withLock { $0[target] = (imageBytes, deltaBytes) }
+        return stored
     }
 
-    /// Commits one successful poll: the snapshot delta and the new events, atomically.
-    /// Returns the events as stored, numbered after the highest sequence ever assigned (whatever was
-    /// pruned since). An operation that expired and came back is a new incarnation with new ids.
-    public func commit(
-        target: String, source: String, outcome: DiffOutcome, snapshot: Snapshot, detectedAt: Date
-    ) throws -> [JournalEvent] {
-        let guarded: String? =
-            outcome.removalGuardChanged
-            ? String(decoding: (try? JSONEncoder().encode(snapshot.removalGuardedIDs)) ?? Data("[]".utf8), as: UTF8.self)
-            : nil
-        let time = RFC3339.millisecondsUTC(detectedAt)
-        return try pool.write { db in
-            let upsert = try db.cachedStatement(
-                sql: """
-                    INSERT INTO snapshot (target, bulk_id, status, created_on, updated_on, raw, absent_polls)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (target, bulk_id) DO UPDATE SET status = excluded.status,
-                        created_on = excluded.created_on, updated_on = excluded.updated_on, raw = excluded.raw,
-                        absent_polls = excluded.absent_polls
-                    """)
-            for tracked in outcome.upserted {
-                let item = tracked.item
-                try upsert.execute(arguments: [
-                    target, item.bulkId, item.status, item.createdOn, item.updatedOn,
-                    item.rawJSON.withUnsafeBytes { Data($0) }, tracked.absentPolls,
-                ])
-            }
-            let delete = try db.cachedStatement(sql: "DELETE FROM snapshot WHERE target = ? AND bulk_id = ?")
-            for bulkId in outcome.removed {
-                try delete.execute(arguments: [target, bulkId])
-            }
+    /// Commits one successful poll: one delta, the new events, the target's counters, atomically.
+    public func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+        try Self.requireExclusive(fence)
+        let outcome = poll.outcome
+        let delta = SnapshotCodec.delta(
+            of: outcome, guarded: outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil)
+        let time = RFC3339.millisecondsUTC(poll.detectedAt)
+        let target = poll.target
+        let source = poll.source
+        let stored = try await pool.write { db -> [JournalEvent] in
+            try db.execute(
+                sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)", arguments: [target, Data(delta)])
             try db.execute(
                 sql: """
                     INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
                     ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
                         last_success = excluded.last_success
                     """, arguments: [target, time])
-            if let guarded {
-                try db.execute(
-                    sql: "UPDATE targets SET removal_guarded = ? WHERE target = ?", arguments: [guarded, target])
-            }
-
             var next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try db.cachedStatement(
                 sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -241,45 +285,70 @@ public final class Journal: Sendable {
             }
             return stored
         }
+        sizes.withLock { sizes in
+            var entry = sizes[target] ?? (0, 0)
+            entry.deltas += delta.count
+            sizes[target] = entry
+        }
+        return stored
+    }
+
+    /// Folds `target`'s deltas into a new image once they are larger than half the image (at least
+    /// 1 MiB), so the load stays about one image long; then checkpoints the WAL (passive: it never
+    /// waits for readers), so the WAL stays small.
+    public func maintain(target: String, snapshot: Snapshot) async throws {
+        let due = sizes.withLock { sizes -> Bool in
+            guard let entry = sizes[target] else { return false }
+            return entry.deltas > max(1 << 20, entry.image / 2)
+        }
+        if due {
+            let image = SnapshotCodec.image(of: snapshot)
+            try await pool.write { db in
+                let through = try Int64.fetchOne(
+                    db, sql: "SELECT MAX(id) FROM snapshot_deltas WHERE target = ?", arguments: [target]) ?? 0
+                try db.execute(
+                    sql: """
+                        INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, ?)
+                        ON CONFLICT (target) DO UPDATE SET through_delta = excluded.through_delta,
+                            image = excluded.image
+                        """, arguments: [target, through, Data(image)])
+                try db.execute(
+                    sql: "DELETE FROM snapshot_deltas WHERE target = ? AND id <= ?", arguments: [target, through])
+            }
+            sizes.withLock { $0[target] = (image.count, 0) }
+        }
+        try await checkpoint()
+    }
+
+    /// SQLite has one writer, guarded by ``StateLock`` for the process's lifetime: that is its fence.
+    private static func requireExclusive(_ fence: StoreFence) throws {
+        guard fence == .exclusive else { throw FencedOut(fence: fence) }
     }
 
     // MARK: - Reading events
 
-    /// A filter for ``events(after:limit:filter:)``; nil fields match everything.
-    public struct EventFilter: Sendable {
-        public var kinds: Set<DetectedChange.Kind>?
-        public var subject: String?
-        /// Only events of these targets (a sink configured for some targets only).
-        public var targets: Set<String>?
-
-        public init(kinds: Set<DetectedChange.Kind>? = nil, subject: String? = nil, targets: Set<String>? = nil) {
-            self.kinds = kinds
-            self.subject = subject
-            self.targets = targets
+    private static func appendConditions(
+        _ filter: EventFilter, to sql: inout String, _ arguments: inout StatementArguments
+    ) {
+        if let kinds = filter.kinds {
+            sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
+            for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
         }
-
-        fileprivate func appendConditions(to sql: inout String, _ arguments: inout StatementArguments) {
-            if let kinds {
-                sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
-                for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
-            }
-            if let subject {
-                sql += " AND subject = ?"
-                _ = arguments.append(contentsOf: [subject])
-            }
-            if let targets {
-                sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
-                for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
-            }
+        if let subject = filter.subject {
+            sql += " AND subject = ?"
+            _ = arguments.append(contentsOf: [subject])
+        }
+        if let targets = filter.targets {
+            sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+            for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
         }
     }
 
-    /// Events with sequence greater than `after`, ascending, at most `limit`.
-    public func events(after: Int64, limit: Int = 1000, filter: EventFilter = EventFilter()) throws -> [JournalEvent] {
-        try pool.read { db in
+    public func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
+        try await pool.read { db in
             var sql = "SELECT seq, id, type, subject, time, body FROM events WHERE seq > ?"
             var arguments: StatementArguments = [after]
-            filter.appendConditions(to: &sql, &arguments)
+            Self.appendConditions(filter, to: &sql, &arguments)
             sql += " ORDER BY seq LIMIT ?"
             _ = arguments.append(contentsOf: [limit])
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap(Self.event(from:))
@@ -293,61 +362,50 @@ public final class Journal: Sendable {
         return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
     }
 
-    /// How many events after `after` match `filter`: a sink's lag, for metrics.
-    public func count(after: Int64, filter: EventFilter = EventFilter()) throws -> Int {
-        try pool.read { db in
+    public func count(after: Int64, filter: EventFilter) async throws -> Int {
+        try await pool.read { db in
             var sql = "SELECT COUNT(*) FROM events WHERE seq > ?"
             var arguments: StatementArguments = [after]
-            filter.appendConditions(to: &sql, &arguments)
+            Self.appendConditions(filter, to: &sql, &arguments)
             return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
         }
     }
 
-    /// The highest sequence ever assigned (0 for a new journal), even when its event was pruned.
-    public func lastSequence() throws -> Int64 {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0 }
+    public func lastSequence() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0 }
     }
 
-    /// The journaled event with this sequence, if still retained.
-    public func event(sequence: Int64) throws -> JournalEvent? {
-        try pool.read { db in
+    public func event(sequence: Int64) async throws -> JournalEvent? {
+        try await pool.read { db in
             try Row.fetchOne(
                 db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE seq = ?", arguments: [sequence]
             ).flatMap(Self.event(from:))
         }
     }
 
-    /// Every event in order (tests and `events` command).
-    public func allEvents() throws -> [JournalEvent] {
-        try events(after: 0, limit: Int.max)
+    /// The journaled event with CloudEvents id `id`, if still retained. A scan: only operator commands
+    /// look events up by id, and the commit path keeps no index for them.
+    public func event(id: String) async throws -> JournalEvent? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1",
+                arguments: [id]
+            ).flatMap(Self.event(from:))
+        }
     }
 
     // MARK: - Cursors
 
-    /// The last sequence `sink` has delivered, or nil when the sink never ran.
-    public func cursor(sink: String) throws -> Int64? {
-        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) }
-    }
-
-    /// The cursor of `sink` and whether an operator moved it back (`redeliver --since`) since the sink
-    /// last advanced it. A rewound cursor is followed exactly: a sink's own notion of what it already
-    /// holds (a file's last line) must not skip what the operator asked to re-send.
-    public func cursorState(sink: String) throws -> (sequence: Int64, rewound: Bool)? {
-        try pool.read { db in
+    public func cursorState(sink: String) async throws -> CursorState? {
+        try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT seq, rewound FROM cursors WHERE sink = ?", arguments: [sink]).map {
-                row in (sequence: row[0], rewound: (row[1] as Int64? ?? 0) != 0)
+                row in CursorState(sequence: row[0], rewound: (row[1] as Int64? ?? 0) != 0)
             }
         }
     }
 
-    /// Records that `sink` delivered everything up to `sequence`.
-    public func advanceCursor(sink: String, to sequence: Int64) throws {
-        try writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence) }
-    }
-
-    /// Remembers the last delivery problem of `sink` (shown by operator commands).
-    public func recordSinkError(sink: String, message: String) throws {
-        try pool.write { db in
+    public func recordSinkError(sink: String, message: String) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO cursors (sink, seq, last_error) VALUES (?, 0, ?)
@@ -356,11 +414,11 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Moves `sink`'s cursor from `expected` to `sequence` only if nobody else moved it meanwhile
-    /// (`bulkwatch redeliver --since` rewinds it under a running dispatcher). A missing row counts
-    /// as 0. Returns false when the stored cursor was not `expected`: the caller re-reads it.
-    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64) throws -> Bool {
-        try writeCursor { db in
+    public func advanceCursor(sink: String, from expected: Int64, to sequence: Int64, fence: StoreFence) async throws
+        -> Bool
+    {
+        try Self.requireExclusive(fence)
+        return try await writeCursor { db in
             try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence)
         }
     }
@@ -387,8 +445,8 @@ public final class Journal: Sendable {
     /// without an fsync per delivered event. A power cut can only lose the newest cursor moves,
     /// which means re-delivering those events with their same stable ids (at-least-once, as
     /// DESIGN.md §1 promises); events and snapshots keep `synchronous=FULL`.
-    private func writeCursor<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.writeWithoutTransaction { db in
+    private func writeCursor<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
             var result: T?
@@ -400,16 +458,12 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Sets `sink`'s cursor unconditionally and clears its last error (operator replay:
-    /// `bulkwatch redeliver --since`). The sink re-delivers every event after `sequence`.
-    public func setCursor(sink: String, to sequence: Int64) throws {
-        try writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence, rewound: true) }
+    public func rewindCursor(sink: String, to sequence: Int64) async throws {
+        try await writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence, rewound: true) }
     }
 
-    /// Records which sinks the running configuration names. The others keep their rows (listed as stale
-    /// by `bulkwatch deliveries`) but no longer hold back pruning. A newly named sink gets a row at 0.
-    public func markConfiguredSinks(_ names: [String]) throws {
-        try pool.write { db in
+    public func markConfiguredSinks(_ names: [String]) async throws {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE cursors SET configured = 0")
             for name in names {
                 try db.execute(
@@ -423,27 +477,14 @@ public final class Journal: Sendable {
 
     // MARK: - Dead letters
 
-    /// An event a sink gave up on (DESIGN.md §5): kept, listed, re-sendable.
-    public struct DeadLetter: Sendable, Equatable {
-        public var sink: String
-        public var sequence: Int64
-        public var eventID: String
-        public var reason: String
-        public var attempts: Int
-        /// RFC 3339 UTC, when it was dead-lettered.
-        public var deadAt: String
-        /// The journaled event, nil only if it was removed from the journal by hand.
-        public var event: JournalEvent?
-    }
-
-    /// Records `events` as dead letters of `sink` and moves its cursor past them, in one
-    /// transaction, if the cursor is still `expected` (see ``advanceCursor(sink:from:to:)``).
     public func deadLetter(
-        sink: String, events: [JournalEvent], reason: String, attempts: Int, cursorFrom expected: Int64
-    ) throws -> Bool {
+        sink: String, events: [JournalEvent], reason: String, attempts: Int, cursorFrom expected: Int64,
+        fence: StoreFence
+    ) async throws -> Bool {
+        try Self.requireExclusive(fence)
         guard let last = events.last else { return true }
         let now = RFC3339.millisecondsUTC(Date())
-        return try pool.write { db in
+        return try await pool.write { db in
             guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: last.sequence) else {
                 return false
             }
@@ -461,9 +502,8 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Dead letters, oldest first; only `sink`'s when given.
-    public func deadLetters(sink: String? = nil) throws -> [DeadLetter] {
-        try pool.read { db in
+    public func deadLetters(sink: String?) async throws -> [DeadLetter] {
+        try await pool.read { db in
             var sql = """
                 SELECT d.sink, d.seq, d.event_id, d.reason, d.attempts, d.dead_at, e.id, e.type, e.subject, e.time,
                     e.body
@@ -491,44 +531,18 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Forgets one dead letter (after it was re-sent successfully). Returns whether it existed.
     @discardableResult
-    public func removeDeadLetter(sink: String, sequence: Int64) throws -> Bool {
-        try pool.write { db in
+    public func removeDeadLetter(sink: String, sequence: Int64) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(sql: "DELETE FROM dead_letters WHERE sink = ? AND seq = ?", arguments: [sink, sequence])
             return db.changesCount > 0
         }
     }
 
-    /// The journaled event with CloudEvents id `id`, if still retained.
-    public func event(id: String) throws -> JournalEvent? {
-        try pool.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE id = ?", arguments: [id]
-            ).flatMap(Self.event(from:))
-        }
-    }
-
     // MARK: - Sink status
 
-    /// What `bulkwatch deliveries` shows for one sink.
-    public struct SinkStatus: Sendable, Equatable {
-        public var sink: String
-        /// Last delivered (or dead-lettered) sequence.
-        public var cursor: Int64
-        /// Events journaled after the cursor: lastSequence − cursor.
-        public var lag: Int64
-        public var lastError: String?
-        public var deadLetters: Int
-        /// RFC 3339 UTC of the last cursor move, if any.
-        public var updatedAt: String?
-        /// No configuration names this sink any more: its cursor is kept but holds back no pruning.
-        public var stale: Bool = false
-    }
-
-    /// Every sink the journal knows (it has a cursor row or dead letters), by name.
-    public func sinkStatuses() throws -> [SinkStatus] {
-        try pool.read { db in
+    public func sinkStatuses() async throws -> [SinkStatus] {
+        try await pool.read { db in
             let last = try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0
             let rows = try Row.fetchAll(
                 db,
@@ -550,19 +564,13 @@ public final class Journal: Sendable {
 
     // MARK: - Retention
 
-    /// Deletes `target`'s events older than `cutoff` that every sink in `sinks` (those the running
-    /// configuration routes this target to) has delivered. Returns how many.
-    ///
-    /// Each target prunes with its own retention; cursors of sinks that no configuration names hold
-    /// nothing back. An event a configured sink has not delivered yet is kept whatever its age, and dead
-    /// letters keep their events: retention never loses data. Incarnation records of operations that
-    /// expired before `incarnationCutoff` are forgotten too.
     @discardableResult
-    public func prune(target: String, olderThan cutoff: Date, sinks: [String], incarnationCutoff: Date? = nil) throws
-        -> Int
+    public func prune(target: String, olderThan cutoff: Date, sinks: [String], incarnationCutoff: Date? = nil)
+        async throws -> Int
     {
         let cutoffText = RFC3339.millisecondsUTC(cutoff)
-        return try pool.write { db in
+        let incarnationText = incarnationCutoff.map(RFC3339.millisecondsUTC)
+        return try await pool.write { db in
             var delivered = Int64.max
             for sink in sinks {
                 let cursor = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink])
@@ -575,24 +583,37 @@ public final class Journal: Sendable {
                     """,
                 arguments: [target, cutoffText, delivered])
             let removed = db.changesCount
-            if let incarnationCutoff {
+            if let incarnationText {
                 try db.execute(
                     sql: "DELETE FROM incarnations WHERE target = ? AND expired_at IS NOT NULL AND expired_at < ?",
-                    arguments: [target, RFC3339.millisecondsUTC(incarnationCutoff)])
+                    arguments: [target, incarnationText])
             }
             return removed
         }
     }
 
-    /// Copies committed WAL pages into the database file (passive: never waits for readers), so
-    /// the WAL stays small. Called by the watcher between polls, off the commit path.
-    public func checkpoint() throws {
-        try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+    /// Copies committed WAL pages into the database file (passive: never waits for readers).
+    public func checkpoint() async throws {
+        try await pool.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+    }
+
+    /// Every retained event, read on the calling thread: for tools and test probes that cannot await
+    /// (a condition polled from a synchronous closure while another process writes the file).
+    public func allEventsBlocking() throws -> [JournalEvent] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, id, type, subject, time, body FROM events ORDER BY seq")
+                .compactMap(Self.event(from:))
+        }
+    }
+
+    /// `sink`'s cursor, read on the calling thread (see ``allEventsBlocking()``).
+    public func cursorBlocking(sink: String) throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) }
     }
 
     /// `PRAGMA integrity_check` result ("ok" when healthy).
-    public func integrityCheck() throws -> String {
-        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    public func integrityCheck() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
     }
 }
 

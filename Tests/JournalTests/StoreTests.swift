@@ -1,0 +1,252 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import BulkWatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func item(_ id: String, _ status: String, updatedOn: String = "2026-11-28T10:00:00Z", extra: String = "")
+    -> BulkItem
+{
+    let json = #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)"\#(extra)}"#
+    return BulkItem(bulkId: id, status: status, updatedOn: updatedOn, rawJSON: Array(json.utf8)[...])
+}
+
+private func listing(_ items: BulkItem...) -> BulkListing { BulkListing(items: items) }
+
+/// Diffs and commits like the watcher does, returning the stored events.
+private func poll(
+    _ journal: any Store, _ snapshot: inout Snapshot, _ listing: BulkListing, first: Bool = false,
+    target: String = "default", source: String = "https://api.example.com/bulk"
+) async throws -> [JournalEvent] {
+    let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: DetectionPolicy(), isFirstRun: first)
+    return try await journal.commit(
+        PollCommit(
+            target: target, source: source, outcome: outcome, snapshot: snapshot,
+            detectedAt: Date(timeIntervalSince1970: 1_764_325_000.25)),
+        fence: .exclusive)
+}
+
+/// The store backends the suite runs against; each invariant of DESIGN.md §1 is checked on every one.
+enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+
+    /// Opens (creating) the store named `name` in `directory`; the same name opens the same store again.
+    func open(_ directory: String, _ name: String = "state") throws -> any Store {
+        switch self {
+        case .sqlite: try SQLiteStore(path: "\(directory)/\(name).db")
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
+extension Store {
+    /// Moves the cursor to `sequence` whatever it was (tests only).
+    fileprivate func moveCursor(sink: String, to sequence: Int64) async throws {
+        _ = try await advanceCursor(sink: sink, from: cursor(sink: sink) ?? 0, to: sequence, fence: .exclusive)
+    }
+}
+
+@Suite("Store invariants (DESIGN.md §1), per backend")
+struct StoreTests {
+    let directory: String
+    init() throws { directory = try makeTemporaryDirectory("store") }
+
+    @Test func createsTheDatabaseReadableOnlyByItsOwner() async throws {
+        let path = directory + "/state.db"
+        let journal = try SQLiteStore(path: path)
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
+        for file in [path, path + "-wal"] where FileManager.default.fileExists(atPath: file) {
+            var info = stat()
+            #expect(stat(file, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o600, "\(file)")
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases) func storesEventsWithContiguousSequencesAndValidCloudEvents(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        var snapshot = Snapshot()
+        let first = try await poll(
+            journal, &snapshot, listing(item("b-1", "PENDING", extra: #","owner":{"team":"x"}"#), item("b-2", "PENDING")),
+            first: true)
+        let second = try await poll(
+            journal, &snapshot,
+            listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T10:05:00Z"), item("b-2", "PENDING")))
+        #expect(first.map(\.sequence) == [1, 2])
+        #expect(second.map(\.sequence) == [3])
+        let stored = try await journal.allEvents()
+        #expect(stored == first + second)
+
+        let created = try #require(JSONSerialization.jsonObject(with: Data(stored[0].body)) as? [String: Any])
+        #expect(created["specversion"] as? String == "1.0")
+        #expect(created["type"] as? String == "bulk.created")
+        #expect(created["subject"] as? String == "b-1")
+        #expect(created["sequence"] as? String == "1")
+        #expect(created["time"] as? String == "2025-11-28T10:16:40.250Z")
+        #expect(created["source"] as? String == "https://api.example.com/bulk")
+        let createdData = try #require(created["data"] as? [String: Any])
+        #expect((createdData["owner"] as? [String: Any])?["team"] as? String == "x", "unknown fields pass through")
+        #expect(createdData["previous"] is NSNull)
+
+        let changed = try #require(JSONSerialization.jsonObject(with: Data(stored[2].body)) as? [String: Any])
+        let previous = try #require((changed["data"] as? [String: Any])?["previous"] as? [String: Any])
+        #expect(previous["status"] as? String == "PENDING")
+        #expect(previous["updatedOn"] as? String == "2026-11-28T10:00:00Z")
+    }
+
+    /// The commit is atomic with the snapshot, so the same change is never committed twice and needs no
+    /// dedupe by id; what must hold is that the id depends only on the change (and its incarnation).
+    @Test(arguments: StoreBackend.allCases) func eventIDsAreStableAcrossJournals(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        var snapshot = Snapshot()
+        let first = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
+        var elsewhere = Snapshot()
+        let again = try await poll(
+            try backend.open(directory, "other"), &elsewhere, listing(item("b-1", "PENDING")), first: true)
+        #expect(again.map(\.id) == first.map(\.id))
+
+        let change = DetectedChange(kind: .created, item: item("b-1", "PENDING"))
+        let id = CloudEventEncoder.stableID(source: "https://api.example.com/bulk", change: change)
+        #expect(first.first?.id == id)
+        var other = change
+        other.item.status = "FINISHED"
+        #expect(CloudEventEncoder.stableID(source: "https://api.example.com/bulk", change: other) != id)
+        #expect(CloudEventEncoder.stableID(source: "https://other.example.com/bulk", change: change) != id)
+        #expect(id.count == 36 && id.split(separator: "-").count == 5)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func snapshotAndAbsenceCountersSurviveAReopen(backend: StoreBackend) async throws {
+        let path = directory + "/state.db"
+        var snapshot = Snapshot()
+        do {
+            let journal = try SQLiteStore(path: path)
+            _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+            _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")))
+        }
+        let reopened = try SQLiteStore(path: path)
+        let loaded = try await reopened.loadSnapshot(target: "default")
+        let (stored, hasBaseline) = (loaded.snapshot, loaded.hasBaseline)
+        #expect(hasBaseline)
+        #expect(stored.count == 2)
+        #expect(stored["b-2"]?.absentPolls == 1)
+        #expect(stored["b-1"]?.item.rawJSON.elementsEqual(item("b-1", "PENDING").rawJSON) == true)
+        // The second absence, after the restart, expires it: the counter was not lost.
+        var restored = stored
+        let events = try await poll(reopened, &restored, listing(item("b-1", "PENDING")))
+        #expect(events.map(\.kind) == [.expired])
+        #expect(try await reopened.loadSnapshot(target: "default").snapshot.count == 1)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        let loaded = try await journal.loadSnapshot(target: "default")
+        let (snapshot, hasBaseline) = (loaded.snapshot, loaded.hasBaseline)
+        #expect(snapshot.isEmpty)
+        #expect(!hasBaseline)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func cursorsPersistAndFiltersSelectEvents(backend: StoreBackend) async throws {
+        let path = directory + "/state.db"
+        let journal = try SQLiteStore(path: path)
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z"), item("b-2", "PENDING")))
+        #expect(try await journal.cursor(sink: "stdout") == nil)
+        try await journal.moveCursor(sink: "stdout", to: 2)
+        #expect(try await SQLiteStore(path: path).cursor(sink: "stdout") == 2)
+        #expect(try await journal.events(after: 2).map(\.subject) == ["b-1"])
+        #expect(try await journal.events(after: 0, limit: 1000, filter: .init(kinds: [.changed])).map(\.sequence) == [3])
+        #expect(try await journal.events(after: 0, limit: 1000, filter: .init(subject: "b-2")).map(\.sequence) == [2])
+        #expect(try await journal.events(after: 0, limit: 1).count == 1)
+        #expect(try await journal.lastSequence() == 3)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func pruningNeverDropsAnEventASinkHasNotDelivered(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        try await journal.moveCursor(sink: "file:a", to: 2)
+        try await journal.moveCursor(sink: "stdout", to: 1)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["file:a", "stdout"]) == 1)
+        #expect(try await journal.allEvents().map(\.sequence) == [2])
+        // New sequences continue after pruned ones.
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-2", "PENDING")))
+        #expect(try await journal.lastSequence() == 3)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func sequencesNeverRestartWhenPruningEmptiedTheJournal(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        try await journal.moveCursor(sink: "stdout", to: 2)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["stdout"]) == 2)
+        #expect(try await journal.allEvents().isEmpty)
+        let next = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")))
+        #expect(next.map(\.sequence) == [3])
+        // Reopening (a restart) keeps counting from the stored number too.
+        #expect(try await backend.open(directory).lastSequence() == 3)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func prunesOnlyTheGivenTargetAndIgnoresSinksNotGiven(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        for target in ["a", "b"] {
+            var snapshot = Snapshot()
+            _ = try await poll(
+                journal, &snapshot, listing(item("\(target)-1", "PENDING")), first: true, target: target,
+                source: "https://\(target).example.com/bulk")
+        }
+        try await journal.moveCursor(sink: "stdout", to: 2)
+        try await journal.moveCursor(sink: "file:gone", to: 0)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try await journal.prune(target: "a", olderThan: future, sinks: ["stdout"]) == 1)
+        #expect(try await journal.allEvents().map(\.subject) == ["b-1"])
+        // A configured sink that has not delivered holds the events back.
+        #expect(try await journal.prune(target: "b", olderThan: future, sinks: ["stdout", "file:new"]) == 0)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func anOperationBackAfterExpiryIsANewIncarnationWithNewIDs(backend: StoreBackend) async throws {
+        let journal = try backend.open(directory)
+        var snapshot = Snapshot()
+        let life = item("b-1", "FINISHED")
+        var ids: [String] = []
+        ids += try await poll(journal, &snapshot, listing(life), first: true).map(\.id)
+        for _ in 1...2 { ids += try await poll(journal, &snapshot, listing()).map(\.id) }
+        ids += try await poll(journal, &snapshot, listing(life)).map(\.id)
+        ids += try await poll(journal, &snapshot, listing(item("b-1", "FAILED", updatedOn: "2026-11-28T11:00:00Z"))).map(\.id)
+        for _ in 1...2 { ids += try await poll(journal, &snapshot, listing()).map(\.id) }
+        ids += try await poll(journal, &snapshot, listing(life)).map(\.id)
+        #expect(try await journal.allEvents().map(\.type) == [
+            "bulk.created", "bulk.expired", "bulk.created", "bulk.changed", "bulk.expired", "bulk.created",
+        ])
+        #expect(Set(ids).count == 6)
+        // The first life keeps the ids bulkwatch always gave it (SHA-256 of source, bulkId, type, status and
+        // updatedOn, NUL-terminated, as a version-8 UUID), so existing receivers see no change.
+        #expect(ids[0] == "232a287b-3276-8261-8cc7-35bad952e362")
+    }
+
+    @Test func reportsAnUnopenableDatabaseInOneLine() async throws {
+        let error = #expect(throws: JournalError.self) { try SQLiteStore(path: directory + "/missing/dir/state.db") }
+        #expect(error?.description.contains("missing/dir/state.db") == true)
+        #expect(error?.description.contains("\n") == false)
+        let garbage = directory + "/garbage.db"
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: garbage))
+        #expect(throws: JournalError.self) { try SQLiteStore(path: garbage) }
+    }
+
+    @Test func passesIntegrityCheckWithDataInIt() async throws {
+        let journal = try SQLiteStore(path: directory + "/state.db")
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z")))
+        try await journal.maintain(target: "default", snapshot: snapshot)
+        #expect(try await journal.allEvents().count == 3)
+        #expect(try await journal.integrityCheck() == "ok")
+    }
+}
