@@ -110,7 +110,7 @@ func compareBenchmark(arguments: [String]) async throws {
         figures.webhook = result
         print("webhook: \(webhookEvents) events committed at once, then drained by the real Dispatcher into an")
         print("unbatched WebhookSink (one signed POST per event, one kept-alive connection) to a loopback HTTP/1.1")
-        print("receiver answering 204; order = the receiver's sequence of `webhook-id`s against the journal's order.")
+        print("receiver answering 204; order = the event ids in the bodies, as received, against the journal's order.")
         print("")
         print(result.render())
         print("")
