@@ -112,7 +112,9 @@ enum Bench {
 
     static func makeTemporaryDirectory(_ prefix: String) throws -> String {
         var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw BenchError("mkdtemp failed: \(String(cString: strerror(errno)))") }
+        guard let made = mkdtemp(&template) else {
+            throw BenchError("mkdtemp failed: \(String(cString: strerror(errno)))")
+        }
         return String(cString: made)
     }
 

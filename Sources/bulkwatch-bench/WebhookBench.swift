@@ -9,8 +9,9 @@ import Glibc
 
 /// `bulkwatch-bench webhook [--events N] [--batch N] [--paced N] [--rate N]`: events/s delivered
 /// by the dispatcher + WebhookSink to a loopback receiver (one at a time and batched, one reused
-/// connection), and commit → 2xx latency at a steady commit rate. Targets: 2,000 events/s
-/// unbatched, 20,000 batched, p99 < 50 ms. Printed, never asserted.
+/// connection), with the order checked at the receiver, and commit → 2xx latency at a steady commit
+/// rate. Targets: 2,000 events/s unbatched (issue 12), 20,000 batched, p99 < 50 ms. Printed, never
+/// asserted.
 func webhookBenchmark(arguments: [String]) async throws {
     var events = 5000
     var batch = 100
@@ -37,15 +38,21 @@ func webhookBenchmark(arguments: [String]) async throws {
     defer { transport.shutdown() }
     let secret = try WebhookSecret(parsing: WebhookSecret.generate())
 
-    var rows: [[String]] = [["mode", "events", "backlog events/s", "paced rate/s", "p50 commit→2xx", "p99 commit→2xx", "connections"]]
+    var rows: [[String]] = [
+        [
+            "mode", "events", "backlog events/s", "order", "paced rate/s", "p50 commit→2xx", "p99 commit→2xx",
+            "connections",
+        ]
+    ]
     for (label, size, count) in [("unbatched", 1, events), ("batch=\(batch)", batch, events * 10)] {
         let sink = WebhookSink(
             url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: size)
         let connectionsBefore = receiver.connections
-        let throughput = try await webhookBacklogRun(sink: sink, count: count)
+        let throughput = try await webhookBacklogRun(sink: sink, receiver: receiver, count: count)
         let latencies = try await webhookPacedRun(sink: sink, count: paced, rate: rate)
         rows.append([
-            label, "\(count)", String(format: "%.0f", throughput), "\(rate)",
+            label, "\(count)", String(format: "%.0f", throughput.eventsPerSecond),
+            throughput.inOrder ? "kept" : "BROKEN", "\(rate)",
             String(format: "%.2f ms", webhookPercentile(latencies, 0.50) * 1000),
             String(format: "%.2f ms", webhookPercentile(latencies, 0.99) * 1000),
             "\(receiver.connections - connectionsBefore)",
@@ -53,9 +60,49 @@ func webhookBenchmark(arguments: [String]) async throws {
     }
     let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        print(
+            row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                .joined(separator: "  "))
     }
     print("targets: 2000 events/s unbatched, 20000 batched, p99 < 50 ms; \(receiver.requests) requests received")
+    print("order: the CloudEvent ids in the bodies, in arrival order, against the journal's sequence order")
+}
+
+/// One unbatched backlog drain, as `compare` prints it beside the issue's 2,000 events/s goal.
+struct WebhookThroughput {
+    var events: Int
+    var eventsPerSecond: Double
+    /// The receiver saw exactly the journal's ids in sequence order: no reordering, no gap, no duplicate.
+    var inOrder: Bool
+    var received: Int
+    /// Index of the first event whose id differs from the journal's order, if any.
+    var firstMismatch: Int?
+    var connections: Int
+
+    func render() -> String {
+        var table = BenchTable(
+            ["mode", "events", "events/s", "order", "received", "connections", "goal"], leftAligned: [0, 3, 6])
+        table.add([
+            "unbatched", "\(events)", Bench.fixed(eventsPerSecond, 0),
+            inOrder ? "kept" : "BROKEN at event \(firstMismatch.map(String.init) ?? "?")", "\(received)",
+            "\(connections)", "≥ 2,000 events/s, order kept",
+        ])
+        return table.render()
+    }
+}
+
+/// Commits `events` events, then times the real Dispatcher draining them one POST per event to a
+/// loopback receiver that checks their order.
+func webhookUnbatchedThroughput(events: Int) async throws -> WebhookThroughput {
+    let receiver = try WebhookBenchReceiver()
+    defer { receiver.stop() }
+    let transport = CurlTransport()
+    defer { transport.shutdown() }
+    let secret = try WebhookSecret(parsing: WebhookSecret.generate())
+    let sink = WebhookSink(
+        url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: 1)
+    Bench.progress("compare webhook: \(events) events, unbatched")
+    return try await webhookBacklogRun(sink: sink, receiver: receiver, count: events)
 }
 
 /// Forwards to the webhook sink and notes when each event got its 2xx.
@@ -79,31 +126,47 @@ private final class TimedWebhookSink: EventSink {
 }
 
 private func webhookBenchItem(_ id: String, _ status: String, _ updatedOn: String) -> BulkItem {
-    let json = #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)","createdOn":"2026-11-28T09:00:00Z"}"#
+    let json =
+        #"{"bulkId":"\#(id)","status":"\#(status)","updatedOn":"\#(updatedOn)","createdOn":"2026-11-28T09:00:00Z"}"#
     return BulkItem(bulkId: id, status: status, updatedOn: updatedOn, rawJSON: Array(json.utf8)[...])
 }
 
-/// Commits `count` events at once, then times the dispatcher draining them: events/s.
-private func webhookBacklogRun(sink: WebhookSink, count: Int) async throws -> Double {
+/// Commits `count` events at once, then times the dispatcher draining them (events/s) and checks
+/// that the receiver got them in the journal's order.
+private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver, count: Int) async throws
+    -> WebhookThroughput
+{
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let journal = try SQLiteStore(path: directory + "/state.db")
     var snapshot = Snapshot()
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
-    let outcome = SnapshotDiffer.apply(BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-    _ = try await journal.commit(
+    let outcome = SnapshotDiffer.apply(
+        BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
+    let committed = try await journal.commit(
         PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
         fence: .exclusive)
+    let expected = committed.sorted { $0.sequence < $1.sequence }.map(\.id)
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(store: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(
+        store: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
+    _ = receiver.takeIDs()
+    let connectionsBefore = receiver.connections
     let start = ContinuousClock.now
     let running = Task { try await dispatcher.run() }
     while timed.count < count { try await Task.sleep(for: .milliseconds(2)) }
     let elapsed = ContinuousClock.now - start
     running.cancel()
     _ = try? await running.value
-    return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    let received = receiver.takeIDs().map { $0.lowercased() }
+    let wanted = expected.map { $0.lowercased() }
+    let mismatch = zip(received, wanted).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+    return WebhookThroughput(
+        events: count, eventsPerSecond: Double(count) / Bench.seconds(elapsed),
+        inOrder: received == wanted, received: received.count,
+        firstMismatch: mismatch ?? (received == wanted ? nil : min(received.count, wanted.count)),
+        connections: receiver.connections - connectionsBefore)
 }
 
 /// Commits one `changed` event at a time at `rate`/s while the dispatcher runs: commit → 2xx seconds.
@@ -113,7 +176,8 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let journal = try SQLiteStore(path: directory + "/state.db")
     let timed = TimedWebhookSink(sink)
-    let dispatcher = Dispatcher(store: journal, sinks: [timed], logger: Logger(label: "bench"), idlePoll: .milliseconds(100))
+    let dispatcher = Dispatcher(
+        store: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
     let running = Task { try await dispatcher.run() }
     var snapshot = Snapshot()
     var committed: [Int64: ContinuousClock.Instant] = [:]
@@ -126,7 +190,8 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: [item]), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
         let stored = try await journal.commit(
-            PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
+            PollCommit(
+                target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
             fence: .exclusive)
         let now = ContinuousClock.now
         for event in stored { committed[event.sequence] = now }
@@ -156,6 +221,10 @@ private final class WebhookBenchReceiver: Sendable {
     let port: Int
     private let listener: Int32
     private let counters = Mutex((connections: 0, requests: 0, stopped: false))
+    /// The CloudEvent ids inside every request body, in arrival order (what the order check compares): read
+    /// from the bodies rather than the `webhook-id` header, because the dispatcher may group a batch
+    /// differently from one run to the next, while the events inside must still come in journal order.
+    private let ids = Mutex<[String]>([])
 
     var url: String { "http://127.0.0.1:\(port)/hook" }
     var connections: Int { counters.withLock { $0.connections } }
@@ -178,6 +247,14 @@ private final class WebhookBenchReceiver: Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
+    /// The ids received since the last call.
+    func takeIDs() -> [String] {
+        ids.withLock { ids in
+            defer { ids.removeAll() }
+            return ids
+        }
+    }
+
     func stop() {
         counters.withLock { $0.stopped = true }
         shutdown(listener, Int32(SHUT_RDWR))
@@ -197,6 +274,34 @@ private final class WebhookBenchReceiver: Sendable {
         }
     }
 
+    /// The `id` of every CloudEvent in a body, in order: each event the encoder writes starts with
+    /// `{"specversion":"1.0","id":"`, whether it is posted alone or inside a batch array.
+    private static func eventIDs(in body: ArraySlice<UInt8>) -> [String] {
+        let marker = Array(#"{"specversion":"1.0","id":""#.utf8)
+        // memchr + memcmp, not Collection.firstRange: the receiver shares the bench's two cores with the
+        // sender, so a slow scan of 30 MB of batched bodies would show up as a slower sink.
+        return body.withUnsafeBytes { bytes -> [String] in
+            guard let base = bytes.baseAddress else { return [] }
+            var found: [String] = []
+            var offset = 0
+            while offset < bytes.count,
+                let brace = memchr(base + offset, Int32(UInt8(ascii: "{")), bytes.count - offset)
+            {
+                let at = base.distance(to: UnsafeRawPointer(brace))
+                offset = at + 1
+                guard bytes.count - at >= marker.count, memcmp(brace, marker, marker.count) == 0 else { continue }
+                let idStart = at + marker.count
+                guard let quote = memchr(base + idStart, Int32(UInt8(ascii: "\"")), bytes.count - idStart) else {
+                    break
+                }
+                let idEnd = base.distance(to: UnsafeRawPointer(quote))
+                found.append(String(decoding: bytes[idStart..<idEnd], as: UTF8.self))
+                offset = idEnd
+            }
+            return found
+        }
+    }
+
     private func serve(_ client: Int32) {
         let reply = Array("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".utf8)
         let separator = Array("\r\n\r\n".utf8)
@@ -211,16 +316,23 @@ private final class WebhookBenchReceiver: Sendable {
                 headerEnd = buffer.firstRange(of: separator)
             }
             let head = String(decoding: buffer[..<headerEnd!.lowerBound], as: UTF8.self).lowercased()
-            let length = head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
-                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            let lines = head.components(separatedBy: "\r\n")
+            func header(_ name: String) -> String? {
+                lines.first { $0.hasPrefix(name + ":") }.map {
+                    $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)
+                }
+            }
+            let length = header("content-length").flatMap { Int($0) } ?? 0
             let end = headerEnd!.upperBound + length
             while buffer.count < end {
                 let count = recv(client, &chunk, chunk.count, 0)
                 guard count > 0 else { return }
                 buffer += chunk[..<count]
             }
+            let eventIDs = Self.eventIDs(in: buffer[headerEnd!.upperBound..<end])
             buffer.removeFirst(end)
             counters.withLock { $0.requests += 1 }
+            ids.withLock { $0.append(contentsOf: eventIDs) }
             guard send(client, reply, reply.count, Int32(MSG_NOSIGNAL)) == reply.count else { return }
         }
     }

@@ -14,9 +14,15 @@ let benchUsage = """
       poll   [--sizes 1000,100000,1000000] [--runs N] [--warmup N]
                                                         whole poll cycles (Watcher, Journal, FileSink), RSS, CPU
       idle   [--seconds 20] [--warmup 5] [--items 1000] the real `bulkwatch run` at rest: RSS and CPU per hour
-      compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--idle-seconds 30] [--python python3]
-              [--script bench/pywatcher.py]             bulkwatch side by side with bench/pywatcher.py (stdlib
-                                                        Python): phases, whole polls, peak RSS, idle; ratios
+      compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--once-sizes 100000|none] [--once-runs 3]
+              [--idle-seconds 30] [--webhook-events 5000] [--python python3] [--script bench/pywatcher.py]
+                                                        bulkwatch side by side with bench/pywatcher.py (stdlib
+                                                        Python): phases, whole polls, WAL bytes, run --once,
+                                                        peak RSS, idle, unbatched webhook; ratios; issue 12's
+                                                        goals as met / not met
+      webhook [--events N] [--batch N] [--paced N] [--rate N]
+                                                        Dispatcher + WebhookSink to a loopback receiver:
+                                                        events/s, order, commit → 2xx latency
       all                                               every suite above with its defaults
     """
 
@@ -41,7 +47,9 @@ do {
     case "poll" where rest.contains("--single"):
         // A measuring child of `poll`: its stdout is the protocol to the parent, so no banner.
         try await pollBenchmark(arguments: rest)
-    case "webhook": print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) =="); try await webhookBenchmark(arguments: rest)
+    case "webhook":
+        print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) ==")
+        try await webhookBenchmark(arguments: rest)
     case "decode", "diff", "fetch", "poll", "idle", "compare":
         try await runSuite(suite, rest)
     case "all":
