@@ -75,6 +75,26 @@ struct SpineTests {
 
     // MARK: 2. Pruning per target; unconfigured sinks do not pin the journal
 
+    /// A cron'd `--once` is the whole life of its process: retention must apply there too.
+    @Test func onceRunsPruneAsWell() async throws {
+        let fixture = try await RunFixture()
+        fixture.simulator.upsert(bulkId: "b-1", status: "FINISHED")
+        let first = try await runBulkWatch(
+            fixture.arguments(["--once", "--retain", "1s"]), environment: fixture.environment,
+            directory: fixture.directory)
+        #expect(first.status == 0, "stderr: \(first.stderr)")
+        try await Task.sleep(for: .milliseconds(1300))
+        fixture.simulator.upsert(bulkId: "b-2", status: "FINISHED")
+        let second = try await runBulkWatch(
+            fixture.arguments(["--once", "--retain", "1s"]), environment: fixture.environment,
+            directory: fixture.directory)
+        #expect(second.status == 0, "stderr: \(second.stderr)")
+        #expect(second.stderr.contains("pruned 1"), "stderr: \(second.stderr)")
+        #expect(subjects(try await events(fixture)) == ["bulk.created/b-2"])
+        #expect(fixture.fileEvents.count == 2)
+        await fixture.stop()
+    }
+
     @Test func eachTargetPrunesWithItsOwnRetention() async throws {
         let short = try await RunFixture()
         let long = DruIDSimulator(options: .manual())

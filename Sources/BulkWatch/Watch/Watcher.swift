@@ -158,7 +158,17 @@ public final class Watcher: Service {
                 let report = try await cancelWhenGracefulShutdown { try await self.pollOnce() }
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
-                if once { return }
+                if once {
+                    // A cron'd `--once` is the whole life of the process: fold the snapshot's deltas and
+                    // apply retention here too, or its state would only ever grow.
+                    do {
+                        try await state.maintain(store, target: target.name)
+                    } catch {
+                        logger.warning("state maintenance failed: \(error)")
+                    }
+                    await prune()
+                    return
+                }
                 if let event = healthTracker.pollSucceeded(at: now()) { _ = await record(event) }
                 do {
                     try await state.maintain(store, target: target.name)
