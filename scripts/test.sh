@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The tree stays formatted (.swift-format: 4 spaces, 120 columns); `swift format -i -r -p Sources Tests Package.swift` fixes it.
+swift format lint --strict -r -p Sources Tests Package.swift
 swift build --build-tests
 swift test --skip-build

@@ -106,10 +106,12 @@ public final class DruIDSimulator: Sendable {
     /// `gracePeriod` seconds), then every connection closes. Safe to call more than once, or without
     /// ``start(host:port:)``.
     public func stop(gracePeriod: Double = 5) async {
-        guard let running = server.withLock({ server -> RunningServer? in
-            defer { server.running = nil }
-            return server.running
-        }) else { return }
+        guard
+            let running = server.withLock({ server -> RunningServer? in
+                defer { server.running = nil }
+                return server.running
+            })
+        else { return }
         await running.group.triggerGracefulShutdown()
         let watchdog = Task {
             try await Task.sleep(for: .milliseconds(Int64(max(0, gracePeriod) * 1000)))
@@ -274,7 +276,8 @@ public final class DruIDSimulator: Sendable {
         let response: Response
         switch path {
         case Self.tokenPath:
-            response = request.method == .post
+            response =
+                request.method == .post
                 ? tokenResponse(headers: request.headers, form: String(decoding: body.readableBytesView, as: UTF8.self))
                 : Self.errorResponse(405)
         case Self.bulkPath:

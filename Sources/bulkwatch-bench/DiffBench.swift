@@ -2,9 +2,9 @@ import BulkWatch
 import BulkWatchSimulator
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `bulkwatch-bench diff [--sizes 1000,100000,1000000] [--runs N]`
@@ -319,7 +319,6 @@ private struct NaiveDiffer {
         return changes.count
     }
 }
-
 
 private func seconds(_ duration: Duration) -> Double {
     let (whole, attos) = duration.components

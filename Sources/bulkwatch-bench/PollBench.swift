@@ -520,9 +520,10 @@ func idleBenchmark(arguments: [String]) async throws {
         await simulator.stop()
         throw BenchError("bulkwatch run ended during warm-up (\(exit))")
     }
-    let eventsLines = (try? String(contentsOfFile: "\(directory)/events.jsonl", encoding: .utf8))?.split(
-        separator: "\n"
-    ).count ?? 0
+    let eventsLines =
+        (try? String(contentsOfFile: "\(directory)/events.jsonl", encoding: .utf8))?.split(
+            separator: "\n"
+        ).count ?? 0
 
     Bench.progress("idle: sampling \(period) s")
     let requestsBefore = simulator.stats.bulkRequests
@@ -548,10 +549,12 @@ func idleBenchmark(arguments: [String]) async throws {
 
     let cpu = cpuAfter - cpuBefore
     let rssMedian = Bench.median(samples.map(Double.init))
-    var table = BenchTable([
-        "items", "interval", "period s", "polls", "RSS median MB", "(anon", "file)", "PSS MB", "RSS max MB", "VmHWM MB",
-        "CPU s", "CPU s/hour", "CPU %", "target",
-    ], leftAligned: [13])
+    var table = BenchTable(
+        [
+            "items", "interval", "period s", "polls", "RSS median MB", "(anon", "file)", "PSS MB", "RSS max MB",
+            "VmHWM MB",
+            "CPU s", "CPU s/hour", "CPU %", "target",
+        ], leftAligned: [13])
     table.add([
         "\(items)", "1s", Bench.fixed(elapsed, 1), "\(polls)", Bench.megabytes(Int(rssMedian)),
         Bench.megabytes(Int(Bench.median(anonymous))), Bench.megabytes(Int(Bench.median(fileBacked))),

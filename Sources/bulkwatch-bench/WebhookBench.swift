@@ -4,7 +4,7 @@ import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `bulkwatch-bench webhook [--events N] [--batch N] [--paced N] [--rate N]`: events/s delivered

@@ -13,7 +13,8 @@ struct BulkWatchCommand: AsyncParsableCommand {
         abstract: "Watch the DruID bulk-operation status endpoint and report what changed.",
         version: BulkWatchVersion.current,
         subcommands: [
-            RunCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self, DeliveriesCommand.self,
+            RunCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, EventsCommand.self,
+            DeliveriesCommand.self,
             RedeliverCommand.self, WebhookSecretCommand.self, VerifyCommand.self,
         ],
         defaultSubcommand: nil

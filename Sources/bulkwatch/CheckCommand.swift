@@ -63,12 +63,14 @@ struct CheckCommand: AsyncParsableCommand {
             return "FAIL  \(name)  token: \(error)"
         }
         let tokenTime = ContinuousClock.now - started
-        let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
+        let client = BulkStatusClient(
+            endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
         let fetchStarted = ContinuousClock.now
         do {
             let listing = try await client.fetch()
             let active = plan.target.activeCount(in: listing)
-            return "OK    \(name)  \(listing.items.count) operation(s), \(active) in progress; token \(tokenTime.shortDescription), "
+            return
+                "OK    \(name)  \(listing.items.count) operation(s), \(active) in progress; token \(tokenTime.shortDescription), "
                 + "list \((ContinuousClock.now - fetchStarted).shortDescription) (\(plan.target.endpoint.url))"
         } catch {
             return "FAIL  \(name)  \(plan.target.endpoint.url): \(error)"

@@ -41,11 +41,13 @@ struct DeliveriesCommand: AsyncParsableCommand {
             return
         }
         // A stale sink is one the running configuration no longer names: its cursor pins nothing.
-        let rows = [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
+        let rows =
+            [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
             + statuses.map {
                 [
                     URLRedaction.sinkName($0.sink) + ($0.stale ? " (stale)" : ""), "\($0.cursor)", "\($0.lag)",
-                    "\($0.deadLetters)", "\(filtered[$0.sink] ?? 0)", $0.lastError.map(EscapingLogHandler.escape) ?? "-",
+                    "\($0.deadLetters)", "\(filtered[$0.sink] ?? 0)",
+                    $0.lastError.map(EscapingLogHandler.escape) ?? "-",
                 ]
             }
         let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }

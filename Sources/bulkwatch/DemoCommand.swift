@@ -23,7 +23,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Poll interval while any operation is in progress, e.g. 300ms. [off]")
     var activeInterval: String?
 
-    @Option(name: .customLong("sink"), help: "Where events go; repeatable: stdout, stdout:json, file:PATH, webhook:URL. [stdout]")
+    @Option(
+        name: .customLong("sink"),
+        help: "Where events go; repeatable: stdout, stdout:json, file:PATH, webhook:URL. [stdout]")
     var sinks: [String] = []
 
     @Option(help: "Consecutive successful polls an item must be missing from before it expires. [2]")

@@ -37,13 +37,15 @@ struct EventsCommand: AsyncParsableCommand {
     private func kinds() throws -> Set<JournalEvent.Kind>? {
         let names = types.flatMap { $0.split(separator: ",") }.map(String.init)
         guard !names.isEmpty else { return nil }
-        return Set(try names.map { name in
-            guard let kind = SinkFilter.kind(named: name) else {
-                throw ValidationError(
-                    "unknown --type '\(name)': expected created, changed, expired, target.failing or target.recovered")
-            }
-            return kind
-        })
+        return Set(
+            try names.map { name in
+                guard let kind = SinkFilter.kind(named: name) else {
+                    throw ValidationError(
+                        "unknown --type '\(name)': expected created, changed, expired, target.failing or target.recovered"
+                    )
+                }
+                return kind
+            })
     }
 
     func run() async throws {

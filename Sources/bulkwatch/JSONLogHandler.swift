@@ -37,7 +37,9 @@ struct JSONLogHandler: LogHandler {
         object["level"] = event.level.rawValue
         object["message"] = "\(event.message)"
         object["logger"] = label
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data()
         write(String(decoding: data, as: UTF8.self) + "\n")
     }
 

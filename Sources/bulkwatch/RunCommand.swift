@@ -46,7 +46,8 @@ struct RunCommand: AsyncParsableCommand {
             throw ConfigurationError("\(error)")
         }
         for plan in configuration.targets {
-            let cadence = plan.target.activeInterval.map { ", \($0.shortDescription) while operations are in progress" } ?? ""
+            let cadence =
+                plan.target.activeInterval.map { ", \($0.shortDescription) while operations are in progress" } ?? ""
             logger.info(
                 "watching \(plan.target.endpoint.url) every \(plan.target.interval.shortDescription)\(cadence)",
                 metadata: ["target": "\(plan.target.name)"])

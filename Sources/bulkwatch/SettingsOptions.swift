@@ -34,7 +34,9 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "Poll interval while any operation is in progress (non-terminal status), e.g. 5s. [off]")
     var activeInterval: String?
 
-    @Option(help: "Comma-separated terminal statuses. [FINISHED,FINISHED_WITH_ERRORS,FAILED,ERROR,CANCELLED,COMPLETED,DONE]")
+    @Option(
+        help: "Comma-separated terminal statuses. [FINISHED,FINISHED_WITH_ERRORS,FAILED,ERROR,CANCELLED,COMPLETED,DONE]"
+    )
     var terminalStatuses: String?
 
     @Option(help: "Per-request timeout. [30s]")
@@ -147,7 +149,8 @@ struct ProcessOptions: ParsableArguments {
             ("exec-timeout", execTimeout),
         ]
         var settings = try SettingLayer.apply(
-            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } }, setters: GlobalSettings.keys,
+            pairs.compactMap { key, value in value.map { (key, SettingValue.scalar($0)) } },
+            setters: GlobalSettings.keys,
             into: GlobalSettings()
         ) { key, error in ValidationError("--\(key): \(error.message)") }
         if let webhookSecretFile { settings.webhookSecret = .file(webhookSecretFile) }
@@ -183,7 +186,9 @@ enum WebhookSecretLoader {
         let reference: SecretReference
         if let file {
             reference = .file(file)
-        } else if let value = environment["BULKWATCH_WEBHOOK_SECRET"], !value.trimmingCharacters(in: .whitespaces).isEmpty {
+        } else if let value = environment["BULKWATCH_WEBHOOK_SECRET"],
+            !value.trimmingCharacters(in: .whitespaces).isEmpty
+        {
             reference = .environment("BULKWATCH_WEBHOOK_SECRET")
         } else if let directory = environment["CREDENTIALS_DIRECTORY"],
             FileManager.default.fileExists(atPath: directory + "/webhook-secret")

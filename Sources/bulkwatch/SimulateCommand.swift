@@ -37,7 +37,10 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Token lifetime in seconds.")
     var tokenLifetime = 900.0
 
-    @Option(help: "Fault rates, e.g. 500=0.1,504=0.05,401=0.02,400=0.01,malformed=0.05,truncated=0.05,html=0.05,empty=0.02,half=0.02")
+    @Option(
+        help:
+            "Fault rates, e.g. 500=0.1,504=0.05,401=0.02,400=0.01,malformed=0.05,truncated=0.05,html=0.05,empty=0.02,half=0.02"
+    )
     var faults: String?
 
     @Option(help: "Added latency per bulk request, in seconds.")
@@ -52,7 +55,8 @@ struct SimulateCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard rate >= 0, step > 0, retention >= 0, tokenLifetime > 0, initial >= 0, latency >= 0 else {
-            throw ValidationError("--rate, --step, --retention, --token-lifetime, --initial and --latency must be positive")
+            throw ValidationError(
+                "--rate, --step, --retention, --token-lifetime, --initial and --latency must be positive")
         }
         if let faults { _ = try Self.parseFaults(faults) }
     }
@@ -99,16 +103,18 @@ struct SimulateCommand: AsyncParsableCommand {
         } catch {
             throw RuntimeFailure("cannot listen on 127.0.0.1:\(port): \(error)")
         }
-        FileHandle.standardOutput.write(Data("""
-            DruID simulator listening on \(simulator.baseURL)
-              bulk endpoint:  \(simulator.bulkURL)
-              token endpoint: \(simulator.tokenURL)
-              client id:      \(clientID)
-              client secret:  \(shownSecret)
-            Try: BULKWATCH_CLIENT_SECRET=\(isDemoSecret ? secret : "...") bulkwatch run --endpoint \(simulator.bulkURL) \
-            --token-url \(simulator.tokenURL) --client-id \(clientID) --interval 2s --state /tmp/bulkwatch-sim.db
+        FileHandle.standardOutput.write(
+            Data(
+                """
+                DruID simulator listening on \(simulator.baseURL)
+                  bulk endpoint:  \(simulator.bulkURL)
+                  token endpoint: \(simulator.tokenURL)
+                  client id:      \(clientID)
+                  client secret:  \(shownSecret)
+                Try: BULKWATCH_CLIENT_SECRET=\(isDemoSecret ? secret : "...") bulkwatch run --endpoint \(simulator.bulkURL) \
+                --token-url \(simulator.tokenURL) --client-id \(clientID) --interval 2s --state /tmp/bulkwatch-sim.db
 
-            """.utf8))
+                """.utf8))
         let group = ServiceGroup(
             services: [SimulatorService(simulator: simulator)], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

@@ -1,7 +1,7 @@
 import BulkWatch
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 private let minimal = """
     targets:
@@ -95,12 +95,21 @@ struct ConfigFileTests {
     }
 
     @Test func invalidValuesNameLineAndKey() {
-        #expect(failure(minimal + "\n    interval: soon")
-            == "bulkwatch.yaml:7: targets[0].interval: invalid duration 'soon': use e.g. 300ms, 30s, 5m, 1h, 7d")
-        #expect(failure(minimal + "\n    expire-after: 1")?.hasPrefix("bulkwatch.yaml:7: targets[0].expire-after: must be an integer of at least 2") == true)
-        #expect(failure("listen: nowhere\n" + minimal)?.hasPrefix("bulkwatch.yaml:1: listen: invalid listen address") == true)
-        #expect(failure(minimal + "\n    sinks: [carrier-pigeon]")?.hasPrefix("bulkwatch.yaml:7: targets[0].sinks: invalid sink 'carrier-pigeon'") == true)
-        #expect(failure(minimal.replacingOccurrences(of: "https://api", with: "ftp://api"))?.hasPrefix("bulkwatch.yaml:3: targets[0].endpoint: invalid URL") == true)
+        #expect(
+            failure(minimal + "\n    interval: soon")
+                == "bulkwatch.yaml:7: targets[0].interval: invalid duration 'soon': use e.g. 300ms, 30s, 5m, 1h, 7d")
+        #expect(
+            failure(minimal + "\n    expire-after: 1")?.hasPrefix(
+                "bulkwatch.yaml:7: targets[0].expire-after: must be an integer of at least 2") == true)
+        #expect(
+            failure("listen: nowhere\n" + minimal)?.hasPrefix("bulkwatch.yaml:1: listen: invalid listen address")
+                == true)
+        #expect(
+            failure(minimal + "\n    sinks: [carrier-pigeon]")?.hasPrefix(
+                "bulkwatch.yaml:7: targets[0].sinks: invalid sink 'carrier-pigeon'") == true)
+        #expect(
+            failure(minimal.replacingOccurrences(of: "https://api", with: "ftp://api"))?.hasPrefix(
+                "bulkwatch.yaml:3: targets[0].endpoint: invalid URL") == true)
     }
 
     @Test func anInlineSecretIsRefusedWithoutBeingEchoed() throws {
@@ -113,12 +122,16 @@ struct ConfigFileTests {
     @Test func structuralMistakesAreLocated() {
         #expect(failure("targets: []") == "bulkwatch.yaml: targets: at least one target is required")
         #expect(failure("") == "bulkwatch.yaml: the file is empty; it needs a 'targets:' list")
-        #expect(failure(minimal + "\n  - name: a\n    endpoint: https://x.example.com/")
-            == "bulkwatch.yaml:7: targets[1].name: target 'a' is defined twice")
-        #expect(failure(minimal + "\n    client-id: again") == "bulkwatch.yaml:5: 'client-id' given twice in this mapping")
-        #expect(failure("targets:\n  - endpoint: https://x.example.com/") == "bulkwatch.yaml:2: targets[0]: missing 'name'")
-        #expect(failure("targets:\n  - name: has space\n    endpoint: https://x.example.com/")?
-            .hasPrefix("bulkwatch.yaml:2: targets[0].name: must be letters") == true)
+        #expect(
+            failure(minimal + "\n  - name: a\n    endpoint: https://x.example.com/")
+                == "bulkwatch.yaml:7: targets[1].name: target 'a' is defined twice")
+        #expect(
+            failure(minimal + "\n    client-id: again") == "bulkwatch.yaml:5: 'client-id' given twice in this mapping")
+        #expect(
+            failure("targets:\n  - endpoint: https://x.example.com/") == "bulkwatch.yaml:2: targets[0]: missing 'name'")
+        #expect(
+            failure("targets:\n  - name: has space\n    endpoint: https://x.example.com/")?
+                .hasPrefix("bulkwatch.yaml:2: targets[0].name: must be letters") == true)
         // Broken YAML still has a line number.
         let broken = failure("targets:\n  - name: a\n    endpoint: [unclosed\n")
         #expect(broken?.hasPrefix("bulkwatch.yaml:4: not valid YAML") == true, "\(broken ?? "")")

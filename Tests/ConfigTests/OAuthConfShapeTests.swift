@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -85,7 +85,8 @@ struct OAuthConfShapeTests {
 struct OAuthConfFuzzRegressionTests {
     /// An element name with invalid UTF-8 made corelibs' XMLParser trap: a crash instead of exit 78.
     @Test func anElementNameThatIsNotUTF8IsAnErrorNotACrash() {
-        let bytes = Array("<oauth-confi".utf8) + [UInt8](repeating: 0xE1, count: 23)
+        let bytes =
+            Array("<oauth-confi".utf8) + [UInt8](repeating: 0xE1, count: 23)
             + Array(#"g version="1"><credentials><clientid>a</clientid></credentials></oauth-config>"#.utf8)
         do {
             _ = try OAuthConf.parse(Data(bytes), path: "o.xml")
@@ -109,8 +110,9 @@ struct OAuthConfFuzzRegressionTests {
 
     @Test func theXMLDeclarationIsStillAccepted() throws {
         let conf = try OAuthConf.parse(
-            Data(("\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
-                + "<oauthconf><client_id>a</client_id><client_secret>s</client_secret></oauthconf>").utf8),
+            Data(
+                ("\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                    + "<oauthconf><client_id>a</client_id><client_secret>s</client_secret></oauthconf>").utf8),
             path: "o.xml")
         #expect(conf.clientID == "a")
     }

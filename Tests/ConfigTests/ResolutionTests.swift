@@ -1,7 +1,7 @@
 import BulkWatch
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Writes `text` to `name` in `directory` with `mode`; returns the path.
 @discardableResult
@@ -43,15 +43,24 @@ struct ResolutionTests {
         #expect(a.target.interval == .seconds(20), "the target's own value beats the environment")
         #expect(b.target.interval == .seconds(45), "the environment beats the file's defaults")
         #expect(b.target.activeInterval == .seconds(2))
-        #expect(a.tokenSource == .clientCredentials(ClientCredentials(
-            tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-a", clientSecret: Secret("a-secret"))))
-        #expect(b.tokenSource == .clientCredentials(ClientCredentials(
-            tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-b", clientSecret: Secret("b-secret"))))
+        #expect(
+            a.tokenSource
+                == .clientCredentials(
+                    ClientCredentials(
+                        tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-a",
+                        clientSecret: Secret("a-secret"))))
+        #expect(
+            b.tokenSource
+                == .clientCredentials(
+                    ClientCredentials(
+                        tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-b",
+                        clientSecret: Secret("b-secret"))))
         #expect(b.sinks == [.stdout(.text), .file(path: directory + "/b.jsonl")])
 
         var flags = TargetSettings()
         flags.interval = .seconds(5)
-        let withFlag = try ConfigurationResolver(configPath: config, flagTarget: flags, environment: environment).resolve()
+        let withFlag = try ConfigurationResolver(configPath: config, flagTarget: flags, environment: environment)
+            .resolve()
         #expect(withFlag.targets.map(\.target.interval) == [.seconds(5), .seconds(5)], "a flag beats everything")
         // Built-in defaults fill the rest.
         #expect(withFlag.statePath == "./bulkwatch.db")
@@ -64,10 +73,11 @@ struct ResolutionTests {
         try write("b-secret", "b.secret", in: directory)
         let resolved = try ConfigurationResolver(configPath: config, environment: ["A_SECRET": "x"]).resolve()
         let plans = try resolved.sinkPlans()
-        #expect(plans == [
-            SinkPlan(spec: .stdout(.text), targets: ["a", "b"]),
-            SinkPlan(spec: .file(path: directory + "/b.jsonl"), targets: ["b"]),
-        ])
+        #expect(
+            plans == [
+                SinkPlan(spec: .stdout(.text), targets: ["a", "b"]),
+                SinkPlan(spec: .file(path: directory + "/b.jsonl"), targets: ["b"]),
+            ])
     }
 
     @Test func secretProblemsNameTheReferenceNeverTheValue() throws {
@@ -84,7 +94,9 @@ struct ResolutionTests {
         #expect(message([:]) == "target a: env:A_SECRET: the environment variable A_SECRET is not set")
         try write("b-secret-value", "b.secret", in: directory, mode: 0o644)
         let loose = try #require(message(["A_SECRET": "x"]))
-        #expect(loose.hasPrefix("target b: file:\(directory)/b.secret: \(directory)/b.secret is readable by group or others"))
+        #expect(
+            loose.hasPrefix(
+                "target b: file:\(directory)/b.secret: \(directory)/b.secret is readable by group or others"))
         #expect(!loose.contains("b-secret-value"))
     }
 
@@ -93,7 +105,8 @@ struct ResolutionTests {
         let credentials = try makeTemporaryDirectory("credentials")
         try write("from-systemd", "client-secret", in: credentials, mode: 0o400)
         try write("whsec_" + Data("k".utf8).base64EncodedString(), "webhook-secret", in: credentials, mode: 0o400)
-        let config = try write("""
+        let config = try write(
+            """
             targets:
               - name: a
                 endpoint: https://a.example.com/activityid/v1/user/bulk
@@ -107,7 +120,8 @@ struct ResolutionTests {
                 client-secret: credential:client-secret
             """, "bulkwatch.yaml", in: directory)
         let resolved = try ConfigurationResolver(
-            configPath: config, environment: ["CREDENTIALS_DIRECTORY": credentials]).resolve()
+            configPath: config, environment: ["CREDENTIALS_DIRECTORY": credentials]
+        ).resolve()
         for plan in resolved.targets {
             guard case .clientCredentials(let credentials) = plan.tokenSource else {
                 Issue.record("expected client credentials")
@@ -135,7 +149,8 @@ struct ResolutionTests {
 
     @Test func conflictingSinkDefinitionsAreRejected() throws {
         let directory = try makeTemporaryDirectory("config")
-        let config = try write("""
+        let config = try write(
+            """
             webhook-secret: env:WH
             targets:
               - name: a
@@ -149,11 +164,15 @@ struct ResolutionTests {
             """, "bulkwatch.yaml", in: directory)
         do {
             _ = try ConfigurationResolver(
-                configPath: config, environment: ["BULKWATCH_TOKEN": "t", "WH": "whsec_" + Data("k".utf8).base64EncodedString()]
+                configPath: config,
+                environment: ["BULKWATCH_TOKEN": "t", "WH": "whsec_" + Data("k".utf8).base64EncodedString()]
             ).resolve()
             Issue.record("expected an error")
         } catch {
-            #expect(error.description == "sink webhook:https://hooks.example.com/x is configured differently for two targets (batch, filter or format)")
+            #expect(
+                error.description
+                    == "sink webhook:https://hooks.example.com/x is configured differently for two targets (batch, filter or format)"
+            )
         }
     }
 }
@@ -211,8 +230,12 @@ struct OAuthConfTests {
         flags.endpoint = "https://api.example.com/activityid/v1/user/bulk"
         flags.oauthconf = xml
         let resolved = try ConfigurationResolver(configPath: nil, flagTarget: flags, environment: [:]).resolve()
-        #expect(resolved.targets[0].tokenSource == .clientCredentials(ClientCredentials(
-            tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-1", clientSecret: Secret("s3cret"))))
+        #expect(
+            resolved.targets[0].tokenSource
+                == .clientCredentials(
+                    ClientCredentials(
+                        tokenURL: "https://auth.example.com/oauth2/token", clientID: "app-1",
+                        clientSecret: Secret("s3cret"))))
         chmod(xml, 0o644)
         #expect(throws: RuntimeConfigurationError.self) {
             try ConfigurationResolver(configPath: nil, flagTarget: flags, environment: [:]).resolve()

@@ -35,10 +35,13 @@ struct SinkSpecTests {
     }
 
     @Test func execSpecsTakeBatchArgsAndEnvOnTheLineAndInAnObject() throws {
-        let line = try SinkSpec.parse("exec:/usr/local/bin/page?batch=20&arg=--team&arg=identity&env=TOKEN&types=changed")
+        let line = try SinkSpec.parse(
+            "exec:/usr/local/bin/page?batch=20&arg=--team&arg=identity&env=TOKEN&types=changed")
         #expect(
             line.destination
-                == .exec(program: "/usr/local/bin/page", batch: 20, arguments: ["--team", "identity"], environment: ["TOKEN"]))
+                == .exec(
+                    program: "/usr/local/bin/page", batch: 20, arguments: ["--team", "identity"], environment: ["TOKEN"]
+                ))
         #expect(line.name == "exec:/usr/local/bin/page")
         #expect(line.filter == SinkFilter(types: [.changed]))
         let object = try SinkSpec.parse(object: [

@@ -120,7 +120,10 @@ struct ChatFormatTests {
         let (discord, transport) = try chatSink(server, .chat(.discord), batch: 50)
         defer { transport.shutdown() }
         #expect(discord.preferredBatchSize == 10)
-        #expect(try await dispatch(fixture.journal, [discord]) { try await fixture.journal.cursor(sink: discord.name) == 12 })
+        #expect(
+            try await dispatch(fixture.journal, [discord]) {
+                try await fixture.journal.cursor(sink: discord.name) == 12
+            })
         let embedCounts = try server.requests.map { try #require(try object($0)["embeds"] as? [Any]).count }
         #expect(embedCounts.reduce(0, +) == 12)
         #expect(embedCounts.allSatisfy { $0 <= 10 })

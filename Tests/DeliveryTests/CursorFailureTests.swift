@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -37,7 +37,9 @@ private final class FailingCursorWrites: Store {
     func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
         try await base.events(after: after, limit: limit, filter: filter)
     }
-    func count(after: Int64, filter: EventFilter) async throws -> Int { try await base.count(after: after, filter: filter) }
+    func count(after: Int64, filter: EventFilter) async throws -> Int {
+        try await base.count(after: after, filter: filter)
+    }
     func lastSequence() async throws -> Int64 { try await base.lastSequence() }
     func event(sequence: Int64) async throws -> JournalEvent? { try await base.event(sequence: sequence) }
     func event(id: String) async throws -> JournalEvent? { try await base.event(id: id) }
@@ -66,7 +68,9 @@ private final class FailingCursorWrites: Store {
         return try await base.advanceCursor(sink: sink, from: expected, to: sequence, filtered: filtered, fence: fence)
     }
     func filteredCounts() async throws -> [String: Int64] { try await base.filteredCounts() }
-    func rewindCursor(sink: String, to sequence: Int64) async throws { try await base.rewindCursor(sink: sink, to: sequence) }
+    func rewindCursor(sink: String, to sequence: Int64) async throws {
+        try await base.rewindCursor(sink: sink, to: sequence)
+    }
     func recordSinkError(sink: String, message: String) async throws {
         try await base.recordSinkError(sink: sink, message: message)
     }

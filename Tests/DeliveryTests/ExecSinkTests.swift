@@ -1,12 +1,12 @@
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes an executable script into `directory` and returns its path.
@@ -41,10 +41,11 @@ struct ExecSinkTests {
         #expect(sink.name == "exec:\(program)")
         #expect(try await dispatch(fixture.journal, [sink]) { try await fixture.journal.cursor(sink: sink.name) == 5 })
         let written = lines(out)
-        #expect(written.filter { $0.hasPrefix("batch ") } == [
-            "batch 2 1..2 exec:\(program) first-arg", "batch 2 3..4 exec:\(program) first-arg",
-            "batch 1 5..5 exec:\(program) first-arg",
-        ])
+        #expect(
+            written.filter { $0.hasPrefix("batch ") } == [
+                "batch 2 1..2 exec:\(program) first-arg", "batch 2 3..4 exec:\(program) first-arg",
+                "batch 1 5..5 exec:\(program) first-arg",
+            ])
         #expect(written.filter { !$0.hasPrefix("batch ") } == events.map { String(decoding: $0.body, as: UTF8.self) })
     }
 

@@ -1,12 +1,12 @@
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("file sink")
@@ -153,7 +153,9 @@ struct FileSinkTests {
     @Test func refusesAFileThatIsNotABulkwatchLogWithoutTouchingIt() async throws {
         let directory = try makeTemporaryDirectory("file-sink")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        for content in ["ssh-ed25519 AAAAC3Nza not an event", "line one\nline two\n", "{\"a\":1}\n{\"sequence\":\"4\"}\n"] {
+        for content in [
+            "ssh-ed25519 AAAAC3Nza not an event", "line one\nline two\n", "{\"a\":1}\n{\"sequence\":\"4\"}\n",
+        ] {
             let path = directory + "/foreign-\(content.count).txt"
             try Data(content.utf8).write(to: URL(fileURLWithPath: path))
             let error = #expect(throws: SinkIOError.self) { try FileSink(path: path) }

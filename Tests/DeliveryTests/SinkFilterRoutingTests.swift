@@ -47,7 +47,9 @@ struct SinkFilterRoutingTests {
         let sink = try FileSink(path: path)
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(types: [.changed]))
         #expect(
-            try await dispatch(fixture.journal, routes: [route]) { try await fixture.journal.cursor(sink: sink.name) == last }
+            try await dispatch(fixture.journal, routes: [route]) {
+                try await fixture.journal.cursor(sink: sink.name) == last
+            }
         )
         #expect(lines(path) == ["bulk.changed b-1 FAILED"])
         #expect(try await fixture.journal.filteredCounts()[sink.name] == 3)
@@ -97,7 +99,9 @@ struct SinkFilterRoutingTests {
         let sink = try FileSink(path: fixture.directory + "/us.jsonl")
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(targets: ["us"]))
         #expect(
-            try await dispatch(fixture.journal, routes: [route]) { try await fixture.journal.cursor(sink: sink.name) == last }
+            try await dispatch(fixture.journal, routes: [route]) {
+                try await fixture.journal.cursor(sink: sink.name) == last
+            }
         )
         let sources = jsonObjects(try String(contentsOfFile: sink.path, encoding: .utf8)).map {
             $0?["source"] as? String
@@ -114,12 +118,14 @@ struct SinkFilterRoutingTests {
             kind: .targetFailing, target: "default", since: since, failedAttempts: 7, lastError: "HTTP 500",
             at: since + 300)
         let stored = try #require(
-            try await fixture.journal.append(operational: failing, target: "default", source: "https://api.example.com/bulk", fence: .exclusive))
+            try await fixture.journal.append(
+                operational: failing, target: "default", source: "https://api.example.com/bulk", fence: .exclusive))
         #expect(stored.type == "bulkwatch.target.failing")
         #expect(stored.subject == "default")
         // The same outage journaled twice (a re-emission after a crash) is stored once.
         #expect(
-            try await fixture.journal.append(operational: failing, target: "default", source: "https://api.example.com/bulk", fence: .exclusive)
+            try await fixture.journal.append(
+                operational: failing, target: "default", source: "https://api.example.com/bulk", fence: .exclusive)
                 == nil)
         try await fixture.set("b-1", "FAILED")
         let last = try await fixture.journal.lastSequence()
@@ -173,7 +179,9 @@ struct SinkFilterRoutingTests {
         defer { transport.shutdown() }
         let route = Dispatcher.Route(sink: sink, filter: SinkFilter(statuses: ["FAILED"]))
         #expect(
-            try await dispatch(fixture.journal, routes: [route]) { try await fixture.journal.cursor(sink: sink.name) == last }
+            try await dispatch(fixture.journal, routes: [route]) {
+                try await fixture.journal.cursor(sink: sink.name) == last
+            }
         )
         let subjects = try server.requests.map { request in
             try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])["subject"]

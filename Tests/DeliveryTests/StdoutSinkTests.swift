@@ -1,12 +1,12 @@
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Hand-built journal events with CloudEvents bodies shaped exactly like DESIGN.md §4.
@@ -22,7 +22,8 @@ enum SampleEvent {
         let time = "2026-11-28T10:16:\(String(format: "%02d", sequence % 60)).512Z"
         let updatedOn = "2026-11-28T10:15:\(String(format: "%02d", sequence % 60)).000Z"
         let previousJSON = previous.map { #"{"status":"\#($0.status)","updatedOn":"\#($0.updatedOn)"}"# } ?? "null"
-        let body = #"{"specversion":"1.0","id":"\#(id)","source":"\#(source)","type":"bulk.\#(kind.rawValue)","#
+        let body =
+            #"{"specversion":"1.0","id":"\#(id)","source":"\#(source)","type":"bulk.\#(kind.rawValue)","#
             + #""subject":\#(jsonString(bulkId)),"time":"\#(time)","datacontenttype":"application/json","#
             + #""sequence":"\#(sequence)","data":{"bulkId":\#(jsonString(bulkId)),"status":"\#(status)","#
             + #""createdOn":"2026-11-28T09:00:00.000Z","updatedOn":"\#(updatedOn)"\#(extra),"#

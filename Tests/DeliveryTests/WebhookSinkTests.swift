@@ -1,13 +1,13 @@
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A journal in a temp directory that commits `created` events the way the watcher does.
@@ -31,7 +31,8 @@ final class WebhookJournalFixture: @unchecked Sendable {
             next += 1
             let json = #"{"bulkId":"\#(id)","status":"PENDING","updatedOn":"2026-11-28T10:00:00Z"}"#
             items.append(
-                BulkItem(bulkId: id, status: "PENDING", updatedOn: "2026-11-28T10:00:00Z", rawJSON: Array(json.utf8)[...]))
+                BulkItem(
+                    bulkId: id, status: "PENDING", updatedOn: "2026-11-28T10:00:00Z", rawJSON: Array(json.utf8)[...]))
         }
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
@@ -56,7 +57,8 @@ let testSecrets = ["whsec_" + Data(testKeyA).base64EncodedString(), "whsec_" + D
 func opensslSignature(key: [UInt8], message: [UInt8]) throws -> String {
     let hexKey = key.map { String(format: "%02x", $0) }.joined()
     let output = String(
-        decoding: try runProcess("/usr/bin/openssl", ["dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:\(hexKey)"],
+        decoding: try runProcess(
+            "/usr/bin/openssl", ["dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:\(hexKey)"],
             input: message), as: UTF8.self)
     let hex = output.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
     var bytes: [UInt8] = []
@@ -216,7 +218,8 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
 
         let requests = server.requests
         let accepted = requests.dropFirst(6)
@@ -238,7 +241,8 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
 
         #expect(!server.requests.contains { $0.path == "/elsewhere" })
         #expect(server.requests.count == 4)
@@ -258,10 +262,12 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 3 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 3 })
 
-        #expect(server.requests.map { $0.header("webhook-id") ?? "" }
-            == [events[0].id, events[1].id, events[1].id, events[1].id, events[2].id])
+        #expect(
+            server.requests.map { $0.header("webhook-id") ?? "" }
+                == [events[0].id, events[1].id, events[1].id, events[1].id, events[2].id])
         let status = try #require(try await fixture.journal.sinkStatuses().first { $0.sink == sink.name })
         #expect(status.deadLetters == 1)
         #expect(status.lag == 0)
@@ -275,7 +281,8 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 2 })
         let letters = try await fixture.journal.deadLetters(sink: sink.name)
         #expect(letters.count == 2)
         #expect(letters.allSatisfy { $0.reason.contains("max age") && $0.attempts == 1 })
@@ -296,7 +303,9 @@ struct WebhookSinkTests {
             })
         try await fixture.add(2)
         let reopened = try FileSink(path: fixture.directory + "/events.jsonl")
-        #expect(try await dispatch(fixture.journal, [reopened]) { (try await fixture.journal.cursor(sink: file.name)) == 5 })
+        #expect(
+            try await dispatch(fixture.journal, [reopened]) { (try await fixture.journal.cursor(sink: file.name)) == 5 }
+        )
         let status = try #require(try await fixture.journal.sinkStatuses().first { $0.sink == sink.name })
         #expect(status.lastError == "stopped: 410 Gone")
         #expect(status.cursor == 0)
@@ -334,7 +343,8 @@ struct WebhookSinkTests {
         defer { server.stop() }
         let (sink, transport) = try webhookSink(server, batch: 3)
         defer { transport.shutdown() }
-        #expect(try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
+        #expect(
+            try await dispatch(fixture.journal, [sink]) { (try await fixture.journal.cursor(sink: sink.name)) == 5 })
         let requests = server.requests
         try #require(requests.count == 2)
         var received: [String] = []

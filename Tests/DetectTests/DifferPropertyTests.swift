@@ -499,4 +499,3 @@ private func rowText(_ row: TrackedItem) -> String {
 private func describe(_ change: DetectedChange) -> String {
     render(change) + " " + String(decoding: change.item.rawJSON, as: UTF8.self)
 }
-

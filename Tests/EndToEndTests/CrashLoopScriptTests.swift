@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Runs `scripts/crashloop.sh` with a few kills, so CI exercises the crash loop and its checker on every run;
 /// `scripts/crashloop.sh --kills 200` is the full run (docs/FAULTS.md records its result).
@@ -18,7 +18,8 @@ struct CrashLoopScriptTests {
             // --retain: every restart's first poll prunes, so sequences must keep growing across pruning.
             ["--kills", "15", "--retain", "2s", "--summary", summaryPath, "--directory", directory + "/work"],
             environment: ["BULKWATCH_BIN": BulkWatchBinary.path], directory: directory)
-        let summary = (try? Data(contentsOf: URL(fileURLWithPath: summaryPath)))
+        let summary =
+            (try? Data(contentsOf: URL(fileURLWithPath: summaryPath)))
             .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
         #expect(result.status == 0, "stderr:\n\(result.stderr)")
         #expect(summary["ok"] as? Bool == true, "\(summary)")

@@ -1,11 +1,11 @@
 import BulkWatch
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("kill -9 while committing, then restart")

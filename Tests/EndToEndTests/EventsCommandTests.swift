@@ -1,7 +1,7 @@
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("bulkwatch events")
 struct EventsCommandTests {
@@ -9,9 +9,11 @@ struct EventsCommandTests {
     func journaled() async throws -> RunFixture {
         let fixture = try await RunFixture()
         for index in 1...3 { fixture.simulator.upsert(bulkId: "b-\(index)", status: "PENDING") }
-        _ = try await runBulkWatch(fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
+        _ = try await runBulkWatch(
+            fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
         fixture.simulator.upsert(bulkId: "b-2", status: "FINISHED")
-        _ = try await runBulkWatch(fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
+        _ = try await runBulkWatch(
+            fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
         return fixture
     }
 
@@ -47,7 +49,8 @@ struct EventsCommandTests {
             BulkWatchBinary.path, ["events", "--state", fixture.statePath, "--follow", "--since", "4"],
             directory: fixture.directory)
         fixture.simulator.upsert(bulkId: "b-9", status: "PENDING")
-        _ = try await runBulkWatch(fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
+        _ = try await runBulkWatch(
+            fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
         let seen = await ChildProcess.eventually(timeout: .seconds(30)) { follower.stdout.contains("\"b-9\"") }
         #expect(seen)
         follower.signal(SIGKILL)

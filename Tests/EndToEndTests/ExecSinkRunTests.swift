@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `bulkwatch run --sink exec:PROGRAM` end to end: the real binary, the simulator, a real shell script.
@@ -15,12 +15,12 @@ struct ExecSinkRunTests {
         let out = fixture.directory + "/exec-out.txt"
         let program = fixture.directory + "/notify.sh"
         try """
-            #!/bin/sh
-            echo "== $BULKWATCH_COUNT" >> \(out)
-            cat >> \(out)
-            env | sed 's/^/ENV /' >> \(out)
-            echo "notified $BULKWATCH_COUNT event(s)" >&2
-            """.write(toFile: program, atomically: true, encoding: .utf8)
+        #!/bin/sh
+        echo "== $BULKWATCH_COUNT" >> \(out)
+        cat >> \(out)
+        env | sed 's/^/ENV /' >> \(out)
+        echo "notified $BULKWATCH_COUNT event(s)" >&2
+        """.write(toFile: program, atomically: true, encoding: .utf8)
         chmod(program, 0o755)
         let result = try await runBulkWatch(
             fixture.arguments(["--once", "--sink", "exec:\(program)?batch=10&env=EXEC_RUN_TEST_PASSED"]),
@@ -36,7 +36,10 @@ struct ExecSinkRunTests {
         #expect(!written.contains { $0.contains(fixture.environment["BULKWATCH_CLIENT_SECRET"] ?? "demo-secret") })
         #expect(written.contains("ENV EXEC_RUN_TEST_PASSED=yes"))
         // The program's stderr is in the log, under the sink's name.
-        #expect(result.stderr.split(separator: "\n").contains { $0.contains("sink=exec:\(program)") && $0.contains("notified 3 event(s)") })
+        #expect(
+            result.stderr.split(separator: "\n").contains {
+                $0.contains("sink=exec:\(program)") && $0.contains("notified 3 event(s)")
+            })
         await fixture.stop()
     }
 

@@ -1,11 +1,11 @@
 import BulkWatch
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The built `bulkwatch run` as a child process against an in-process simulator (which records its history),
@@ -87,7 +87,8 @@ final class FaultHarness: @unchecked Sendable {
 
     private func launch(_ arguments: [String]) throws -> ChildProcess {
         throughEnv
-            ? try ChildProcess("/usr/bin/env", [BulkWatchBinary.path] + arguments, environment: environment, directory: directory)
+            ? try ChildProcess(
+                "/usr/bin/env", [BulkWatchBinary.path] + arguments, environment: environment, directory: directory)
             : try ChildProcess(BulkWatchBinary.path, arguments, environment: environment, directory: directory)
     }
 
@@ -150,7 +151,8 @@ final class FaultHarness: @unchecked Sendable {
         if let receiver { text += "; receiver accepted \(receiver.acceptedIDs.count) of \(receiver.requestCount)" }
         text += "; running: \(isRunning)"
         if let process = child?.process, !process.isRunning {
-            text += " (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "status"))"
+            text +=
+                " (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "status"))"
         }
         text += "\nstderr (last lines):\n" + stderrLines.suffix(15).joined(separator: "\n")
         return text
@@ -182,7 +184,8 @@ final class FaultHarness: @unchecked Sendable {
     ) async {
         #expect(await settled(), "did not recover: \(diagnosis)", sourceLocation: sourceLocation)
         if let recovery {
-            #expect(await logged(recovery), "no recovery line '\(recovery)': \(diagnosis)", sourceLocation: sourceLocation)
+            #expect(
+                await logged(recovery), "no recovery line '\(recovery)': \(diagnosis)", sourceLocation: sourceLocation)
         }
         expectOneClearLine(problem, sourceLocation: sourceLocation)
         #expect(isRunning, "the watcher is not running: \(diagnosis)", sourceLocation: sourceLocation)
@@ -195,7 +198,8 @@ final class FaultHarness: @unchecked Sendable {
         if let line { print("fault log line: \(line)") }
         // Every line is one log record (timestamp first): no multi-line dumps, no stack traces.
         let stray = lines.filter { !Self.isLogRecord($0) }
-        #expect(stray.isEmpty, "stderr lines that are not log records: \(stray.prefix(3))", sourceLocation: sourceLocation)
+        #expect(
+            stray.isEmpty, "stderr lines that are not log records: \(stray.prefix(3))", sourceLocation: sourceLocation)
     }
 
     static func isLogRecord(_ line: String) -> Bool {
@@ -207,7 +211,9 @@ final class FaultHarness: @unchecked Sendable {
         if let child {
             child.signal(SIGTERM)
             let status = await child.waitForExit(timeout: .seconds(20))
-            #expect(status == 0, "graceful stop failed (\(String(describing: status))): \(diagnosis)", sourceLocation: sourceLocation)
+            #expect(
+                status == 0, "graceful stop failed (\(String(describing: status))): \(diagnosis)",
+                sourceLocation: sourceLocation)
         }
         receiver?.stop()
         await simulator.stop()

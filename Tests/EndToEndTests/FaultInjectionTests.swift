@@ -1,11 +1,11 @@
 import BulkWatch
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One test per fault of issue 6 (the table is in docs/FAULTS.md). Each runs the built binary against the
@@ -233,7 +233,8 @@ struct FaultInjectionTests {
         #expect(twice, "\(harness.diagnosis)", sourceLocation: sourceLocation)
         harness.expectDuringFault(journaledBefore: before, sourceLocation: sourceLocation)
         set(harness.simulator, 0)
-        await harness.expectRecovered(problem: problem, recovery: "polling recovered after", sourceLocation: sourceLocation)
+        await harness.expectRecovered(
+            problem: problem, recovery: "polling recovered after", sourceLocation: sourceLocation)
         await harness.finish(sourceLocation: sourceLocation)
     }
 
@@ -271,7 +272,9 @@ struct FaultInjectionTests {
         let fileGoesOn = await ChildProcess.eventually {
             harness.truth.isExact && harness.fileIDs == (harness.events ?? []).map(\.id)
         }
-        #expect(fileGoesOn, "the file sink must not wait for the webhook: \(harness.diagnosis)", sourceLocation: sourceLocation)
+        #expect(
+            fileGoesOn, "the file sink must not wait for the webhook: \(harness.diagnosis)",
+            sourceLocation: sourceLocation)
         try set(receiver, false)
         await harness.expectRecovered(problem: problem, recovery: "sink recovered", sourceLocation: sourceLocation)
         await harness.finish(sourceLocation: sourceLocation)

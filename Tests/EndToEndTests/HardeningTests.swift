@@ -1,11 +1,11 @@
 import BulkWatch
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A DruID stand-in on a raw loopback server: its token and list answers are whatever a test

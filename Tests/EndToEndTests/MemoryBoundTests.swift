@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Peak resident memory (`VmHWM`, kB) of a running process, from `/proc`.
@@ -43,11 +43,12 @@ struct MemoryBoundTests {
         list: @escaping @Sendable () -> ScriptedReply, extra: [String], marker: String
     ) async throws -> (bytes: Int, log: String) {
         let druid = try ScriptedDruID(list: list)
-        let arguments = [
-            "run", "--endpoint", druid.bulkURL, "--token-url", druid.tokenURL, "--client-id", "app",
-            "--state", druid.statePath, "--interval", "1h", "--sink", "file:" + druid.directory + "/e.jsonl",
-            "--log-level", "debug",
-        ] + extra
+        let arguments =
+            [
+                "run", "--endpoint", druid.bulkURL, "--token-url", druid.tokenURL, "--client-id", "app",
+                "--state", druid.statePath, "--interval", "1h", "--sink", "file:" + druid.directory + "/e.jsonl",
+                "--log-level", "debug",
+            ] + extra
         let child = try ChildProcess(
             BulkWatchBinary.path, arguments, environment: druid.environment, directory: druid.directory)
         let seen = await ChildProcess.eventually(timeout: .seconds(120)) { child.stderr.contains(marker) }
@@ -60,7 +61,8 @@ struct MemoryBoundTests {
 
     private func baseline() async throws -> Int {
         try await peak(
-            list: { .json(200, #"{"content":[{"bulkId":"b-1"}]}"#) }, extra: [], marker: "poll ok").bytes
+            list: { .json(200, #"{"content":[{"bulkId":"b-1"}]}"#) }, extra: [], marker: "poll ok"
+        ).bytes
     }
 
     @Test(arguments: [(true, [String]()), (false, [String]()), (true, ["--max-body-size", "32MiB"])])
@@ -78,8 +80,9 @@ struct MemoryBoundTests {
             }, extra: extra, marker: "poll failed")
         #expect(measured.log.contains("response too large"), "log: \(measured.log)")
         let extraBytes = measured.bytes - idle
-        print("bomb \(gzip ? "gzip" : "deflate") limit \(limit >> 20) MiB: peak \(measured.bytes >> 20) MiB, "
-            + "baseline \(idle >> 20) MiB, extra \(extraBytes >> 20) MiB")
+        print(
+            "bomb \(gzip ? "gzip" : "deflate") limit \(limit >> 20) MiB: peak \(measured.bytes >> 20) MiB, "
+                + "baseline \(idle >> 20) MiB, extra \(extraBytes >> 20) MiB")
         #expect(extraBytes <= limit + limit / 4, "peak \(measured.bytes >> 20) MiB over a \(idle >> 20) MiB baseline")
     }
 }

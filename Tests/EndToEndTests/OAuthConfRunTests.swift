@@ -1,10 +1,10 @@
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An `oauthconf.xml` in the shape DruID issues it (DESIGN.md §2; the vendor SDK's
@@ -75,8 +75,10 @@ struct OAuthConfRunTests {
         let fixture = try await Fixture()
         fixture.simulator.upsert(bulkId: "b-1")
         let result = try await runBulkWatch(
-            ["run", "--once", "--oauthconf", try fixture.writeConf(), "--state", fixture.directory + "/s.db",
-             "--sink", "stdout:json"], directory: fixture.directory)
+            [
+                "run", "--once", "--oauthconf", try fixture.writeConf(), "--state", fixture.directory + "/s.db",
+                "--sink", "stdout:json",
+            ], directory: fixture.directory)
         #expect(result.status == 0, "stderr: \(result.stderr)")
         #expect(jsonObjects(result.stdout).compactMap { $0?["subject"] as? String } == ["b-1"])
         #expect(fixture.decoy.requests.isEmpty, "a decoy URL was used: \(fixture.decoy.requests.map(\.path))")
@@ -124,8 +126,10 @@ struct OAuthConfRunTests {
         defer { other.stop() }
         fixture.simulator.upsert(bulkId: "from-file")
         let result = try await runBulkWatch(
-            ["run", "--once", "--oauthconf", try fixture.writeConf(), "--endpoint", other.baseURL + "/bulk",
-             "--state", fixture.directory + "/s.db", "--sink", "stdout:json"], directory: fixture.directory)
+            [
+                "run", "--once", "--oauthconf", try fixture.writeConf(), "--endpoint", other.baseURL + "/bulk",
+                "--state", fixture.directory + "/s.db", "--sink", "stdout:json",
+            ], directory: fixture.directory)
         #expect(result.status == 0, "stderr: \(result.stderr)")
         #expect(jsonObjects(result.stdout).compactMap { $0?["subject"] as? String } == ["from-explicit"])
         #expect(fixture.simulator.stats.bulkRequests == 0)
@@ -141,7 +145,10 @@ struct OAuthConfRunTests {
     func aMissingElementIsAConfigurationErrorNamingIt(omit: String, named: String) async throws {
         let fixture = try await Fixture()
         let result = try await runBulkWatch(
-            ["run", "--once", "--oauthconf", try fixture.writeConf(omit: omit), "--state", fixture.directory + "/s.db"],
+            [
+                "run", "--once", "--oauthconf", try fixture.writeConf(omit: omit), "--state",
+                fixture.directory + "/s.db",
+            ],
             directory: fixture.directory)
         #expect(result.status == 78, "stderr: \(result.stderr)")
         #expect(nonEmptyLines(result.stderr).count == 1, "stderr: \(result.stderr)")

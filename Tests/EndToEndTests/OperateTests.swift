@@ -1,10 +1,10 @@
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Two simulators (two DruID applications), a temp directory and a config file naming both.
@@ -115,9 +115,10 @@ struct OperateTests {
         #expect(child.stderr.contains("bulkwatch.yaml:3: targets[0].intervl: unknown key"))
         fixture.a.upsert(bulkId: "a-3")
         fixture.b.upsert(bulkId: "b-2")
-        #expect(await ChildProcess.eventually {
-            fixture.subjects("a.jsonl").count == 3 && fixture.subjects("b.jsonl").count == 2
-        })
+        #expect(
+            await ChildProcess.eventually {
+                fixture.subjects("a.jsonl").count == 3 && fixture.subjects("b.jsonl").count == 2
+            })
 
         // Remove a: its polling stops, b goes on.
         try fixture.writeConfig([fixture.target("b", fixture.b)])
@@ -152,23 +153,25 @@ struct OperateTests {
             directory: fixture.directory)
         #expect(await ChildProcess.eventually { fixture.events("a.jsonl").count == 3 }, "stderr: \(child.stderr)")
         var metrics: PrometheusText?
-        #expect(await ChildProcess.eventually {
-            guard let (status, body) = try? httpGet("http://127.0.0.1:\(port)/metrics"), status == 200,
-                let parsed = try? PrometheusText(parsing: body),
-                parsed.value("bulkwatch_sink_delivered_total", ["sink": "file:\(fixture.directory)/all.jsonl"]) == 3
-            else { return false }
-            metrics = parsed
-            return true
-        }, "stderr: \(child.stderr)")
+        #expect(
+            await ChildProcess.eventually {
+                guard let (status, body) = try? httpGet("http://127.0.0.1:\(port)/metrics"), status == 200,
+                    let parsed = try? PrometheusText(parsing: body),
+                    parsed.value("bulkwatch_sink_delivered_total", ["sink": "file:\(fixture.directory)/all.jsonl"]) == 3
+                else { return false }
+                metrics = parsed
+                return true
+            }, "stderr: \(child.stderr)")
         let parsed = try #require(metrics)
         let target = ["target": "a"]
         #expect(parsed.types["bulkwatch_polls_total"] == "counter")
         #expect(parsed.types["bulkwatch_poll_duration_seconds"] == "histogram")
         #expect(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "http_500"]) == 1)
         #expect(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "ok"]) == 1)
-        #expect(Int(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "ok"]) ?? 0)
-            + Int(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "http_500"]) ?? 0)
-            == bulkRequests(fixture.a), "every request the simulator saw is counted once")
+        #expect(
+            Int(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "ok"]) ?? 0)
+                + Int(parsed.value("bulkwatch_polls_total", ["target": "a", "outcome": "http_500"]) ?? 0)
+                == bulkRequests(fixture.a), "every request the simulator saw is counted once")
         #expect(parsed.value("bulkwatch_poll_duration_seconds_count", target) == 1)
         #expect(parsed.value("bulkwatch_events_total", ["target": "a", "type": "created"]) == 3)
         #expect(parsed.value("bulkwatch_items_tracked", target) == 3)
@@ -202,11 +205,12 @@ struct OperateTests {
         #expect(await ChildProcess.eventually { health()?.0 == 200 }, "stderr: \(child.stderr)")
         await simulator.stop()
         var unhealthy: String?
-        #expect(await ChildProcess.eventually {
-            guard let (status, body) = health(), status == 503 else { return false }
-            unhealthy = body
-            return true
-        })
+        #expect(
+            await ChildProcess.eventually {
+                guard let (status, body) = health(), status == 503 else { return false }
+                unhealthy = body
+                return true
+            })
         let body = try #require(unhealthy)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
         #expect(object["status"] as? String == "unhealthy")
@@ -231,7 +235,8 @@ struct OperateTests {
         #expect(await ChildProcess.eventually { bulkRequests(fixture.a) >= 5 }, "stderr: \(child.stderr)")
         fixture.a.upsert(bulkId: "job-1", status: "FINISHED")
         #expect(await ChildProcess.eventually { fixture.events("a.jsonl").count == 2 })
-        #expect(await ChildProcess.eventually { child.stderr.contains("polling every 3600s: 0 operation(s) in progress") })
+        #expect(
+            await ChildProcess.eventually { child.stderr.contains("polling every 3600s: 0 operation(s) in progress") })
         let settled = bulkRequests(fixture.a)
         try await Task.sleep(for: .seconds(1))
         #expect(bulkRequests(fixture.a) == settled, "idle again: no poll before the hour is up")
@@ -260,8 +265,11 @@ struct OperateTests {
         let objects = jsonObjects(child.stderr)
         #expect(!lines.isEmpty && objects.allSatisfy { $0 != nil }, "every stderr line is a JSON object")
         #expect(objects.allSatisfy { $0?["level"] is String && $0?["message"] is String && $0?["time"] is String })
-        #expect(objects.contains { ($0?["message"] as? String)?.hasPrefix("poll failed: server error (500)") == true
-            && $0?["target"] as? String == "a" && $0?["level"] as? String == "warning" })
+        #expect(
+            objects.contains {
+                ($0?["message"] as? String)?.hasPrefix("poll failed: server error (500)") == true
+                    && $0?["target"] as? String == "a" && $0?["level"] as? String == "warning"
+            })
         #expect(!child.stderr.contains("demo-secret"))
         await fixture.stop()
     }
@@ -271,12 +279,14 @@ struct OperateTests {
         fixture.a.upsert(bulkId: "a-1", status: "PROCESSING")
         try fixture.writeConfig([fixture.target("a", fixture.a), fixture.target("b", fixture.b)])
         var environment = fixture.environment
-        let good = try await runBulkWatch(["check", "--config", fixture.configPath], environment: environment, directory: fixture.directory)
+        let good = try await runBulkWatch(
+            ["check", "--config", fixture.configPath], environment: environment, directory: fixture.directory)
         #expect(good.status == 0, "stderr: \(good.stderr)")
         #expect(good.stdout.contains("OK    a  1 operation(s), 1 in progress"))
         #expect(good.stdout.contains("OK    b  0 operation(s)"))
         environment["B_SECRET"] = "wrong-secret"
-        let bad = try await runBulkWatch(["check", "--config", fixture.configPath], environment: environment, directory: fixture.directory)
+        let bad = try await runBulkWatch(
+            ["check", "--config", fixture.configPath], environment: environment, directory: fixture.directory)
         #expect(bad.status == 1)
         #expect(bad.stdout.contains("OK    a"))
         #expect(bad.stdout.contains("FAIL  b  token: token request failed, HTTP 400"))
@@ -292,11 +302,13 @@ struct OperateTests {
         try fixture.writeConfig([fixture.target("a", fixture.a, interval: "fortnightly")])
         for command in ["run", "check"] {
             let result = try await runBulkWatch(
-                [command, "--config", fixture.configPath], environment: fixture.environment, directory: fixture.directory)
+                [command, "--config", fixture.configPath], environment: fixture.environment,
+                directory: fixture.directory)
             #expect(result.status == 78)
-            #expect(nonEmptyLines(result.stderr) == [
-                "bulkwatch: \(fixture.configPath):8: targets[0].interval: invalid duration 'fortnightly': use e.g. 300ms, 30s, 5m, 1h, 7d"
-            ])
+            #expect(
+                nonEmptyLines(result.stderr) == [
+                    "bulkwatch: \(fixture.configPath):8: targets[0].interval: invalid duration 'fortnightly': use e.g. 300ms, 30s, 5m, 1h, 7d"
+                ])
         }
         #expect(fixture.a.requestLog.isEmpty)
         await fixture.stop()

@@ -1,10 +1,10 @@
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("Operating the binary: simulate, SIGHUP")
@@ -15,7 +15,10 @@ struct OperationsTests {
         let simulator = try ChildProcess(
             BulkWatchBinary.path,
             // Slow steps and long retention: a loaded machine must not see an operation leave the world.
-            ["simulate", "--port", "\(port)", "--initial", "4", "--rate", "0", "--step", "3600", "--retention", "3600"],
+            [
+                "simulate", "--port", "\(port)", "--initial", "4", "--rate", "0", "--step", "3600", "--retention",
+                "3600",
+            ],
             environment: ["SIMULATOR_CLIENT_SECRET": "custom-s3cret"], directory: directory)
         defer {
             simulator.signal(SIGKILL)

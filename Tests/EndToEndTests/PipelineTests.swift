@@ -3,8 +3,8 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -14,9 +14,12 @@ struct ScheduleTests {
         let start = ContinuousClock.now
         let interval = Duration.seconds(5)
         #expect(Schedule.nextTick(after: start, start: start, interval: interval) == start + .seconds(5))
-        #expect(Schedule.nextTick(after: start + .milliseconds(300), start: start, interval: interval) == start + .seconds(5))
+        #expect(
+            Schedule.nextTick(after: start + .milliseconds(300), start: start, interval: interval) == start
+                + .seconds(5))
         // A poll that overran two whole intervals: the next tick is the next grid point, not three queued ones.
-        #expect(Schedule.nextTick(after: start + .seconds(12), start: start, interval: interval) == start + .seconds(15))
+        #expect(
+            Schedule.nextTick(after: start + .seconds(12), start: start, interval: interval) == start + .seconds(15))
     }
 
     @Test func backoffIsExponentialWithFullJitterAndCapped() {
@@ -98,7 +101,9 @@ struct PipelineTests {
         }
         #expect(delivered)
         simulator.upsert(bulkId: "b-4")
-        #expect(await ChildProcess.eventually(timeout: .seconds(30)) { (try? journal.cursorBlocking(sink: file.name)) == 4 })
+        #expect(
+            await ChildProcess.eventually(timeout: .seconds(30)) { (try? journal.cursorBlocking(sink: file.name)) == 4 }
+        )
         await group.triggerGracefulShutdown()
         try await running.value
 

@@ -2,8 +2,8 @@ import BulkWatch
 import BulkWatchSimulator
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 private let routingKey: [UInt8] = Array("routing end-to-end key, 32 bytes".utf8)
 private let routingSecret = "whsec_" + Data(routingKey).base64EncodedString()
@@ -26,7 +26,8 @@ struct RoutingTests {
         fixture.simulator.upsert(bulkId: "b-2", status: "FAILED")
         let environment = fixture.environment.merging(["BULKWATCH_WEBHOOK_SECRET": routingSecret]) { $1 }
         let hook = "webhook:\(server.baseURL)/services/T/B/X"
-        let spec = hook + "?format=slack&statuses=FAILED,FINISHED_WITH_ERRORS&link=https%3A%2F%2Fc.example%2F%7BbulkId%7D"
+        let spec =
+            hook + "?format=slack&statuses=FAILED,FINISHED_WITH_ERRORS&link=https%3A%2F%2Fc.example%2F%7BbulkId%7D"
         let first = try await runBulkWatch(
             fixture.arguments(["--once", "--sink", spec]), environment: environment, directory: fixture.directory)
         #expect(first.status == 0, "stderr: \(first.stderr)")
@@ -40,7 +41,8 @@ struct RoutingTests {
         let requests = server.requests
         #expect(requests.map(\.path) == ["/services/T/B/X", "/services/T/B/X", "/services/T/B/X"])
         let texts = try requests.map { request in
-            try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])["text"] as? String
+            try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])["text"]
+                as? String
         }
         #expect(texts.count == 3)
         #expect(texts[0]?.contains("[default] created b-2: FAILED at ") == true)
@@ -69,22 +71,22 @@ struct RoutingTests {
         other.upsert(bulkId: "b-1", status: "PENDING")
         let config = fixture.directory + "/bulkwatch.yaml"
         try """
-            state: \(fixture.statePath)
-            defaults:
-              token-url: \(fixture.simulator.tokenURL)
-              client-id: bulkwatch-demo
-              sinks:
-                - file:all.jsonl
-                - {sink: "file:only-b.jsonl", targets: [b], types: [created]}
-                - sink: "stdout:json"
-                  types: [changed]
-            targets:
-              - name: a
-                endpoint: \(fixture.simulator.bulkURL)
-              - name: b
-                endpoint: \(other.bulkURL)
-                token-url: \(other.tokenURL)
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        state: \(fixture.statePath)
+        defaults:
+          token-url: \(fixture.simulator.tokenURL)
+          client-id: bulkwatch-demo
+          sinks:
+            - file:all.jsonl
+            - {sink: "file:only-b.jsonl", targets: [b], types: [created]}
+            - sink: "stdout:json"
+              types: [changed]
+        targets:
+          - name: a
+            endpoint: \(fixture.simulator.bulkURL)
+          - name: b
+            endpoint: \(other.bulkURL)
+            token-url: \(other.tokenURL)
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let result = try await runBulkWatch(
             ["run", "--config", config, "--once"], environment: fixture.environment, directory: fixture.directory)
         #expect(result.status == 0, "stderr: \(result.stderr)")
@@ -148,7 +150,8 @@ struct RoutingTests {
             #expect(result.status == 78, "\(command): \(result.stderr)")
             let lines = nonEmptyLines(result.stderr)
             #expect(lines.count == 1, "\(command): \(result.stderr)")
-            #expect(lines.first?.hasPrefix("bulkwatch: template \(template):2:1: ") == true, "\(command): \(result.stderr)")
+            #expect(
+                lines.first?.hasPrefix("bulkwatch: template \(template):2:1: ") == true, "\(command): \(result.stderr)")
             #expect(lines.first?.contains("does not parse: a section ({{#name}} or {{^name}}) is never closed") == true)
         }
         #expect(fixture.simulator.requestLog.isEmpty)

@@ -1,10 +1,10 @@
 import BulkWatchSimulator
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A simulator plus a temp directory, and the `bulkwatch run` arguments that point at them.
@@ -50,7 +50,8 @@ struct RunCommandTests {
         #expect(fromFile.count == 5)
         #expect(fromStdout.count == 5)
         #expect(fromFile.map { $0["subject"] as? String } == (1...5).map { "b-\($0)" })
-        #expect(fromFile.allSatisfy { $0["type"] as? String == "bulk.created" && $0["specversion"] as? String == "1.0" })
+        #expect(
+            fromFile.allSatisfy { $0["type"] as? String == "bulk.created" && $0["specversion"] as? String == "1.0" })
         #expect(fromFile.map { $0["id"] as? String } == fromStdout.map { $0["id"] as? String })
         var info = stat()
         #expect(stat(fixture.statePath, &info) == 0 && info.st_mode & 0o777 == 0o600)
@@ -177,7 +178,8 @@ struct RunCommandTests {
         fixture.simulator.enqueue(.status(401), times: 2)
         fixture.simulator.enqueue(.status(500))
         let child = try ChildProcess(
-            BulkWatchBinary.path, fixture.arguments(["--interval", "100ms", "--log-level", "trace", "--sink", "stdout"]),
+            BulkWatchBinary.path,
+            fixture.arguments(["--interval", "100ms", "--log-level", "trace", "--sink", "stdout"]),
             environment: fixture.environment, directory: fixture.directory)
         #expect(await ChildProcess.eventually { fixture.fileEvents.count == 1 })
         child.signal(SIGTERM)
@@ -210,7 +212,10 @@ struct RunCommandTests {
                 "BULKWATCH_CLIENT_SECRET": "s", "http_proxy": proxy.baseURL, "no_proxy": "", "NO_PROXY": "",
             ], directory: directory)
         #expect(result.status == 0, "stderr: \(result.stderr)")
-        #expect(proxy.requests.map(\.path) == ["http://druid.invalid/oauth2/token", "http://druid.invalid/activityid/v1/user/bulk"])
+        #expect(
+            proxy.requests.map(\.path) == [
+                "http://druid.invalid/oauth2/token", "http://druid.invalid/activityid/v1/user/bulk",
+            ])
         #expect(result.stdout.contains("via-proxy"))
     }
 }

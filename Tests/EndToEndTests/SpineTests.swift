@@ -2,11 +2,11 @@ import BulkWatch
 import BulkWatchSimulator
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 10: the spine never loses, repeats or destroys. Each test drives the real binary against the
@@ -143,8 +143,9 @@ struct SpineTests {
 
     /// The journal's events as `bulkwatch events` prints them (the binary under test reads its own state).
     private func journaled(_ fixture: RunFixture) -> [[String: Any]] {
-        let output = (try? runProcess(
-            BulkWatchBinary.path, ["events", "--state", fixture.statePath, "--format", "json"])) ?? []
+        let output =
+            (try? runProcess(
+                BulkWatchBinary.path, ["events", "--state", fixture.statePath, "--format", "json"])) ?? []
         return jsonObjects(String(decoding: output, as: UTF8.self)).compactMap { $0 }
     }
 
@@ -246,7 +247,8 @@ struct SpineTests {
         #expect(sink?["deadLetters"] as? Int == 0, "\(String(describing: sink)) stderr: \(child.stderr)")
         #expect(sink?["cursor"] as? Int == 0)
         // At most the one attempt whose backoff was already running (waited out, never cut short).
-        #expect(receiver.requestCount <= beforeStop + 1, "the drain retried \(receiver.requestCount - beforeStop) times")
+        #expect(
+            receiver.requestCount <= beforeStop + 1, "the drain retried \(receiver.requestCount - beforeStop) times")
         let failures = child.stderr.split(separator: "\n").filter { $0.contains("delivery of") }
         #expect(failures.count <= receiver.requestCount, "\(failures.count) failure lines")
         receiver.stop()

@@ -1,11 +1,11 @@
 import BulkWatch
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private let hookKey: [UInt8] = Array("end-to-end webhook key, 32 bytes".utf8)

@@ -1,11 +1,11 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private func item(_ id: String, _ status: String, updatedOn: String = "2026-11-28T10:00:00Z", extra: String = "")
@@ -68,11 +68,14 @@ struct StoreTests {
         }
     }
 
-    @Test(arguments: StoreBackend.allCases) func storesEventsWithContiguousSequencesAndValidCloudEvents(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func storesEventsWithContiguousSequencesAndValidCloudEvents(
+        backend: StoreBackend
+    ) async throws {
         let journal = try backend.open(directory)
         var snapshot = Snapshot()
         let first = try await poll(
-            journal, &snapshot, listing(item("b-1", "PENDING", extra: #","owner":{"team":"x"}"#), item("b-2", "PENDING")),
+            journal, &snapshot,
+            listing(item("b-1", "PENDING", extra: #","owner":{"team":"x"}"#), item("b-2", "PENDING")),
             first: true)
         let second = try await poll(
             journal, &snapshot,
@@ -120,7 +123,9 @@ struct StoreTests {
         #expect(id.count == 36 && id.split(separator: "-").count == 5)
     }
 
-    @Test(arguments: StoreBackend.allCases) func snapshotAndAbsenceCountersSurviveAReopen(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func snapshotAndAbsenceCountersSurviveAReopen(backend: StoreBackend)
+        async throws
+    {
         let path = directory + "/state.db"
         var snapshot = Snapshot()
         do {
@@ -150,23 +155,30 @@ struct StoreTests {
         #expect(!hasBaseline)
     }
 
-    @Test(arguments: StoreBackend.allCases) func cursorsPersistAndFiltersSelectEvents(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func cursorsPersistAndFiltersSelectEvents(backend: StoreBackend)
+        async throws
+    {
         let path = directory + "/state.db"
         let journal = try SQLiteStore(path: path)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
-        _ = try await poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z"), item("b-2", "PENDING")))
+        _ = try await poll(
+            journal, &snapshot,
+            listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z"), item("b-2", "PENDING")))
         #expect(try await journal.cursor(sink: "stdout") == nil)
         try await journal.moveCursor(sink: "stdout", to: 2)
         #expect(try await SQLiteStore(path: path).cursor(sink: "stdout") == 2)
         #expect(try await journal.events(after: 2).map(\.subject) == ["b-1"])
-        #expect(try await journal.events(after: 0, limit: 1000, filter: .init(kinds: [.changed])).map(\.sequence) == [3])
+        #expect(
+            try await journal.events(after: 0, limit: 1000, filter: .init(kinds: [.changed])).map(\.sequence) == [3])
         #expect(try await journal.events(after: 0, limit: 1000, filter: .init(subject: "b-2")).map(\.sequence) == [2])
         #expect(try await journal.events(after: 0, limit: 1).count == 1)
         #expect(try await journal.lastSequence() == 3)
     }
 
-    @Test(arguments: StoreBackend.allCases) func pruningNeverDropsAnEventASinkHasNotDelivered(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func pruningNeverDropsAnEventASinkHasNotDelivered(backend: StoreBackend)
+        async throws
+    {
         let journal = try backend.open(directory)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
@@ -176,11 +188,15 @@ struct StoreTests {
         #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["file:a", "stdout"]) == 1)
         #expect(try await journal.allEvents().map(\.sequence) == [2])
         // New sequences continue after pruned ones.
-        _ = try await poll(journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-2", "PENDING")))
+        _ = try await poll(
+            journal, &snapshot,
+            listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-2", "PENDING")))
         #expect(try await journal.lastSequence() == 3)
     }
 
-    @Test(arguments: StoreBackend.allCases) func sequencesNeverRestartWhenPruningEmptiedTheJournal(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func sequencesNeverRestartWhenPruningEmptiedTheJournal(
+        backend: StoreBackend
+    ) async throws {
         let journal = try backend.open(directory)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
@@ -188,13 +204,16 @@ struct StoreTests {
         let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
         #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["stdout"]) == 2)
         #expect(try await journal.allEvents().isEmpty)
-        let next = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")))
+        let next = try await poll(
+            journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")))
         #expect(next.map(\.sequence) == [3])
         // Reopening (a restart) keeps counting from the stored number too.
         #expect(try await backend.open(directory).lastSequence() == 3)
     }
 
-    @Test(arguments: StoreBackend.allCases) func prunesOnlyTheGivenTargetAndIgnoresSinksNotGiven(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func prunesOnlyTheGivenTargetAndIgnoresSinksNotGiven(backend: StoreBackend)
+        async throws
+    {
         let journal = try backend.open(directory)
         for target in ["a", "b"] {
             var snapshot = Snapshot()
@@ -211,7 +230,9 @@ struct StoreTests {
         #expect(try await journal.prune(target: "b", olderThan: future, sinks: ["stdout", "file:new"]) == 0)
     }
 
-    @Test(arguments: StoreBackend.allCases) func anOperationBackAfterExpiryIsANewIncarnationWithNewIDs(backend: StoreBackend) async throws {
+    @Test(arguments: StoreBackend.allCases) func anOperationBackAfterExpiryIsANewIncarnationWithNewIDs(
+        backend: StoreBackend
+    ) async throws {
         let journal = try backend.open(directory)
         var snapshot = Snapshot()
         let life = item("b-1", "FINISHED")
@@ -219,12 +240,14 @@ struct StoreTests {
         ids += try await poll(journal, &snapshot, listing(life), first: true).map(\.id)
         for _ in 1...2 { ids += try await poll(journal, &snapshot, listing()).map(\.id) }
         ids += try await poll(journal, &snapshot, listing(life)).map(\.id)
-        ids += try await poll(journal, &snapshot, listing(item("b-1", "FAILED", updatedOn: "2026-11-28T11:00:00Z"))).map(\.id)
+        ids += try await poll(journal, &snapshot, listing(item("b-1", "FAILED", updatedOn: "2026-11-28T11:00:00Z")))
+            .map(\.id)
         for _ in 1...2 { ids += try await poll(journal, &snapshot, listing()).map(\.id) }
         ids += try await poll(journal, &snapshot, listing(life)).map(\.id)
-        #expect(try await journal.allEvents().map(\.type) == [
-            "bulk.created", "bulk.expired", "bulk.created", "bulk.changed", "bulk.expired", "bulk.created",
-        ])
+        #expect(
+            try await journal.allEvents().map(\.type) == [
+                "bulk.created", "bulk.expired", "bulk.created", "bulk.changed", "bulk.expired", "bulk.created",
+            ])
         #expect(Set(ids).count == 6)
         // The first life keeps the ids bulkwatch always gave it (SHA-256 of source, bulkId, type, status and
         // updatedOn, NUL-terminated, as a version-8 UUID), so existing receivers see no change.

@@ -8,10 +8,13 @@ import Testing
         options.recordsHistory = true
         let simulator = DruIDSimulator(options: options)
         simulator.upsert(bulkId: "a", status: "PENDING", updatedOn: "2026-01-01T00:00:00.000Z")
-        simulator.upsert(bulkId: "a", status: "PENDING", updatedOn: "2026-01-01T00:00:00.000Z", extraJSONFields: #""x":1"#)
+        simulator.upsert(
+            bulkId: "a", status: "PENDING", updatedOn: "2026-01-01T00:00:00.000Z", extraJSONFields: #""x":1"#)
         simulator.upsert(bulkId: "a", status: "FINISHED", updatedOn: "2026-01-01T00:00:01.000Z")
         simulator.remove(bulkId: "a")
-        let summary = simulator.history.map { "\($0.kind.rawValue) \($0.bulkId) \($0.status ?? "-") \($0.updatedOn ?? "-")" }
+        let summary = simulator.history.map {
+            "\($0.kind.rawValue) \($0.bulkId) \($0.status ?? "-") \($0.updatedOn ?? "-")"
+        }
         // The second upsert changed neither status nor updatedOn: no change a watcher could report.
         #expect(
             summary == [

@@ -1,8 +1,8 @@
 import BulkWatchSimulator
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -15,7 +15,8 @@ struct ClientFixture {
     let client: BulkStatusClient
 
     init(
-        options: SimulatorOptions = .manual(), acceptLanguage: String? = nil, style: ClientCredentials.Style = .formBody,
+        options: SimulatorOptions = .manual(), acceptLanguage: String? = nil,
+        style: ClientCredentials.Style = .formBody,
         secret: String? = nil
     ) async throws {
         simulator = DruIDSimulator(options: options)
@@ -144,7 +145,9 @@ struct BulkStatusClientTests {
         await fixture.stop()
     }
 
-    @Test(arguments: [(400, FetchError.Code.badRequest), (500, .serverError), (504, .gatewayTimeout), (503, .unexpectedStatus)])
+    @Test(arguments: [
+        (400, FetchError.Code.badRequest), (500, .serverError), (504, .gatewayTimeout), (503, .unexpectedStatus),
+    ])
     func mapsEachDocumentedStatusToItsOwnError(status: Int, code: FetchError.Code) async throws {
         let fixture = try await ClientFixture()
         fixture.simulator.enqueue(.status(status))
@@ -198,7 +201,8 @@ struct BulkStatusClientTests {
     @Test func acceptsAFixedTokenWithoutRefreshing() async throws {
         let fixture = try await ClientFixture()
         let issued = try await fixture.tokens.token()
-        let fixed = TokenProvider(source: .staticToken(issued.revealed), transport: fixture.transport, logger: fixture.logs.logger())
+        let fixed = TokenProvider(
+            source: .staticToken(issued.revealed), transport: fixture.transport, logger: fixture.logs.logger())
         let client = BulkStatusClient(
             endpoint: BulkEndpoint(url: fixture.simulator.bulkURL), transport: fixture.transport, tokens: fixed,
             logger: fixture.logs.logger())

@@ -1,7 +1,7 @@
 public import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `bulkwatch` executable built next to the test bundle (`swift build --build-tests` builds it).

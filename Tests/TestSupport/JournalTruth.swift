@@ -41,7 +41,9 @@ public struct JournalTruth: CustomStringConvertible {
     public var description: String {
         guard !isExact else { return "journal matches the simulator's history" }
         var parts: [String] = []
-        if !missing.isEmpty { parts.append("missing \(missing.prefix(5))\(missing.count > 5 ? " (\(missing.count))" : "")") }
+        if !missing.isEmpty {
+            parts.append("missing \(missing.prefix(5))\(missing.count > 5 ? " (\(missing.count))" : "")")
+        }
         if !duplicated.isEmpty { parts.append("duplicated \(duplicated.prefix(5))") }
         if !unexpected.isEmpty { parts.append("false events \(unexpected.prefix(5))") }
         if !repeatedIDs.isEmpty { parts.append("repeated ids \(repeatedIDs.prefix(5))") }

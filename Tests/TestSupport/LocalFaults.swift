@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A small file system of its own for a state directory, so a test can fill it up: a tmpfs when `mount` is
@@ -42,7 +42,9 @@ public final class SmallVolume: @unchecked Sendable {
                 return SmallVolume(path: directory, kind: "loop-mounted ext4 (\(megabytes) MiB)", image: image)
             } catch {
                 try? FileManager.default.removeItem(atPath: image)
-                print("disk-full fault: CANNOT RUN (cannot mount a small file system: tmpfs: \(tmpfsError); loop: \(error))")
+                print(
+                    "disk-full fault: CANNOT RUN (cannot mount a small file system: tmpfs: \(tmpfsError); loop: \(error))"
+                )
                 return nil
             }
         }
@@ -110,10 +112,12 @@ public enum FakeTime {
     /// the kernel.
     public static func preload(in directory: String) -> String? {
         guard let library else {
-            print("clock-jump fault: CANNOT RUN (libfaketime not installed; scripts/setup.sh installs Debian's faketime)")
+            print(
+                "clock-jump fault: CANNOT RUN (libfaketime not installed; scripts/setup.sh installs Debian's faketime)")
             return nil
         }
-        let compilers = ["/usr/bin/cc", "/usr/bin/clang", "/usr/bin/gcc"]
+        let compilers =
+            ["/usr/bin/cc", "/usr/bin/clang", "/usr/bin/gcc"]
             + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/clang" }
         guard let compiler = compilers.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             print("clock-jump fault: CANNOT RUN (no C compiler for the timerfd pass-through)")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import BulkWatch
 
@@ -90,7 +90,8 @@ struct CurlTransportTests {
     }
 
     @Test func reportsATruncatedBodyAsAnError() async throws {
-        let server = try LoopbackHTTPServer { _ in .truncated(announcedLength: 1000, body: Array(#"{"content":["#.utf8)) }
+        let server = try LoopbackHTTPServer { _ in .truncated(announcedLength: 1000, body: Array(#"{"content":["#.utf8))
+        }
         defer { server.stop() }
         await #expect(throws: TransportError.self) {
             try await transport.send(HTTPRequest(url: server.baseURL))

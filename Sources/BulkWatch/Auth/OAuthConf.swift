@@ -1,6 +1,7 @@
 public import Foundation
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// What bulkwatch takes from the `oauthconf.xml` DruID issues to a client application

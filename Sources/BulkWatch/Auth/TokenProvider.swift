@@ -1,5 +1,5 @@
-public import Logging
 import Foundation
+public import Logging
 
 /// Where the DruID app token comes from.
 public enum TokenSource: Sendable, Equatable {

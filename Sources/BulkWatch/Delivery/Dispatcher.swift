@@ -1,8 +1,8 @@
 import Foundation
-import Metrics
-import Synchronization
 public import Logging
+import Metrics
 public import ServiceLifecycle
+import Synchronization
 
 /// Fans journal events out to sinks: one task per sink, each reading the journal from its own
 /// durable cursor (DESIGN.md §1).
@@ -283,7 +283,8 @@ public final class Dispatcher: Service {
                     if ContinuousClock.now - lastLagUpdate >= .seconds(1) || readAhead.isEmpty {
                         lastLagUpdate = .now
                         let lag =
-                            readAhead.count < read ? readAhead.count : try await store.count(after: cursor, filter: filter)
+                            readAhead.count < read
+                            ? readAhead.count : try await store.count(after: cursor, filter: filter)
                         metrics.lag.record(lag)
                     }
                 } catch {
@@ -319,7 +320,9 @@ public final class Dispatcher: Service {
                 }
                 continue
             }
-            let span = first.sequence == last.sequence ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
+            let span =
+                first.sequence == last.sequence
+                ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
             // The previous batch's cursor write overlaps this batch's delivery; order is kept because a
             // cursor only moves after that write is done, and writes happen one at a time, in sequence.
             var deliveryError: (any Error)?
@@ -407,7 +410,8 @@ public final class Dispatcher: Service {
                     failures: attempts, base: policy.backoffBase, cap: policy.backoffCap, retryAfter: retryAfter,
                     using: &generator)
                 logger.error(
-                    "delivery of \(span) failed (attempt \(attempts)): \(failure.reason); retrying in \(delay.shortDescription)")
+                    "delivery of \(span) failed (attempt \(attempts)): \(failure.reason); retrying in \(delay.shortDescription)"
+                )
                 retryNotBefore = .now + delay
                 continue
             }

@@ -4,7 +4,7 @@ public import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `exec:PROGRAM` sink: runs an operator's program once per batch, with the batch on its stdin as

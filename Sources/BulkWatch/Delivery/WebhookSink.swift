@@ -68,10 +68,11 @@ public final class WebhookSink: EventSink {
     /// restart the same events may be grouped differently.
     public static func batchID(_ events: [JournalEvent]) -> String {
         let digest = SHA256.hash(data: Array(events.map(\.id).joined(separator: "\n").utf8))
-        return "batch_" + digest.prefix(16).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        return "batch_"
+            + digest.prefix(16).map { byte in
+                let hex = String(byte, radix: 16)
+                return byte < 16 ? "0" + hex : hex
+            }.joined()
     }
 
     /// One signed POST; returns on 2xx, otherwise throws a classified ``DeliveryFailure``.

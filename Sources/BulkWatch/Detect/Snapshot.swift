@@ -600,7 +600,8 @@ struct KeyArena: Sendable {
             var offset = Int(span & 0xFF_FFFF_FFFF)
             func take(_ length: Int) -> String {
                 defer { offset += length }
-                return String(decoding: UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)]), as: UTF8.self)
+                return String(
+                    decoding: UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)]), as: UTF8.self)
             }
             let bulkId = take(Int(span >> 40 & 0xFF))
             let statusCode = Int(span >> 48 & 0xFF)

@@ -81,7 +81,9 @@ enum CloudEventEncoder {
     static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
         var hasher = SHA256()
         let separator: [UInt8] = [0]
-        var parts = [source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? ""]
+        var parts = [
+            source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? "",
+        ]
         if incarnation != 0 { parts.insert(String(incarnation), at: 2) }
         for part in parts {
             var part = part

@@ -3,7 +3,7 @@ import GRDB
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why the state could not be opened or written. One line, with the path.
@@ -201,7 +201,8 @@ public final class SQLiteStore: Store {
                             absentPolls: row[5]))
                 }
                 let guardedText =
-                    try String.fetchOne(db, sql: "SELECT removal_guarded FROM targets WHERE target = ?", arguments: [target])
+                    try String.fetchOne(
+                        db, sql: "SELECT removal_guarded FROM targets WHERE target = ?", arguments: [target])
                     ?? ""
                 let guarded = (try? JSONDecoder().decode([String].self, from: Data(guardedText.utf8))) ?? []
                 let image = SnapshotCodec.image(of: Snapshot(tracked: tracked, removalGuarded: guarded))
@@ -242,8 +243,9 @@ public final class SQLiteStore: Store {
                 deltaBytes += delta.count
                 deltas.append(delta)
             }
-            let polls = try Int.fetchOne(
-                db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
+            let polls =
+                try Int.fetchOne(
+                    db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
             let snapshot = try SnapshotCodec.snapshot(image: image, deltas: deltas)
             return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), image?.count ?? 0, deltaBytes)
         }
@@ -309,8 +311,9 @@ public final class SQLiteStore: Store {
         if due {
             let image = SnapshotCodec.image(of: snapshot)
             try await pool.write { db in
-                let through = try Int64.fetchOne(
-                    db, sql: "SELECT MAX(id) FROM snapshot_deltas WHERE target = ?", arguments: [target]) ?? 0
+                let through =
+                    try Int64.fetchOne(
+                        db, sql: "SELECT MAX(id) FROM snapshot_deltas WHERE target = ?", arguments: [target]) ?? 0
                 try db.execute(
                     sql: """
                         INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, ?)
@@ -422,9 +425,10 @@ public final class SQLiteStore: Store {
             let next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let stored = event.encoded(source: source, sequence: next)
             // Rare (once per outage), so a scan for the stable id is cheaper than an index on every event.
-            let seen = try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target = ? AND type = ? AND id = ?)",
-                arguments: [target, stored.type, stored.id]) ?? false
+            let seen =
+                try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target = ? AND type = ? AND id = ?)",
+                    arguments: [target, stored.type, stored.id]) ?? false
             guard !seen else { return nil }
             try db.execute(
                 sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",

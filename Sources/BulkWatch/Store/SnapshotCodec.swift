@@ -151,7 +151,9 @@ enum SnapshotCodec {
         init(_ bytes: [UInt8]) { self.bytes = bytes }
 
         mutating func expect(_ magic: [UInt8], _ what: String) throws {
-            guard bytes.count >= magic.count, bytes[0..<magic.count].elementsEqual(magic) else { throw Corrupt(what: what) }
+            guard bytes.count >= magic.count, bytes[0..<magic.count].elementsEqual(magic) else {
+                throw Corrupt(what: what)
+            }
             offset = magic.count
         }
 
@@ -200,7 +202,8 @@ enum SnapshotCodec {
             let raw = try slice(try varint())
             let absent = try varint()
             return TrackedItem(
-                item: BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw),
+                item: BulkItem(
+                    bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw),
                 absentPolls: absent)
         }
     }

@@ -1,6 +1,6 @@
 import CCurl
-import Synchronization
 import Foundation
+import Synchronization
 
 /// Settings shared by every transfer of one ``CurlTransport``.
 public struct TransportConfiguration: Sendable {
@@ -187,7 +187,8 @@ public final class CurlTransport: Sendable {
                 let code = curl_multi_add_handle(multi, transfer.easy)
                 if code != CURLM_OK {
                     let message = String(cString: curl_multi_strerror(code))
-                    transfer.finish(.failure(TransportError(code: .other, message: message, curlCode: Int(code.rawValue))))
+                    transfer.finish(
+                        .failure(TransportError(code: .other, message: message, curlCode: Int(code.rawValue))))
                     return
                 }
                 active[transfer.easy] = transfer
@@ -393,7 +394,8 @@ private final class Transfer: @unchecked Sendable {
         switch result {
         case CURLE_WRITE_ERROR where exceededLimit, CURLE_FILESIZE_EXCEEDED:
             return TransportError(
-                code: .responseTooLarge, message: "body exceeds \(maxResponseBytes) bytes", curlCode: Int(result.rawValue))
+                code: .responseTooLarge, message: "body exceeds \(maxResponseBytes) bytes",
+                curlCode: Int(result.rawValue))
         case CURLE_OPERATION_TIMEDOUT:
             code = .timedOut
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
@@ -417,7 +419,6 @@ private final class Transfer: @unchecked Sendable {
         continuation.resume(with: result)
     }
 }
-
 
 private let transferWriteCallback: ccurl_data_callback = { pointer, size, count, userdata in
     guard let userdata else { return 0 }

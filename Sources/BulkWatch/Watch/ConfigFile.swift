@@ -50,7 +50,9 @@ public struct ConfigFile: Sendable, Equatable {
     }
 
     /// Parses configuration text. `path` only labels messages; `directory` anchors relative paths.
-    public static func parse(_ text: String, path: String, directory: String? = nil) throws(ConfigFileError) -> ConfigFile {
+    public static func parse(_ text: String, path: String, directory: String? = nil) throws(ConfigFileError)
+        -> ConfigFile
+    {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -60,9 +62,12 @@ public struct ConfigFile: Sendable, Equatable {
             throw ConfigFileError(path: path, message: "not valid YAML: \(error)")
         }
         var file = ConfigFile(global: GlobalSettings(), defaults: TargetSettings(), targets: [])
-        guard let root else { throw ConfigFileError(path: path, message: "the file is empty; it needs a 'targets:' list") }
+        guard let root else {
+            throw ConfigFileError(path: path, message: "the file is empty; it needs a 'targets:' list")
+        }
         guard let mapping = root.mapping else {
-            throw ConfigFileError(path: path, line: root.mark?.line, message: "expected a mapping of settings at the top level")
+            throw ConfigFileError(
+                path: path, line: root.mark?.line, message: "expected a mapping of settings at the top level")
         }
         let parser = Parser(path: path, directory: directory)
         var sawTargets = false
@@ -189,7 +194,9 @@ public struct ConfigFile: Sendable, Equatable {
                 let qualified = "\(prefix).\(key)"
                 if key == "name", allowName {
                     guard case .scalar(let scalar) = valueNode, Self.isValidName(scalar.string) else {
-                        throw error(valueNode, key: qualified, "must be letters, digits, '.', '_' or '-' (it keys the target's state)")
+                        throw error(
+                            valueNode, key: qualified,
+                            "must be letters, digits, '.', '_' or '-' (it keys the target's state)")
                     }
                     name = scalar.string
                     continue
@@ -249,7 +256,9 @@ public struct ConfigFile: Sendable, Equatable {
 
         static func isValidName(_ name: String) -> Bool {
             !name.isEmpty && name.count <= 64
-                && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || "._-".unicodeScalars.contains($0) }
+                && name.unicodeScalars.allSatisfy {
+                    CharacterSet.alphanumerics.contains($0) && $0.isASCII || "._-".unicodeScalars.contains($0)
+                }
         }
 
         /// "unknown key" plus the closest known key when it is a likely typo.
@@ -269,7 +278,8 @@ public struct ConfigFile: Sendable, Equatable {
             for i in 1...a.count {
                 var current = [i] + Array(repeating: 0, count: b.count)
                 for j in 1...b.count {
-                    current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    current[j] = min(
+                        previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
                 }
                 previous = current
             }

@@ -21,7 +21,8 @@ public struct ConfigurationResolver: Sendable {
     public var environment: [String: String]
 
     public init(
-        configPath: String?, flagGlobal: GlobalSettings = GlobalSettings(), flagTarget: TargetSettings = TargetSettings(),
+        configPath: String?, flagGlobal: GlobalSettings = GlobalSettings(),
+        flagTarget: TargetSettings = TargetSettings(),
         once: Bool = false, environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.configPath = configPath
@@ -88,7 +89,8 @@ public struct ConfigurationResolver: Sendable {
         }
         var configuration = RuntimeConfiguration(
             targets: plans, statePath: global.state ?? Defaults.state, transport: transport, once: once,
-            fileMaxBytes: Int64(global.fileMaxSize ?? Defaults.fileMaxSize), fileKeep: global.fileKeep ?? Defaults.fileKeep,
+            fileMaxBytes: Int64(global.fileMaxSize ?? Defaults.fileMaxSize),
+            fileKeep: global.fileKeep ?? Defaults.fileKeep,
             webhook: try webhookSettings(global, plans: plans), listen: global.listen)
         configuration.logSettings = [global.logLevel ?? "info", global.logFormat?.rawValue ?? "text"]
         configuration.execTimeout = global.execTimeout ?? ExecSink.defaultTimeout
@@ -128,7 +130,8 @@ public struct ConfigurationResolver: Sendable {
         } else if let conf {
             endpointURL = try conf.file.requireBulkEndpoint(path: conf.path)
         } else {
-            throw SettingError("missing endpoint (the bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk)")
+            throw SettingError(
+                "missing endpoint (the bulk-status URL, e.g. https://api.example.com/activityid/v1/user/bulk)")
         }
         try Self.checkUpstreamURL(endpointURL, key: "endpoint")
         if let tokenURL = settings.tokenURL { try Self.checkUpstreamURL(tokenURL, key: "token-url") }
@@ -204,7 +207,8 @@ public struct ConfigurationResolver: Sendable {
         if secret == nil {
             secret = try fallbackSecret(
                 variable: "BULKWATCH_CLIENT_SECRET", credential: Defaults.clientSecretCredential,
-                what: "no client secret: set client-secret (env:NAME, file:PATH or credential:NAME), BULKWATCH_CLIENT_SECRET or --client-secret-file"
+                what:
+                    "no client secret: set client-secret (env:NAME, file:PATH or credential:NAME), BULKWATCH_CLIENT_SECRET or --client-secret-file"
             ).map(Secret.init)
         }
         guard let secret else { throw SettingError("no client secret") }
@@ -220,14 +224,17 @@ public struct ConfigurationResolver: Sendable {
             return value
         }
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty,
-            FileManager.default.fileExists(atPath: URL(fileURLWithPath: directory).appendingPathComponent(credential).path)
+            FileManager.default.fileExists(
+                atPath: URL(fileURLWithPath: directory).appendingPathComponent(credential).path)
         {
             return try SecretReference.credential(credential).resolve(environment: environment)
         }
         throw SettingError(what)
     }
 
-    private func webhookSettings(_ global: GlobalSettings, plans: [TargetPlan]) throws(RuntimeConfigurationError) -> WebhookSettings {
+    private func webhookSettings(_ global: GlobalSettings, plans: [TargetPlan]) throws(RuntimeConfigurationError)
+        -> WebhookSettings
+    {
         let policy = DeliveryPolicy(
             backoffBase: global.webhookBackoffBase ?? Defaults.webhookBackoffBase,
             backoffCap: global.webhookBackoffCap ?? Defaults.webhookBackoffCap,
@@ -245,7 +252,8 @@ public struct ConfigurationResolver: Sendable {
                 guard
                     let value = try fallbackSecret(
                         variable: "BULKWATCH_WEBHOOK_SECRET", credential: Defaults.webhookSecretCredential,
-                        what: "a webhook sink needs a signing secret: set BULKWATCH_WEBHOOK_SECRET, --webhook-secret-file "
+                        what:
+                            "a webhook sink needs a signing secret: set BULKWATCH_WEBHOOK_SECRET, --webhook-secret-file "
                             + "or webhook-secret in the file (create one with: bulkwatch webhook-secret)")
                 else { return settings }
                 text = value

@@ -1,8 +1,8 @@
 import Foundation
 public import Logging
-public import ServiceLifecycle
 import Metrics
 public import Prometheus
+public import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
@@ -59,7 +59,8 @@ public struct RuntimeConfiguration: Sendable {
 
     public init(
         targets: [TargetPlan], statePath: String, transport: TransportConfiguration = TransportConfiguration(),
-        once: Bool = false, fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5, webhook: WebhookSettings = WebhookSettings(),
+        once: Bool = false, fileMaxBytes: Int64 = 64 << 20, fileKeep: Int = 5,
+        webhook: WebhookSettings = WebhookSettings(),
         listen: ListenAddress? = nil
     ) {
         self.targets = targets
@@ -282,8 +283,10 @@ private final class Pipeline: Sendable {
     private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) async throws
         -> Watcher
     {
-        let tokens = TokenProvider(source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
-        let client = BulkStatusClient(endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
+        let tokens = TokenProvider(
+            source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
+        let client = BulkStatusClient(
+            endpoint: plan.target.endpoint, transport: transport, tokens: tokens, logger: logger)
         // Several targets: spread first polls over up to 5 s (never more than the interval), so
         // they do not all hit the token endpoints and the journal in the same instant.
         let window = min(plan.target.interval, .seconds(5))
@@ -298,7 +301,11 @@ private final class Pipeline: Sendable {
     /// Starts what init prepared. Called once, from the pipeline service's task (so that the
     /// tasks inherit its graceful-shutdown context).
     func start() async {
-        guard let (watchers, sinks) = prepared.withLock({ state in defer { state = nil }; return state }) else { return }
+        guard
+            let (watchers, sinks) = prepared.withLock({ state in
+                defer { state = nil }; return state
+            })
+        else { return }
         for (plan, watcher) in watchers {
             let task = Task { try await watcher.run() }
             running.withLock { $0.watchers[plan.target.name] = (plan, task) }
@@ -372,11 +379,17 @@ private final class Pipeline: Sendable {
         try new.validate()
         let old = running.withLock { $0.configuration }
         guard new.statePath == old.statePath else {
-            throw RuntimeConfigurationError(description: "state cannot change on reload (\(old.statePath) → \(new.statePath)); restart instead")
+            throw RuntimeConfigurationError(
+                description: "state cannot change on reload (\(old.statePath) → \(new.statePath)); restart instead")
         }
-        if new.listen != old.listen { logger.warning("listen changes take effect on restart; still serving on \(old.listen.map { "\($0)" } ?? "nothing")") }
+        if new.listen != old.listen {
+            logger.warning(
+                "listen changes take effect on restart; still serving on \(old.listen.map { "\($0)" } ?? "nothing")")
+        }
         if new.transport.caFile != old.transport.caFile { logger.warning("ca-file changes take effect on restart") }
-        if new.logSettings != old.logSettings { logger.warning("log-level and log-format changes take effect on restart") }
+        if new.logSettings != old.logSettings {
+            logger.warning("log-level and log-format changes take effect on restart")
+        }
         let newPlans = try new.sinkPlans()
         let sinksChanged =
             newPlans != running.withLock({ $0.sinkPlans }) || new.webhook != old.webhook
@@ -398,7 +411,9 @@ private final class Pipeline: Sendable {
                 let watcher = try await makeWatcher(plan, configuration: new, jitter: false)
                 let task = Task { try await watcher.run() }
                 running.withLock { $0.watchers[plan.target.name] = (plan, task) }
-                logger.info("target \(plan.target.name) \(current[plan.target.name] == nil ? "added" : "restarted with its new settings")")
+                logger.info(
+                    "target \(plan.target.name) \(current[plan.target.name] == nil ? "added" : "restarted with its new settings")"
+                )
             } catch {
                 logger.error("target \(plan.target.name) cannot start: \(error)")
             }
@@ -433,7 +448,8 @@ private struct PreparedSinks: Sendable {
             case .stdout(let format):
                 sink = StdoutSink(format: format)
             case .file(let path):
-                let fileSink = try FileSink(path: path, maxBytes: configuration.fileMaxBytes, keep: configuration.fileKeep)
+                let fileSink = try FileSink(
+                    path: path, maxBytes: configuration.fileMaxBytes, keep: configuration.fileKeep)
                 fileSinks.append(fileSink)
                 sink = fileSink
             case .webhook(let url, let batch):

@@ -73,7 +73,8 @@ public enum SecretReference: Sendable, Equatable, CustomStringConvertible {
             return try Self.readPrivateFile(path, what: "\(self)")
         case .credential(let name):
             guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-                throw SettingError("\(self): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
+                throw SettingError(
+                    "\(self): CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
             }
             // systemd writes credential files itself; where it grants access by an ACL they stay
             // root's, so root is accepted as their owner too.
@@ -229,7 +230,9 @@ public struct TargetSettings: Sendable, Equatable {
             }
         },
         "accept-language": { s, v, _ throws(SettingError) in s.acceptLanguage = try SettingParse.nonEmpty(v) },
-        "interval": { s, v, _ throws(SettingError) in s.interval = try SettingParse.duration(v, atLeast: .milliseconds(50)) },
+        "interval": { s, v, _ throws(SettingError) in
+            s.interval = try SettingParse.duration(v, atLeast: .milliseconds(50))
+        },
         "active-interval": { s, v, _ throws(SettingError) in
             s.activeInterval = try SettingParse.duration(v, atLeast: .milliseconds(50))
         },
@@ -238,7 +241,8 @@ public struct TargetSettings: Sendable, Equatable {
             guard !items.isEmpty else { throw SettingError("needs at least one status") }
             s.terminalStatuses = items
         },
-        "timeout": { s, v, _ throws(SettingError) in s.timeout = try SettingParse.duration(v, atLeast: .milliseconds(1)) },
+        "timeout": { s, v, _ throws(SettingError) in s.timeout = try SettingParse.duration(v, atLeast: .milliseconds(1))
+        },
         "max-body-size": { s, v, _ throws(SettingError) in
             guard let size = ByteSize.parse(try SettingParse.scalar(v)), size >= 1024 else {
                 throw SettingError("invalid size: use bytes or KiB/MiB/GiB, at least 1KiB")
@@ -367,7 +371,9 @@ public struct GlobalSettings: Sendable, Equatable {
             s.fileMaxSize = size
         },
         "file-keep": { s, v, _ throws(SettingError) in
-            guard let keep = Int(try SettingParse.scalar(v)), keep >= 1 else { throw SettingError("must be at least 1") }
+            guard let keep = Int(try SettingParse.scalar(v)), keep >= 1 else {
+                throw SettingError("must be at least 1")
+            }
             s.fileKeep = keep
         },
         "webhook-secret": { s, v, directory throws(SettingError) in
@@ -439,7 +445,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 public enum ByteSize {
     public static func parse(_ text: String) -> Int? {
         let units: [(String, Int)] = [
-            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000),
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000),
+            ("GB", 1_000_000_000),
             ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30),
         ]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
@@ -454,7 +461,8 @@ public enum ByteSize {
 
 /// Applying raw values to a settings value by key: one implementation for every layer and struct.
 public enum SettingLayer {
-    public typealias Setter<Settings> = @Sendable (inout Settings, SettingValue, _ directory: String?) throws(SettingError) -> Void
+    public typealias Setter<Settings> =
+        @Sendable (inout Settings, SettingValue, _ directory: String?) throws(SettingError) -> Void
 
     /// `BULKWATCH_<KEY>` for each of `keys`; a bad value names its variable.
     static func fromEnvironment<Settings>(
@@ -509,7 +517,9 @@ public enum SettingParse {
         guard let duration = Duration(parsing: text) else {
             throw SettingError("invalid duration '\(text)': use e.g. 300ms, 30s, 5m, 1h, 7d")
         }
-        guard duration >= minimum else { throw SettingError("\(text) is too short (at least \(minimum.shortDescription))") }
+        guard duration >= minimum else {
+            throw SettingError("\(text) is too short (at least \(minimum.shortDescription))")
+        }
         return duration
     }
 

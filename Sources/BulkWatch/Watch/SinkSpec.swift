@@ -183,7 +183,8 @@ public struct SinkSpec: Sendable, Equatable, Hashable {
             return
         }
         guard Self.webhookParameterNames.contains(name) else {
-            let known = (SinkFilter.parameterNames + Self.webhookParameterNames + ["args", "env"]).joined(separator: ", ")
+            let known = (SinkFilter.parameterNames + Self.webhookParameterNames + ["args", "env"]).joined(
+                separator: ", ")
             throw SettingError("unknown sink parameter '\(name)' (known: \(known))")
         }
         guard case .webhook(let url, _) = destination else {

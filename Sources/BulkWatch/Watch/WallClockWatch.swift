@@ -30,7 +30,8 @@ struct WallClockWatch: Sendable {
     static func describe(_ jump: Duration) -> String {
         let seconds = Double(jump.components.seconds) + Double(jump.components.attoseconds) / 1e18
         let direction = seconds > 0 ? "forward" : "backward"
-        return "wall clock jumped \(direction) by \(String(format: "%.1f", abs(seconds)))s (the monotonic clock did not):"
+        return
+            "wall clock jumped \(direction) by \(String(format: "%.1f", abs(seconds)))s (the monotonic clock did not):"
             + " event times follow the wall clock; detection, ids and the schedule do not depend on it"
     }
 }

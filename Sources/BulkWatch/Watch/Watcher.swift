@@ -1,8 +1,8 @@
 public import Foundation
-import Metrics
-import Synchronization
 public import Logging
+import Metrics
 public import ServiceLifecycle
+import Synchronization
 
 /// One DruID application to watch.
 public struct WatchTarget: Sendable, Equatable {
