@@ -91,11 +91,11 @@ func dispatch(
         idlePoll: .milliseconds(50))
     let running = Task { try await dispatcher.run() }
     let reached = try await ChildProcess.eventually(timeout: .seconds(90), condition)
-    // A graceful finish lets the cursor of a delivered batch be recorded; a sink still stuck after two
-    // seconds is cancelled.
+    // A graceful finish lets the cursor of a delivered batch be recorded; a sink still stuck after ten
+    // seconds (a receiver that never answers) is cancelled.
     dispatcher.finish(drainTimeout: .milliseconds(200))
     let cancel = Task {
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(10))
         running.cancel()
     }
     _ = try? await running.value
