@@ -382,19 +382,6 @@ struct SpineTests {
         return (process, pipe.fileHandleForReading, stderrPath)
     }
 
-    private func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > deadline {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                return nil
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return process.terminationStatus
-    }
-
     /// Reads from `handle` until a newline arrived.
     private func readLine(_ handle: FileHandle) -> String {
         var bytes: [UInt8] = []
@@ -414,7 +401,7 @@ struct SpineTests {
         let line = readLine(stdout)
         #expect(!line.isEmpty)
         try stdout.close()  // `head -1` has what it wanted and exits
-        let status = await waitForExit(process, timeout: .seconds(20))
+        let status = await ChildProcess.waitForExit(process, timeout: .seconds(20))
         let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
         #expect(status != nil, "still running after stdout closed; stderr: \(stderr.suffix(2000))")
         let pipeLines = stderr.split(separator: "\n").filter { $0.localizedCaseInsensitiveContains("pipe") }
@@ -435,7 +422,7 @@ struct SpineTests {
         #expect(more)
         #expect(process.isRunning)
         kill(process.processIdentifier, SIGTERM)
-        #expect(await waitForExit(process, timeout: .seconds(20)) == 0)
+        #expect(await ChildProcess.waitForExit(process, timeout: .seconds(20)) == 0)
         let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
         let pipeLines = stderr.split(separator: "\n").filter { $0.contains("stdout") && $0.contains("error") }
         #expect(pipeLines.count == 1, "stderr: \(stderr.suffix(3000))")

@@ -62,6 +62,12 @@ public final class ChildProcess: @unchecked Sendable {
     /// Waits for exit up to `timeout`; returns the exit status, or nil if still running (then it is killed).
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(60)) async -> Int32? {
+        await Self.waitForExit(process, timeout: timeout)
+    }
+
+    /// The same for any `Process` (one whose stdout a test holds on a pipe, say).
+    @discardableResult
+    public static func waitForExit(_ process: Process, timeout: Duration = .seconds(60)) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
