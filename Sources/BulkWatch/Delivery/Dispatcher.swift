@@ -236,7 +236,9 @@ public final class Dispatcher: Service {
         }
         loop: while true {
             if drain == nil { drain = await drainRequested(cursor: cursor) }
-            if let pending = unrecorded, readAhead.isEmpty || drain != nil || retryNotBefore != nil {
+            // The pending cursor write normally runs during the next delivery; before a drain or a backoff
+            // it is done at once (a new event must not wait behind it: commits hold the same writer).
+            if let pending = unrecorded, drain != nil || retryNotBefore != nil {
                 unrecorded = nil
                 let record = await recordCursor(
                     sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
@@ -274,6 +276,7 @@ public final class Dispatcher: Service {
                         logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
                         cursor = stored
                         recorded = stored
+                        unrecorded = nil  // the operator's position wins over a write still pending
                         attempts = 0
                         retryNotBefore = nil
                     }
@@ -302,6 +305,15 @@ public final class Dispatcher: Service {
             }
             if readAhead.isEmpty {
                 if drain != nil { break }
+                if let pending = unrecorded {
+                    // Caught up: record the cursor before going idle, then look again.
+                    unrecorded = nil
+                    let record = await recordCursor(
+                        sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
+                        logger: logger)
+                    guard applied(record, to: pending.to) else { break loop }
+                    continue
+                }
                 await wakeup.wait(timeout: idlePoll)
                 continue
             }
