@@ -172,17 +172,31 @@ struct CredentialsInURLTests {
         let receiver = try LoopbackHTTPServer { _ in .respond(status: 500) }
         defer { receiver.stop() }
         let hook = "http://hookuser:hunter2@127.0.0.1:\(receiver.port)/hook?token=sekrit42&batch=1"
-        let port = try reserveFreePort()
         let secret = "whsec_" + Data(Array("redaction test key, 32 bytes ok".utf8)).base64EncodedString()
-        let arguments = [
-            "run", "--endpoint", druid.bulkURL, "--token-url", druid.tokenURL, "--client-id", "app",
-            "--state", druid.statePath, "--interval", "1h", "--sink", "webhook:" + hook, "--listen", "\(port)",
-            "--webhook-backoff-base", "50ms", "--webhook-backoff-cap", "100ms",
-        ]
-        let child = try ChildProcess(
-            BulkWatchBinary.path, arguments,
-            environment: druid.environment.merging(["BULKWATCH_WEBHOOK_SECRET": secret]) { $1 },
-            directory: druid.directory)
+        // A reserved port can be taken by a parallel test before the child binds it: then try another one.
+        var port = 0
+        var bound: ChildProcess?
+        for _ in 1...3 {
+            port = try reserveFreePort()
+            let arguments = [
+                "run", "--endpoint", druid.bulkURL, "--token-url", druid.tokenURL, "--client-id", "app",
+                "--state", druid.statePath, "--interval", "1h", "--sink", "webhook:" + hook, "--listen", "\(port)",
+                "--webhook-backoff-base", "50ms", "--webhook-backoff-cap", "100ms",
+            ]
+            let started = try ChildProcess(
+                BulkWatchBinary.path, arguments,
+                environment: druid.environment.merging(["BULKWATCH_WEBHOOK_SECRET": secret]) { $1 },
+                directory: druid.directory)
+            let listening = await ChildProcess.eventually(timeout: .seconds(20)) {
+                waitUntilListening(port: port, timeout: .milliseconds(50)) || !started.process.isRunning
+            }
+            if listening, started.process.isRunning {
+                bound = started
+                break
+            }
+            _ = await started.waitForExit(timeout: .seconds(5))
+        }
+        let child = try #require(bound, "the watcher could not bind a metrics port in three tries")
         #expect(await ChildProcess.eventually { receiver.requests.count >= 3 }, "stderr: \(child.stderr)")
         #expect(receiver.requests.first?.header("Authorization") != nil, "curl still sends the userinfo as Basic")
         let metrics = try httpGet("http://127.0.0.1:\(port)/metrics").body
