@@ -16,7 +16,12 @@ struct CrashLoopScriptTests {
         let result = try await runBulkWatchScript(
             root + "/scripts/crashloop.sh",
             // --retain: every restart's first poll prunes, so sequences must keep growing across pruning.
-            ["--kills", "15", "--retain", "2s", "--summary", summaryPath, "--directory", directory + "/work"],
+            // --max-alive 3: the suite runs beside other tests, and a debug watcher that is killed before its
+            // first poll, again and again, would let a 2-6 s simulated state go unseen (a false "missing").
+            [
+                "--kills", "15", "--retain", "2s", "--max-alive", "3", "--summary", summaryPath, "--directory",
+                directory + "/work",
+            ],
             environment: ["BULKWATCH_BIN": BulkWatchBinary.path], directory: directory)
         let summary =
             (try? Data(contentsOf: URL(fileURLWithPath: summaryPath)))
