@@ -234,16 +234,21 @@ public final class Dispatcher: Service {
             }
             return true
         }
+        /// Does the pending cursor write now; false when the loop must end.
+        func flushPending() async -> Bool {
+            guard let pending = unrecorded else { return true }
+            unrecorded = nil
+            let record = await recordCursor(
+                sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
+                logger: logger)
+            return applied(record, to: pending.to)
+        }
         loop: while true {
             if drain == nil { drain = await drainRequested(cursor: cursor) }
             // The pending cursor write normally runs during the next delivery; before a drain or a backoff
             // it is done at once (a new event must not wait behind it: commits hold the same writer).
-            if let pending = unrecorded, drain != nil || retryNotBefore != nil {
-                unrecorded = nil
-                let record = await recordCursor(
-                    sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
-                    logger: logger)
-                guard applied(record, to: pending.to) else { break loop }
+            if unrecorded != nil, drain != nil || retryNotBefore != nil {
+                guard await flushPending() else { break loop }
             }
             if let current = drain {
                 if cursor >= current.target { break }
@@ -305,13 +310,9 @@ public final class Dispatcher: Service {
             }
             if readAhead.isEmpty {
                 if drain != nil { break }
-                if let pending = unrecorded {
+                if unrecorded != nil {
                     // Caught up: record the cursor before going idle, then look again.
-                    unrecorded = nil
-                    let record = await recordCursor(
-                        sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
-                        logger: logger)
-                    guard applied(record, to: pending.to) else { break loop }
+                    guard await flushPending() else { break loop }
                     continue
                 }
                 await wakeup.wait(timeout: idlePoll)
@@ -437,12 +438,7 @@ public final class Dispatcher: Service {
             readAhead = readAhead.dropFirst(consumed)
             unrecorded = (last.sequence, span, passedOver)
         }
-        if let pending = unrecorded {
-            let record = await recordCursor(
-                sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
-                logger: logger)
-            _ = applied(record, to: pending.to)
-        }
+        _ = await flushPending()
         end(sink.name, problem: problem)
         await sink.close()
     }

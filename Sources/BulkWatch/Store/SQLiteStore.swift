@@ -353,13 +353,23 @@ public final class SQLiteStore: Store {
     }
 
     public func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
-        try await pool.read { db in
-            var sql = "SELECT seq, id, type, subject, time, body FROM events WHERE seq > ?"
-            var arguments: StatementArguments = [after]
-            Self.appendConditions(filter, to: &sql, &arguments)
-            sql += " ORDER BY seq LIMIT ?"
-            _ = arguments.append(contentsOf: [limit])
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap(Self.event(from:))
+        try await pool.read { db in try Self.events(db, after: after, limit: limit, filter: filter) }
+    }
+
+    /// The one query behind ``events(after:limit:filter:)`` and ``routableEvents(after:limit:targets:)``;
+    /// every event carries its target.
+    private static func events(_ db: Database, after: Int64, limit: Int, filter: EventFilter) throws
+        -> [JournalEvent]
+    {
+        var sql = "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq > ?"
+        var arguments: StatementArguments = [after]
+        appendConditions(filter, to: &sql, &arguments)
+        sql += " ORDER BY seq LIMIT ?"
+        _ = arguments.append(contentsOf: [limit])
+        return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+            var event = Self.event(from: row)
+            event?.target = row[6]
+            return event
         }
     }
 
@@ -403,18 +413,7 @@ public final class SQLiteStore: Store {
     }
 
     public func routableEvents(after: Int64, limit: Int, targets: Set<String>?) async throws -> [JournalEvent] {
-        try await pool.read { db in
-            var sql = "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq > ?"
-            var arguments: StatementArguments = [after]
-            Self.appendConditions(EventFilter(targets: targets), to: &sql, &arguments)
-            sql += " ORDER BY seq LIMIT ?"
-            _ = arguments.append(contentsOf: [limit])
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-                var event = Self.event(from: row)
-                event?.target = row[6]
-                return event
-            }
-        }
+        try await events(after: after, limit: limit, filter: EventFilter(targets: targets))
     }
 
     public func append(operational event: OperationalEvent, target: String, source: String, fence: StoreFence)
@@ -679,10 +678,7 @@ public final class SQLiteStore: Store {
     /// Every retained event, read on the calling thread: for tools and test probes that cannot await
     /// (a condition polled from a synchronous closure while another process writes the file).
     public func allEventsBlocking() throws -> [JournalEvent] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, id, type, subject, time, body FROM events ORDER BY seq")
-                .compactMap(Self.event(from:))
-        }
+        try pool.read { db in try Self.events(db, after: 0, limit: Int.max, filter: EventFilter()) }
     }
 
     /// `sink`'s cursor, read on the calling thread (see ``allEventsBlocking()``).
