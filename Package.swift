@@ -31,20 +31,101 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // One target per layer (docs/ARCHITECTURE.md): the graph below is the architecture, and the
+        // compiler refuses an upward edge. Data flows Transport ← Auth ← Source ← Watcher → Detect →
+        // Store → Delivery; Config is read by the app and the command line only.
         .target(
-            name: "BulkWatch",
+            name: "BulkWatchSupport",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchTransport",
+            dependencies: ["CCurl", "BulkWatchSupport"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchAuth",
+            dependencies: ["BulkWatchTransport", "BulkWatchSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchSource",
             dependencies: [
-                "CCurl",
+                "BulkWatchAuth", "BulkWatchTransport", "BulkWatchSupport",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchDetect",
+            dependencies: ["BulkWatchSupport"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchStore",
+            dependencies: [
+                "BulkWatchDetect", "BulkWatchSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchOperate",
+            dependencies: [
+                "BulkWatchSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchDelivery",
+            dependencies: [
+                "BulkWatchStore", "BulkWatchDetect", "BulkWatchTransport", "BulkWatchOperate", "BulkWatchSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchWatcher",
+            dependencies: [
+                "BulkWatchSource", "BulkWatchAuth", "BulkWatchDetect", "BulkWatchStore", "BulkWatchOperate",
+                "BulkWatchSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BulkWatchConfig",
+            dependencies: [
+                "BulkWatchWatcher", "BulkWatchDelivery", "BulkWatchSource", "BulkWatchAuth", "BulkWatchDetect",
+                "BulkWatchTransport", "BulkWatchSupport",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        // The composition root: builds every layer from a configuration and runs them as one
+        // ServiceGroup. Only the executables (and tests) depend on it.
+        .target(
+            name: "BulkWatch",
+            dependencies: [
+                "BulkWatchSupport", "BulkWatchTransport", "BulkWatchAuth", "BulkWatchSource", "BulkWatchDetect",
+                "BulkWatchStore", "BulkWatchOperate", "BulkWatchDelivery", "BulkWatchWatcher", "BulkWatchConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

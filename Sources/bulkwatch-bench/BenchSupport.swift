@@ -38,7 +38,7 @@ enum Bench {
     // MARK: Time
 
     static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.seconds
     }
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {

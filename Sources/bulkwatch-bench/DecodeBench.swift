@@ -210,7 +210,7 @@ func medianTimes<Result>(runs: Int, _ work: () throws -> Result) throws -> (wall
         let elapsed = clock.now - start
         let cpu = decodeBenchThreadCPUSeconds() - cpuStart
         withExtendedLifetime(result) {}
-        walls.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        walls.append(elapsed.seconds)
         cpus.append(cpu)
     }
     walls.sort()

@@ -206,7 +206,7 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     return committed.compactMap { sequence, at in
         delivered[sequence].map { instant in
             let gap = instant - at
-            return Double(gap.components.seconds) + Double(gap.components.attoseconds) / 1e18
+            return gap.seconds
         }
     }.sorted()
 }

@@ -81,7 +81,7 @@ struct RedeliverCommand: AsyncParsableCommand {
         }
         let webhook = WebhookSink(
             url: url, signer: WebhookSigner(secrets: secrets), transport: transport, batchSize: 1,
-            timeout: Duration(parsing: webhookTimeout) ?? .seconds(10), body: body)
+            timeout: Duration(parsing: webhookTimeout) ?? Defaults.webhookTimeout, body: body)
         let letters = try await journal.deadLetters(sink: sink)
         var targets: [(event: JournalEvent, isDeadLetter: Bool)] = []
         if let id {

@@ -1,0 +1,480 @@
+package import BulkWatchSupport
+
+/// Turns one successful poll into events, against the last committed snapshot (DESIGN.md §3).
+///
+/// Pure: no clock, no logging, no I/O. Everything the caller should log comes back in
+/// ``DiffStats`` (counts, examples, ``DiffWarning``s), so the same inputs always give the same
+/// outcome and the rules can be tested and benchmarked without a watcher around them.
+///
+/// Rules as implemented:
+/// - **created**: a `bulkId` not in the snapshot. On a first run with `initial: .skip` it is
+///   recorded silently (only `created` is suppressed; nothing else can happen on an empty state).
+/// - **changed**: `status` or `updatedOn` differs. When both the stored and the received
+///   `updatedOn` parse as instants and the received one is older, it is a stale read: ignored,
+///   the stored state is kept, counted in ``DiffStats/staleIgnored``. Equal instants written
+///   differently (`…03Z` vs `…03.000Z`) with the same status are not a change (the new spelling is
+///   stored). Values that do not parse are compared as strings.
+/// - **expired**: absent from `expireAfter` consecutive successful polls (at least 2, whatever the
+///   policy says: a single poll must never expire anything). Presence in the listing, stale or
+///   not, resets the counter; an item that comes back changed is `changed`. The event carries
+///   the last known state.
+/// - **mass-removal guard**: when at least 10 items are known and a poll would newly count half
+///   or more of them absent (a half list is the classic glitch, so exactly half counts), every item
+///   absent from it (newly or already) is held by the guard until it reappears: it expires only
+///   after `2 × expireAfter` absences, and nothing expires on the guard-tripping poll itself. A
+///   ``DiffWarning/massRemovalGuard`` is produced on the poll that triggers it.
+/// - **duplicates** in one listing: the occurrence with the newest `updatedOn` wins (by instant, else
+///   by string; missing is oldest; ties go to the later one), the others are dropped and counted.
+///
+/// Event order: `created` and `changed` in listing order (of the winning occurrence), then
+/// `expired` in UTF-8 byte order of `bulkId`.
+package enum SnapshotDiffer {
+    /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
+    /// updated without a copy when uniquely referenced: what the watcher should call every poll.
+    package static func apply(
+        _ listing: BulkListing,
+        to snapshot: inout Snapshot,
+        policy: DetectionPolicy,
+        isFirstRun: Bool
+    ) -> DiffOutcome {
+        var run = DiffRun(listing: listing, policy: policy, isFirstRun: isFirstRun)
+        run.execute(on: &snapshot)
+        return run.outcome
+    }
+
+    /// The same as ``apply(_:to:policy:isFirstRun:)`` without touching `previous`: convenient in
+    /// tests, but it copies the snapshot's storage (O(n)) because `previous` stays alive.
+    package static func diff(
+        previous: Snapshot,
+        listing: BulkListing,
+        policy: DetectionPolicy,
+        isFirstRun: Bool
+    ) -> (next: Snapshot, outcome: DiffOutcome) {
+        var next = previous
+        let outcome = apply(listing, to: &next, policy: policy, isFirstRun: isFirstRun)
+        return (next, outcome)
+    }
+}
+
+/// What one poll changed: the events to journal and the snapshot rows to write, in one transaction.
+package struct DiffOutcome: Sendable {
+    /// `created`/`changed` in listing order, then `expired` in UTF-8 byte order of `bulkId`.
+    package var changes: [DetectedChange]
+    /// Rows whose stored state changed: new items, changed items, re-spelled timestamps, and every
+    /// absence-counter move (incremented, or reset on reappearance); present items first, in
+    /// listing order. Nothing else changes in the snapshot (an unchanged item keeps the bytes it
+    /// was stored with), so applying exactly these rows and ``removed`` to the journal keeps it
+    /// equal to the in-memory snapshot.
+    package var upserted: [TrackedItem]
+    /// `bulkId`s that expired and left the snapshot, in the order of their `expired` events.
+    package var removed: [String]
+    /// Whether ``Snapshot/removalGuardedIDs`` changed: persist the new set when true.
+    package var removalGuardChanged: Bool
+    package var stats: DiffStats
+}
+
+/// Counts and findings of one diff, for logs and metrics.
+package struct DiffStats: Sendable, Equatable {
+    /// Items in the listing (after the decoder's skips, before duplicate resolution).
+    package var listed = 0
+    /// Items not known before; announced unless a first run with `initial: .skip`.
+    package var created = 0
+    package var changed = 0
+    package var expired = 0
+    /// Known items seen again with the same status and `updatedOn`.
+    package var unchanged = 0
+    /// Same status and same instant, spelled differently: stored, not announced.
+    package var reformattedTimestamps = 0
+    /// Stale reads ignored (received `updatedOn` older than the stored one); log at debug.
+    package var staleIgnored = 0
+    /// Up to 8 `bulkId`s of stale reads, for that debug line.
+    package var staleExamples: [String] = []
+    /// Listing entries dropped because a newer occurrence of the same `bulkId` won.
+    package var duplicatesResolved = 0
+    /// Items the decoder skipped for lack of a `bulkId` (``BulkListing/skippedWithoutId``).
+    package var skippedWithoutId = 0
+    /// Absent items that are present again (counter reset).
+    package var reappeared = 0
+    /// Items that were present last poll and are missing from this one.
+    package var newlyAbsent = 0
+    /// Items absent but not (yet) expired after this poll.
+    package var absentPending = 0
+    /// Whether this poll triggered the mass-removal guard.
+    package var massRemovalGuardTriggered = false
+    /// Absent items held by the mass-removal guard after this poll.
+    package var removalGuarded = 0
+    /// Things an operator should hear about (log at warning).
+    package var warnings: [DiffWarning] = []
+
+    package init() {}
+}
+
+/// A finding of the differ that deserves a warning in the log.
+package enum DiffWarning: Sendable, Equatable, CustomStringConvertible {
+    /// `count` listing entries repeated an earlier `bulkId` and were resolved (newest wins).
+    case duplicateIDs(count: Int, examples: [String])
+    /// The decoder skipped `count` items without a usable `bulkId`.
+    case itemsWithoutID(count: Int)
+    /// Half or more of the `known` items went missing at once; those need `confirmations` polls.
+    case massRemovalGuard(newlyAbsent: Int, known: Int, confirmations: Int)
+
+    package var description: String {
+        switch self {
+        case .duplicateIDs(let count, let examples):
+            return "\(count) duplicate bulkId entr\(count == 1 ? "y" : "ies") in one answer, newest kept"
+                + " (e.g. \(examples.joined(separator: ", ")))"
+        case .itemsWithoutID(let count):
+            return "\(count) item\(count == 1 ? "" : "s") without a bulkId skipped"
+        case .massRemovalGuard(let newlyAbsent, let known, let confirmations):
+            return "\(newlyAbsent) of \(known) known operations missing from one answer:"
+                + " they expire only after \(confirmations) consecutive absent polls"
+        }
+    }
+}
+
+/// One execution of the rules.
+///
+/// Pass 1 reads the listing and the snapshot without writing either: it matches every listed item
+/// to its entry, resolves duplicates and judges each match, keeping only the few "candidates" that
+/// need a write (new, changed, re-spelled, stale, or back from absence). The steady majority,
+/// unchanged and present, costs one id comparison and one `status`/`updatedOn` comparison and is
+/// never touched again. Pass 2 applies the candidates in listing order; pass 3 handles absences.
+private struct DiffRun {
+    let items: [BulkItem]
+    let policy: DetectionPolicy
+    let announceCreated: Bool
+    var outcome: DiffOutcome
+
+    private static let exampleLimit = 8
+    private static let notFound: Int32 = -1
+
+    private enum Verdict: UInt8 {
+        case created, same, reformatted, stale, changed
+    }
+
+    /// A listed item that needs a write, in listing order.
+    private struct Candidate {
+        var listed: Int32
+        /// Entry position; for `created`, assigned once the new entries are appended.
+        var position: Int32
+        var verdict: Verdict
+        /// The id's hash, kept for `created` so it is not computed twice.
+        var hash: UInt64
+    }
+
+    init(listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool) {
+        items = listing.items
+        self.policy = policy
+        announceCreated = !(isFirstRun && policy.initial == .skip)
+        var stats = DiffStats()
+        stats.listed = listing.items.count
+        stats.skippedWithoutId = listing.skippedWithoutId
+        outcome = DiffOutcome(changes: [], upserted: [], removed: [], removalGuardChanged: false, stats: stats)
+    }
+
+    mutating func execute(on snapshot: inout Snapshot) {
+        let known = snapshot.count
+        let stored = snapshot.positions
+        var owner = [Int32](repeating: Self.notFound, count: stored)
+        var duplicateExamples: [String] = []
+        var (candidates, misses) = match(snapshot, owner: &owner, duplicateExamples: &duplicateExamples)
+        appendNew(to: &snapshot, candidates: &candidates, owner: &owner, duplicateExamples: &duplicateExamples)
+        if outcome.stats.duplicatesResolved > 0 {
+            outcome.stats.warnings.append(
+                .duplicateIDs(count: outcome.stats.duplicatesResolved, examples: duplicateExamples))
+        }
+        applyPresent(to: &snapshot, candidates: candidates, owner: owner)
+        let absent = applyAbsent(to: &snapshot, stored: stored, known: known, owner: owner)
+        let stats = outcome.stats
+        outcome.stats.unchanged = known - absent - stats.changed - stats.reformattedTimestamps - stats.staleIgnored
+        if stats.skippedWithoutId > 0 {
+            outcome.stats.warnings.append(.itemsWithoutID(count: stats.skippedWithoutId))
+        }
+        outcome.stats.removalGuarded = snapshot.guardedCount
+        maintainLayout(of: &snapshot, owner: owner, misses: misses)
+    }
+
+    /// Re-sorts the storage into this listing's order when it no longer follows the upstream's
+    /// (too many lookups missed the guessed position) or is half holes. A listing whose
+    /// order changes every poll would make every re-sort wasted work, so each re-sort that did not
+    /// help doubles the wait before the next one (up to 64 polls).
+    private func maintainLayout(of snapshot: inout Snapshot, owner: [Int32], misses: Int) {
+        let fragmented = misses > 64 && misses * 16 > items.count
+        var layout = snapshot.layout
+        if layout.reorderedLastPoll {
+            layout.backoff = fragmented ? min(layout.backoff + 1, 6) : 0
+            layout.reorderedLastPoll = false
+        }
+        if layout.pollsUntilReorder > 0 { layout.pollsUntilReorder -= 1 }
+        let holes = snapshot.deadCount > 64 && snapshot.deadCount * 2 > snapshot.positions
+        let reorder = fragmented && layout.pollsUntilReorder == 0
+        if reorder {
+            layout.reorderedLastPoll = true
+            layout.pollsUntilReorder = 1 << layout.backoff
+        }
+        snapshot.layout = layout
+        if holes, !reorder {
+            snapshot.closeHoles()
+            return
+        }
+        guard reorder else { return }
+
+        var byListing = [Int32](repeating: Self.notFound, count: items.count)
+        var order: [Int] = []
+        order.reserveCapacity(snapshot.count)
+        for position in owner.indices where owner[position] >= 0 {
+            byListing[Int(owner[position])] = Int32(position)
+        }
+        for position in byListing where position >= 0 { order.append(Int(position)) }
+        for position in owner.indices where owner[position] < 0 && !snapshot.isDead(position) {
+            order.append(position)
+        }
+        snapshot.compact(order: order)
+    }
+
+    /// Decides whether the occurrence at `listed` replaces the current owner of an entry
+    /// (newest `updatedOn` wins, ties go to the later one); counts the duplicate either way.
+    private mutating func laterWins(
+        _ listed: Int, over earlier: Int, duplicateExamples: inout [String]
+    ) -> Bool {
+        outcome.stats.duplicatesResolved += 1
+        let bulkId = items[listed].bulkId
+        if duplicateExamples.count < Self.exampleLimit, !duplicateExamples.contains(bulkId) {
+            duplicateExamples.append(bulkId)
+        }
+        return compareUpdated(items[listed].updatedOn, items[earlier].updatedOn) >= 0
+    }
+
+    /// Pass 1 (read-only): match, resolve duplicates among known ids, judge.
+    ///
+    /// The common case (the upstream lists items in the same order every time) is served by
+    /// guessing the entry after the previous match and checking its id, which skips hashing.
+    private mutating func match(
+        _ snapshot: Snapshot, owner: inout [Int32], duplicateExamples: inout [String]
+    ) -> (candidates: [Candidate], misses: Int) {
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(snapshot.isEmpty ? items.count : 64 + items.count / 16)
+        var misses = 0
+        items.withUnsafeBufferPointer { listed in
+            do {
+                let storedCount = snapshot.positions
+                var cursor = -1
+                for i in 0..<listed.count {
+                    let item = listed.baseAddress! + i
+                    let (found, hash) = ByteKeys.withBytes(item.pointee.bulkId) { id -> (Int?, UInt64) in
+                        // The entry after the last match, or the one after that (one absent item between).
+                        var guess = cursor + 1
+                        while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
+                        guess += 1
+                        while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
+                        let hash = ByteKeys.hash(id)
+                        return (snapshot.find(id: id, hash: hash), hash)
+                    }
+                    guard let position = found else {
+                        candidates.append(
+                            Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
+                        continue
+                    }
+                    if hash != 0 { misses += 1 }
+                    cursor = position
+                    let earlier = Int(owner[position])
+                    if earlier >= 0, !laterWins(i, over: earlier, duplicateExamples: &duplicateExamples) {
+                        continue
+                    }
+                    owner[position] = Int32(i)
+                    let verdict: Verdict
+                    if snapshot.keys.stateEquals(
+                        position, status: item.pointee.status, updatedOn: item.pointee.updatedOn)
+                        == true
+                    {
+                        verdict = .same
+                    } else {
+                        verdict = Self.judge(stored: snapshot.state(at: position), received: item)
+                    }
+                    if verdict != .same || snapshot.isAbsent(position) {
+                        candidates.append(
+                            Candidate(listed: Int32(i), position: Int32(position), verdict: verdict, hash: 0))
+                    }
+                }
+            }
+        }
+        return (candidates, misses)
+    }
+
+    /// Appends an entry for every new id (once, even when listed twice) and resolves duplicates
+    /// among them.
+    private mutating func appendNew(
+        to snapshot: inout Snapshot, candidates: inout [Candidate], owner: inout [Int32],
+        duplicateExamples: inout [String]
+    ) {
+        if snapshot.isEmpty {
+            var bytes = 0
+            for candidate in candidates where candidate.verdict == .created {
+                bytes += PayloadArena.size(of: items[Int(candidate.listed)])
+            }
+            snapshot.reserveCapacity(candidates.count, payloadBytes: bytes)
+        }
+        for k in candidates.indices where candidates[k].verdict == .created {
+            let i = Int(candidates[k].listed)
+            let (position, inserted) = snapshot.appendIfAbsent(TrackedItem(item: items[i]), hash: candidates[k].hash)
+            candidates[k].position = Int32(position)
+            if inserted {
+                owner.append(Int32(i))
+            } else if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
+                owner[position] = Int32(i)
+                snapshot.replaceItem(at: position, with: items[i])
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func judge(
+        stored: (status: String?, updatedOn: String?), received: UnsafePointer<BulkItem>
+    ) -> Verdict {
+        let sameStatus = stored.status == received.pointee.status
+        let sameUpdated = stored.updatedOn == received.pointee.updatedOn
+        if sameUpdated { return sameStatus ? .same : .changed }
+        return judgeTimestamps(stored: stored.updatedOn, received: received.pointee.updatedOn, sameStatus: sameStatus)
+    }
+
+    private static func judgeTimestamps(stored: String?, received: String?, sameStatus: Bool) -> Verdict {
+        if let old = stored, let new = received,
+            let oldInstant = Timestamp.instantMillis(old), let newInstant = Timestamp.instantMillis(new)
+        {
+            if newInstant < oldInstant { return .stale }
+            if newInstant == oldInstant, sameStatus { return .reformatted }
+        }
+        return .changed
+    }
+
+    /// Pass 2: applies the candidates that won their entry, in listing order.
+    private mutating func applyPresent(to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32]) {
+        outcome.changes.reserveCapacity(candidates.count)
+        outcome.upserted.reserveCapacity(candidates.count)
+        for candidate in candidates {
+            let position = Int(candidate.position)
+            let i = Int(candidate.listed)
+            guard owner[position] == candidate.listed else { continue }
+            var rowChanged = false
+            /// The row's new item when it is the received one; otherwise the stored one is kept.
+            var received: BulkItem?
+            switch candidate.verdict {
+            case .created:
+                // ``appendNew`` stored the winning occurrence already (its bytes copied into the arenas).
+                outcome.stats.created += 1
+                outcome.upserted.append(TrackedItem(item: items[i]))
+                if announceCreated {
+                    outcome.changes.append(DetectedChange(kind: .created, item: items[i]))
+                }
+                continue
+            case .same:
+                break
+            case .reformatted:
+                outcome.stats.reformattedTimestamps += 1
+                snapshot.replaceItem(at: position, with: items[i])
+                received = items[i]
+                rowChanged = true
+            case .stale:
+                outcome.stats.staleIgnored += 1
+                if outcome.stats.staleExamples.count < Self.exampleLimit {
+                    outcome.stats.staleExamples.append(items[i].bulkId)
+                }
+            case .changed:
+                let before = snapshot.state(at: position)
+                let item = items[i]
+                outcome.stats.changed += 1
+                outcome.changes.append(
+                    DetectedChange(
+                        kind: .changed, item: item,
+                        previous: PreviousState(status: before.status, updatedOn: before.updatedOn)))
+                snapshot.replaceItem(at: position, with: item)
+                received = item
+                rowChanged = true
+            }
+            if snapshot.isAbsent(position) {
+                snapshot.setAbsentPolls(position, 0)
+                outcome.stats.reappeared += 1
+                if snapshot.isGuarded(position) {
+                    snapshot.setGuarded(position, false)
+                    outcome.removalGuardChanged = true
+                }
+                rowChanged = true
+            }
+            if rowChanged {
+                outcome.upserted.append(
+                    TrackedItem(
+                        item: received ?? snapshot.item(at: position), absentPolls: snapshot.absentPolls(at: position)))
+            }
+        }
+    }
+
+    /// Pass 3: counts absences, applies the mass-removal guard and expires what is confirmed gone.
+    /// Returns the number of known items absent from this listing.
+    private mutating func applyAbsent(to snapshot: inout Snapshot, stored: Int, known: Int, owner: [Int32]) -> Int {
+        var absent: [Int] = []
+        var newlyAbsent = 0
+        for position in 0..<stored where owner[position] < 0 && !snapshot.isDead(position) {
+            absent.append(position)
+            if !snapshot.isAbsent(position) { newlyAbsent += 1 }
+        }
+        outcome.stats.newlyAbsent = newlyAbsent
+        guard !absent.isEmpty else { return 0 }
+
+        let confirmations = min(max(2, policy.expireAfter), Int.max / 2)
+        let guardTriggered = known >= 10 && newlyAbsent * 2 >= known
+        if guardTriggered {
+            outcome.stats.massRemovalGuardTriggered = true
+            outcome.removalGuardChanged = true
+            outcome.stats.warnings.append(
+                .massRemovalGuard(newlyAbsent: newlyAbsent, known: known, confirmations: 2 * confirmations))
+        }
+        var expiring: [Int] = []
+        for position in absent {
+            // Every absent item is held, not only the newly absent ones: an item already missing once
+            // must not expire on the strength of an answer that looks like a glitch.
+            if guardTriggered, !snapshot.isGuarded(position) {
+                snapshot.setGuarded(position, true)
+            }
+            snapshot.setAbsentPolls(position, snapshot.absentPolls(at: position) + 1)
+            let needed = snapshot.isGuarded(position) ? 2 * confirmations : confirmations
+            if !guardTriggered, snapshot.absentPolls(at: position) >= needed {
+                expiring.append(position)
+                if snapshot.isGuarded(position) { outcome.removalGuardChanged = true }
+            } else {
+                outcome.upserted.append(snapshot.tracked(at: position))
+            }
+        }
+        outcome.stats.absentPending = absent.count - expiring.count
+        guard !expiring.isEmpty else { return absent.count }
+
+        var byId = expiring.map { (bulkId: snapshot.bulkId(at: $0), position: $0) }
+        byId.sort { ByteKeys.less($0.bulkId, $1.bulkId) }
+        outcome.stats.expired = expiring.count
+        outcome.changes.reserveCapacity(outcome.changes.count + expiring.count)
+        outcome.removed.reserveCapacity(expiring.count)
+        for (bulkId, position) in byId {
+            outcome.changes.append(DetectedChange(kind: .expired, item: snapshot.item(at: position)))
+            outcome.removed.append(bulkId)
+        }
+        snapshot.remove(positions: expiring)
+        return absent.count
+    }
+}
+
+/// Orders two optional `updatedOn` values: by instant when both parse, otherwise as UTF-8 strings;
+/// a missing value is older than any present one. Picks the winner among duplicates.
+private func compareUpdated(_ lhs: String?, _ rhs: String?) -> Int {
+    switch (lhs, rhs) {
+    case (nil, nil): return 0
+    case (nil, _): return -1
+    case (_, nil): return 1
+    case (let left?, let right?):
+        if left == right { return 0 }
+        if let l = Timestamp.instantMillis(left), let r = Timestamp.instantMillis(right) {
+            return l < r ? -1 : (l > r ? 1 : 0)
+        }
+        return ByteKeys.compare(left, right)
+    }
+}

@@ -1,0 +1,857 @@
+import BulkWatchSupport
+
+/// Byte constants, named so the scanner reads like the grammar.
+private enum Byte {
+    static let quote: UInt8 = 0x22
+    static let backslash: UInt8 = 0x5C
+    static let slash: UInt8 = 0x2F
+    static let comma: UInt8 = 0x2C
+    static let colon: UInt8 = 0x3A
+    static let openBrace: UInt8 = 0x7B
+    static let closeBrace: UInt8 = 0x7D
+    static let openBracket: UInt8 = 0x5B
+    static let closeBracket: UInt8 = 0x5D
+    static let minus: UInt8 = 0x2D
+    static let plus: UInt8 = 0x2B
+    static let dot: UInt8 = 0x2E
+    static let zero: UInt8 = 0x30
+    static let nine: UInt8 = 0x39
+    static let space: UInt8 = 0x20
+    static let tab: UInt8 = 0x09
+    static let lineFeed: UInt8 = 0x0A
+    static let carriageReturn: UInt8 = 0x0D
+}
+
+/// Where one of the extracted fields sits in the body; strings are built only once the item is
+/// complete, so a duplicated key costs nothing and the last occurrence wins for free.
+private struct FieldSlot {
+    enum Kind: UInt8 {
+        /// Missing, `null`, object or array.
+        case none
+        /// A string without escapes: the bytes between the quotes are the value.
+        case plainString
+        /// A string with escapes: must be unescaped.
+        case escapedString
+        /// A number or boolean: its literal text is the value.
+        case literal
+    }
+
+    var kind: Kind = .none
+    var start: Int = 0
+    var end: Int = 0
+}
+
+/// The single-pass scanner behind ``BulkListDecoder``. Works on a raw pointer into the body (bounds
+/// are checked by hand against `count`) and on `body` only to hand out ``BulkItem/rawJSON`` slices.
+struct BulkBodyParser {
+    private let base: UnsafePointer<UInt8>
+    private let count: Int
+    private let body: [UInt8]
+    private var position = 0
+    private var statusCache = StatusCache()
+
+    init(base: UnsafePointer<UInt8>, count: Int, body: [UInt8]) {
+        self.base = base
+        self.count = count
+        self.body = body
+    }
+
+    // MARK: Document
+
+    private enum ContentState {
+        case missing, null, notArray, array
+    }
+
+    mutating func parseDocument() throws(BulkDecodingError) -> BulkListing {
+        if count >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF {
+            position = 3
+        }
+        skipWhitespace()
+        guard position < count else { throw error(.truncated, "no JSON value") }
+        guard base[position] == Byte.openBrace else {
+            if base[position] == Byte.openBracket || base[position] == Byte.quote || base[position] == 0x6E
+                || base[position] == 0x74 || base[position] == 0x66 || isNumberStart(base[position])
+            {
+                throw error(.notAnObject, "top level is not an object")
+            }
+            throw unexpected("expected '{'")
+        }
+        let documentStart = position
+        position += 1
+
+        var items: [BulkItem] = []
+        var skipped = 0
+        var content = ContentState.missing
+        var resultStatusLiteral: FieldSlot?
+        var resultStatusOffset = 0
+        var resultMessage = FieldSlot()
+
+        skipWhitespace()
+        if try peek() == Byte.closeBrace {
+            position += 1
+        } else {
+            while true {
+                let key = try parseKey()
+                if keyEquals(key, "content") {
+                    switch try peek() {
+                    case Byte.openBracket:
+                        items.removeAll(keepingCapacity: true)
+                        skipped = 0
+                        try parseContent(into: &items, skipped: &skipped)
+                        content = .array
+                    case 0x6E:  // n
+                        try expectLiteral("null")
+                        content = .null
+                    default:
+                        try skipValue(depth: 1)
+                        content = .notArray
+                    }
+                } else if keyEquals(key, "result") {
+                    if try peek() == Byte.openBrace {
+                        let slots = try parseResult()
+                        resultStatusLiteral = slots.status
+                        resultStatusOffset = slots.statusOffset
+                        resultMessage = slots.message
+                    } else {
+                        try skipValue(depth: 1)
+                        resultStatusLiteral = nil
+                        resultMessage = FieldSlot()
+                    }
+                } else {
+                    try skipValue(depth: 1)
+                }
+                if try endOfMember(close: Byte.closeBrace, what: "'}'") { break }
+            }
+        }
+        skipWhitespace()
+        if position < count {
+            throw error(.trailingData, "data after the closing '}'")
+        }
+
+        switch content {
+        case .missing, .null:
+            throw BulkDecodingError(code: .contentMissing, offset: documentStart, detail: "no 'content' array")
+        case .notArray:
+            throw BulkDecodingError(code: .contentNotArray, offset: documentStart, detail: "'content' is not an array")
+        case .array:
+            break
+        }
+
+        var resultStatus: Int?
+        if let slot = resultStatusLiteral {
+            let text = string(slot) ?? ""
+            if let value = Double(text) {
+                if value >= 400 {
+                    throw BulkDecodingError(
+                        code: .errorStatus, offset: resultStatusOffset, detail: "result.status \(text.prefix(24))")
+                }
+                if let exact = Int(exactly: value) { resultStatus = exact }
+            }
+        }
+        return BulkListing(
+            items: items, skippedWithoutId: skipped, resultStatus: resultStatus, resultMessage: string(resultMessage))
+    }
+
+    /// Reads `result`; `status` is kept only when it is a number, as its literal text.
+    private mutating func parseResult() throws(BulkDecodingError) -> (
+        status: FieldSlot?, statusOffset: Int, message: FieldSlot
+    ) {
+        position += 1
+        var status: FieldSlot?
+        var statusOffset = 0
+        var message = FieldSlot()
+        skipWhitespace()
+        if try peek() == Byte.closeBrace {
+            position += 1
+            return (nil, 0, message)
+        }
+        while true {
+            let key = try parseKey()
+            if keyEquals(key, "status") {
+                statusOffset = position
+                let isNumber = isNumberStart(try peek())
+                let slot = try parseField(depth: 2)
+                status = isNumber ? slot : nil
+            } else if keyEquals(key, "message") {
+                message = try parseField(depth: 2)
+            } else {
+                try skipValue(depth: 2)
+            }
+            if try endOfMember(close: Byte.closeBrace, what: "'}'") { break }
+        }
+        return (status, statusOffset, message)
+    }
+
+    private mutating func parseContent(into items: inout [BulkItem], skipped: inout Int) throws(BulkDecodingError) {
+        position += 1
+        if items.capacity == 0 {
+            // Generous on purpose: a large array is mapped fresh and only the pages actually written
+            // become resident, while growing past the estimate would copy the whole array into one
+            // twice its size (at 100k items, ~25 MB resident instead of ~10). 60 bytes is less than
+            // any item with a bulkId and a status or timestamp.
+            items.reserveCapacity(count / 60 + 4)
+        }
+        skipWhitespace()
+        if try peek() == Byte.closeBracket {
+            position += 1
+            return
+        }
+        while true {
+            guard try peek() == Byte.openBrace else {
+                if isValueStart(base[position]) {
+                    throw error(.itemNotObject, "element of 'content' is not an object")
+                }
+                throw unexpected("expected an item object")
+            }
+            if try !parseItem(appendingTo: &items) {
+                skipped += 1
+            }
+            if try endOfMember(close: Byte.closeBracket, what: "']'") { break }
+        }
+    }
+
+    // MARK: Items (the hot path)
+
+    /// Parses one `{...}` element of `content` and appends it; false when it has no usable `bulkId`.
+    /// Appending here (rather than returning the item) builds it in place: returning an optional item
+    /// cost a copy, five retains and five releases per item.
+    private mutating func parseItem(appendingTo items: inout [BulkItem]) throws(BulkDecodingError) -> Bool {
+        let itemStart = position
+        position += 1
+        var bulkId = FieldSlot()
+        var status = FieldSlot()
+        var createdOn = FieldSlot()
+        var updatedOn = FieldSlot()
+
+        skipWhitespace()
+        if try peek() == Byte.closeBrace {
+            position += 1
+            return false
+        }
+        while true {
+            guard try peek() == Byte.quote else { throw unexpected("expected a key") }
+            position += 1
+            let field: Int
+            if let known = compactItemField() {
+                field = known
+            } else {
+                let keyStart = position
+                let escaped = try scanString()
+                let keyEnd = position - 1
+                skipWhitespace()
+                guard try peek() == Byte.colon else { throw unexpected("expected ':'") }
+                position += 1
+                field = itemField(start: keyStart, end: keyEnd, escaped: escaped)
+            }
+            skipWhitespace()
+            switch field {
+            case 0: bulkId = try parseField(depth: 3)
+            case 1: status = try parseField(depth: 3)
+            case 2: createdOn = try parseField(depth: 3)
+            case 3: updatedOn = try parseField(depth: 3)
+            default: try skipValue(depth: 3)
+            }
+            skipWhitespace()
+            guard position < count else { throw truncated() }
+            let next = base[position]
+            position += 1
+            if next == Byte.comma {
+                skipWhitespace()
+                continue
+            }
+            if next == Byte.closeBrace { break }
+            position -= 1
+            throw unexpected("expected ',' or '}'")
+        }
+
+        guard bulkId.kind != .none, bulkId.end > bulkId.start, let id = string(bulkId) else { return false }
+        items.append(
+            BulkItem(
+                bulkId: id,
+                status: internedStatus(status),
+                createdOn: string(createdOn),
+                updatedOn: string(updatedOn),
+                rawJSON: body[itemStart..<position]
+            ))
+        return true
+    }
+
+    /// The common case, compact JSON: the bytes after the opening quote are exactly `bulkId":`,
+    /// `status":`, `createdOn":` or `updatedOn":`. Matching them as words skips scanning the key and
+    /// the colon; on a match `position` moves past the colon. Anything else (whitespace, escapes,
+    /// other keys) returns nil without moving and takes the general path.
+    @inline(__always)
+    private mutating func compactItemField() -> Int? {
+        guard position &+ 11 <= count else { return nil }
+        let raw = UnsafeRawPointer(base + position)
+        let head = raw.loadUnaligned(as: UInt64.self).littleEndian
+        switch head {
+        case 0x3A22_6449_6B6C_7562:  // bulkId":
+            position &+= 8
+            return 0
+        case 0x3A22_7375_7461_7473:  // status":
+            position &+= 8
+            return 1
+        case 0x4F64_6574_6165_7263, 0x4F64_6574_6164_7075:  // createdO, updatedO
+            guard raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self).littleEndian == 0x226E,  // n"
+                raw.load(fromByteOffset: 10, as: UInt8.self) == Byte.colon
+            else { return nil }
+            position &+= 11
+            return head == 0x4F64_6574_6165_7263 ? 2 : 3
+        default:
+            return nil
+        }
+    }
+
+    /// Which of the four item fields a key names: 0 bulkId, 1 status, 2 createdOn, 3 updatedOn, -1 other.
+    /// Unescaped keys are compared as little-endian words (a byte loop here cost ~100 instructions per
+    /// item); the constants are the names' bytes, checked by the conformance tests.
+    @inline(__always)
+    private func itemField(start: Int, end: Int, escaped: Bool) -> Int {
+        if escaped {
+            let key = unescapedBytes(start: start, end: end)
+            for (index, name) in ["bulkId", "status", "createdOn", "updatedOn"].enumerated()
+            where key.elementsEqual(name.utf8) {
+                return index
+            }
+            return -1
+        }
+        let raw = UnsafeRawPointer(base + start)
+        switch end - start {
+        case 6:
+            let head = raw.loadUnaligned(as: UInt32.self).littleEndian
+            let tail = raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self).littleEndian
+            if head == 0x6B6C_7562 && tail == 0x6449 { return 0 }  // "bulk" "Id"
+            if head == 0x7461_7473 && tail == 0x7375 { return 1 }  // "stat" "us"
+        case 9:
+            guard raw.load(fromByteOffset: 8, as: UInt8.self) == 0x6E else { return -1 }  // "n"
+            let head = raw.loadUnaligned(as: UInt64.self).littleEndian
+            if head == 0x4F64_6574_6165_7263 { return 2 }  // "createdO"
+            if head == 0x4F64_6574_6164_7075 { return 3 }  // "updatedO"
+        default:
+            break
+        }
+        return -1
+    }
+
+    /// Reads a value in field position: scalars are recorded, containers validated and dropped.
+    @inline(__always)
+    private mutating func parseField(depth: Int) throws(BulkDecodingError) -> FieldSlot {
+        guard position < count else { throw truncated() }
+        let first = base[position]
+        if first == Byte.quote {
+            position += 1
+            let start = position
+            let escaped = try scanString()
+            return FieldSlot(kind: escaped ? .escapedString : .plainString, start: start, end: position - 1)
+        }
+        let start = position
+        switch first {
+        case 0x6E:  // n
+            try expectLiteral("null")
+            return FieldSlot()
+        case 0x74:  // t
+            try expectLiteral("true")
+        case 0x66:  // f
+            try expectLiteral("false")
+        case Byte.minus, Byte.zero...Byte.nine:
+            try scanNumber()
+        default:
+            try skipValue(depth: depth)
+            return FieldSlot()
+        }
+        return FieldSlot(kind: .literal, start: start, end: position)
+    }
+
+    // MARK: Strings
+
+    /// Builds the value of a slot (already validated, so this cannot fail for a non-empty slot).
+    @inline(__always)
+    private func string(_ slot: FieldSlot) -> String? {
+        switch slot.kind {
+        case .none:
+            return nil
+        case .plainString, .literal:
+            return String(
+                decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
+        case .escapedString:
+            return String(decoding: unescapedBytes(start: slot.start, end: slot.end), as: UTF8.self)
+        }
+    }
+
+    /// `status` has a handful of distinct values across 100k items: reuse the first `String` built for
+    /// each spelling instead of building one per item.
+    @inline(__always)
+    private mutating func internedStatus(_ slot: FieldSlot) -> String? {
+        guard slot.kind == .plainString else { return string(slot) }
+        if let cached = statusCache.lookup(base: base, start: slot.start, end: slot.end) {
+            return cached
+        }
+        let value = String(
+            decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
+        statusCache.insert(start: slot.start, end: slot.end, value: value)
+        return value
+    }
+
+    /// Scans a string body; `position` is just after the opening quote and ends just after the closing
+    /// one. Validates UTF-8, escapes and control characters. Returns whether any escape was seen.
+    @inline(__always)
+    private mutating func scanString() throws(BulkDecodingError) -> Bool {
+        var index = position
+        var escaped = false
+        while true {
+            // Eight bytes at a time until one is a quote, a backslash, a control character or non-ASCII.
+            while index &+ 8 <= count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                let flags = Self.specialBytes(word)
+                if flags != 0 {
+                    index &+= Int(flags.trailingZeroBitCount &>> 3)
+                    break
+                }
+                index &+= 8
+            }
+            guard index < count else {
+                position = count
+                throw truncated()
+            }
+            let byte = base[index]
+            if byte == Byte.quote {
+                position = index &+ 1
+                return escaped
+            } else if byte == Byte.backslash {
+                escaped = true
+                index = try validateEscape(at: index)
+            } else if byte >= 0x80 {
+                index = try validateUTF8(at: index)
+            } else if byte < 0x20 {
+                position = index
+                throw error(.invalidString, "unescaped control character in a string")
+            } else {
+                index &+= 1
+            }
+        }
+    }
+
+    /// High bit set in the lowest byte of `word` that is `"`, `\`, below 0x20 or above 0x7F (higher bytes
+    /// may be flagged spuriously, which is why only the lowest is used).
+    @inline(__always)
+    private static func specialBytes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quotes = word ^ (ones &* 0x22)
+        let backslashes = word ^ (ones &* 0x5C)
+        let hasQuote = (quotes &- ones) & ~quotes
+        let hasBackslash = (backslashes &- ones) & ~backslashes
+        let hasControl = (word &- ones &* 0x20) & ~word
+        return (hasQuote | hasBackslash | hasControl | word) & (ones &* 0x80)
+    }
+
+    /// Validates the escape at `index` (a backslash); returns the index after it.
+    private mutating func validateEscape(at index: Int) throws(BulkDecodingError) -> Int {
+        guard index + 1 < count else {
+            position = count
+            throw truncated()
+        }
+        switch base[index + 1] {
+        case Byte.quote, Byte.backslash, Byte.slash, 0x62, 0x66, 0x6E, 0x72, 0x74:  // " \ / b f n r t
+            return index + 2
+        case 0x75:  // u
+            let unit = try hex4(at: index + 2)
+            if unit >= 0xDC00 && unit <= 0xDFFF {
+                position = index
+                throw error(.invalidString, "lone low surrogate escape")
+            }
+            guard unit >= 0xD800 && unit <= 0xDBFF else { return index + 6 }
+            guard index + 7 < count else {
+                position = count
+                throw truncated()
+            }
+            guard base[index + 6] == Byte.backslash && base[index + 7] == 0x75 else {
+                position = index
+                throw error(.invalidString, "lone high surrogate escape")
+            }
+            let low = try hex4(at: index + 8)
+            guard low >= 0xDC00 && low <= 0xDFFF else {
+                position = index
+                throw error(.invalidString, "lone high surrogate escape")
+            }
+            return index + 12
+        default:
+            position = index
+            throw error(.invalidString, "invalid escape")
+        }
+    }
+
+    private mutating func hex4(at index: Int) throws(BulkDecodingError) -> UInt32 {
+        guard index + 4 <= count else {
+            position = count
+            throw truncated()
+        }
+        var value: UInt32 = 0
+        for offset in 0..<4 {
+            guard let digit = Self.hexValue(base[index + offset]) else {
+                position = index + offset
+                throw error(.invalidString, "invalid \\u escape")
+            }
+            value = value << 4 | digit
+        }
+        return value
+    }
+
+    @inline(__always)
+    private static func hexValue(_ byte: UInt8) -> UInt32? {
+        switch byte {
+        case 0x30...0x39: UInt32(byte - 0x30)
+        case 0x41...0x46: UInt32(byte - 0x41 + 10)
+        case 0x61...0x66: UInt32(byte - 0x61 + 10)
+        default: nil
+        }
+    }
+
+    /// Validates one multi-byte UTF-8 sequence starting at `index` (Unicode Table 3-7: no overlongs, no
+    /// surrogates, nothing above U+10FFFF); returns the index after it.
+    private mutating func validateUTF8(at index: Int) throws(BulkDecodingError) -> Int {
+        let lead = base[index]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED:
+            length = 3
+            high = 0x9F
+        case 0xF0:
+            length = 4
+            low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4:
+            length = 4
+            high = 0x8F
+        default:
+            position = index
+            throw error(.invalidUTF8, "invalid UTF-8 lead byte")
+        }
+        guard index + length <= count else {
+            position = count
+            throw truncated()
+        }
+        let second = base[index + 1]
+        guard second >= low && second <= high else {
+            position = index
+            throw error(.invalidUTF8, "invalid UTF-8 sequence")
+        }
+        for offset in 2..<max(length, 2) where base[index + offset] & 0xC0 != 0x80 {
+            position = index
+            throw error(.invalidUTF8, "invalid UTF-8 sequence")
+        }
+        return index + length
+    }
+
+    /// Decodes the escapes of an already validated string body.
+    private func unescapedBytes(start: Int, end: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(end - start)
+        var index = start
+        while index < end {
+            let byte = base[index]
+            guard byte == Byte.backslash else {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            let kind = base[index + 1]
+            index += 2
+            switch kind {
+            case 0x62: out.append(0x08)
+            case 0x66: out.append(0x0C)
+            case 0x6E: out.append(0x0A)
+            case 0x72: out.append(0x0D)
+            case 0x74: out.append(0x09)
+            case 0x75:
+                var scalar = hex4Unchecked(at: index)
+                index += 4
+                if scalar >= 0xD800 && scalar <= 0xDBFF {
+                    let low = hex4Unchecked(at: index + 2)
+                    index += 6
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                }
+                Self.appendUTF8(scalar, to: &out)
+            default: out.append(kind)  // " \ /
+            }
+        }
+        return out
+    }
+
+    private func hex4Unchecked(at index: Int) -> UInt32 {
+        var value: UInt32 = 0
+        for offset in 0..<4 {
+            value = value << 4 | (Self.hexValue(base[index + offset]) ?? 0)
+        }
+        return value
+    }
+
+    private static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            out.append(UInt8(scalar))
+        case 0x80..<0x800:
+            out.append(UInt8(0xC0 | scalar >> 6))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        case 0x800..<0x10000:
+            out.append(UInt8(0xE0 | scalar >> 12))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        default:
+            out.append(UInt8(0xF0 | scalar >> 18))
+            out.append(UInt8(0x80 | scalar >> 12 & 0x3F))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        }
+    }
+
+    // MARK: Generic values
+
+    /// Validates and skips any value. `depth` is the nesting of the container holding it.
+    private mutating func skipValue(depth: Int) throws(BulkDecodingError) {
+        guard position < count else { throw truncated() }
+        switch base[position] {
+        case Byte.quote:
+            position += 1
+            _ = try scanString()
+        case Byte.openBrace:
+            try skipObject(depth: depth + 1)
+        case Byte.openBracket:
+            try skipArray(depth: depth + 1)
+        case 0x6E:
+            try expectLiteral("null")
+        case 0x74:
+            try expectLiteral("true")
+        case 0x66:
+            try expectLiteral("false")
+        case Byte.minus, Byte.zero...Byte.nine:
+            try scanNumber()
+        default:
+            throw unexpected("expected a value")
+        }
+    }
+
+    private mutating func skipObject(depth: Int) throws(BulkDecodingError) {
+        guard depth <= BulkListDecoder.maximumDepth else { throw error(.nestingTooDeep, "nesting too deep") }
+        position += 1
+        skipWhitespace()
+        if try peek() == Byte.closeBrace {
+            position += 1
+            return
+        }
+        while true {
+            guard try peek() == Byte.quote else { throw unexpected("expected a key") }
+            position += 1
+            _ = try scanString()
+            skipWhitespace()
+            guard try peek() == Byte.colon else { throw unexpected("expected ':'") }
+            position += 1
+            skipWhitespace()
+            try skipValue(depth: depth)
+            if try endOfMember(close: Byte.closeBrace, what: "'}'") { return }
+        }
+    }
+
+    private mutating func skipArray(depth: Int) throws(BulkDecodingError) {
+        guard depth <= BulkListDecoder.maximumDepth else { throw error(.nestingTooDeep, "nesting too deep") }
+        position += 1
+        skipWhitespace()
+        if try peek() == Byte.closeBracket {
+            position += 1
+            return
+        }
+        while true {
+            try skipValue(depth: depth)
+            if try endOfMember(close: Byte.closeBracket, what: "']'") { return }
+        }
+    }
+
+    /// After a member: consumes `,` (and following whitespace, returning false) or `close` (returning true).
+    @inline(__always)
+    private mutating func endOfMember(close: UInt8, what: String) throws(BulkDecodingError) -> Bool {
+        skipWhitespace()
+        guard position < count else { throw truncated() }
+        let next = base[position]
+        if next == Byte.comma {
+            position += 1
+            skipWhitespace()
+            return false
+        }
+        if next == close {
+            position += 1
+            return true
+        }
+        throw unexpected("expected ',' or \(what)")
+    }
+
+    /// Reads `"key"` and the following `:`; returns the key's byte range and whether it has escapes.
+    private mutating func parseKey() throws(BulkDecodingError) -> (start: Int, end: Int, escaped: Bool) {
+        guard try peek() == Byte.quote else { throw unexpected("expected a key") }
+        position += 1
+        let start = position
+        let escaped = try scanString()
+        let end = position - 1
+        skipWhitespace()
+        guard try peek() == Byte.colon else { throw unexpected("expected ':'") }
+        position += 1
+        skipWhitespace()
+        return (start, end, escaped)
+    }
+
+    private func keyEquals(_ key: (start: Int, end: Int, escaped: Bool), _ name: StaticString) -> Bool {
+        let nameBytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        if key.escaped {
+            return unescapedBytes(start: key.start, end: key.end).elementsEqual(nameBytes)
+        }
+        return UnsafeBufferPointer(start: base + key.start, count: key.end - key.start).elementsEqual(nameBytes)
+    }
+
+    /// Validates a number against the RFC 8259 grammar; the caller checks what follows it.
+    private mutating func scanNumber() throws(BulkDecodingError) {
+        var index = position
+        if base[index] == Byte.minus { index += 1 }
+        guard index < count else { throw truncated() }
+        if base[index] == Byte.zero {
+            index += 1
+        } else if base[index] > Byte.zero && base[index] <= Byte.nine {
+            index = skipDigits(from: index + 1)
+        } else {
+            position = index
+            throw unexpected("invalid number")
+        }
+        if index < count && base[index] == Byte.dot {
+            index += 1
+            guard index < count else { throw truncated() }
+            guard isDigit(base[index]) else {
+                position = index
+                throw unexpected("invalid number")
+            }
+            index = skipDigits(from: index + 1)
+        }
+        if index < count && base[index] | 0x20 == 0x65 {  // e or E
+            index += 1
+            guard index < count else { throw truncated() }
+            if base[index] == Byte.plus || base[index] == Byte.minus { index += 1 }
+            guard index < count else { throw truncated() }
+            guard isDigit(base[index]) else {
+                position = index
+                throw unexpected("invalid number")
+            }
+            index = skipDigits(from: index + 1)
+        }
+        position = index
+    }
+
+    @inline(__always)
+    private func skipDigits(from start: Int) -> Int {
+        var index = start
+        while index < count && isDigit(base[index]) { index += 1 }
+        return index
+    }
+
+    @inline(__always)
+    private func isDigit(_ byte: UInt8) -> Bool {
+        byte &- Byte.zero < 10
+    }
+
+    @inline(__always)
+    private func isNumberStart(_ byte: UInt8) -> Bool {
+        byte == Byte.minus || isDigit(byte)
+    }
+
+    private func isValueStart(_ byte: UInt8) -> Bool {
+        switch byte {
+        case Byte.quote, Byte.openBracket, 0x6E, 0x74, 0x66, Byte.minus, Byte.zero...Byte.nine: true
+        default: false
+        }
+    }
+
+    private mutating func expectLiteral(_ literal: StaticString) throws(BulkDecodingError) {
+        let length = literal.utf8CodeUnitCount
+        let bytes = literal.utf8Start
+        for offset in 0..<length {
+            guard position + offset < count else {
+                position = count
+                throw truncated()
+            }
+            guard base[position + offset] == bytes[offset] else {
+                position += offset
+                throw unexpected("invalid literal")
+            }
+        }
+        position += length
+    }
+
+    // MARK: Whitespace and errors
+
+    @inline(__always)
+    private mutating func skipWhitespace() {
+        while position < count {
+            switch base[position] {
+            case Byte.space, Byte.lineFeed, Byte.carriageReturn, Byte.tab: position += 1
+            default: return
+            }
+        }
+    }
+
+    @inline(__always)
+    private func peek() throws(BulkDecodingError) -> UInt8 {
+        guard position < count else { throw truncated() }
+        return base[position]
+    }
+
+    private func truncated() -> BulkDecodingError {
+        BulkDecodingError(code: .truncated, offset: count, detail: "body ends inside a value")
+    }
+
+    private func error(_ code: BulkDecodingError.Code, _ detail: String) -> BulkDecodingError {
+        BulkDecodingError(code: code, offset: position, detail: detail)
+    }
+
+    /// A syntax error naming the offending byte (printable ASCII as itself, anything else in hex).
+    @inline(never)
+    private func unexpected(_ expectation: String) -> BulkDecodingError {
+        guard position < count else { return truncated() }
+        let byte = base[position]
+        let shown =
+            byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "0x\(String(byte, radix: 16))"
+        return BulkDecodingError(code: .syntax, offset: position, detail: "\(expectation), found \(shown)")
+    }
+}
+
+/// A tiny cache of the `status` strings already built in this body, keyed by their bytes (compared
+/// in place in the body, so no bytes are copied).
+private struct StatusCache {
+    private var entries: [(start: Int, length: Int, value: String)] = []
+    private static let capacity = 16
+
+    @inline(__always)
+    func lookup(base: UnsafePointer<UInt8>, start: Int, end: Int) -> String? {
+        let length = end - start
+        for entry in entries where entry.length == length {
+            if length == 0 || memcmpEqual(base + entry.start, base + start, length) { return entry.value }
+        }
+        return nil
+    }
+
+    mutating func insert(start: Int, end: Int, value: String) {
+        if entries.count < Self.capacity {
+            entries.append((start, end - start, value))
+        }
+    }
+
+    @inline(__always)
+    private func memcmpEqual(_ lhs: UnsafePointer<UInt8>, _ rhs: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        for offset in 0..<length where lhs[offset] != rhs[offset] {
+            return false
+        }
+        return true
+    }
+}

@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import BulkWatchDetect
+
+/// Renders a detected change as the CloudEvents 1.0 JSON object of DESIGN.md §4.
+///
+/// Built by appending bytes rather than through `JSONEncoder`: `data` must be the item's raw
+/// bytes as received (unknown fields kept, key order kept), which an encoder round trip would
+/// not preserve, and a first poll of 100k items should not pay for 100k encoder runs.
+enum CloudEventEncoder {
+    static func encode(
+        _ change: DetectedChange, source: String, sequence: Int64, time: String, incarnation: Int64 = 0
+    ) -> JournalEvent {
+        let item = change.item
+        let id = stableID(source: source, change: change, incarnation: incarnation)
+        let type = "bulk.\(change.kind.rawValue)"
+        var out: [UInt8] = []
+        out.reserveCapacity(item.rawJSON.count + source.utf8.count + 320)
+        out.append(contentsOf: #"{"specversion":"1.0","id":""#.utf8)
+        out.append(contentsOf: id.utf8)
+        out.append(contentsOf: #"","source":"#.utf8)
+        JSONText.appendString(withoutUserinfo(source), to: &out)
+        out.append(contentsOf: #","type":""#.utf8)
+        out.append(contentsOf: type.utf8)
+        out.append(contentsOf: #"","subject":"#.utf8)
+        JSONText.appendString(item.bulkId, to: &out)
+        out.append(contentsOf: #","time":""#.utf8)
+        out.append(contentsOf: time.utf8)
+        out.append(contentsOf: #"","datacontenttype":"application/json","sequence":""#.utf8)
+        out.append(contentsOf: String(sequence).utf8)
+        out.append(contentsOf: #"","data":"#.utf8)
+        appendData(item.rawJSON, previous: change.previous, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return JournalEvent(sequence: sequence, id: id, kind: change.kind, subject: item.bulkId, time: time, body: out)
+    }
+
+    /// The item object with `"previous"` added as its last member.
+    private static func appendData(_ raw: ArraySlice<UInt8>, previous: PreviousState?, to out: inout [UInt8]) {
+        var end = raw.endIndex
+        while end > raw.startIndex, raw[end - 1] != UInt8(ascii: "}") { end -= 1 }
+        var start = raw.startIndex
+        while start < end, raw[start] != UInt8(ascii: "{") { start += 1 }
+        guard end > start else {
+            // Not an object (cannot happen for decoded items): keep the event valid regardless.
+            out.append(contentsOf: #"{"previous":null}"#.utf8)
+            return
+        }
+        let body = raw[start..<(end - 1)]
+        out.append(contentsOf: body)
+        let isEmptyObject = body.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        if !isEmptyObject { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: #""previous":"#.utf8)
+        if let previous {
+            out.append(contentsOf: #"{"status":"#.utf8)
+            JSONText.appendOptionalString(previous.status, to: &out)
+            out.append(contentsOf: #","updatedOn":"#.utf8)
+            JSONText.appendOptionalString(previous.updatedOn, to: &out)
+            out.append(UInt8(ascii: "}"))
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// `source` without `user:pass@`: the event goes to every sink, and a credential must never
+    /// travel with it (issue 11). Configuration already refuses such endpoints; this holds even for
+    /// a source set some other way. The id keeps using `source` as given, so it stays stable.
+    static func withoutUserinfo(_ source: String) -> String {
+        guard let schemeEnd = source.range(of: "://") else { return source }
+        let rest = source[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return source }
+        return String(source[..<schemeEnd.upperBound]) + rest[rest.index(after: at)...]
+    }
+
+    /// A UUID-shaped id from SHA-256 of (source, bulkId, incarnation, type, status, updatedOn): the same
+    /// change always gets the same id, across retries, replays and restarts, so receivers can dedupe.
+    ///
+    /// The first incarnation (0) hashes exactly what ids were made of before incarnations existed, so
+    /// receivers that stored those ids see no change; a later one adds its number as a part of its own
+    /// after the bulkId.
+    static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
+        var hasher = SHA256()
+        let separator: [UInt8] = [0]
+        var parts = [
+            source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? "",
+        ]
+        if incarnation != 0 { parts.insert(String(incarnation), at: 2) }
+        for part in parts {
+            var part = part
+            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+            hasher.update(data: separator)
+        }
+        var bytes = Array(hasher.finalize().prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x80  // UUID version 8: custom, name-based
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+        // 8-4-4-4-12 hex digits written straight into the string's storage: this runs once per
+        // event, 100k times on a first poll, so no per-byte Strings.
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var position = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    out[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                out[position] = hexDigits[Int(byte >> 4)]
+                out[position + 1] = hexDigits[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
+        }
+    }
+}
+
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+/// Minimal JSON string writing for the hand-built event bodies.
+package enum JSONText {
+    static func appendOptionalString(_ value: String?, to out: inout [UInt8]) {
+        if let value { appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
+    }
+
+    package static func appendString(_ value: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0..<0x20:
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}

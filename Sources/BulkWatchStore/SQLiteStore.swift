@@ -1,0 +1,749 @@
+package import Foundation
+import GRDB
+import Synchronization
+package import BulkWatchDetect
+import BulkWatchSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Why the state could not be opened or written. One line, with the path.
+package struct JournalError: Error, Sendable, CustomStringConvertible {
+    package var description: String
+}
+
+/// The embedded ``Store``: everything in one SQLite file (DESIGN.md §1), the default.
+///
+/// A poll's events and its snapshot delta are committed in **one transaction** (WAL,
+/// `synchronous=FULL`), so after a crash either both are there or neither is. The commit only
+/// appends: events under their sequence (no secondary index), one delta blob for the snapshot
+/// (``SnapshotCodec``), one row of counters per target. ``maintain(target:snapshot:)`` folds the
+/// deltas into a new image once they outgrow it, and checkpoints the WAL, between polls.
+///
+/// All work runs on GRDB's own serial writer queue and reader pool, never on the cooperative
+/// thread pool: a 100k-item commit does not stall the tasks that fetch, deliver or serve
+/// `/metrics`. Sinks read concurrently through WAL readers. The file (and SQLite's `-wal`/`-shm`,
+/// which inherit its mode) is created 0600.
+package final class SQLiteStore: Store {
+    package let path: String
+    package var location: String { path }
+    private let pool: DatabasePool
+    /// Bytes of each target's image and of the deltas written after it, to decide when to compact.
+    private let sizes = Mutex<[String: (image: Int, deltas: Int)]>([:])
+
+    /// Opens or creates the state, migrating it to the current schema.
+    package init(path: String) throws {
+        try StateFileCheck.verify(path)
+        self.path = path
+        try Self.createPrivately(path)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA cache_size = -8192")
+            // No checkpoint inside a poll's commit: maintain() checkpoints after it, once the events
+            // are on their way to the sinks.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+        }
+        configuration.busyMode = .timeout(10)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrate(pool)
+        } catch let error as DatabaseError {
+            throw JournalError(description: "cannot open state database \(path): \(error.message ?? "\(error)")")
+        }
+    }
+
+    /// Brings the schema up to date. Another process may be doing the same at the same moment (a watcher
+    /// starting while `bulkwatch events` opens the state): each migration is one transaction, so the one
+    /// that loses the race fails and rolls back, and finds the schema complete when it looks again.
+    private static func migrate(_ pool: DatabasePool) throws {
+        if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            guard try pool.read({ try migrator.hasCompletedMigrations($0) }) else { throw error }
+        }
+    }
+
+    /// Creates the file with mode 0600 before SQLite does, so it never exists with looser rights.
+    private static func createPrivately(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw JournalError(description: "cannot open state database \(path): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE snapshot (
+                        target TEXT NOT NULL,
+                        bulk_id TEXT NOT NULL,
+                        status TEXT,
+                        created_on TEXT,
+                        updated_on TEXT,
+                        raw BLOB NOT NULL,
+                        absent_polls INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (target, bulk_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE targets (
+                        target TEXT PRIMARY KEY,
+                        successful_polls INTEGER NOT NULL DEFAULT 0,
+                        last_success TEXT,
+                        removal_guarded TEXT NOT NULL DEFAULT ''
+                    );
+                    CREATE TABLE events (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL UNIQUE,
+                        target TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        time TEXT NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    CREATE INDEX events_subject ON events(subject);
+                    CREATE TABLE cursors (
+                        sink TEXT PRIMARY KEY,
+                        seq INTEGER NOT NULL,
+                        updated_at TEXT,
+                        last_error TEXT
+                    );
+                    CREATE TABLE dead_letters (
+                        sink TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        event_id TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        dead_at TEXT NOT NULL,
+                        PRIMARY KEY (sink, seq)
+                    );
+                    """)
+        }
+        migrator.registerMigration("v2-spine") { db in
+            // Sequences only grow (DESIGN.md §1): the last number assigned lives in a row of its own, so
+            // pruning every event cannot bring `MAX(seq)` back under the sinks' cursors. An existing journal
+            // continues after the highest number any table has seen, which also repairs one that restarted.
+            let highest =
+                try Int64.fetchOne(
+                    db,
+                    sql: """
+                        SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events UNION ALL SELECT MAX(seq) FROM cursors
+                            UNION ALL SELECT MAX(seq) FROM dead_letters)
+                        """) ?? 0
+            try db.execute(
+                sql: """
+                    CREATE TABLE journal (
+                        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                        journal_id TEXT NOT NULL,
+                        last_sequence INTEGER NOT NULL
+                    );
+                    INSERT INTO journal (singleton, journal_id, last_sequence) VALUES (1, ?, ?);
+                    CREATE TABLE events_v2 (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        time TEXT NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    INSERT INTO events_v2 SELECT seq, id, target, type, subject, time, body FROM events;
+                    DROP TABLE events;
+                    ALTER TABLE events_v2 RENAME TO events;
+                    CREATE INDEX events_subject ON events(subject);
+                    CREATE TABLE incarnations (
+                        target TEXT NOT NULL,
+                        bulk_id TEXT NOT NULL,
+                        incarnation INTEGER NOT NULL,
+                        expired_at TEXT,
+                        PRIMARY KEY (target, bulk_id)
+                    ) WITHOUT ROWID;
+                    ALTER TABLE cursors ADD COLUMN rewound INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE cursors ADD COLUMN configured INTEGER NOT NULL DEFAULT 1;
+                    """, arguments: [UUID().uuidString.lowercased(), highest])
+        }
+        migrator.registerMigration("v3-append-only") { db in
+            // The snapshot moves from one row per item (rewritten at random keys on every poll) to an
+            // image plus appended deltas; existing rows become each target's first image.
+            try db.execute(
+                sql: """
+                    CREATE TABLE snapshot_images (
+                        target TEXT PRIMARY KEY,
+                        through_delta INTEGER NOT NULL,
+                        image BLOB NOT NULL
+                    );
+                    CREATE TABLE snapshot_deltas (
+                        id INTEGER PRIMARY KEY,
+                        target TEXT NOT NULL,
+                        delta BLOB NOT NULL
+                    );
+                    CREATE INDEX snapshot_deltas_by_target ON snapshot_deltas(target, id);
+                    DROP INDEX IF EXISTS events_subject;
+                    """)
+            let targets = try String.fetchAll(db, sql: "SELECT DISTINCT target FROM snapshot")
+            for target in targets {
+                var tracked: [TrackedItem] = []
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT bulk_id, status, created_on, updated_on, raw, absent_polls FROM snapshot
+                        WHERE target = ? ORDER BY rowid
+                        """, arguments: [target])
+                while let row = try rows.next() {
+                    let raw: Data = row[4]
+                    tracked.append(
+                        TrackedItem(
+                            item: BulkItem(
+                                bulkId: row[0], status: row[1], createdOn: row[2], updatedOn: row[3],
+                                rawJSON: Array(raw)[...]),
+                            absentPolls: row[5]))
+                }
+                let guardedText =
+                    try String.fetchOne(
+                        db, sql: "SELECT removal_guarded FROM targets WHERE target = ?", arguments: [target])
+                    ?? ""
+                let guarded = (try? JSONDecoder().decode([String].self, from: Data(guardedText.utf8))) ?? []
+                let image = SnapshotCodec.image(of: Snapshot(tracked: tracked, removalGuarded: guarded))
+                try db.execute(
+                    sql: "INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, 0, ?)",
+                    arguments: [target, Data(image)])
+            }
+            try db.execute(sql: "DROP TABLE snapshot")
+        }
+        // Issue 15: how many events each sink's filter passed over (`bulkwatch deliveries`).
+        migrator.registerMigration("sink-filtered-count") { db in
+            try db.execute(sql: "ALTER TABLE cursors ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
+        }
+        return migrator
+    }
+
+    /// A random id given to this journal when it was created. A state file that was moved aside and
+    /// replaced is a new journal with a new id, even though its sequences start again from 1.
+    package func journalID() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "SELECT journal_id FROM journal") ?? "" }
+    }
+
+    // MARK: - Snapshot
+
+    package func loadSnapshot(target: String) async throws -> StoredSnapshot {
+        let (stored, imageBytes, deltaBytes) = try await pool.read { db -> (StoredSnapshot, Int, Int) in
+            let imageRow = try Row.fetchOne(
+                db, sql: "SELECT through_delta, image FROM snapshot_images WHERE target = ?", arguments: [target])
+            let through: Int64 = imageRow?[0] ?? 0
+            let image: [UInt8]? = (imageRow?[1] as Data?).map { Array($0) }
+            var deltas: [[UInt8]] = []
+            var deltaBytes = 0
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? AND id > ? ORDER BY id",
+                arguments: [target, through])
+            while let row = try rows.next() {
+                let delta = Array(row[0] as Data)
+                deltaBytes += delta.count
+                deltas.append(delta)
+            }
+            let polls =
+                try Int.fetchOne(
+                    db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
+            let snapshot = try SnapshotCodec.snapshot(image: image, deltas: deltas)
+            return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), image?.count ?? 0, deltaBytes)
+        }
+        sizes.withLock { $0[target] = (imageBytes, deltaBytes) }
+        return stored
+    }
+
+    /// Commits one successful poll: one delta, the new events, the target's counters, atomically.
+    package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+        try Self.requireExclusive(fence)
+        let outcome = poll.outcome
+        let delta = SnapshotCodec.delta(
+            of: outcome, guarded: outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil)
+        let time = RFC3339.millisecondsUTC(poll.detectedAt)
+        let target = poll.target
+        let source = poll.source
+        let stored = try await pool.write { db -> [JournalEvent] in
+            try db.execute(
+                sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)", arguments: [target, Data(delta)])
+            try db.execute(
+                sql: """
+                    INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
+                    ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
+                        last_success = excluded.last_success
+                    """, arguments: [target, time])
+            var next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            var incarnations = try IncarnationBook(db, target: target)
+            var stored: [JournalEvent] = []
+            stored.reserveCapacity(outcome.changes.count)
+            for change in outcome.changes {
+                let incarnation = try incarnations.incarnation(of: change, at: time)
+                let event = CloudEventEncoder.encode(
+                    change, source: source, sequence: next, time: time, incarnation: incarnation)
+                try insert.execute(arguments: [
+                    event.sequence, event.id, target, event.type, event.subject, event.time, Data(event.body),
+                ])
+                stored.append(event)
+                next += 1
+            }
+            if !stored.isEmpty {
+                try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
+            }
+            return stored
+        }
+        sizes.withLock { sizes in
+            var entry = sizes[target] ?? (0, 0)
+            entry.deltas += delta.count
+            sizes[target] = entry
+        }
+        return stored
+    }
+
+    /// Folds `target`'s deltas into a new image once they are larger than half the image (at least
+    /// 1 MiB), so the load stays about one image long; then checkpoints the WAL (passive: it never
+    /// waits for readers), so the WAL stays small.
+    package func maintain(target: String, snapshot: Snapshot) async throws {
+        let due = sizes.withLock { sizes -> Bool in
+            guard let entry = sizes[target] else { return false }
+            return entry.deltas > max(1 << 20, entry.image / 2)
+        }
+        if due {
+            let image = SnapshotCodec.image(of: snapshot)
+            try await pool.write { db in
+                let through =
+                    try Int64.fetchOne(
+                        db, sql: "SELECT MAX(id) FROM snapshot_deltas WHERE target = ?", arguments: [target]) ?? 0
+                try db.execute(
+                    sql: """
+                        INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, ?)
+                        ON CONFLICT (target) DO UPDATE SET through_delta = excluded.through_delta,
+                            image = excluded.image
+                        """, arguments: [target, through, Data(image)])
+                try db.execute(
+                    sql: "DELETE FROM snapshot_deltas WHERE target = ? AND id <= ?", arguments: [target, through])
+            }
+            sizes.withLock { $0[target] = (image.count, 0) }
+        }
+        try await checkpoint()
+    }
+
+    /// SQLite has one writer, guarded by ``StateLock`` for the process's lifetime: that is its fence.
+    private static func requireExclusive(_ fence: StoreFence) throws {
+        guard fence == .exclusive else { throw FencedOut(fence: fence) }
+    }
+
+    // MARK: - Reading events
+
+    private static func appendConditions(
+        _ filter: EventFilter, to sql: inout String, _ arguments: inout StatementArguments
+    ) {
+        if let kinds = filter.kinds {
+            sql += " AND type IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
+            for kind in kinds { _ = arguments.append(contentsOf: ["bulk.\(kind.rawValue)"]) }
+        }
+        if let subject = filter.subject {
+            sql += " AND subject = ?"
+            _ = arguments.append(contentsOf: [subject])
+        }
+        if let targets = filter.targets {
+            sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+            for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
+        }
+    }
+
+    package func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
+        try await pool.read { db in try Self.events(db, after: after, limit: limit, filter: filter) }
+    }
+
+    /// The one query behind ``events(after:limit:filter:)`` and ``routableEvents(after:limit:targets:)``;
+    /// every event carries its target.
+    private static func events(_ db: Database, after: Int64, limit: Int, filter: EventFilter) throws
+        -> [JournalEvent]
+    {
+        var sql = "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq > ?"
+        var arguments: StatementArguments = [after]
+        appendConditions(filter, to: &sql, &arguments)
+        sql += " ORDER BY seq LIMIT ?"
+        _ = arguments.append(contentsOf: [limit])
+        return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+            var event = Self.event(from: row)
+            event?.target = row[6]
+            return event
+        }
+    }
+
+    private static func event(from row: Row) -> JournalEvent? {
+        let type: String = row[2]
+        guard let kind = JournalEvent.Kind(type: type) else { return nil }
+        let body: Data = row[5]
+        return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
+    }
+
+    package func count(after: Int64, filter: EventFilter) async throws -> Int {
+        try await pool.read { db in
+            var sql = "SELECT COUNT(*) FROM events WHERE seq > ?"
+            var arguments: StatementArguments = [after]
+            Self.appendConditions(filter, to: &sql, &arguments)
+            return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+        }
+    }
+
+    package func lastSequence() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0 }
+    }
+
+    package func event(sequence: Int64) async throws -> JournalEvent? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE seq = ?", arguments: [sequence]
+            ).flatMap(Self.event(from:))
+        }
+    }
+
+    /// The journaled event with CloudEvents id `id`, if still retained. A scan: only operator commands
+    /// look events up by id, and the commit path keeps no index for them.
+    package func event(id: String) async throws -> JournalEvent? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1",
+                arguments: [id]
+            ).flatMap(Self.event(from:))
+        }
+    }
+
+    package func routableEvents(after: Int64, limit: Int, targets: Set<String>?) async throws -> [JournalEvent] {
+        try await events(after: after, limit: limit, filter: EventFilter(targets: targets))
+    }
+
+    package func append(operational event: OperationalEvent, target: String, source: String, fence: StoreFence)
+        async throws -> JournalEvent?
+    {
+        try Self.requireExclusive(fence)
+        return try await pool.write { db in
+            let next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
+            let stored = event.encoded(source: source, sequence: next)
+            // Rare (once per outage), so a scan for the stable id is cheaper than an index on every event.
+            let seen =
+                try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target = ? AND type = ? AND id = ?)",
+                    arguments: [target, stored.type, stored.id]) ?? false
+            guard !seen else { return nil }
+            try db.execute(
+                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    stored.sequence, stored.id, target, stored.type, stored.subject, stored.time, Data(stored.body),
+                ])
+            try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next])
+            return stored
+        }
+    }
+
+    package func openOutage(target: String) async throws -> (since: Date, failedAttempts: Int)? {
+        try await pool.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT type, body FROM events WHERE target = ?
+                        AND type IN ('bulkwatch.target.failing', 'bulkwatch.target.recovered')
+                    ORDER BY seq DESC LIMIT 1
+                    """, arguments: [target])
+            guard let row, row[0] == JournalEvent.Kind.targetFailing.type else { return nil }
+            let body: Data = row[1]
+            let data = EventFields.object(Array(body))?["data"] as? [String: Any]
+            guard let since = (data?["since"] as? String).flatMap(Timestamp.instantMillis) else { return nil }
+            let attempts = (data?["failedAttempts"] as? Int) ?? 0
+            return (Date(timeIntervalSince1970: Double(since) / 1000), attempts)
+        }
+    }
+
+    // MARK: - Cursors
+
+    package func cursorState(sink: String) async throws -> CursorState? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT seq, rewound FROM cursors WHERE sink = ?", arguments: [sink]).map {
+                row in CursorState(sequence: row[0], rewound: (row[1] as Int64? ?? 0) != 0)
+            }
+        }
+    }
+
+    package func recordSinkError(sink: String, message: String) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO cursors (sink, seq, last_error) VALUES (?, 0, ?)
+                    ON CONFLICT (sink) DO UPDATE SET last_error = excluded.last_error
+                    """, arguments: [sink, message])
+        }
+    }
+
+    package func advanceCursor(
+        sink: String, from expected: Int64, to sequence: Int64, filtered: Int, fence: StoreFence
+    ) async throws -> Bool {
+        try Self.requireExclusive(fence)
+        return try await writeCursor { db in
+            guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence) else { return false }
+            if filtered > 0 {
+                try db.execute(
+                    sql: "UPDATE cursors SET filtered = filtered + ? WHERE sink = ?", arguments: [filtered, sink])
+            }
+            return true
+        }
+    }
+
+    package func filteredCounts() async throws -> [String: Int64] {
+        try await pool.read { db in
+            var counts: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT sink, filtered FROM cursors") {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
+    private static func compareAndSetCursor(_ db: Database, sink: String, expected: Int64, to sequence: Int64) throws
+        -> Bool
+    {
+        let stored = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) ?? 0
+        guard stored == expected else { return false }
+        try storeCursor(db, sink: sink, sequence: sequence)
+        return true
+    }
+
+    private static func storeCursor(_ db: Database, sink: String, sequence: Int64, rewound: Bool = false) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO cursors (sink, seq, updated_at, last_error, rewound) VALUES (?, ?, ?, NULL, ?)
+                ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
+                    last_error = NULL, rewound = excluded.rewound
+                """, arguments: [sink, sequence, RFC3339.millisecondsUTC(Date()), rewound ? 1 : 0])
+    }
+
+    /// Runs a cursor-only write with `synchronous=NORMAL`: still atomic and crash-safe (WAL), but
+    /// without an fsync per delivered event. A power cut can only lose the newest cursor moves,
+    /// which means re-delivering those events with their same stable ids (at-least-once, as
+    /// DESIGN.md §1 promises); events and snapshots keep `synchronous=FULL`.
+    private func writeCursor<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    package func rewindCursor(sink: String, to sequence: Int64) async throws {
+        try await writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence, rewound: true) }
+    }
+
+    package func markConfiguredSinks(_ names: [String]) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE cursors SET configured = 0")
+            for name in names {
+                try db.execute(
+                    sql: """
+                        INSERT INTO cursors (sink, seq, configured) VALUES (?, 0, 1)
+                        ON CONFLICT (sink) DO UPDATE SET configured = 1
+                        """, arguments: [name])
+            }
+        }
+    }
+
+    // MARK: - Dead letters
+
+    package func deadLetter(
+        sink: String, events: [JournalEvent], reason: String, attempts: Int, cursorFrom expected: Int64,
+        fence: StoreFence
+    ) async throws -> Bool {
+        try Self.requireExclusive(fence)
+        guard let last = events.last else { return true }
+        let now = RFC3339.millisecondsUTC(Date())
+        return try await pool.write { db in
+            guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: last.sequence) else {
+                return false
+            }
+            for event in events {
+                try db.execute(
+                    sql: """
+                        INSERT OR REPLACE INTO dead_letters (sink, seq, event_id, reason, attempts, dead_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """, arguments: [sink, event.sequence, event.id, reason, attempts, now])
+            }
+            try db.execute(
+                sql: "UPDATE cursors SET last_error = ? WHERE sink = ?",
+                arguments: ["dead-lettered: \(reason)", sink])
+            return true
+        }
+    }
+
+    package func deadLetters(sink: String?) async throws -> [DeadLetter] {
+        try await pool.read { db in
+            var sql = """
+                SELECT d.sink, d.seq, d.event_id, d.reason, d.attempts, d.dead_at, e.id, e.type, e.subject, e.time,
+                    e.body
+                FROM dead_letters d LEFT JOIN events e ON e.seq = d.seq
+                """
+            var arguments: StatementArguments = []
+            if let sink {
+                sql += " WHERE d.sink = ?"
+                arguments = [sink]
+            }
+            sql += " ORDER BY d.sink, d.seq"
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                var event: JournalEvent?
+                if let id: String = row[6], let type: String = row[7],
+                    let kind = JournalEvent.Kind(type: type),
+                    let body: Data = row[10]
+                {
+                    event = JournalEvent(
+                        sequence: row[1], id: id, kind: kind, subject: row[8], time: row[9], body: Array(body))
+                }
+                return DeadLetter(
+                    sink: row[0], sequence: row[1], eventID: row[2], reason: row[3], attempts: row[4],
+                    deadAt: row[5], event: event)
+            }
+        }
+    }
+
+    @discardableResult
+    package func removeDeadLetter(sink: String, sequence: Int64) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM dead_letters WHERE sink = ? AND seq = ?", arguments: [sink, sequence])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Sink status
+
+    package func sinkStatuses() async throws -> [SinkStatus] {
+        try await pool.read { db in
+            let last = try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.sink, c.seq, c.last_error, c.updated_at,
+                        (SELECT COUNT(*) FROM dead_letters d WHERE d.sink = s.sink), COALESCE(c.configured, 0)
+                    FROM (SELECT sink FROM cursors UNION SELECT sink FROM dead_letters) s
+                    LEFT JOIN cursors c ON c.sink = s.sink
+                    ORDER BY s.sink
+                    """)
+            return rows.map { row in
+                let cursor: Int64 = row[1] ?? 0
+                return SinkStatus(
+                    sink: row[0], cursor: cursor, lag: max(0, last - cursor), lastError: row[2], deadLetters: row[4],
+                    updatedAt: row[3], stale: (row[5] as Int64) == 0)
+            }
+        }
+    }
+
+    // MARK: - Retention
+
+    @discardableResult
+    package func prune(target: String, olderThan cutoff: Date, sinks: [String], incarnationCutoff: Date? = nil)
+        async throws -> Int
+    {
+        let cutoffText = RFC3339.millisecondsUTC(cutoff)
+        let incarnationText = incarnationCutoff.map(RFC3339.millisecondsUTC)
+        return try await pool.write { db in
+            var delivered = Int64.max
+            for sink in sinks {
+                let cursor = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink])
+                delivered = min(delivered, cursor ?? 0)
+            }
+            try db.execute(
+                sql: """
+                    DELETE FROM events WHERE target = ? AND time < ? AND seq <= ?
+                        AND seq NOT IN (SELECT seq FROM dead_letters)
+                    """,
+                arguments: [target, cutoffText, delivered])
+            let removed = db.changesCount
+            if let incarnationText {
+                try db.execute(
+                    sql: "DELETE FROM incarnations WHERE target = ? AND expired_at IS NOT NULL AND expired_at < ?",
+                    arguments: [target, incarnationText])
+            }
+            return removed
+        }
+    }
+
+    /// Copies committed WAL pages into the database file (passive: never waits for readers).
+    package func checkpoint() async throws {
+        try await pool.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+    }
+
+    /// Every retained event, read on the calling thread: for tools and test probes that cannot await
+    /// (a condition polled from a synchronous closure while another process writes the file).
+    package func allEventsBlocking() throws -> [JournalEvent] {
+        try pool.read { db in try Self.events(db, after: 0, limit: Int.max, filter: EventFilter()) }
+    }
+
+    /// `sink`'s cursor, read on the calling thread (see ``allEventsBlocking()``).
+    package func cursorBlocking(sink: String) throws -> Int64? {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink]) }
+    }
+
+    /// `PRAGMA integrity_check` result ("ok" when healthy).
+    package func integrityCheck() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer" }
+    }
+}
+
+/// Which life of an operation a change belongs to (DESIGN.md §3, §4): an operation that expired and
+/// comes back is a new incarnation, and its events get new stable ids.
+///
+/// Only operations that expired at least once have a row, so the table stays small, and a target none
+/// of whose operations ever expired costs one lookup per commit. The first life is incarnation 0, whose
+/// ids are exactly those bulkwatch gave before incarnations existed.
+private struct IncarnationBook {
+    private let db: Database
+    private let target: String
+    private var empty: Bool
+
+    init(_ db: Database, target: String) throws {
+        self.db = db
+        self.target = target
+        empty =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM incarnations WHERE target = ?)", arguments: [target]) != true
+    }
+
+    /// The incarnation `change` belongs to, recording a new life on `created` and an ended one on `expired`.
+    mutating func incarnation(of change: DetectedChange, at time: String) throws -> Int64 {
+        let bulkId = change.item.bulkId
+        let recorded: Int64? =
+            empty
+            ? nil
+            : try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
+                arguments: [target, bulkId])
+        switch change.kind {
+        case .created:
+            guard let recorded else { return 0 }
+            try store(bulkId, recorded + 1, expiredAt: nil)
+            return recorded + 1
+        case .changed:
+            return recorded ?? 0
+        case .expired:
+            let current = recorded ?? 0
+            try store(bulkId, current, expiredAt: time)
+            empty = false
+            return current
+        }
+    }
+
+    private func store(_ bulkId: String, _ incarnation: Int64, expiredAt: String?) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
+                    expired_at = excluded.expired_at
+                """
+        ).execute(arguments: [target, bulkId, incarnation, expiredAt])
+    }
+}
