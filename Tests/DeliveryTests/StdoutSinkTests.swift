@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchDelivery
 
 #if canImport(Glibc)
     import Glibc

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchDetect
 
 /// The snapshot's storage machinery (index, key arena, holes, compaction) under churn that the
 /// differ's own tests reach only at scale.

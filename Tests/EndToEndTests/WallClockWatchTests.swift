@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchWatcher
 
 @Suite("Wall clock jump detection")
 struct WallClockWatchTests {

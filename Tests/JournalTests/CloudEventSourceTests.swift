@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchStore
 
 /// The CloudEvent `source` never carries userinfo (issue 11), whatever source it is given.
 @Suite("CloudEvent source without credentials")

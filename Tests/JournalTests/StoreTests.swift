@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchStore
 
 #if canImport(Glibc)
     import Glibc

@@ -1,19 +1,19 @@
-public import Logging
+package import Logging
 import Synchronization
 
 /// Collects every rendered log line (message plus metadata) so tests can check what a component logs,
 /// e.g. that no secret ever appears.
-public final class LogCapture: Sendable {
+package final class LogCapture: Sendable {
     private let captured = Mutex<[String]>([])
 
-    public init() {}
+    package init() {}
 
-    public var lines: [String] { captured.withLock { $0 } }
+    package var lines: [String] { captured.withLock { $0 } }
 
     func append(_ line: String) { captured.withLock { $0.append(line) } }
 
     /// A logger at `trace` level writing into this capture.
-    public func logger(label: String = "test") -> Logger {
+    package func logger(label: String = "test") -> Logger {
         Logger(label: label) { _ in CapturingLogHandler(capture: self) }
     }
 }

@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -8,8 +8,8 @@ public import Foundation
 ///
 /// `BULKWATCH_TEST_BINARY` points the end-to-end tests at another build, e.g. the previous commit's
 /// binary to show that a new test fails there before the fix.
-public enum BulkWatchBinary {
-    public static var path: String {
+package enum BulkWatchBinary {
+    package static var path: String {
         if let chosen = ProcessInfo.processInfo.environment["BULKWATCH_TEST_BINARY"], !chosen.isEmpty {
             return chosen
         }
@@ -26,12 +26,12 @@ public enum BulkWatchBinary {
 
 /// A child process whose stdout and stderr go to files, so a test can read them while it runs and
 /// after it exits (pipes would block a chatty child once full).
-public final class ChildProcess: @unchecked Sendable {
-    public let process = Process()
-    public let stdoutPath: String
-    public let stderrPath: String
+package final class ChildProcess: @unchecked Sendable {
+    package let process = Process()
+    package let stdoutPath: String
+    package let stderrPath: String
 
-    public init(
+    package init(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], directory: String
     ) throws {
         stdoutPath = directory + "/stdout-\(UUID().uuidString).txt"
@@ -51,23 +51,23 @@ public final class ChildProcess: @unchecked Sendable {
         try process.run()
     }
 
-    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-    public var pid: Int32 { process.processIdentifier }
+    package var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    package var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    package var pid: Int32 { process.processIdentifier }
 
-    public func signal(_ signal: Int32) {
+    package func signal(_ signal: Int32) {
         kill(process.processIdentifier, signal)
     }
 
     /// Waits for exit up to `timeout`; returns the exit status, or nil if still running (then it is killed).
     @discardableResult
-    public func waitForExit(timeout: Duration = .seconds(60)) async -> Int32? {
+    package func waitForExit(timeout: Duration = .seconds(60)) async -> Int32? {
         await Self.waitForExit(process, timeout: timeout)
     }
 
     /// The same for any `Process` (one whose stdout a test holds on a pipe, say).
     @discardableResult
-    public static func waitForExit(_ process: Process, timeout: Duration = .seconds(60)) async -> Int32? {
+    package static func waitForExit(_ process: Process, timeout: Duration = .seconds(60)) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
@@ -81,7 +81,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Polls `condition` until true or `timeout`; a generous wait, never a timing assertion.
-    public static func eventually(
+    package static func eventually(
         timeout: Duration = .seconds(60), _ condition: () throws -> Bool
     ) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
@@ -93,7 +93,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// The same for a condition that awaits (a store read).
-    public static func eventually(
+    package static func eventually(
         timeout: Duration = .seconds(60), _ condition: () async throws -> Bool
     ) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
@@ -112,7 +112,7 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs `bulkwatch` to completion with a deadline; returns (status, stdout, stderr).
-public func runBulkWatch(
+package func runBulkWatch(
     _ arguments: [String], environment: [String: String] = [:], directory: String, timeout: Duration = .seconds(120)
 ) async throws -> (status: Int32?, stdout: String, stderr: String) {
     let child = try ChildProcess(BulkWatchBinary.path, arguments, environment: environment, directory: directory)
@@ -121,11 +121,11 @@ public func runBulkWatch(
 }
 
 /// Non-empty lines of a text.
-public func nonEmptyLines(_ text: String) -> [String] {
+package func nonEmptyLines(_ text: String) -> [String] {
     text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
 }
 
 /// Parses each line as a JSON object; nil for a line that is not one.
-public func jsonObjects(_ text: String) -> [[String: Any]?] {
+package func jsonObjects(_ text: String) -> [[String: Any]?] {
     nonEmptyLines(text).map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// How a ``FaultyReceiver`` answers webhook requests right now.
-public enum ReceiverMode: Sendable, Equatable {
+package enum ReceiverMode: Sendable, Equatable {
     /// 200: accepted.
     case accept
     /// This status with an empty body (500, 410, 400, ...).
@@ -19,8 +19,8 @@ public enum ReceiverMode: Sendable, Equatable {
 ///
 /// It records the `webhook-id` of every request it accepted (answered 2xx), across restarts, so a test can
 /// check that every journaled event reached it and what arrived twice.
-public final class FaultyReceiver: Sendable {
-    public let port: Int
+package final class FaultyReceiver: Sendable {
+    package let port: Int
     private let state: Shared
 
     private final class Shared: Sendable {
@@ -36,7 +36,7 @@ public final class FaultyReceiver: Sendable {
     }
 
     /// Starts listening on a free port, accepting everything.
-    public init() throws {
+    package init() throws {
         let state = Shared()
         self.state = state
         let server = try LoopbackHTTPServer(handler: Self.handler(state))
@@ -45,17 +45,17 @@ public final class FaultyReceiver: Sendable {
     }
 
     /// `http://127.0.0.1:PORT/hook`.
-    public var url: String { "http://127.0.0.1:\(port)/hook" }
+    package var url: String { "http://127.0.0.1:\(port)/hook" }
     /// The sink's name in `bulkwatch deliveries` and in the journal's cursors.
-    public var sinkName: String { "webhook:" + url }
+    package var sinkName: String { "webhook:" + url }
 
     /// Changes how following requests are answered.
-    public func set(_ mode: ReceiverMode) {
+    package func set(_ mode: ReceiverMode) {
         state.withLock { $0.mode = mode }
     }
 
     /// Stops listening: connections are refused until ``comeUp()``.
-    public func goDown() {
+    package func goDown() {
         let server = state.withLock { state -> LoopbackHTTPServer? in
             defer { state.server = nil }
             return state.server
@@ -64,7 +64,7 @@ public final class FaultyReceiver: Sendable {
     }
 
     /// Listens again on the same port (retrying briefly while the old socket is released).
-    public func comeUp() throws {
+    package func comeUp() throws {
         var lastError: (any Error)?
         for _ in 0..<50 {
             do {
@@ -80,11 +80,11 @@ public final class FaultyReceiver: Sendable {
     }
 
     /// `webhook-id`s of accepted requests, in arrival order (repeats included).
-    public var acceptedIDs: [String] { state.withLock { $0.accepted } }
+    package var acceptedIDs: [String] { state.withLock { $0.accepted } }
     /// Requests received, whatever the answer.
-    public var requestCount: Int { state.withLock { $0.requests } }
+    package var requestCount: Int { state.withLock { $0.requests } }
 
-    public func stop() { goDown() }
+    package func stop() { goDown() }
 
     private static func handler(_ state: Shared) -> LoopbackHTTPServer.Handler {
         { request in

@@ -1,5 +1,5 @@
-public import BulkWatch
-public import BulkWatchSimulator
+package import BulkWatch
+package import BulkWatchSimulator
 import Foundation
 
 /// The journal held against the simulator's own history (``DruIDSimulator/history``): the truth of the fault
@@ -9,21 +9,21 @@ import Foundation
 /// the same `status` and `updatedOn`, every `removed` exactly once as `expired`; any other event is false.
 /// This holds as long as the watcher saw every state, which the tests arrange by changing an item at most
 /// once between two of the watcher's successful polls.
-public struct JournalTruth: CustomStringConvertible {
+package struct JournalTruth: CustomStringConvertible {
     /// Changes with no matching event: lost.
-    public var missing: [String] = []
+    package var missing: [String] = []
     /// Keys journaled more than once.
-    public var duplicated: [String] = []
+    package var duplicated: [String] = []
     /// Events that match no change: false events.
-    public var unexpected: [String] = []
+    package var unexpected: [String] = []
     /// Event ids that occur more than once.
-    public var repeatedIDs: [String] = []
+    package var repeatedIDs: [String] = []
 
-    public var isExact: Bool { missing.isEmpty && duplicated.isEmpty && unexpected.isEmpty && repeatedIDs.isEmpty }
+    package var isExact: Bool { missing.isEmpty && duplicated.isEmpty && unexpected.isEmpty && repeatedIDs.isEmpty }
     /// No false event and no duplicate, though some changes may still be on their way.
-    public var hasNoFalseEvents: Bool { duplicated.isEmpty && unexpected.isEmpty && repeatedIDs.isEmpty }
+    package var hasNoFalseEvents: Bool { duplicated.isEmpty && unexpected.isEmpty && repeatedIDs.isEmpty }
 
-    public init(events: [JournalEvent], history: [SimulatorChange]) {
+    package init(events: [JournalEvent], history: [SimulatorChange]) {
         var expected: [String: Int] = [:]
         for change in history { expected[Self.key(change), default: 0] += 1 }
         var seen: [String: Int] = [:]
@@ -38,7 +38,7 @@ public struct JournalTruth: CustomStringConvertible {
         for change in history where seen[Self.key(change)] == nil { missing.append(Self.key(change)) }
     }
 
-    public var description: String {
+    package var description: String {
         guard !isExact else { return "journal matches the simulator's history" }
         var parts: [String] = []
         if !missing.isEmpty {

@@ -8,10 +8,10 @@ import Foundation
 /// allowed, else a loop-mounted ext4 image. Where neither can be mounted (an unprivileged CI runner) ``make``
 /// says so and returns nil: a read-only directory would not do, because a database that is already open keeps
 /// writing through its open descriptors whatever the directory's mode.
-public final class SmallVolume: @unchecked Sendable {
-    public let path: String
+package final class SmallVolume: @unchecked Sendable {
+    package let path: String
     /// What was mounted, for the test output: `tmpfs (6 MiB)`, `loop-mounted ext4 (6 MiB)`.
-    public let kind: String
+    package let kind: String
     private let image: String?
     private var fillerPath: String { path + "/filler" }
 
@@ -21,7 +21,7 @@ public final class SmallVolume: @unchecked Sendable {
         self.image = image
     }
 
-    public static func make(megabytes: Int) -> SmallVolume? {
+    package static func make(megabytes: Int) -> SmallVolume? {
         guard let directory = try? makeTemporaryDirectory("volume"), let mount = tool("mount") else {
             print("disk-full fault: CANNOT RUN (no mount command)")
             return nil
@@ -52,7 +52,7 @@ public final class SmallVolume: @unchecked Sendable {
 
     /// Writes a filler file until the file system refuses; returns how many bytes it took.
     @discardableResult
-    public func fill() throws -> Int {
+    package func fill() throws -> Int {
         let fd = open(fillerPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         defer { close(fd) }
@@ -73,12 +73,12 @@ public final class SmallVolume: @unchecked Sendable {
     }
 
     /// Deletes the filler: the space is back.
-    public func unfill() {
+    package func unfill() {
         unlink(fillerPath)
     }
 
     /// Unmounts (lazily, in case something still holds a file) and deletes the mount point.
-    public func remove() {
+    package func remove() {
         if let umount = Self.tool("umount") { _ = try? runProcess(umount, ["-l", path]) }
         rmdir(path)
         if let image { unlink(image) }
@@ -92,9 +92,9 @@ public final class SmallVolume: @unchecked Sendable {
 }
 
 /// libfaketime, to make the wall clock of a child process jump (`LD_PRELOAD`, `FAKETIME_TIMESTAMP_FILE`).
-public enum FakeTime {
+package enum FakeTime {
     /// Path of `libfaketime.so.1` when the Debian package `faketime` (libfaketime) is installed.
-    public static var library: String? {
+    package static var library: String? {
         let base = "/usr/lib"
         let architectures = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
         return architectures.sorted().map { "\(base)/\($0)/faketime/libfaketime.so.1" }.first {
@@ -110,7 +110,7 @@ public enum FakeTime {
     /// `Task.sleep` would last an hour longer — an artefact no real clock step causes (the kernel never moves
     /// `CLOCK_MONOTONIC`/`CLOCK_BOOTTIME` timers). A tiny library preloaded first passes those calls straight to
     /// the kernel.
-    public static func preload(in directory: String) -> String? {
+    package static func preload(in directory: String) -> String? {
         guard let library else {
             print(
                 "clock-jump fault: CANNOT RUN (libfaketime not installed; scripts/setup.sh installs Debian's faketime)")

@@ -6,22 +6,22 @@ import Synchronization
 #endif
 
 /// A request as the loopback server read it off the socket.
-public struct RecordedRequest: Sendable {
-    public var method: String
-    public var path: String
+package struct RecordedRequest: Sendable {
+    package var method: String
+    package var path: String
     /// Header lines in arrival order, names as sent.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
     /// Which accepted connection carried it (0-based), to observe connection reuse.
-    public var connectionIndex: Int
+    package var connectionIndex: Int
 
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 }
 
 /// What the server does with one request.
-public enum ScriptedReply: Sendable {
+package enum ScriptedReply: Sendable {
     /// A normal response; `Content-Length` is added from the body.
     case respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = [])
     /// Waits, then responds.
@@ -33,7 +33,7 @@ public enum ScriptedReply: Sendable {
     /// Sends the raw bytes as the whole response, then closes.
     case raw([UInt8])
 
-    public static func json(_ status: Int, _ text: String, headers: [(String, String)] = []) -> ScriptedReply {
+    package static func json(_ status: Int, _ text: String, headers: [(String, String)] = []) -> ScriptedReply {
         .respond(status: status, headers: [("Content-Type", "application/json")] + headers, body: Array(text.utf8))
     }
 }
@@ -41,10 +41,10 @@ public enum ScriptedReply: Sendable {
 /// A small HTTP/1.1 server on 127.0.0.1 built on raw sockets, for tests that need a peer which
 /// misbehaves on purpose (stalls, truncates, never answers) and counts its connections, things a
 /// production HTTP framework is designed not to do. Each connection gets its own thread.
-public final class LoopbackHTTPServer: Sendable {
-    public typealias Handler = @Sendable (RecordedRequest) -> ScriptedReply
+package final class LoopbackHTTPServer: Sendable {
+    package typealias Handler = @Sendable (RecordedRequest) -> ScriptedReply
 
-    public let port: Int
+    package let port: Int
     private let listener: Int32
     private let handler: Handler
     private let state = Mutex(State())
@@ -56,10 +56,10 @@ public final class LoopbackHTTPServer: Sendable {
         var stopped = false
     }
 
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Binds 127.0.0.1:`port` (0: a free port), so a test can bring a stopped server back on the same port.
-    public init(port: Int = 0, handler: @escaping Handler) throws {
+    package init(port: Int = 0, handler: @escaping Handler) throws {
         self.handler = handler
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
@@ -89,16 +89,16 @@ public final class LoopbackHTTPServer: Sendable {
     }
 
     /// Every request received so far, in order.
-    public var requests: [RecordedRequest] { state.withLock { $0.requests } }
+    package var requests: [RecordedRequest] { state.withLock { $0.requests } }
     /// Connections accepted so far.
-    public var connectionCount: Int { state.withLock { $0.connections } }
+    package var connectionCount: Int { state.withLock { $0.connections } }
 
     /// Stops accepting and ends every open connection. Idempotent.
     ///
     /// Only `shutdown(2)` here: the accept thread and each connection thread close their own
     /// descriptors once they notice. Closing from this thread could close a number the kernel has
     /// already handed to someone else (another test's event loop), a classic double-close bug.
-    public func stop() {
+    package func stop() {
         let sockets = state.withLock { s -> Set<Int32>? in
             guard !s.stopped else { return nil }
             s.stopped = true

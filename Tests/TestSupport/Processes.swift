@@ -4,13 +4,13 @@ import Foundation
     import Glibc
 #endif
 
-public struct ProcessFailure: Error, CustomStringConvertible {
-    public var description: String
+package struct ProcessFailure: Error, CustomStringConvertible {
+    package var description: String
 }
 
 /// Runs a program to completion, feeding `input` on stdin; returns stdout. Throws on non-zero exit.
 @discardableResult
-public func runProcess(_ path: String, _ arguments: [String], input: [UInt8] = []) throws -> [UInt8] {
+package func runProcess(_ path: String, _ arguments: [String], input: [UInt8] = []) throws -> [UInt8] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -34,7 +34,7 @@ public func runProcess(_ path: String, _ arguments: [String], input: [UInt8] = [
 }
 
 /// A fresh directory under the system temp dir, owned by one test.
-public func makeTemporaryDirectory(_ label: String = "bulkwatch-test") throws -> String {
+package func makeTemporaryDirectory(_ label: String = "bulkwatch-test") throws -> String {
     let path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
@@ -42,7 +42,7 @@ public func makeTemporaryDirectory(_ label: String = "bulkwatch-test") throws ->
 
 /// A TCP port that was free a moment ago (bind to 0, read it, close). For child processes that
 /// cannot report the port they bound; the tiny race is acceptable in tests.
-public func reserveFreePort() throws -> Int {
+package func reserveFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -59,7 +59,7 @@ public func reserveFreePort() throws -> Int {
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
-public func waitUntilListening(port: Int, timeout: Duration = .seconds(10)) -> Bool {
+package func waitUntilListening(port: Int, timeout: Duration = .seconds(10)) -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -81,9 +81,9 @@ public func waitUntilListening(port: Int, timeout: Duration = .seconds(10)) -> B
 
 /// `openssl s_server -www` with a freshly generated self-signed certificate for 127.0.0.1: a real
 /// TLS peer whose certificate no system CA vouches for.
-public final class SelfSignedTLSServer: @unchecked Sendable {
-    public let url: String
-    public let certificatePath: String
+package final class SelfSignedTLSServer: @unchecked Sendable {
+    package let url: String
+    package let certificatePath: String
     private let process: Process
 
     private init(url: String, certificatePath: String, process: Process) {
@@ -92,7 +92,7 @@ public final class SelfSignedTLSServer: @unchecked Sendable {
         self.process = process
     }
 
-    public static func start() throws -> SelfSignedTLSServer {
+    package static func start() throws -> SelfSignedTLSServer {
         let directory = try makeTemporaryDirectory("tls")
         let certificate = directory + "/cert.pem"
         let key = directory + "/key.pem"
@@ -118,7 +118,7 @@ public final class SelfSignedTLSServer: @unchecked Sendable {
     }
 
     /// SIGKILL, not SIGTERM: children of the test runner inherit a blocked SIGTERM.
-    public func stop() {
+    package func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()

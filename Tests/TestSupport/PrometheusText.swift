@@ -3,21 +3,21 @@ import Foundation
 /// A parser for the Prometheus text exposition format (0.0.4), strict enough that a malformed
 /// `/metrics` answer fails the test: every sample line must be `name{labels} value`, every
 /// `# TYPE` must name a known type, and samples of a family must follow its `# TYPE` line.
-public struct PrometheusText: Sendable {
-    public struct Sample: Sendable, Equatable {
-        public var name: String
-        public var labels: [String: String]
-        public var value: Double
+package struct PrometheusText: Sendable {
+    package struct Sample: Sendable, Equatable {
+        package var name: String
+        package var labels: [String: String]
+        package var value: Double
     }
 
-    public struct ParseError: Error, CustomStringConvertible {
-        public var description: String
+    package struct ParseError: Error, CustomStringConvertible {
+        package var description: String
     }
 
-    public var types: [String: String] = [:]
-    public var samples: [Sample] = []
+    package var types: [String: String] = [:]
+    package var samples: [Sample] = []
 
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = String(rawLine)
             if line.isEmpty { continue }
@@ -42,7 +42,7 @@ public struct PrometheusText: Sendable {
     }
 
     /// The value of the one sample with this name and (a superset of) these labels; nil when absent.
-    public func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+    package func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
         let matching = samples.filter { sample in
             sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value }
         }
@@ -117,7 +117,7 @@ public struct PrometheusText: Sendable {
 }
 
 /// GETs `url` with curl (a real HTTP client, outside our own transport); (status, body).
-public func httpGet(_ url: String) throws -> (status: Int, body: String) {
+package func httpGet(_ url: String) throws -> (status: Int, body: String) {
     let output = try runProcess("/usr/bin/env", ["curl", "-s", "-m", "5", "-w", "\n%{http_code}", url])
     let text = String(decoding: output, as: UTF8.self)
     guard let newline = text.lastIndex(of: "\n"), let status = Int(text[text.index(after: newline)...]) else {

@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchTransport
 
 /// `--ca-file` adds to the system bundle instead of replacing it (issue 11). The "system" bundle is
 /// a test CA here, so that both halves can be observed with real TLS peers on loopback.
