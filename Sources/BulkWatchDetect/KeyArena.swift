@@ -1,0 +1,155 @@
+import BulkWatchSupport
+
+/// Each entry's `bulkId`, `status` and `updatedOn` as UTF-8 bytes, side by side in one buffer.
+///
+/// A span per entry packs the offset (40 bits) and three lengths (8 bits each); `status` and
+/// `updatedOn` lengths are stored plus one so that 0 can mean nil. A field longer than the span
+/// can describe leaves the entry without a copy (``none``) and callers compare the strings
+/// instead. Replaced bytes stay behind as waste until it outgrows the live bytes.
+struct KeyArena: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var spans: [UInt64] = []
+    private var wasted = 0
+
+    static let none = UInt64.max
+
+    mutating func reserveCapacity(_ count: Int) {
+        spans.reserveCapacity(count)
+        bytes.reserveCapacity(count * 96)
+    }
+
+    mutating func append(_ item: BulkItem) {
+        spans.append(store(item))
+    }
+
+    mutating func replace(_ position: Int, with item: BulkItem) {
+        wasted += Self.length(spans[position])
+        spans[position] = store(item)
+        if wasted > 1 << 16, wasted > bytes.count / 2 {
+            self = reordered(Array(spans.indices))
+        }
+    }
+
+    mutating func withUnsafeMutableSpans<R>(_ body: (inout UnsafeMutableBufferPointer<UInt64>) -> R) -> R {
+        spans.withUnsafeMutableBufferPointer(body)
+    }
+
+    mutating func removeLast(_ count: Int) {
+        spans.removeLast(count)
+    }
+
+    mutating func clear(_ position: Int) {
+        wasted += Self.length(spans[position])
+        spans[position] = Self.none
+    }
+
+    /// A copy holding only the entries at `order`, in that order, without waste.
+    func reordered(_ order: [Int]) -> KeyArena {
+        var total = 0
+        let newSpans = order.map { position in
+            let span = spans[position]
+            guard span != Self.none else { return Self.none }
+            defer { total += Self.length(span) }
+            return span & ~0xFF_FFFF_FFFF | UInt64(total)
+        }
+        var fresh = KeyArena()
+        fresh.spans = newSpans
+        guard total > 0 else { return fresh }
+        let oldSpans = spans
+        fresh.bytes = bytes.withUnsafeBytes { old in
+            [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+                let base = UnsafeMutableRawPointer(target.baseAddress!)
+                newSpans.withUnsafeBufferPointer { newSpans in
+                    oldSpans.withUnsafeBufferPointer { oldSpans in
+                        for (n, position) in order.enumerated() where newSpans[n] != Self.none {
+                            base.advanced(by: Int(newSpans[n] & 0xFF_FFFF_FFFF)).copyMemory(
+                                from: old.baseAddress! + Int(oldSpans[position] & 0xFF_FFFF_FFFF),
+                                byteCount: Self.length(newSpans[n]))
+                        }
+                    }
+                }
+                initialized = total
+            }
+        }
+        return fresh
+    }
+
+    private static func length(_ span: UInt64) -> Int {
+        guard span != none else { return 0 }
+        let id = Int(span >> 40 & 0xFF)
+        let status = Int(span >> 48 & 0xFF)
+        let updated = Int(span >> 56)
+        return id + max(status - 1, 0) + max(updated - 1, 0)
+    }
+
+    private mutating func store(_ item: BulkItem) -> UInt64 {
+        let idCount = item.bulkId.utf8.count
+        let statusCount = item.status?.utf8.count ?? -1
+        let updatedCount = item.updatedOn?.utf8.count ?? -1
+        guard idCount <= 254, statusCount <= 253, updatedCount <= 253 else { return Self.none }
+        let offset = UInt64(bytes.count)
+        ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
+        if let status = item.status { ByteKeys.withBytes(status) { bytes.append(contentsOf: $0) } }
+        if let updatedOn = item.updatedOn { ByteKeys.withBytes(updatedOn) { bytes.append(contentsOf: $0) } }
+        return offset | UInt64(idCount) << 40 | UInt64(statusCount + 1) << 48 | UInt64(updatedCount + 1) << 56
+    }
+
+    /// The entry's key fields as strings; nil when the entry has no copy (or is cleared).
+    func fields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?)? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        return bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF)
+            func take(_ length: Int) -> String {
+                defer { offset += length }
+                return String(
+                    decoding: UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)]), as: UTF8.self)
+            }
+            let bulkId = take(Int(span >> 40 & 0xFF))
+            let statusCode = Int(span >> 48 & 0xFF)
+            let status = statusCode == 0 ? nil : take(statusCode - 1)
+            let updatedCode = Int(span >> 56)
+            let updatedOn = updatedCode == 0 ? nil : take(updatedCode - 1)
+            return (bulkId, status, updatedOn)
+        }
+    }
+
+    /// Whether the entry's id is `id`; nil when the entry has no copy.
+    @inline(__always)
+    func idEquals(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        guard Int(span >> 40 & 0xFF) == id.count else { return false }
+        return bytes.withUnsafeBytes {
+            ByteKeys.equal(UnsafeRawBufferPointer(rebasing: $0[Int(span & 0xFF_FFFF_FFFF)...]), id)
+        }
+    }
+
+    /// Whether the entry's `status` and `updatedOn` are byte for byte these; nil when it has no copy.
+    @inline(__always)
+    func stateEquals(_ position: Int, status: String?, updatedOn: String?) -> Bool? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        let statusCode = Int(span >> 48 & 0xFF)
+        let updatedCode = Int(span >> 56)
+        guard statusCode == (status?.utf8.count ?? -1) + 1, updatedCode == (updatedOn?.utf8.count ?? -1) + 1 else {
+            return false
+        }
+        return bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
+            if let status {
+                let equal = ByteKeys.withBytes(status) {
+                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
+                }
+                guard equal else { return false }
+                offset += statusCode - 1
+            }
+            if let updatedOn {
+                return ByteKeys.withBytes(updatedOn) {
+                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
+                }
+            }
+            return true
+        }
+    }
+}

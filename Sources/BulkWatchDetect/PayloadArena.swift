@@ -1,0 +1,193 @@
+import BulkWatchSupport
+
+/// Each entry's `createdOn` and raw JSON bytes, back to back in one buffer; for an entry whose key
+/// fields are too long for ``KeyArena`` (it has no copy there), `bulkId`, `status` and `updatedOn`
+/// too, so every entry can always be rebuilt.
+///
+/// Record layout: a varint `createdOn` code (0 = nil, else length + 1) and its bytes, then the raw
+/// JSON; in the long form the record starts with the `bulkId` length and bytes and the `status` and
+/// `updatedOn` codes and bytes. Per entry the arena keeps the record's offset and length. Replaced
+/// records stay behind as waste until it outgrows the live bytes.
+struct PayloadArena: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var offsets: [UInt64] = []
+    private(set) var lengths: [UInt32] = []
+    private var wasted = 0
+
+    /// Record length that marks a cleared entry (a hole).
+    private static let cleared = UInt32.max
+
+    /// Bytes one item's record takes (an upper bound: the long form).
+    static func size(of item: BulkItem) -> Int {
+        3 * 5 + 5 + item.bulkId.utf8.count + (item.status?.utf8.count ?? 0) + (item.updatedOn?.utf8.count ?? 0)
+            + (item.createdOn?.utf8.count ?? 0) + item.rawJSON.count
+    }
+
+    mutating func reserveCapacity(_ count: Int, bytes byteCount: Int) {
+        offsets.reserveCapacity(count)
+        lengths.reserveCapacity(count)
+        if byteCount > 0 { bytes.reserveCapacity(bytes.count + byteCount) }
+    }
+
+    mutating func append(_ item: BulkItem, keysStored: Bool) {
+        let (offset, length) = store(item, keysStored: keysStored)
+        offsets.append(offset)
+        lengths.append(length)
+    }
+
+    mutating func replace(_ position: Int, with item: BulkItem, keysStored: Bool) {
+        wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
+        let (offset, length) = store(item, keysStored: keysStored)
+        offsets[position] = offset
+        lengths[position] = length
+        if wasted > 1 << 16, wasted > bytes.count / 2 {
+            self = reordered(Array(offsets.indices))
+        }
+    }
+
+    mutating func clear(_ position: Int) {
+        wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
+        lengths[position] = Self.cleared
+        offsets[position] = 0
+    }
+
+    /// A copy holding only the entries at `order`, in that order, without waste.
+    func reordered(_ order: [Int]) -> PayloadArena {
+        var total = 0
+        for position in order where lengths[position] != Self.cleared { total += Int(lengths[position]) }
+        var fresh = PayloadArena()
+        fresh.offsets.reserveCapacity(order.count)
+        fresh.lengths.reserveCapacity(order.count)
+        fresh.bytes = [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+            var cursor = 0
+            bytes.withUnsafeBytes { old in
+                for position in order {
+                    let length = lengths[position]
+                    guard length != Self.cleared else {
+                        fresh.offsets.append(0)
+                        fresh.lengths.append(Self.cleared)
+                        continue
+                    }
+                    if length > 0 {
+                        UnsafeMutableRawPointer(target.baseAddress! + cursor).copyMemory(
+                            from: old.baseAddress! + Int(offsets[position]), byteCount: Int(length))
+                    }
+                    fresh.offsets.append(UInt64(cursor))
+                    fresh.lengths.append(length)
+                    cursor += Int(length)
+                }
+            }
+            initialized = cursor
+        }
+        return fresh
+    }
+
+    private mutating func store(_ item: BulkItem, keysStored: Bool) -> (UInt64, UInt32) {
+        let offset = bytes.count
+        if !keysStored {
+            Self.appendVarint(item.bulkId.utf8.count, to: &bytes)
+            ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
+            Self.appendOptional(item.status, to: &bytes)
+            Self.appendOptional(item.updatedOn, to: &bytes)
+        }
+        Self.appendOptional(item.createdOn, to: &bytes)
+        bytes.append(contentsOf: item.rawJSON)
+        let length = bytes.count - offset
+        precondition(length < Int(Self.cleared), "PayloadArena: an item of 4 GiB")
+        return (UInt64(offset), UInt32(length))
+    }
+
+    private static func appendOptional(_ text: String?, to bytes: inout [UInt8]) {
+        guard let text else {
+            bytes.append(0)
+            return
+        }
+        appendVarint(text.utf8.count + 1, to: &bytes)
+        ByteKeys.withBytes(text) { bytes.append(contentsOf: $0) }
+    }
+
+    private static func appendVarint(_ value: Int, to bytes: inout [UInt8]) {
+        var value = UInt(value)
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    /// Reads records; `offset` moves past what was read.
+    private struct Reader {
+        let base: UnsafeRawPointer
+        var offset: Int
+
+        mutating func varint() -> Int {
+            var value = 0
+            var shift = 0
+            while true {
+                let byte = base.load(fromByteOffset: offset, as: UInt8.self)
+                offset += 1
+                value |= Int(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+        }
+
+        mutating func bytes(length: Int) -> UnsafeRawBufferPointer {
+            defer { offset += length }
+            return UnsafeRawBufferPointer(start: base + offset, count: length)
+        }
+
+        mutating func string(length: Int) -> String {
+            String(decoding: bytes(length: length), as: UTF8.self)
+        }
+
+        mutating func optional() -> String? {
+            let code = varint()
+            return code == 0 ? nil : string(length: code - 1)
+        }
+    }
+
+    private func withReader<R>(_ position: Int, _ body: (inout Reader, _ end: Int) -> R) -> R {
+        bytes.withUnsafeBytes { raw in
+            var reader = Reader(base: raw.baseAddress!, offset: Int(offsets[position]))
+            return body(&reader, Int(offsets[position]) + Int(lengths[position]))
+        }
+    }
+
+    /// Rebuilds the live entry at `position`; the key fields come from `keys` when it has a copy.
+    func item(at position: Int, keys: KeyArena) -> BulkItem {
+        let stored = keys.fields(at: position)
+        return withReader(position) { reader, end in
+            let bulkId: String
+            let status: String?
+            let updatedOn: String?
+            if let stored {
+                (bulkId, status, updatedOn) = stored
+            } else {
+                bulkId = reader.string(length: reader.varint())
+                status = reader.optional()
+                updatedOn = reader.optional()
+            }
+            let createdOn = reader.optional()
+            let raw = ArraySlice(reader.bytes(length: end - reader.offset))
+            return BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw)
+        }
+    }
+
+    /// The key fields of a live long-form entry (one ``KeyArena`` has no copy of).
+    func longKeyFields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?) {
+        withReader(position) { reader, _ in
+            let bulkId = reader.string(length: reader.varint())
+            return (bulkId, reader.optional(), reader.optional())
+        }
+    }
+
+    /// Whether the long-form entry at `position` is live and has the id `id`.
+    func longIdEquals(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool {
+        guard lengths[position] != Self.cleared else { return false }
+        return withReader(position) { reader, _ in
+            let length = reader.varint()
+            return length == id.count && ByteKeys.equal(reader.bytes(length: length), id)
+        }
+    }
+}
