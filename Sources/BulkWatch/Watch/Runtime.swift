@@ -161,23 +161,25 @@ public typealias ConfigurationReloader = @Sendable () throws -> RuntimeConfigura
 public final class BulkWatchRuntime: Sendable {
     public let store: any Store
     public let health: HealthBoard
-    private let lock: StateLock
+    private let lock: StateLock?
     private let transport: CurlTransport
     private let logger: Logger
     private let reloader: ConfigurationReloader?
     private let pipeline: Pipeline
 
     /// Opens the state and every sink and loads every snapshot; throws (before any network call)
-    /// when one cannot be opened.
-    public init(configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil)
-        async throws
-    {
+    /// when one cannot be opened. `store`: one the caller opened and runs (PostgreSQL); nil opens the
+    /// SQLite file `statePath` under its ``StateLock``.
+    public init(
+        configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil,
+        store: (any Store)? = nil
+    ) async throws {
         try configuration.validate()
         self.logger = logger
         self.reloader = reloader
         // Before anything else touches the state: a second watcher would poll and deliver everything twice.
-        self.lock = try StateLock(statePath: configuration.statePath)
-        let store = try SQLiteStore(path: configuration.statePath)
+        self.lock = store == nil ? try StateLock(statePath: configuration.statePath) : nil
+        let store = try store ?? SQLiteStore(path: configuration.statePath)
         self.store = store
         let transport = CurlTransport(configuration: configuration.transport)
         self.transport = transport
