@@ -75,8 +75,8 @@ enum StateFile {
                 opened = true
                 try await body(store)
             }
-        } catch where !opened {
-            throw ConfigurationError("\(error)")
+        } catch {
+            throw opened ? error : ConfigurationError("\(error)")
         }
     }
 }

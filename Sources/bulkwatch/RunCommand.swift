@@ -69,8 +69,8 @@ func withStateStore(_ state: String, logger: Logger, _ body: ((any Store)?) asyn
             opened = true
             try await body(store)
         }
-    } catch where !opened {
-        throw ConfigurationError("\(error)")
+    } catch {
+        throw opened ? error : ConfigurationError("\(error)")
     }
 }
 

@@ -181,11 +181,12 @@ struct PostgresStoreTests {
     @Test func aReleasedLeaseIsFreeAtOnceWithTheNextEpochAndNotified() async throws {
         let store = try await PostgresTestStores.open(try PostgresTestStores.settings(directory))
         let lease = try #require(try await store.leases.tryAcquire("sink:hook", owner: "a", ttl: .seconds(60)))
-        let notified = try await store.client.withConnection { connection in
-            let notifications = try await connection.listen(Leases.channel)
-            #expect(try await store.leases.release(lease))
-            for try await notification in notifications { return notification.payload }
-            return nil
+        let notified = try await store.client.withConnection { connection -> String? in
+            try await connection.listen(on: Leases.channel) { notifications -> String? in
+                #expect(try await store.leases.release(lease))
+                for try await notification in notifications { return notification.payload }
+                return nil
+            }
         }
         #expect(notified == "sink:hook")
         #expect(try await !store.leases.release(lease), "released once")
@@ -235,7 +236,7 @@ struct PostgresStoreTests {
         let cluster = try PostgresCluster.shared()
         let url = cluster.url(database: try cluster.database(for: directory))
         let file = directory + "/pgpassword"
-        FileManager.default.createFile(atPath: file, contents: Data((cluster.password + "\n").utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data((cluster.password + "\n").utf8))
         chmod(file, 0o600)
         let location = try StoreLocation(url, environment: [:], passwordFile: file)
         #expect(!location.description.contains(cluster.password))
@@ -304,7 +305,10 @@ struct StoreLocationTests {
     @Test func theLocationNeverContainsThePassword() throws {
         let location = try StoreLocation(
             "postgres://bw@db.example.com/journal?sslmode=require", environment: ["PGPASSWORD": "hunter2-secret"])
-        guard case .postgres(let settings) = location else { throw ProcessFailure(description: "not postgres") }
+        guard case .postgres(let settings) = location else {
+            Issue.record("not a postgres location")
+            return
+        }
         #expect(settings.hasPassword)
         #expect(location.description == "postgres://bw@db.example.com:5432/journal?sslmode=require")
         var dumped = ""
@@ -317,7 +321,7 @@ struct StoreLocationTests {
     @Test func aPasswordFileReadableByOthersIsRefused() throws {
         let directory = try makeTemporaryDirectory("pg-password")
         let file = directory + "/password"
-        FileManager.default.createFile(atPath: file, contents: Data("hunter2\n".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("hunter2\n".utf8))
         chmod(file, 0o640)
         let url = "postgres://bw@db.example.com/journal"
         for environment in [["BULKWATCH_STATE_PASSWORD_FILE": file], ["PGPASSFILE": file]] {

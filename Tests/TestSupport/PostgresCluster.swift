@@ -34,7 +34,9 @@ public final class PostgresCluster: Sendable {
     /// The process's cluster, started the first time.
     public static func shared() throws -> PostgresCluster {
         try instance.withLock { state in
-            if state == nil { state = Result { try PostgresCluster() }.mapError { ClusterFailure(description: "\($0)") } }
+            if state == nil {
+                state = Result { try PostgresCluster() }.mapError { ClusterFailure(description: "\($0)") }
+            }
             return try state!.get()
         }
     }
@@ -78,8 +80,9 @@ public final class PostgresCluster: Sendable {
                 "-D", directory + "/data", "-U", user, "--pwfile", passwordFile, "--auth", "scram-sha-256",
                 "-E", "UTF8", "--locale", "C", "--no-sync",
             ])
-        port = try Self.start(directory: directory, tool: run)
+        // Watching before starting: a test process that dies while the server starts leaves nothing either.
         Self.watch(directory: directory, stop: Self.stopCommand(binaries, directory, asPostgres))
+        port = try Self.start(directory: directory, tool: run)
         atexit { PostgresCluster.instance.withLock { try? $0?.get() }?.stopNow() }
     }
 
@@ -93,7 +96,8 @@ public final class PostgresCluster: Sendable {
                     "-c listen_addresses=127.0.0.1 -p \(candidate) -k \(directory) -c fsync=off"
                     + " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
                 _ = try tool(
-                    "pg_ctl", ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-o", options, "start"])
+                    "pg_ctl",
+                    ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-o", options, "start"])
                 return candidate
             } catch {
                 let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
@@ -108,13 +112,16 @@ public final class PostgresCluster: Sendable {
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
             .compactMap(Int.init).sorted()
-        for version in versions.reversed() where FileManager.default.isExecutableFile(
+        for version in versions.reversed()
+        where FileManager.default.isExecutableFile(
             atPath: "\(root)/\(version)/bin/initdb")
         {
             return "\(root)/\(version)/bin"
         }
         throw ClusterFailure(
-            description: "no PostgreSQL server binaries under \(root)/*/bin (run scripts/setup.sh, or apt-get install postgresql)")
+            description:
+                "no PostgreSQL server binaries under \(root)/*/bin (run scripts/setup.sh, or apt-get install postgresql)"
+        )
     }
 
     /// Runs a server tool, as `postgres` when the tests run as root.
@@ -128,8 +135,41 @@ public final class PostgresCluster: Sendable {
     ) throws -> [UInt8] {
         let program = binaries + "/" + name
         let command = ["PGPASSWORD=\(password)", program] + arguments
-        if asPostgres { return try runProcess("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env"] + command) }
-        return try runProcess("/usr/bin/env", command)
+        if asPostgres { return try spawn(["/usr/sbin/runuser", "-u", "postgres", "--", "/usr/bin/env"] + command) }
+        return try spawn(["/usr/bin/env"] + command)
+    }
+
+    /// Runs `arguments` to completion with its output in a temporary file, reaping it with `waitpid`.
+    /// Not Foundation's `Process`: `pg_ctl start` leaves a daemon behind, and `Process` was seen
+    /// never to notice such a child's exit (a zombie, and `waitUntilExit` blocking for good).
+    private static func spawn(_ arguments: [String]) throws -> [UInt8] {
+        let output = NSTemporaryDirectory() + "bulkwatch-pg-tool-\(UUID().uuidString)"
+        defer { unlink(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var argv = arguments.map { strdup($0) }
+        argv.append(nil)
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        guard spawned == 0 else {
+            throw ClusterFailure(description: "cannot run \(arguments[0]): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? Data(contentsOf: URL(fileURLWithPath: output))).map { Array($0) } ?? []
+        // WIFEXITED && WEXITSTATUS == 0, spelled out (the C macros are not imported).
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+            let last = String(decoding: text, as: UTF8.self).split(separator: "\n").suffix(5).joined(separator: " | ")
+            throw ClusterFailure(
+                description: "\(arguments.last(where: { !$0.hasPrefix("-") }) ?? "") failed (status \(status)): \(last)"
+            )
+        }
+        return text
     }
 
     private static func stopCommand(_ binaries: String, _ directory: String, _ asPostgres: Bool) -> String {
@@ -139,13 +179,16 @@ public final class PostgresCluster: Sendable {
 
     /// Stops the server now (the end of the test process).
     func stopNow() {
-        _ = try? runProcess("/bin/sh", ["-c", Self.stopCommand(binaries, directory, asPostgres) + " >/dev/null 2>&1; rm -rf \(directory)"])
+        _ = try? Self.spawn([
+            "/bin/sh", "-c", Self.stopCommand(binaries, directory, asPostgres) + "; rm -rf \(directory)",
+        ])
     }
 
     /// A shell in its own session that waits for this process to end, then stops the server and
     /// removes the folder: nothing is left behind when the test process is killed.
     private static func watch(directory: String, stop: String) {
-        let script = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop) >/dev/null 2>&1; rm -rf \(directory)"
+        let script =
+            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop) >/dev/null 2>&1; rm -rf \(directory)"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         process.arguments = ["/bin/sh", "-c", script]

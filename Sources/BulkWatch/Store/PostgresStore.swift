@@ -29,6 +29,7 @@ public final class PostgresStore: Store, Service {
     public let location: String
     let client: PostgresClient
     let logger: Logger
+    private let settings: PostgresSettings
     private let acceptsExclusive: Bool
     /// Per target: bytes of the image and of the deltas after it (when to compact), and the last delta
     /// this process wrote or read (what a new image may claim to include).
@@ -38,6 +39,7 @@ public final class PostgresStore: Store, Service {
     /// `acceptsExclusive`: whether ``StoreFence/exclusive`` writes are allowed (a single replica).
     public init(settings: PostgresSettings, acceptsExclusive: Bool = true, logger: Logger) {
         location = settings.description
+        self.settings = settings
         self.logger = logger
         self.acceptsExclusive = acceptsExclusive
         client = PostgresClient(configuration: settings.clientConfiguration, backgroundLogger: logger)
@@ -49,8 +51,20 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Brings the schema up to date; safe while other replicas do the same (``PostgresSchema``).
+    ///
+    /// First connects once outside the pool: the pool retries a refused login or an unreachable server
+    /// for a long time and then reports only that it gave up, while this probe fails at once with the
+    /// server's reason (a wrong password, a missing database).
     public func migrate() async throws {
-        try await mapped { try await PostgresSchema.migrate(client, logger: logger) }
+        try await mapped {
+            let connection = try await PostgresConnection.connect(
+                on: PostgresConnection.defaultEventLoopGroup.any(),
+                configuration: try settings.connectionConfiguration(),
+                id: 0, logger: logger
+            ).get()
+            try? await connection.close()
+            try await PostgresSchema.migrate(client, logger: logger)
+        }
     }
 
     public func journalID() async throws -> String {
@@ -83,6 +97,16 @@ public final class PostgresStore: Store, Service {
             return try await body()
         } catch let error as PSQLError {
             throw JournalError(description: "PostgreSQL state \(location): \(Self.describe(error))")
+        } catch let error as FencedOut {
+            throw error
+        } catch let error as JournalError {
+            throw error
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            // The pool's and NIO's errors (a tripped circuit breaker, a refused connection, TLS).
+            let text = "\(error)".replacingOccurrences(of: "\n", with: " ")
+            throw JournalError(description: "PostgreSQL state \(location): \(text)")
         }
     }
 
@@ -486,7 +510,9 @@ public final class PostgresStore: Store, Service {
     }
 
     /// Moves the cursor if it is still `expected` (a missing one counts as 0), with its row locked.
-    private func compareAndSetCursor(_ connection: PostgresConnection, sink: String, expected: Int64, to sequence: Int64)
+    private func compareAndSetCursor(
+        _ connection: PostgresConnection, sink: String, expected: Int64, to sequence: Int64
+    )
         async throws -> Bool
     {
         var stored: Int64 = 0

@@ -158,7 +158,9 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible, Cu
             throw StoreLocationError("--state: host= in the query must be a unix socket directory (starting with /)")
         }
         user = query.removeValue(forKey: "user") ?? components.percentEncodedUser?.removingPercentEncoding ?? ""
-        guard !user.isEmpty else { throw StoreLocationError("--state: the URL names no user (postgres://USER@host/db)") }
+        guard !user.isEmpty else {
+            throw StoreLocationError("--state: the URL names no user (postgres://USER@host/db)")
+        }
         if let unknown = query.keys.sorted().first {
             throw StoreLocationError("--state: unsupported URL parameter \(unknown) (supported: sslmode, host, user)")
         }
@@ -225,6 +227,25 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible, Cu
         configuration.options.maximumConnections = 8
         configuration.options.additionalStartupParameters = [("application_name", "bulkwatch")]
         return configuration
+    }
+
+    /// The same settings for one connection outside the pool (``PostgresStore/migrate()``'s probe).
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        if let socketDirectory {
+            return PostgresConnection.Configuration(
+                unixSocketPath: socketDirectory + "/.s.PGSQL.\(port)", username: user, password: password,
+                database: database)
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if sslMode != .verifyFull { tls.certificateVerification = .none }
+        let mode: PostgresConnection.Configuration.TLS =
+            switch sslMode {
+            case .disable: .disable
+            case .prefer: .prefer(try NIOSSLContext(configuration: tls))
+            case .require, .verifyFull: .require(try NIOSSLContext(configuration: tls))
+            }
+        return PostgresConnection.Configuration(
+            host: host ?? "localhost", port: port, username: user, password: password, database: database, tls: mode)
     }
 
     // MARK: Password
