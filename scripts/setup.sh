@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bulkwatch needs to build and test, only when missing:
-# libcurl (OpenSSL flavour) and SQLite headers, openssl, curl and faketime for tests.
+# libcurl (OpenSSL flavour) and SQLite headers, openssl, curl and faketime for tests, and the
+# PostgreSQL server binaries the store tests start a throwaway cluster with.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # libfaketime: the clock-jump fault test fakes the watcher's wall clock with it (docs/FAULTS.md).
 dpkg -s faketime >/dev/null 2>&1 || need+=(faketime)
+# PostgreSQL: the store suite runs against both backends (Tests/TestSupport/PostgresCluster.swift).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -26,7 +26,7 @@ import BulkWatchTransport
 package final class BulkWatchRuntime: Sendable {
     package let store: any Store
     package let health: HealthBoard
-    private let lock: StateLock
+    private let lock: StateLock?
     private let transport: CurlTransport
     private let logger: Logger
     private let supervisor: WatcherSupervisor
@@ -36,15 +36,17 @@ package final class BulkWatchRuntime: Sendable {
     /// Opens the state and every sink and loads every snapshot; throws (before any network call)
     /// when one cannot be opened. `extraSinks` are sinks built in code by an embedding program;
     /// they receive every target's events after the configured ones, with durable cursors of their own.
+    /// `store`: one the caller opened and runs (PostgreSQL); nil opens the SQLite file `statePath`
+    /// under its ``StateLock``.
     package init(
         configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil,
-        extraSinks: [Dispatcher.Route] = []
+        store: (any Store)? = nil, extraSinks: [Dispatcher.Route] = []
     ) async throws {
         try configuration.validate()
         self.logger = logger
         // Before anything else touches the state: a second watcher would poll and deliver everything twice.
-        self.lock = try StateLock(statePath: configuration.statePath)
-        let store = try SQLiteStore(path: configuration.statePath)
+        self.lock = store == nil ? try StateLock(statePath: configuration.statePath) : nil
+        let store = try store ?? SQLiteStore(path: configuration.statePath)
         self.store = store
         let transport = CurlTransport(configuration: configuration.transport)
         self.transport = transport

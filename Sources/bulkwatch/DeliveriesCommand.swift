@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulkWatch
 import Foundation
+import Logging
 
 /// Shows where each sink stands: cursor, lag, last error, dead letters (reads the state file;
 /// safe while `bulkwatch run` writes it).
@@ -8,7 +9,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deliveries", abstract: "Show each sink's cursor, lag, last error and dead letters.")
 
-    @Option(name: .customLong("state"), help: "SQLite state file.")
+    @Option(name: .customLong("state"), help: "SQLite state file, or a postgres:// URL.")
     var statePath = "./bulkwatch.db"
 
     @Option(help: "text (a table) or json (one object per sink, in an array).")
@@ -18,8 +19,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
         guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
     }
 
-    func run() async throws {
-        let journal = try StateFile.open(statePath)
+    func run() async throws { try await StateFile.with(statePath) { try await run(journal: $0) } }
+
+    func run(journal: any Store) async throws {
         let statuses = try await journal.sinkStatuses()
         // Events each sink's filter passed over (DESIGN.md §9); they moved its cursor too.
         let filtered = try await journal.filteredCounts()
@@ -58,12 +60,23 @@ struct DeliveriesCommand: AsyncParsableCommand {
     }
 }
 
-/// Opening an existing state file for the operator commands: a missing file is a configuration error.
+/// Opening an existing state for the operator commands: a missing SQLite file, a bad URL or a
+/// database that cannot be reached is a configuration error; `body`'s own errors pass through.
 enum StateFile {
-    static func open(_ path: String) throws -> any Store {
-        guard FileManager.default.fileExists(atPath: path) else {
+    static func with(_ value: String, _ body: (any Store) async throws -> Void) async throws {
+        let location: StoreLocation
+        do { location = try StoreLocation(value) } catch { throw ConfigurationError("\(error)") }
+        if case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) {
             throw ConfigurationError("no state file at \(path) (pass --state PATH)")
         }
-        do { return try SQLiteStore(path: path) } catch { throw ConfigurationError("\(error)") }
+        var opened = false
+        do {
+            try await location.withStore(logger: Logger(label: "bulkwatch")) { store in
+                opened = true
+                try await body(store)
+            }
+        } catch {
+            throw opened ? error : ConfigurationError("\(error)")
+        }
     }
 }

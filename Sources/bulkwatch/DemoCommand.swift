@@ -97,21 +97,23 @@ struct DemoCommand: AsyncParsableCommand {
         }
         logger.info("DruID simulator at \(simulator.baseURL); state \(configuration.statePath); Ctrl-C to stop")
         let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
-        let runtime: BulkWatchRuntime
-        do {
-            runtime = try await BulkWatchRuntime(configuration: configuration, logger: logger)
-        } catch let error as StateInUse {
-            await simulator.stop()
-            throw RuntimeFailure(error.description)
-        } catch {
-            await simulator.stop()
-            throw ConfigurationError("\(error)")
+        try await withStateStore(configuration.statePath, logger: logger) { store in
+            let runtime: BulkWatchRuntime
+            do {
+                runtime = try await BulkWatchRuntime(configuration: configuration, logger: logger, store: store)
+            } catch let error as StateInUse {
+                await simulator.stop()
+                throw RuntimeFailure(error.description)
+            } catch {
+                await simulator.stop()
+                throw ConfigurationError("\(error)")
+            }
+            var extra: [any Service] = [SimulatorService(simulator: simulator)]
+            if let duration, let limit = Duration(parsing: duration) {
+                extra.append(StopAfter(limit))
+            }
+            try await runMappingFailures { try await runtime.run(extraServices: extra, registry: registry) }
         }
-        var extra: [any Service] = [SimulatorService(simulator: simulator)]
-        if let duration, let limit = Duration(parsing: duration) {
-            extra.append(StopAfter(limit))
-        }
-        try await runMappingFailures { try await runtime.run(extraServices: extra, registry: registry) }
     }
 }
 

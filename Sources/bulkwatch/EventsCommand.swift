@@ -8,7 +8,7 @@ struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events", abstract: "Print the event journal.")
 
-    @Option(name: .customLong("state"), help: "SQLite state file.")
+    @Option(name: .customLong("state"), help: "SQLite state file, or a postgres:// URL.")
     var statePath = "./bulkwatch.db"
 
     @Option(help: "Only events with a sequence greater than this.")
@@ -48,11 +48,9 @@ struct EventsCommand: AsyncParsableCommand {
             })
     }
 
-    func run() async throws {
-        guard FileManager.default.fileExists(atPath: statePath) else {
-            throw ConfigurationError("no state file at \(statePath) (pass --state PATH)")
-        }
-        let journal = try StateFile.open(statePath)
+    func run() async throws { try await StateFile.with(statePath) { try await run(journal: $0) } }
+
+    func run(journal: any Store) async throws {
         let kinds = try kinds()
         // The journal query knows the bulk kinds; operational ones are picked out after reading.
         let bulkOnly = kinds.map { $0.allSatisfy(\.isBulk) } ?? false

@@ -16,7 +16,7 @@ struct RedeliverCommand: AsyncParsableCommand {
         commandName: "redeliver",
         abstract: "Re-send events to a sink: rewind its cursor, or re-send its dead letters now.")
 
-    @Option(name: .customLong("state"), help: "SQLite state file.")
+    @Option(name: .customLong("state"), help: "SQLite state file, or a postgres:// URL.")
     var statePath = "./bulkwatch.db"
 
     @Option(
@@ -53,12 +53,13 @@ struct RedeliverCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
+    func run() async throws { try await StateFile.with(statePath) { try await run(journal: $0) } }
+
+    func run(journal: any Store) async throws {
         // A full spec names the same sink (filters and formats are not part of the name) and says
         // how a webhook's body is shaped; a bare name is used as it is.
         let spec = try? SinkSpec.parse(sink)
         let named = spec?.name ?? self.sink
-        let journal = try StateFile.open(statePath)
         let sink = try await storedName(journal, named)
         if let since {
             let last = try await journal.lastSequence()

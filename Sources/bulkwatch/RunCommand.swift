@@ -35,25 +35,42 @@ struct RunCommand: AsyncParsableCommand {
         let logger = LogSetup.bootstrapStderr(level: global.logLevel ?? "info", format: global.logFormat ?? .text)
         let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
         for warning in StartupWarnings.all(configuration) { logger.warning("\(warning)") }
-        let runtime: BulkWatchRuntime
-        do {
-            // The reloader re-reads the file with the same flags and environment (SIGHUP).
-            let reloader: ConfigurationReloader? = config == nil ? nil : { @Sendable in try resolver.resolve() }
-            runtime = try await BulkWatchRuntime(configuration: configuration, logger: logger, reloader: reloader)
-        } catch let error as StateInUse {
-            throw RuntimeFailure(error.description)
-        } catch {
-            throw ConfigurationError("\(error)")
+        try await withStateStore(configuration.statePath, logger: logger) { store in
+            let runtime: BulkWatchRuntime
+            do {
+                // The reloader re-reads the file with the same flags and environment (SIGHUP).
+                let reloader: ConfigurationReloader? = config == nil ? nil : { @Sendable in try resolver.resolve() }
+                runtime = try await BulkWatchRuntime(
+                    configuration: configuration, logger: logger, reloader: reloader, store: store)
+            } catch let error as StateInUse {
+                throw RuntimeFailure(error.description)
+            } catch {
+                throw ConfigurationError("\(error)")
+            }
+            for plan in configuration.targets {
+                let cadence =
+                    plan.target.activeInterval.map { ", \($0.shortDescription) while operations are in progress" } ?? ""
+                logger.info(
+                    "watching \(plan.target.endpoint.url) every \(plan.target.interval.shortDescription)\(cadence)",
+                    metadata: ["target": "\(plan.target.name)"])
+            }
+            logger.info("state \(configuration.statePath)")
+            try await runMappingFailures { try await runtime.run(registry: registry) }
         }
-        for plan in configuration.targets {
-            let cadence =
-                plan.target.activeInterval.map { ", \($0.shortDescription) while operations are in progress" } ?? ""
-            logger.info(
-                "watching \(plan.target.endpoint.url) every \(plan.target.interval.shortDescription)\(cadence)",
-                metadata: ["target": "\(plan.target.name)"])
+    }
+}
+
+/// Opens a PostgreSQL `--state` for the watcher's lifetime (nil for SQLite, which the runtime opens);
+/// a `--state` that cannot be used is a configuration error (exit 78).
+func withStateStore(_ state: String, logger: Logger, _ body: ((any Store)?) async throws -> Void) async throws {
+    var opened = false
+    do {
+        try await StoreLocation.withWatcherStore(state, logger: logger) { store in
+            opened = true
+            try await body(store)
         }
-        logger.info("state \(configuration.statePath)")
-        try await runMappingFailures { try await runtime.run(registry: registry) }
+    } catch {
+        throw opened ? error : ConfigurationError("\(error)")
     }
 }
 

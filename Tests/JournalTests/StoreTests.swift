@@ -34,11 +34,13 @@ private func poll(
 /// The store backends the suite runs against; each invariant of DESIGN.md §1 is checked on every one.
 enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
+    case postgres
 
     /// Opens (creating) the store named `name` in `directory`; the same name opens the same store again.
-    func open(_ directory: String, _ name: String = "state") throws -> any Store {
+    func open(_ directory: String, _ name: String = "state") async throws -> any Store {
         switch self {
         case .sqlite: try SQLiteStore(path: "\(directory)/\(name).db")
+        case .postgres: try await PostgresTestStores.open(directory, name)
         }
     }
 
@@ -52,7 +54,7 @@ extension Store {
     }
 }
 
-@Suite("Store invariants (DESIGN.md §1), per backend")
+@Suite("Store invariants (DESIGN.md §1), per backend", .runsPostgresStores)
 struct StoreTests {
     let directory: String
     init() throws { directory = try makeTemporaryDirectory("store") }
@@ -72,7 +74,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func storesEventsWithContiguousSequencesAndValidCloudEvents(
         backend: StoreBackend
     ) async throws {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         let first = try await poll(
             journal, &snapshot,
@@ -106,12 +108,12 @@ struct StoreTests {
     /// The commit is atomic with the snapshot, so the same change is never committed twice and needs no
     /// dedupe by id; what must hold is that the id depends only on the change (and its incarnation).
     @Test(arguments: StoreBackend.allCases) func eventIDsAreStableAcrossJournals(backend: StoreBackend) async throws {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         let first = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
         var elsewhere = Snapshot()
         let again = try await poll(
-            try backend.open(directory, "other"), &elsewhere, listing(item("b-1", "PENDING")), first: true)
+            try await backend.open(directory, "other"), &elsewhere, listing(item("b-1", "PENDING")), first: true)
         #expect(again.map(\.id) == first.map(\.id))
 
         let change = DetectedChange(kind: .created, item: item("b-1", "PENDING"))
@@ -127,14 +129,13 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func snapshotAndAbsenceCountersSurviveAReopen(backend: StoreBackend)
         async throws
     {
-        let path = directory + "/state.db"
         var snapshot = Snapshot()
         do {
-            let journal = try SQLiteStore(path: path)
+            let journal = try await backend.open(directory)
             _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
             _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")))
         }
-        let reopened = try SQLiteStore(path: path)
+        let reopened = try await backend.open(directory)
         let loaded = try await reopened.loadSnapshot(target: "default")
         let (stored, hasBaseline) = (loaded.snapshot, loaded.hasBaseline)
         #expect(hasBaseline)
@@ -149,7 +150,7 @@ struct StoreTests {
     }
 
     @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         let loaded = try await journal.loadSnapshot(target: "default")
         let (snapshot, hasBaseline) = (loaded.snapshot, loaded.hasBaseline)
         #expect(snapshot.isEmpty)
@@ -159,8 +160,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func cursorsPersistAndFiltersSelectEvents(backend: StoreBackend)
         async throws
     {
-        let path = directory + "/state.db"
-        let journal = try SQLiteStore(path: path)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
         _ = try await poll(
@@ -168,7 +168,7 @@ struct StoreTests {
             listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z"), item("b-2", "PENDING")))
         #expect(try await journal.cursor(sink: "stdout") == nil)
         try await journal.moveCursor(sink: "stdout", to: 2)
-        #expect(try await SQLiteStore(path: path).cursor(sink: "stdout") == 2)
+        #expect(try await backend.open(directory).cursor(sink: "stdout") == 2)
         #expect(try await journal.events(after: 2).map(\.subject) == ["b-1"])
         #expect(
             try await journal.events(after: 0, limit: 1000, filter: .init(kinds: [.changed])).map(\.sequence) == [3])
@@ -180,7 +180,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func pruningNeverDropsAnEventASinkHasNotDelivered(backend: StoreBackend)
         async throws
     {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
         try await journal.moveCursor(sink: "file:a", to: 2)
@@ -198,7 +198,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func sequencesNeverRestartWhenPruningEmptiedTheJournal(
         backend: StoreBackend
     ) async throws {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
         try await journal.moveCursor(sink: "stdout", to: 2)
@@ -215,7 +215,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func prunesOnlyTheGivenTargetAndIgnoresSinksNotGiven(backend: StoreBackend)
         async throws
     {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         for target in ["a", "b"] {
             var snapshot = Snapshot()
             _ = try await poll(
@@ -234,7 +234,7 @@ struct StoreTests {
     @Test(arguments: StoreBackend.allCases) func anOperationBackAfterExpiryIsANewIncarnationWithNewIDs(
         backend: StoreBackend
     ) async throws {
-        let journal = try backend.open(directory)
+        let journal = try await backend.open(directory)
         var snapshot = Snapshot()
         let life = item("b-1", "FINISHED")
         var ids: [String] = []
