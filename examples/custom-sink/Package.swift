@@ -7,7 +7,8 @@ let package = Package(
     name: "custom-sink",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "../.."),
+        // `name:` because a path dependency is otherwise named after its folder (the clone's name).
+        .package(name: "bulkwatch", path: "../.."),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],

@@ -41,8 +41,8 @@ final class SQLiteTableSink: EventSink {
 }
 
 // Usage: custom-sink ENDPOINT [EVENTS_DB]
-//   The client secret comes from DRUID_CLIENT_SECRET; client id and token URL from BULKWATCH_*
-//   variables or a bulkwatch.yml, exactly as for `bulkwatch run`.
+//   DRUID_TOKEN_URL and DRUID_CLIENT_ID name the OAuth2 client, DRUID_CLIENT_SECRET holds its
+//   secret (read by bulkwatch through a reference, never copied into a setting).
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
     FileHandle.standardError.write(Data("usage: custom-sink ENDPOINT [EVENTS_DB]\n".utf8))
@@ -51,10 +51,11 @@ guard arguments.count >= 2 else {
 let logger = Logger(label: "custom-sink")
 do {
     var builder = BulkWatchBuilder()
+    let environment = ProcessInfo.processInfo.environment
     try builder.set("endpoint", arguments[1])
-    if ProcessInfo.processInfo.environment["DRUID_CLIENT_SECRET"] != nil {
-        try builder.set("client-secret", "env:DRUID_CLIENT_SECRET")
-    }
+    if let tokenURL = environment["DRUID_TOKEN_URL"] { try builder.set("token-url", tokenURL) }
+    if let clientID = environment["DRUID_CLIENT_ID"] { try builder.set("client-id", clientID) }
+    if environment["DRUID_CLIENT_SECRET"] != nil { try builder.set("client-secret", "env:DRUID_CLIENT_SECRET") }
     try builder.set("state", "./custom-sink-bulkwatch.db")
     builder.addSink(try SQLiteTableSink(path: arguments.count > 2 ? arguments[2] : "./events.db"))
     let watcher = try await builder.build(logger: logger)
