@@ -1,8 +1,8 @@
+package import BulkWatchSupport
+package import BulkWatchTransport
 import Foundation
 package import Logging
 import Synchronization
-package import BulkWatchSupport
-package import BulkWatchTransport
 
 /// Where the DruID app token comes from.
 package enum TokenSource: Sendable, Equatable {

@@ -1,6 +1,6 @@
+import BulkWatchSupport
 import Foundation
 import Synchronization
-import BulkWatchSupport
 
 /// What `/healthz` and `/readyz` answer, fed by the watchers and the dispatcher.
 ///

@@ -1,4 +1,3 @@
-
 /// The watcher's timing rules, as pure functions so they can be tested without waiting.
 package enum Schedule {
     /// The first fixed-rate tick strictly after `now`, on the grid `start + k·interval`.

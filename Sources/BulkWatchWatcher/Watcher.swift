@@ -1,14 +1,14 @@
-package import Foundation
-package import Logging
-import Metrics
-import ServiceLifecycle
-import Synchronization
 package import BulkWatchAuth
 package import BulkWatchDetect
 package import BulkWatchOperate
 package import BulkWatchSource
 package import BulkWatchStore
 package import BulkWatchSupport
+package import Foundation
+package import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
 
 /// One DruID application to watch.
 package struct WatchTarget: Sendable, Equatable {

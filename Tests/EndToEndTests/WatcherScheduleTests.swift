@@ -56,7 +56,7 @@ private struct ScheduledWatcher {
     }
 }
 
-@Suite("Watcher schedule on a test clock")
+@Suite("Watcher schedule on a test clock", .timeLimit(.minutes(1)))
 struct WatcherScheduleTests {
     @Test func ticksAreFixedRateAndTicksMissedWhileAPollOverranAreSkipped() async throws {
         let fixture = try await ScheduledWatcher(
@@ -127,7 +127,8 @@ struct WatcherScheduleTests {
 
     @Test func theFirstPollWaitsForItsDelayAndTheGridStartsThere() async throws {
         let fixture = try await ScheduledWatcher(
-            target: { WatchTarget(endpoint: BulkEndpoint(url: $0), interval: .seconds(5)) }, firstPollDelay: .seconds(2),
+            target: { WatchTarget(endpoint: BulkEndpoint(url: $0), interval: .seconds(5)) },
+            firstPollDelay: .seconds(2),
             setUp: { $0.upsert(bulkId: "b-1") })
         #expect(try await fixture.nextWait() == .seconds(2))
         #expect(fixture.bulkRequests == 0)

@@ -1,10 +1,9 @@
+import BulkWatchSupport
 import Foundation
 import Logging
 import Synchronization
 import TestSupport
 import Testing
-
-import BulkWatchSupport
 
 @testable import BulkWatchAuth
 
@@ -40,17 +39,25 @@ private final class ManualTokenEndpoint: Sendable {
         }
     }
 
-    /// Answers the oldest pending fetch with `token`, valid for an hour.
+    /// Answers every pending fetch with `token`, valid for an hour. Every one, not the first: were the
+    /// provider to fetch twice, the test fails on its count instead of hanging on the second fetch.
     func answer(_ token: String) {
-        let oldest = state.withLock { $0.pending.isEmpty ? nil : $0.pending.removeFirst() }
-        oldest?.continuation.resume(
-            returning: TokenResponse(accessToken: Secret(token), lifetime: 3600, refreshAfter: .seconds(3240)))
+        for fetch in takeAll() {
+            fetch.resume(
+                returning: TokenResponse(accessToken: Secret(token), lifetime: 3600, refreshAfter: .seconds(3240)))
+        }
     }
 
-    /// Fails the oldest pending fetch.
+    /// Fails every pending fetch.
     func fail(_ error: any Error) {
-        let oldest = state.withLock { $0.pending.isEmpty ? nil : $0.pending.removeFirst() }
-        oldest?.continuation.resume(throwing: error)
+        for fetch in takeAll() { fetch.resume(throwing: error) }
+    }
+
+    private func takeAll() -> [CheckedContinuation<TokenResponse, any Error>] {
+        state.withLock { state in
+            defer { state.pending.removeAll() }
+            return state.pending.map(\.continuation)
+        }
     }
 
     private func take(_ id: UInt64) -> CheckedContinuation<TokenResponse, any Error>? {
@@ -75,7 +82,7 @@ private func settle(_ endpoint: ManualTokenEndpoint, _ tokens: TokenProvider, wa
     }
 }
 
-@Suite("Token provider: one fetch shared by concurrent callers")
+@Suite("Token provider: one fetch shared by concurrent callers", .timeLimit(.minutes(1)))
 struct TokenProviderTests {
     @Test func concurrentCallersShareOneFetch() async throws {
         let endpoint = ManualTokenEndpoint()
@@ -164,7 +171,8 @@ struct TokenProviderTests {
     @Test func aTokenIsRefetchedAtNinetyPercentOfItsLifetimeOnTheInjectedClock() async throws {
         let endpoint = ManualTokenEndpoint()
         let clock = TestClock()
-        let credentials = ClientCredentials(tokenURL: "http://127.0.0.1:1/token", clientID: "c", clientSecret: Secret("s"))
+        let credentials = ClientCredentials(
+            tokenURL: "http://127.0.0.1:1/token", clientID: "c", clientSecret: Secret("s"))
         let tokens = TokenProvider(
             source: .clientCredentials(credentials), logger: Logger(label: "test"), clock: clock,
             fetch: { try await endpoint.fetch($0) })
