@@ -211,8 +211,8 @@ package final class Watcher: Service {
                     gridStart = started
                     metrics.pollInterval.record(cadence.seconds)
                 }
-                let now = clock.now
-                delay = now.duration(to: Schedule.nextTick(after: now, start: gridStart, interval: cadence))
+                let finished = clock.now
+                delay = finished.duration(to: Schedule.nextTick(after: finished, start: gridStart, interval: cadence))
             } catch let error as FetchError {
                 if stopping { return }
                 if once {
