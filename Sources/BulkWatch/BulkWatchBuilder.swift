@@ -1,8 +1,8 @@
-import Foundation
-public import Logging
 import BulkWatchConfig
 public import BulkWatchDelivery
 import BulkWatchSupport
+import Foundation
+public import Logging
 
 /// Builds a watcher to embed in your own program, with sinks of your own: the same composition
 /// root, settings and configuration file as `bulkwatch run`, not a second code path.

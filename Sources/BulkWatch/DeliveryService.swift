@@ -1,7 +1,7 @@
 import BulkWatchDelivery
+import BulkWatchSupport
 import ServiceLifecycle
 import Synchronization
-import BulkWatchSupport
 
 /// Runs the dispatcher as a child of its own task group and swaps it when a reload changes the
 /// sinks: the old one drains for a moment, then the new one starts from the stored cursors.

@@ -1,5 +1,5 @@
-import ServiceLifecycle
 import BulkWatchTransport
+import ServiceLifecycle
 
 /// Owns the lifetime of the shared libcurl multi loop inside the service group. It is the first
 /// service of the group, so it is shut down last: the watchers, the dispatcher and the operations

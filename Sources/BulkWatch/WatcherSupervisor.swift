@@ -1,9 +1,9 @@
-import Logging
-import ServiceLifecycle
-import Synchronization
 import BulkWatchConfig
 import BulkWatchSupport
 import BulkWatchWatcher
+import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// Runs the watchers as children of one task group and starts, stops and restarts them on demand
 /// (a reload today, lease changes in replicated mode), so that graceful shutdown and cancellation

@@ -1,5 +1,5 @@
-package import Foundation
 package import BulkWatchSupport
+package import Foundation
 
 #if canImport(FoundationXML)
     import FoundationXML

@@ -1,6 +1,6 @@
-import Foundation
 package import BulkWatchSupport
 import BulkWatchTransport
+import Foundation
 
 /// What the token endpoint's answer means for the provider: a token and when to fetch the next one.
 ///

@@ -1,6 +1,6 @@
+import BulkWatchSupport
 import Foundation
 import Yams
-import BulkWatchSupport
 
 /// A configuration file problem, with where it is: `bulkwatch.yaml:12: targets[0].interval: ...`.
 package struct ConfigFileError: Error, Sendable, CustomStringConvertible {

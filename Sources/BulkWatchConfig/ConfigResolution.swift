@@ -1,4 +1,3 @@
-import Foundation
 import BulkWatchAuth
 import BulkWatchDelivery
 import BulkWatchDetect
@@ -6,6 +5,7 @@ import BulkWatchSource
 import BulkWatchSupport
 import BulkWatchTransport
 import BulkWatchWatcher
+import Foundation
 
 /// Turns flags, the environment and an optional configuration file into a ``RuntimeConfiguration``,
 /// reading every secret on the way.
@@ -136,7 +136,8 @@ package struct ConfigurationResolver: Sendable {
             name: name, endpoint: endpoint, interval: settings.interval ?? Defaults.interval,
             activeInterval: settings.activeInterval,
             terminalStatuses: Set(settings.terminalStatuses ?? Defaults.terminalStatuses),
-            policy: DetectionPolicy(expireAfter: settings.expireAfter ?? Defaults.expireAfter, initial: settings.initial ?? .emit),
+            policy: DetectionPolicy(
+                expireAfter: settings.expireAfter ?? Defaults.expireAfter, initial: settings.initial ?? .emit),
             retain: settings.retain ?? Defaults.retain)
         target.failingAfter = settings.failingAfter ?? Defaults.failingAfter
         return TargetPlan(

@@ -1,5 +1,5 @@
-import Foundation
 package import BulkWatchSupport
+import Foundation
 
 /// Process-wide settings (one state file, one listener, one log format), same layering.
 package struct GlobalSettings: Sendable, Equatable {

@@ -1,4 +1,3 @@
-import Foundation
 package import BulkWatchAuth
 package import BulkWatchDelivery
 import BulkWatchDetect
@@ -6,6 +5,7 @@ import BulkWatchSource
 package import BulkWatchSupport
 package import BulkWatchTransport
 package import BulkWatchWatcher
+import Foundation
 
 /// How webhook sinks sign, time out and retry (`--webhook-*` options).
 package struct WebhookSettings: Sendable, Equatable {
@@ -15,7 +15,9 @@ package struct WebhookSettings: Sendable, Equatable {
     package var timeout: Duration
     package var policy: DeliveryPolicy
 
-    package init(secrets: [WebhookSecret] = [], timeout: Duration = Defaults.webhookTimeout, policy: DeliveryPolicy = .webhook) {
+    package init(
+        secrets: [WebhookSecret] = [], timeout: Duration = Defaults.webhookTimeout, policy: DeliveryPolicy = .webhook
+    ) {
         self.secrets = secrets
         self.timeout = timeout
         self.policy = policy
@@ -78,7 +80,8 @@ package struct RuntimeConfiguration: Sendable {
     package init(
         target: WatchTarget, tokenSource: TokenSource, statePath: String, sinks: [SinkSpec],
         transport: TransportConfiguration = TransportConfiguration(), once: Bool = false,
-        fileMaxBytes: Int64 = Int64(Defaults.fileMaxSize), fileKeep: Int = Defaults.fileKeep, webhook: WebhookSettings = WebhookSettings(),
+        fileMaxBytes: Int64 = Int64(Defaults.fileMaxSize), fileKeep: Int = Defaults.fileKeep,
+        webhook: WebhookSettings = WebhookSettings(),
         listen: ListenAddress? = nil
     ) {
         self.init(

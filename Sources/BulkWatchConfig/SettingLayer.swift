@@ -1,5 +1,5 @@
-import Foundation
 package import BulkWatchSupport
+import Foundation
 
 /// Applying raw values to a settings value by key: one implementation for every layer and struct.
 package enum SettingLayer {

@@ -1,6 +1,6 @@
-import Foundation
 package import BulkWatchDelivery
 package import BulkWatchSupport
+import Foundation
 
 /// A `--sink` specification (DESIGN.md §6, §9): where events go, which of them, and (webhooks) in
 /// which body format.

@@ -1,7 +1,7 @@
-import Foundation
 package import BulkWatchAuth
 package import BulkWatchDetect
 package import BulkWatchSupport
+import Foundation
 
 /// What one target may set; nil means "not set at this layer".
 ///

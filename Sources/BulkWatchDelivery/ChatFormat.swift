@@ -1,6 +1,6 @@
-import Foundation
 import BulkWatchStore
 package import BulkWatchSupport
+import Foundation
 
 /// The body a webhook sink posts (DESIGN.md §9): CloudEvents (§4–5), a chat service's own
 /// incoming-webhook JSON, or a Mustache template of the user's.

@@ -1,11 +1,11 @@
+package import BulkWatchOperate
+package import BulkWatchStore
+import BulkWatchSupport
 import Foundation
 package import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
-package import BulkWatchOperate
-package import BulkWatchStore
-import BulkWatchSupport
 
 /// Fans journal events out to sinks: one task per sink, each reading the journal from its own
 /// durable cursor (DESIGN.md §1).

@@ -1,9 +1,9 @@
+package import BulkWatchStore
+import BulkWatchSupport
 import Dispatch
 import Foundation
 package import Logging
 import Synchronization
-package import BulkWatchStore
-import BulkWatchSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -34,7 +34,6 @@ package final class ExecSink: EventSink {
     package let timeout: Duration
     private let environment: [String: String]
     private let logger: Logger
-
 
     /// - Parameters:
     ///   - passEnvironment: names of the watcher's variables the program may see, or `NAME=value` pairs.

@@ -1,5 +1,5 @@
-import Foundation
 import BulkWatchStore
+import Foundation
 
 #if canImport(Glibc)
     import Glibc

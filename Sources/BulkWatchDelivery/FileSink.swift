@@ -1,7 +1,7 @@
-import Dispatch
-import Synchronization
 package import BulkWatchStore
 import BulkWatchSupport
+import Dispatch
+import Synchronization
 
 /// The `file:PATH` sink: events as JSON lines (the CloudEvents body plus `\n`, DESIGN.md §4) appended to a
 /// file that rotates by size.

@@ -1,6 +1,6 @@
-import Foundation
 package import BulkWatchStore
 package import BulkWatchSupport
+import Foundation
 
 /// Which events one sink receives (DESIGN.md §9): by type, by status, by previous status (for
 /// `changed`), by target. Nil fields match everything.

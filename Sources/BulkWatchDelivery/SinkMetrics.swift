@@ -1,6 +1,6 @@
-import Metrics
 import BulkWatchOperate
 import BulkWatchSupport
+import Metrics
 
 /// One sink's metric handles.
 struct SinkMetrics: Sendable {

@@ -1,6 +1,6 @@
+package import BulkWatchStore
 import Dispatch
 import Foundation
-package import BulkWatchStore
 
 #if canImport(Glibc)
     import Glibc

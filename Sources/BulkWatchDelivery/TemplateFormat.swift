@@ -1,6 +1,6 @@
+import BulkWatchStore
 import Foundation
 import Mustache
-import BulkWatchStore
 
 /// Why a `template=` file cannot be used: one line with the file and, for a parse error, where.
 package struct TemplateError: Error, Sendable, CustomStringConvertible {

@@ -1,8 +1,8 @@
-import Crypto
-import Foundation
 package import BulkWatchStore
 import BulkWatchSupport
 package import BulkWatchTransport
+import Crypto
+import Foundation
 
 /// POSTs events to an HTTP endpoint as signed CloudEvents (DESIGN.md §5).
 ///

@@ -1,5 +1,5 @@
-package import Foundation
 import BulkWatchSupport
+package import Foundation
 
 /// Checks a received webhook request the way a Standard Webhooks receiver should (DESIGN.md §5):
 /// the receivers' side of ``WebhookSigner``, behind `bulkwatch verify`.

@@ -1,5 +1,5 @@
-import Foundation
 import BulkWatchSupport
+import Foundation
 
 #if canImport(Glibc)
     import Glibc

@@ -1,8 +1,8 @@
-import Foundation
-package import Logging
 package import BulkWatchAuth
 package import BulkWatchSupport
 package import BulkWatchTransport
+import Foundation
+package import Logging
 
 /// Where and how to fetch the bulk-status list.
 package struct BulkEndpoint: Sendable, Equatable {
@@ -15,7 +15,8 @@ package struct BulkEndpoint: Sendable, Equatable {
     package var maxResponseBytes: Int
 
     package init(
-        url: String, acceptLanguage: String? = nil, timeout: Duration = Defaults.timeout, maxResponseBytes: Int = Defaults.maxBodySize
+        url: String, acceptLanguage: String? = nil, timeout: Duration = Defaults.timeout,
+        maxResponseBytes: Int = Defaults.maxBodySize
     ) {
         self.url = url
         self.acceptLanguage = acceptLanguage

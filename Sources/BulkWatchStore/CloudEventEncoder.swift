@@ -1,6 +1,6 @@
+import BulkWatchDetect
 import Crypto
 import Foundation
-import BulkWatchDetect
 
 /// Renders a detected change as the CloudEvents 1.0 JSON object of DESIGN.md §4.
 ///

@@ -1,6 +1,6 @@
+import BulkWatchSupport
 import Crypto
 package import Foundation
-import BulkWatchSupport
 
 /// An event about the watcher itself (DESIGN.md §9): a target that keeps failing, or recovered.
 ///

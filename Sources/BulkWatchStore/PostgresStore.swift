@@ -1,10 +1,10 @@
+package import BulkWatchDetect
+import BulkWatchSupport
 package import Foundation
 package import Logging
 package import PostgresNIO
 import ServiceLifecycle
 import Synchronization
-import BulkWatchSupport
-package import BulkWatchDetect
 
 /// The replicated ``Store`` (DESIGN.md §8): one PostgreSQL database shared by any number of replicas.
 ///

@@ -1,8 +1,8 @@
+package import BulkWatchDetect
+import BulkWatchSupport
 package import Foundation
 import GRDB
 import Synchronization
-package import BulkWatchDetect
-import BulkWatchSupport
 
 #if canImport(Glibc)
     import Glibc

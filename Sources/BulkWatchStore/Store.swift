@@ -1,5 +1,5 @@
-package import Foundation
 package import BulkWatchDetect
+package import Foundation
 
 /// The durable spine of bulkwatch (DESIGN.md §1): each target's snapshot, the event journal, each
 /// sink's cursor and dead letters. Everything above it (watchers, the dispatcher, the commands) uses

@@ -266,7 +266,9 @@ package struct PostgresSettings: Sendable, Equatable, CustomStringConvertible, C
 
     /// The password of the first line of a libpq password file matching the connection (`*` matches
     /// anything; `\:` and `\\` escape).
-    package static func pgpassEntry(_ content: String, host: String, port: Int, database: String, user: String) -> String? {
+    package static func pgpassEntry(_ content: String, host: String, port: Int, database: String, user: String)
+        -> String?
+    {
         for line in content.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
             var fields: [String] = [""]
             var escaped = false

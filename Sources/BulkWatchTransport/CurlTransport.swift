@@ -1,7 +1,7 @@
+import BulkWatchSupport
 import CCurl
 import Foundation
 import Synchronization
-import BulkWatchSupport
 
 /// Settings shared by every transfer of one ``CurlTransport``.
 package struct TransportConfiguration: Sendable {

@@ -1,6 +1,6 @@
-package import Foundation
 package import BulkWatchStore
 import BulkWatchSupport
+package import Foundation
 
 /// Decides when a target's outage becomes a `bulkwatch.target.failing` event and when its end
 /// becomes `bulkwatch.target.recovered` (DESIGN.md §9).

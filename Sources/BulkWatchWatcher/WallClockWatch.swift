@@ -1,5 +1,5 @@
-import Foundation
 import BulkWatchSupport
+import Foundation
 
 /// Notices the wall clock jumping: between two looks, the wall clock moved more than `tolerance` differently
 /// from the monotonic clock (an NTP step, `date -s`, a VM restored from a snapshot).

@@ -1,8 +1,8 @@
-import Foundation
-import Metrics
 import BulkWatchOperate
 import BulkWatchSource
 import BulkWatchStore
+import Foundation
+import Metrics
 
 /// One target's metric handles, made once so a poll costs no registry lookups.
 struct WatcherMetrics: Sendable {

@@ -58,7 +58,8 @@ struct VerifyCommand: ParsableCommand {
             print("invalid: \(error)")
             throw ExitCode(1)
         }
-        let verifier = WebhookVerifier(secrets: secrets, tolerance: Duration(parsing: tolerance) ?? Defaults.signatureTolerance)
+        let verifier = WebhookVerifier(
+            secrets: secrets, tolerance: Duration(parsing: tolerance) ?? Defaults.signatureTolerance)
         let verdict = verifier.verify(captured)
         if verdict.isValid {
             print("valid: " + verdict.notes.joined(separator: "; "))
