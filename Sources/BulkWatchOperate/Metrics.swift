@@ -1,5 +1,5 @@
-package import Foundation
-package import Metrics
+import Foundation
+import Metrics
 
 /// The metric names bulkwatch reports through swift-metrics (listed for dashboards in
 /// examples/grafana-metrics.md). Labels are fixed per name: Prometheus refuses one name with two

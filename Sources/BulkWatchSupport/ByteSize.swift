@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// `64MiB`, `10MB`, `1000000`.
 package enum ByteSize {

@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// The one parser of an HTTP `Retry-After` header, for the DruID client and the webhook sink alike.
 ///
