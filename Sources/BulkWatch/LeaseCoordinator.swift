@@ -147,13 +147,15 @@ final class LeaseCoordinator: Service {
         do {
             // The heartbeat first: when this replica dies it expires before its work leases, so the
             // others count one replica fewer by the time those are free.
-            let beat = state.withLock { $0.heartbeat }
-            if beat == nil || !(try await leases.renew(beat!, ttl: ttl)) {
+            var beating = false
+            if let beat = state.withLock({ $0.heartbeat }) { beating = try await leases.renew(beat, ttl: ttl) }
+            if !beating {
                 let taken = try await leases.tryAcquire(replicaLease, owner: settings.replicaID, ttl: ttl)
                 state.withLock { $0.heartbeat = taken }
             }
             for (name, holding) in state.withLock({ $0.held }) {
-                if try await !leases.renew(holding.lease, ttl: ttl) {
+                let renewed = try await leases.renew(holding.lease, ttl: ttl)
+                if !renewed {
                     await lose(name, because: "its renewal was refused (it expired or moved)")
                 }
             }

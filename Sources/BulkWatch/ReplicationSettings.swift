@@ -24,7 +24,9 @@ package struct ReplicationSettings: Sendable, Equatable {
     /// predecessor's leases expire instead of being silently inherited).
     package static var defaultReplicaID: String {
         var name = [CChar](repeating: 0, count: 256)
-        let host = gethostname(&name, name.count) == 0 ? String(cString: name) : "bulkwatch"
+        let host =
+            gethostname(&name, name.count) == 0
+            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "bulkwatch"
         return "\(host)-\(getpid())"
     }
 

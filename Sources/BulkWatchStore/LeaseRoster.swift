@@ -86,7 +86,7 @@ extension Leases {
     /// Tells the other replicas that events were committed (``journalChannel``).
     package func announceCommit() async throws {
         try await store.mapped {
-            try await store.client.query("SELECT pg_notify(\(Self.journalChannel), '')", logger: store.logger)
+            _ = try await store.client.query("SELECT pg_notify(\(Self.journalChannel), '')", logger: store.logger)
         }
     }
 
@@ -98,7 +98,9 @@ extension Leases {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for channel in [Self.channel, Self.journalChannel] {
                         group.addTask {
-                            for try await _ in try await connection.listen(channel) { received(channel) }
+                            try await connection.listen(on: channel) { notifications in
+                                for try await _ in notifications { received(channel) }
+                            }
                         }
                     }
                     // The first to end (a broken connection) ends both: the caller listens again.

@@ -26,12 +26,12 @@ struct DeliveriesCommand: AsyncParsableCommand {
         // Events each sink's filter passed over (DESIGN.md §9); they moved its cursor too.
         let filtered = try await journal.filteredCounts()
         // Replicated mode: which replica delivers each sink now (nil: SQLite, where the one watcher does).
-        let owners = try await (journal as? PostgresStore).map { store -> [String: String] in
-            var owners: [String: String] = [:]
+        var owners: [String: String]?
+        if let store = journal as? PostgresStore {
+            owners = [:]
             for lease in try await store.leases.list() where lease.held && lease.name.hasPrefix("sink:") {
-                owners[String(lease.name.dropFirst("sink:".count))] = lease.owner
+                owners?[String(lease.name.dropFirst("sink:".count))] = lease.owner
             }
-            return owners
         }
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
