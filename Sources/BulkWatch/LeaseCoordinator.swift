@@ -1,13 +1,13 @@
-import Foundation
-import Logging
-import Metrics
-import ServiceLifecycle
-import Synchronization
 import BulkWatchConfig
 import BulkWatchDelivery
 import BulkWatchOperate
 import BulkWatchStore
 import BulkWatchSupport
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
 
 /// Replicated mode's control loop (DESIGN.md §8): takes, renews, spreads and hands over the leases of
 /// every target (`target:NAME`) and every sink (`sink:NAME`), and runs a watcher or a dispatcher only
@@ -141,7 +141,9 @@ final class LeaseCoordinator: Service {
         let started = ContinuousClock.now
         var next = started + settings.renewInterval
         let ttl = settings.leaseTTL
-        for name in state.withLock({ state in defer { state.fencedOut = [] }; return state.fencedOut }) {
+        for name in state.withLock({ state in
+            defer { state.fencedOut = [] }; return state.fencedOut
+        }) {
             await lose(name, because: "a write under it was fenced out")
         }
         do {
@@ -332,7 +334,9 @@ final class LeaseCoordinator: Service {
         for name in state.withLock({ $0.held.keys.sorted() }) {
             await handOver(name, because: "this replica is stopping")
         }
-        if let beat = state.withLock({ state in defer { state.heartbeat = nil }; return state.heartbeat }) {
+        if let beat = state.withLock({ state in
+            defer { state.heartbeat = nil }; return state.heartbeat
+        }) {
             _ = try? await leases.release(beat)
         }
     }

@@ -1,6 +1,6 @@
-import Foundation
 import BulkWatchDetect
 import BulkWatchStore
+import Foundation
 
 /// The store as one lease holder (a watcher or a sink's dispatcher) sees it in replicated mode: every
 /// call goes to the shared store unchanged, and the outcome of each fenced write is reported to the
@@ -82,7 +82,9 @@ struct LeasedStore: Store {
     }
 
     func filteredCounts() async throws -> [String: Int64] { try await base.filteredCounts() }
-    func rewindCursor(sink: String, to sequence: Int64) async throws { try await base.rewindCursor(sink: sink, to: sequence) }
+    func rewindCursor(sink: String, to sequence: Int64) async throws {
+        try await base.rewindCursor(sink: sink, to: sequence)
+    }
 
     func recordSinkError(sink: String, message: String) async throws {
         try await base.recordSinkError(sink: sink, message: message)
