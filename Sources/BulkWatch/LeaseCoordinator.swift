@@ -190,15 +190,14 @@ final class LeaseCoordinator: Service {
                     }
                     if await take(acquired) { taken += 1 }
                 }
-                if taken < share {
-                    // Wake as the first lease held elsewhere expires: a dead holder's is taken at once.
-                    let soonest = wanted.compactMap { byName[$0] }.filter { $0.held && $0.owner != settings.replicaID }
-                        .map(\.expiresAt).min()
-                    if let soonest {
-                        let left = max(0, soonest.timeIntervalSince(roster.now))
-                        next = min(next, .now + .milliseconds(Int64(left * 1000) + 5))
-                    }
-                }
+            }
+            // Wake as the first lease held elsewhere runs out: a dead replica's heartbeat (which changes
+            // every share) or a work lease it held, taken within milliseconds of its expiry. A live
+            // holder renews well before, so this never wakes earlier than the next renewal would.
+            let soonest = roster.leases.filter { $0.held && $0.owner != settings.replicaID }.map(\.expiresAt).min()
+            if let soonest {
+                let left = max(0, soonest.timeIntervalSince(roster.now))
+                next = min(next, .now + .milliseconds(Int64(left * 1000) + 5))
             }
         } catch is CancellationError {
             return .now
@@ -223,15 +222,21 @@ final class LeaseCoordinator: Service {
     private func watchdog() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(50))
+            // While stopping, the hand-over releases every lease itself (and no renewal round runs).
             let (overdue, names) = state.withLock { state in
-                (ContinuousClock.now - state.confirmed >= settings.leaseTTL, Array(state.held.keys))
+                (
+                    !state.stopping && ContinuousClock.now - state.confirmed >= settings.leaseTTL,
+                    Array(state.held.keys)
+                )
             }
             guard overdue, !names.isEmpty else { continue }
             logger.error(
                 "no lease renewal reached the database for \(settings.leaseTTL.shortDescription): stopping every watcher and sink"
             )
             state.withLock { $0.heartbeat = nil }
-            for name in names.sorted() { await lose(name, because: "the database was unreachable for a TTL") }
+            for name in names.sorted() {
+                await lose(name, because: "no renewal reached the database for a TTL (cut off or paused)")
+            }
             publish()
         }
     }
@@ -264,6 +269,10 @@ final class LeaseCoordinator: Service {
                     onCommit: { [weak self] in self?.committed() })
                 guard state.withLock({ $0.held[name]?.lease == lease }) else { return false }
                 supervisor.start(plan, watcher)
+                // Refused once the supervisor is shutting down (before this coordinator is): give it back.
+                guard supervisor.plans[target] != nil else {
+                    throw RuntimeConfigurationError(description: "the watchers are stopping")
+                }
             } else {
                 let sink = String(name.dropFirst("sink:".count))
                 guard let route = controller.preparedRoutes.first(where: { $0.sink.name == sink }) else {
