@@ -206,6 +206,13 @@ let package = Package(
             dependencies: ["BulkWatch", "TestSupport"],
             swiftSettings: strict
         ),
+        // Only the public API (issue 16): without package access, as another package sees BulkWatch.
+        .testTarget(
+            name: "PublicAPITests",
+            dependencies: ["BulkWatch", "BulkWatchSimulator", .product(name: "Logging", package: "swift-log")],
+            packageAccess: false,
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SimulatorTests",
             dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],

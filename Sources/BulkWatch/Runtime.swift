@@ -1,7 +1,7 @@
 import Foundation
 package import Logging
 package import Prometheus
-package import ServiceLifecycle
+public import ServiceLifecycle
 package import BulkWatchConfig
 package import BulkWatchDelivery
 package import BulkWatchOperate
@@ -23,7 +23,7 @@ import BulkWatchTransport
 /// SIGTERM/SIGINT shut the group down in reverse order: the controller stops reacting, the
 /// watchers stop, the dispatcher drains, then the server and the transport stop. `run`, `--once`
 /// and `demo` are the same graph with different configurations; nothing runs outside the group.
-package final class BulkWatchRuntime: Sendable {
+public final class BulkWatchRuntime: Service, Sendable {
     package let store: any Store
     package let health: HealthBoard
     private let lock: StateLock?
@@ -32,6 +32,7 @@ package final class BulkWatchRuntime: Sendable {
     private let supervisor: WatcherSupervisor
     private let delivery: DeliveryService
     private let controller: RuntimeController
+    private let handlesSignals: Bool
     /// Replicated mode (a PostgreSQL store and ``ReplicationSettings``): takes the leases and runs what they cover.
     private let coordinator: LeaseCoordinator?
 
@@ -42,10 +43,12 @@ package final class BulkWatchRuntime: Sendable {
     /// under its ``StateLock``.
     package init(
         configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil,
-        store: (any Store)? = nil, extraSinks: [Dispatcher.Route] = [], replication: ReplicationSettings? = nil
+        store: (any Store)? = nil, extraSinks: [Dispatcher.Route] = [], handlesSignals: Bool = true,
+        replication: ReplicationSettings? = nil
     ) async throws {
         try configuration.validate()
         self.logger = logger
+        self.handlesSignals = handlesSignals
         // Before anything else touches the state: a second watcher would poll and deliver everything twice.
         self.lock = store == nil ? try StateLock(statePath: configuration.statePath) : nil
         let store = try store ?? SQLiteStore(path: configuration.statePath)
@@ -76,6 +79,12 @@ package final class BulkWatchRuntime: Sendable {
         }
     }
 
+    /// Runs until graceful shutdown (SIGTERM/SIGINT, or the `ServiceGroup` it runs in), or after one
+    /// poll with `once`; then stops the watchers and lets every sink deliver what it can.
+    public func run() async throws {
+        try await run(extraServices: [], registry: nil)
+    }
+
     /// Runs until SIGINT/SIGTERM (or after one poll with `once`), then shuts down gracefully.
     /// `registry` is what `/metrics` renders when the configuration has `listen`.
     package func run(extraServices: [any Service] = [], registry: PrometheusCollectorRegistry? = nil) async throws {
@@ -93,7 +102,7 @@ package final class BulkWatchRuntime: Sendable {
                 .init(service: $0, successTerminationBehavior: terminate, failureTerminationBehavior: terminate)
             },
             logger: logger)
-        groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
+        if handlesSignals { groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint] }
         try await ServiceGroup(configuration: groupConfiguration).run()
         withExtendedLifetime(lock) {}
     }

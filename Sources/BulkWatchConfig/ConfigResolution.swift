@@ -26,6 +26,9 @@ package struct ConfigurationResolver: Sendable {
     package var flagTarget: TargetSettings
     package var once: Bool
     package var environment: [String: String]
+    /// The sinks of a target that names none: stdout for `run`; none when an embedding program
+    /// added sinks in code (``BulkWatchBuilder``).
+    package var defaultSinks: [SinkSpec] = [.stdout(.text)]
 
     package init(
         configPath: String?, flagGlobal: GlobalSettings = GlobalSettings(),
@@ -138,7 +141,7 @@ package struct ConfigurationResolver: Sendable {
         target.failingAfter = settings.failingAfter ?? Defaults.failingAfter
         return TargetPlan(
             target: target, tokenSource: try tokenSource(settings, conf: conf, timeout: timeout),
-            sinks: settings.sinks ?? [.stdout(.text)])
+            sinks: settings.sinks ?? defaultSinks)
     }
 
     /// The target's `oauthconf.xml`, read once, with the path its errors name.

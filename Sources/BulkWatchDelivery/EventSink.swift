@@ -1,4 +1,4 @@
-package import BulkWatchStore
+public import BulkWatchStore
 import BulkWatchSupport
 
 /// A destination for journal events: stdout, a JSON-lines file, a webhook.
@@ -11,7 +11,7 @@ import BulkWatchSupport
 /// A sink that knows *why* a delivery failed throws ``DeliveryFailure``; the dispatcher then
 /// applies the sink's ``deliveryPolicy`` (retry with backoff, dead-letter, or stop the sink). Any
 /// other error is treated as retryable.
-package protocol EventSink: Sendable {
+public protocol EventSink: Sendable {
     /// Unique, stable name of this sink; it keys the sink's cursor in the journal (e.g. `file:/var/log/x`).
     var name: String { get }
 
@@ -37,19 +37,19 @@ package protocol EventSink: Sendable {
 }
 
 extension EventSink {
-    package var preferredBatchSize: Int { Dispatcher.defaultBatchSize }
-    package var deliveryPolicy: DeliveryPolicy { .local }
-    package func lastDelivered() async throws -> DeliveredMark? { nil }
-    package func close() async {}
+    public var preferredBatchSize: Int { Dispatcher.defaultBatchSize }
+    public var deliveryPolicy: DeliveryPolicy { .local }
+    public func lastDelivered() async throws -> DeliveredMark? { nil }
+    public func close() async {}
 }
 
 /// The last event a sink holds: its sequence and its exact bytes (the CloudEvent as journaled), so the
 /// dispatcher can tell this journal's event from another journal's event with the same number.
-package struct DeliveredMark: Sendable, Equatable {
-    package var sequence: Int64
-    package var body: [UInt8]
+public struct DeliveredMark: Sendable, Equatable {
+    public var sequence: Int64
+    public var body: [UInt8]
 
-    package init(sequence: Int64, body: [UInt8]) {
+    public init(sequence: Int64, body: [UInt8]) {
         self.sequence = sequence
         self.body = body
     }
@@ -59,8 +59,8 @@ package struct DeliveredMark: Sendable, Equatable {
 ///
 /// A struct with a nested disposition (not a bare enum) so a new disposition never breaks a
 /// caller that only logs the failure.
-package struct DeliveryFailure: Error, Sendable, CustomStringConvertible {
-    package enum Disposition: Sendable, Equatable {
+public struct DeliveryFailure: Error, Sendable, CustomStringConvertible {
+    public enum Disposition: Sendable, Equatable {
         /// Transient (timeouts, 5xx, 429): try again later, not before `retryAfter` when given.
         case retry(retryAfter: Duration?)
         /// The receiver refused this content (4xx, a redirect): a few attempts, then dead-letter it.
@@ -69,30 +69,30 @@ package struct DeliveryFailure: Error, Sendable, CustomStringConvertible {
         case stopSink
     }
 
-    package var disposition: Disposition
+    public var disposition: Disposition
     /// One line for the log, `cursors.last_error` and `dead_letters.reason`; never holds a secret.
-    package var reason: String
+    public var reason: String
 
-    package init(_ disposition: Disposition, reason: String) {
+    public init(_ disposition: Disposition, reason: String) {
         self.disposition = disposition
         self.reason = reason
     }
 
-    package var description: String { reason }
+    public var description: String { reason }
 }
 
 /// How the dispatcher treats one sink's failures (DESIGN.md §5).
-package struct DeliveryPolicy: Sendable, Equatable {
+public struct DeliveryPolicy: Sendable, Equatable {
     /// Backoff before retry n is uniform in 0…min(cap, base·2ⁿ⁻¹) (full jitter), or `Retry-After` when longer.
-    package var backoffBase: Duration
-    package var backoffCap: Duration
+    public var backoffBase: Duration
+    public var backoffCap: Duration
     /// A retrying batch whose oldest event (by its CloudEvents `time`) is older than this is
     /// dead-lettered; nil retries forever (local sinks: a full disk must not lose events).
-    package var maxAge: Duration?
+    public var maxAge: Duration?
     /// Attempts before a rejected batch (``DeliveryFailure/Disposition/reject``) is dead-lettered.
-    package var rejectAttempts: Int
+    public var rejectAttempts: Int
 
-    package init(backoffBase: Duration, backoffCap: Duration, maxAge: Duration?, rejectAttempts: Int = 3) {
+    public init(backoffBase: Duration, backoffCap: Duration, maxAge: Duration?, rejectAttempts: Int = 3) {
         self.backoffBase = backoffBase
         self.backoffCap = backoffCap
         self.maxAge = maxAge
@@ -100,10 +100,10 @@ package struct DeliveryPolicy: Sendable, Equatable {
     }
 
     /// Stdout and files: retry forever, 1 s to 30 s apart; nothing is ever dead-lettered.
-    package static let local = DeliveryPolicy(
+    public static let local = DeliveryPolicy(
         backoffBase: .seconds(1), backoffCap: .seconds(30), maxAge: nil, rejectAttempts: .max)
 
     /// Webhooks by default: 1 s to 5 min apart, dead-letter after 24 h or 3 refusals.
-    package static let webhook = DeliveryPolicy(
+    public static let webhook = DeliveryPolicy(
         backoffBase: .seconds(1), backoffCap: .seconds(300), maxAge: .seconds(86400), rejectAttempts: 3)
 }

@@ -1,6 +1,6 @@
+import BulkWatchSupport
 import Foundation
 import Synchronization
-import BulkWatchSupport
 
 /// What `/healthz` and `/readyz` answer, fed by the watchers and the dispatcher.
 ///
@@ -9,6 +9,10 @@ import BulkWatchSupport
 /// single slow or failed poll does not page anyone; a stopped sink is unhealthy at once because it
 /// will not recover by itself. Ready means: every target has completed a successful poll since
 /// start-up, so a freshly (re)started instance is not counted on before it has seen upstream.
+///
+/// Ages are measured on an injected monotonic clock (`ContinuousClock` in production), so a wall-clock
+/// step neither pages anyone nor hides an outage, and a test can let three intervals pass without
+/// waiting for them.
 package final class HealthBoard: Sendable {
     package struct Report: Sendable, Equatable {
         package var healthy: Bool
@@ -19,8 +23,9 @@ package final class HealthBoard: Sendable {
 
     private struct TargetHealth {
         var interval: Duration
-        var since: ContinuousClock.Instant
-        var lastSuccess: ContinuousClock.Instant?
+        /// Times on the board's own timeline (see ``elapsed``).
+        var since: Duration
+        var lastSuccess: Duration?
         var lastError: String?
     }
 
@@ -31,11 +36,18 @@ package final class HealthBoard: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Time since the board was created, read from the injected clock. A duration rather than the
+    /// clock's instant so the board need not be generic over the clock type.
+    private let elapsed: @Sendable () -> Duration
 
-    package init() {}
+    package init(clock: some Clock<Duration> = ContinuousClock()) {
+        let origin = clock.now
+        elapsed = { origin.duration(to: clock.now) }
+    }
 
     /// Declares the targets being watched (start-up and reload); unknown ones are forgotten.
-    package func setTargets(_ targets: [(name: String, interval: Duration)], now: ContinuousClock.Instant = .now) {
+    package func setTargets(_ targets: [(name: String, interval: Duration)]) {
+        let now = elapsed()
         state.withLock { state in
             var next: [String: TargetHealth] = [:]
             for (name, interval) in targets {
@@ -47,7 +59,8 @@ package final class HealthBoard: Sendable {
         }
     }
 
-    package func pollSucceeded(target: String, at now: ContinuousClock.Instant = .now) {
+    package func pollSucceeded(target: String) {
+        let now = elapsed()
         state.withLock {
             $0.targets[target]?.lastSuccess = now
             $0.targets[target]?.lastError = nil
@@ -67,8 +80,9 @@ package final class HealthBoard: Sendable {
         state.withLock { $0.stoppedSinks.removeAll() }
     }
 
-    package func health(now: ContinuousClock.Instant = .now) -> Report {
-        state.withLock { state in
+    package func health() -> Report {
+        let now = elapsed()
+        return state.withLock { state in
             var reasons: [String] = []
             for (name, target) in state.targets.sorted(by: { $0.key < $1.key }) {
                 let limit = target.interval * 3

@@ -1,13 +1,13 @@
 package import BulkWatchDetect
 
 /// One committed event as the journal stores it: the unit every sink delivers.
-package struct JournalEvent: Sendable, Equatable {
+public struct JournalEvent: Sendable, Equatable {
     /// What an event reports: a change of a bulk operation (`bulk.*`, detected by the differ) or
     /// the watcher's own health (`bulkwatch.target.*`, DESIGN.md §9).
     ///
     /// Separate from ``DetectedChange/Kind`` because the differ never produces operational events;
     /// the raw value is the short name people type (`--type`, `types=`) and `stdout` prints.
-    package enum Kind: String, Sendable, Equatable, Hashable, CaseIterable {
+    public enum Kind: String, Sendable, Equatable, Hashable, CaseIterable {
         case created
         case changed
         case expired
@@ -25,7 +25,7 @@ package struct JournalEvent: Sendable, Equatable {
         }
 
         /// The kind of a CloudEvents `type`; nil for a type this version does not know.
-        package init?(type: String) {
+        public init?(type: String) {
             if type.hasPrefix("bulk."), let kind = Kind(rawValue: String(type.dropFirst(5))), kind.isBulk {
                 self = kind
             } else if type.hasPrefix("bulkwatch."), let kind = Kind(rawValue: String(type.dropFirst(10))), !kind.isBulk
@@ -37,10 +37,10 @@ package struct JournalEvent: Sendable, Equatable {
         }
 
         /// CloudEvents `type`: `bulk.created` … or `bulkwatch.target.failing` / `.recovered`.
-        package var type: String { isBulk ? "bulk.\(rawValue)" : "bulkwatch.\(rawValue)" }
+        public var type: String { isBulk ? "bulk.\(rawValue)" : "bulkwatch.\(rawValue)" }
 
         /// Whether this is a change of a bulk operation (as opposed to an operational event).
-        package var isBulk: Bool {
+        public var isBulk: Bool {
             switch self {
             case .created, .changed, .expired: true
             case .targetFailing, .targetRecovered: false
@@ -59,21 +59,21 @@ package struct JournalEvent: Sendable, Equatable {
     }
 
     /// The journal's monotonically increasing number (CloudEvents `sequence`).
-    package var sequence: Int64
+    public var sequence: Int64
     /// Stable CloudEvents `id`, derived from (source, bulkId, type, status, updatedOn).
-    package var id: String
-    package var kind: Kind
+    public var id: String
+    public var kind: Kind
     /// The bulkId (CloudEvents `subject`); the target name for operational events.
-    package var subject: String
+    public var subject: String
     /// Detection time, RFC 3339 UTC with milliseconds.
-    package var time: String
+    public var time: String
     /// The whole CloudEvent, one JSON object without a trailing newline (DESIGN.md §4).
-    package var body: [UInt8]
+    public var body: [UInt8]
     /// The target whose poll produced the event, when the reader asked for it (the dispatcher's
     /// read does, for per-sink target filters); nil otherwise. Not part of equality.
-    package var target: String?
+    public var target: String?
 
-    package init(sequence: Int64, id: String, kind: Kind, subject: String, time: String, body: [UInt8]) {
+    public init(sequence: Int64, id: String, kind: Kind, subject: String, time: String, body: [UInt8]) {
         self.sequence = sequence
         self.id = id
         self.kind = kind
@@ -88,9 +88,9 @@ package struct JournalEvent: Sendable, Equatable {
 
     /// CloudEvents `type`: `bulk.created`, `bulk.changed`, `bulk.expired`, `bulkwatch.target.failing`
     /// or `bulkwatch.target.recovered`.
-    package var type: String { kind.type }
+    public var type: String { kind.type }
 
-    package static func == (lhs: JournalEvent, rhs: JournalEvent) -> Bool {
+    public static func == (lhs: JournalEvent, rhs: JournalEvent) -> Bool {
         lhs.sequence == rhs.sequence && lhs.id == rhs.id && lhs.kind == rhs.kind && lhs.subject == rhs.subject
             && lhs.time == rhs.time && lhs.body == rhs.body
     }

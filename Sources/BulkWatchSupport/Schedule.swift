@@ -1,18 +1,19 @@
-package import Foundation
-
 /// The watcher's timing rules, as pure functions so they can be tested without waiting.
 package enum Schedule {
     /// The first fixed-rate tick strictly after `now`, on the grid `start + k·interval`.
     ///
     /// Fixed rate, not fixed delay: a 300 ms poll at a 5 s interval still polls every 5 s, and
     /// ticks missed while a poll overran are skipped, never queued up and fired back to back.
-    package static func nextTick(
-        after now: ContinuousClock.Instant, start: ContinuousClock.Instant, interval: Duration
-    ) -> ContinuousClock.Instant {
+    ///
+    /// Generic over the instant so the watcher can run the same rule on a test clock as on
+    /// `ContinuousClock`; it reads no clock itself.
+    package static func nextTick<Instant: InstantProtocol<Duration>>(
+        after now: Instant, start: Instant, interval: Duration
+    ) -> Instant {
         guard now >= start else { return start }
-        let elapsed = now - start
+        let elapsed = start.duration(to: now)
         let ticks = Int64((elapsed / interval).rounded(.down)) + 1
-        return start + interval * ticks
+        return start.advanced(by: interval * ticks)
     }
 
     /// Delay before retry number `failures` (1 = first retry) after failed polls: exponential from

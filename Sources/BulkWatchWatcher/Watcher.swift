@@ -1,14 +1,14 @@
-package import Foundation
-package import Logging
-import Metrics
-import ServiceLifecycle
-import Synchronization
 package import BulkWatchAuth
 package import BulkWatchDetect
 package import BulkWatchOperate
 package import BulkWatchSource
 package import BulkWatchStore
 package import BulkWatchSupport
+package import Foundation
+package import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
 
 /// One DruID application to watch.
 package struct WatchTarget: Sendable, Equatable {
@@ -84,6 +84,10 @@ package struct PollReport: Sendable {
 ///
 /// Adaptive polling: after each successful poll the next one is scheduled at `activeInterval`
 /// while any listed operation is still in progress, at `interval` otherwise.
+///
+/// Every wait (first-poll delay, fixed-rate tick, backoff) and the grid itself are on an injected
+/// monotonic clock, `ContinuousClock` in production, so a test can drive the cadence with a manual
+/// clock and read the delays the watcher chose instead of sleeping through them.
 package final class Watcher: Service {
     private let target: WatchTarget
     private let client: BulkStatusClient
@@ -100,6 +104,8 @@ package final class Watcher: Service {
     private let sinksForPruning: (@Sendable () -> [String])?
     /// Wall time for watcher-health events (injected by tests).
     private let now: @Sendable () -> Date
+    /// The monotonic clock the schedule runs on (injected by tests).
+    private let clock: any Clock<Duration>
 
     /// - Parameters:
     ///   - once: one poll, then return; a failed poll throws ``OncePollFailed``.
@@ -110,12 +116,15 @@ package final class Watcher: Service {
     ///   - sinksForPruning: the sinks the running configuration routes this target to; retention keeps
     ///     every event one of them has not delivered. Nil: this watcher never prunes.
     ///   - fence: what every commit carries: the target's lease in replicated mode.
+    ///   - clock: what the schedule, the backoff and the first-poll delay wait on.
     package init(
         target: WatchTarget, client: BulkStatusClient, store: any Store, logger: Logger, once: Bool = false,
         firstPollDelay: Duration = .zero, tokens: TokenProvider? = nil, health: HealthBoard? = nil,
         sinksForPruning: (@Sendable () -> [String])? = nil, fence: StoreFence = .exclusive,
-        onCommit: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() }
+        onCommit: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = { Date() },
+        clock: any Clock<Duration> = ContinuousClock()
     ) async throws {
+        self.clock = clock
         self.sinksForPruning = sinksForPruning
         self.fence = fence
         self.now = now
@@ -138,30 +147,39 @@ package final class Watcher: Service {
     private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
 
     package func run() async throws {
+        // Bound to a local first: the compiler opens the existential for a local, not for the property.
+        let clock = self.clock
+        try await run(on: clock)
+    }
+
+    /// The loop of ``run()``, generic so the clock's instants can be compared and stored.
+    private func run<C: Clock<Duration>>(on clock: C) async throws {
         var failures = 0
         var generator = SystemRandomNumberGenerator()
-        var lastPrune = ContinuousClock.now - .seconds(3600)
+        var lastPrune = clock.now.advanced(by: .seconds(-3600))
         var cadence = target.interval
-        var clock = WallClockWatch()
+        // Compares the wall clock with the real monotonic one, whatever clock the schedule runs on:
+        // against a test clock it would see a jump on every advance.
+        var wallClock = WallClockWatch()
         var healthTracker = TargetHealthTracker(target: target.name, failingAfter: target.failingAfter)
         if let outage = try? await store.openOutage(target: target.name) {
             healthTracker.resume(outageSince: outage.since, failedAttempts: outage.failedAttempts)
         }
         if firstPollDelay > .zero {
             do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.firstPollDelay) }
+                try await cancelWhenGracefulShutdown { try await clock.sleep(for: self.firstPollDelay) }
             } catch {
                 return
             }
         }
         // The fixed-rate grid restarts whenever the cadence changes.
-        var gridStart = ContinuousClock.now
+        var gridStart = clock.now
         while !stopping {
-            if let jump = clock.jump() { logger.warning("\(WallClockWatch.describe(jump))") }
+            if let jump = wallClock.jump() { logger.warning("\(WallClockWatch.describe(jump))") }
             let delay: Duration
-            let started = ContinuousClock.now
+            let started = clock.now
             do {
-                let report = try await cancelWhenGracefulShutdown { try await self.pollOnce() }
+                let report = try await cancelWhenGracefulShutdown { try await self.poll(timedOn: clock) }
                 if failures > 0 { logger.info("polling recovered after \(failures) failed attempt(s)") }
                 failures = 0
                 if once {
@@ -181,8 +199,8 @@ package final class Watcher: Service {
                 } catch {
                     logger.warning("state maintenance failed: \(error)")
                 }
-                if ContinuousClock.now - lastPrune > .seconds(600) {
-                    lastPrune = .now
+                if lastPrune.duration(to: clock.now) > .seconds(600) {
+                    lastPrune = clock.now
                     await prune()
                 }
                 let next = target.cadence(activeItems: report.activeItems)
@@ -193,7 +211,8 @@ package final class Watcher: Service {
                     gridStart = started
                     metrics.pollInterval.record(cadence.seconds)
                 }
-                delay = Schedule.nextTick(after: .now, start: gridStart, interval: cadence) - .now
+                let finished = clock.now
+                delay = finished.duration(to: Schedule.nextTick(after: finished, start: gridStart, interval: cadence))
             } catch let error as FetchError {
                 if stopping { return }
                 if once {
@@ -227,7 +246,7 @@ package final class Watcher: Service {
                 logger.error("poll could not be recorded: \(error); retrying in \(delay.shortDescription)")
             }
             do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                try await cancelWhenGracefulShutdown { try await clock.sleep(for: delay) }
             } catch {
                 return
             }
@@ -239,7 +258,13 @@ package final class Watcher: Service {
     /// (nothing changed), a journal error when the commit failed (nothing changed either).
     @discardableResult
     package func pollOnce() async throws -> PollReport {
-        let started = ContinuousClock.now
+        let clock = self.clock
+        return try await poll(timedOn: clock)
+    }
+
+    /// ``pollOnce()`` with its duration measured on `clock`.
+    private func poll<C: Clock<Duration>>(timedOn clock: C) async throws -> PollReport {
+        let started = clock.now
         let refreshesBefore = await tokens?.refreshCount ?? 0
         let listing: BulkListing
         do {
@@ -279,7 +304,7 @@ package final class Watcher: Service {
         let activeItems = target.activeCount(in: listing)
         report(outcome.stats, items: listing.items.count, events: events.count)
         metrics.poll(outcome: "ok")
-        metrics.pollDuration.record(duration: ContinuousClock.now - started)
+        metrics.pollDuration.record(duration: started.duration(to: clock.now))
         metrics.itemsTracked.record(tracked)
         metrics.itemsActive.record(activeItems)
         metrics.lastSuccess.record(Date().timeIntervalSince1970)

@@ -84,24 +84,26 @@ struct TargetHealthTests {
         let client = BulkStatusClient(
             endpoint: BulkEndpoint(url: simulator.bulkURL), transport: transport, tokens: tokens, logger: logger)
         simulator.upsert(bulkId: "b-1")
-        // One good poll, then 12 failing ones: each clock reading is 10 s later, so the outage lasts
-        // two minutes of test time (and a few seconds of real backoff).
+        // One good poll, then 12 failing ones: each wall-clock reading is 10 s later, so the outage lasts
+        // two minutes of test time; the backoff between the polls passes on the test clock.
         simulator.enqueue(.normal)
         simulator.enqueue(.status(500), times: 12)
         let clock = SteppingClock(start: Date(), step: 10)
+        let schedule = TestClock()
         var target = WatchTarget(
             name: "eu", endpoint: BulkEndpoint(url: simulator.bulkURL), interval: .milliseconds(50))
         target.failingAfter = .seconds(60)
         let watcher = try await Watcher(
-            target: target, client: client, store: journal, logger: logger, tokens: tokens, now: { clock.now() })
+            target: target, client: client, store: journal, logger: logger, tokens: tokens, now: { clock.now() },
+            clock: schedule)
         let running = Task { try await watcher.run() }
-        let recovered = await ChildProcess.eventually(timeout: .seconds(90)) {
+        let recovered = try await schedule.advanceUntil {
             let kinds = (try? await journal.allEvents().map(\.kind)) ?? []
             return kinds.contains(.targetRecovered)
         }
         // A few more good polls: they must add nothing.
         let polls = simulator.requestLog.count
-        _ = await ChildProcess.eventually(timeout: .seconds(10)) { simulator.requestLog.count >= polls + 3 }
+        _ = try await schedule.advanceUntil { simulator.requestLog.count >= polls + 3 }
         running.cancel()
         _ = try? await running.value
         #expect(recovered)
@@ -147,10 +149,12 @@ struct TargetHealthTests {
         simulator.upsert(bulkId: "b-1")
         simulator.enqueue(.status(500), times: 3)
         let clock = SteppingClock(start: since + 400, step: 60)
+        let schedule = TestClock()
         let watcher = try await Watcher(
-            target: target, client: client, store: journal, logger: logger, tokens: tokens, now: { clock.now() })
+            target: target, client: client, store: journal, logger: logger, tokens: tokens, now: { clock.now() },
+            clock: schedule)
         let running = Task { try await watcher.run() }
-        let recovered = await ChildProcess.eventually(timeout: .seconds(60)) {
+        let recovered = try await schedule.advanceUntil {
             ((try? await journal.allEvents().map(\.kind)) ?? []).contains(.targetRecovered)
         }
         running.cancel()

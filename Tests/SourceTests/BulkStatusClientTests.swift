@@ -13,6 +13,8 @@ struct ClientFixture {
     let logs = LogCapture()
     let tokens: TokenProvider
     let client: BulkStatusClient
+    /// What the token provider measures lifetimes on: token lifetimes pass only when a test advances it.
+    let clock = TestClock()
 
     init(
         options: SimulatorOptions = .manual(), acceptLanguage: String? = nil,
@@ -24,7 +26,8 @@ struct ClientFixture {
         let credentials = ClientCredentials(
             tokenURL: simulator.tokenURL, clientID: options.clientID,
             clientSecret: Secret(secret ?? options.clientSecret), style: style)
-        tokens = TokenProvider(source: .clientCredentials(credentials), transport: transport, logger: logs.logger())
+        tokens = TokenProvider(
+            source: .clientCredentials(credentials), transport: transport, logger: logs.logger(), clock: clock)
         client = BulkStatusClient(
             endpoint: BulkEndpoint(url: simulator.bulkURL, acceptLanguage: acceptLanguage), transport: transport,
             tokens: tokens, logger: logs.logger())
@@ -90,28 +93,44 @@ struct BulkStatusClientTests {
         options.faults.omitExpiresIn = true
         let fixture = try await ClientFixture(options: options)
         _ = try await fixture.client.fetch()
-        try await Task.sleep(for: .milliseconds(1200))
-        // The server drops the token (as if it had expired after 1 s). The client, assuming 900 s
-        // and not 1 s or 0, still uses it, gets a 401, refreshes once and retries: one poll, still
-        // successful. Revoking instead of a 1 s lifetime keeps a slow machine from expiring the
-        // fresh token too before the retry.
+        fixture.clock.advance(by: .seconds(809))
+        // The server drops the token. The client, assuming 900 s (refresh at 810 s) and not anything
+        // shorter, still uses it 809 s on, gets a 401, refreshes once and retries: one poll, still
+        // successful.
         fixture.simulator.revokeAllTokens()
-        let before = fixture.simulator.requestLog.count
+        var before = fixture.simulator.requestLog.count
         _ = try await fixture.client.fetch()
         #expect(requests(after: before, in: fixture.simulator) == ["bulk 401", "token", "bulk 200"])
+        // The token fetched at 809 s is renewed at 90 % of 900 s after it, not a moment later.
+        fixture.clock.advance(by: .seconds(809))
+        before = fixture.simulator.requestLog.count
+        _ = try await fixture.client.fetch()
+        #expect(requests(after: before, in: fixture.simulator) == ["bulk 200"])
+        fixture.clock.advance(by: .seconds(1))
+        before = fixture.simulator.requestLog.count
+        _ = try await fixture.client.fetch()
+        #expect(requests(after: before, in: fixture.simulator) == ["token", "bulk 200"])
         await fixture.stop()
     }
 
     @Test func refreshesTheTokenAfterNinetyPercentOfItsLifetime() async throws {
         var options = SimulatorOptions.manual()
-        options.tokenLifetime = 2
+        options.tokenLifetime = 100
         let fixture = try await ClientFixture(options: options)
         _ = try await fixture.client.fetch()
-        try await Task.sleep(for: .milliseconds(1900))
-        let before = fixture.simulator.requestLog.count
+        // Just short of 90 % of the announced 100 s: the cached token is still used.
+        fixture.clock.advance(by: .milliseconds(89_999))
+        var before = fixture.simulator.requestLog.count
         _ = try await fixture.client.fetch()
-        // Past 90 % of the announced 2 s: a new token is fetched before the bulk call, proactively.
-        #expect(requests(after: before, in: fixture.simulator) == ["token", "bulk 200"])
+        #expect(requests(after: before, in: fixture.simulator) == ["bulk 200"])
+        // At 90 %: a new token is fetched before the bulk call, proactively (the old one is still
+        // valid upstream), and only once.
+        fixture.clock.advance(by: .milliseconds(1))
+        before = fixture.simulator.requestLog.count
+        _ = try await fixture.client.fetch()
+        _ = try await fixture.client.fetch()
+        #expect(requests(after: before, in: fixture.simulator) == ["token", "bulk 200", "bulk 200"])
+        #expect(await fixture.tokens.refreshCount == 2)
         await fixture.stop()
     }
 
