@@ -195,7 +195,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["BulkWatch", "BulkWatchSimulator", "TestSupport"],
+            dependencies: [
+                "BulkWatch", "BulkWatchSimulator", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

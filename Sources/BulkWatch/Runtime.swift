@@ -33,6 +33,8 @@ public final class BulkWatchRuntime: Service, Sendable {
     private let delivery: DeliveryService
     private let controller: RuntimeController
     private let handlesSignals: Bool
+    /// Replicated mode (a PostgreSQL store and ``ReplicationSettings``): takes the leases and runs what they cover.
+    private let coordinator: LeaseCoordinator?
 
     /// Opens the state and every sink and loads every snapshot; throws (before any network call)
     /// when one cannot be opened. `extraSinks` are sinks built in code by an embedding program;
@@ -41,7 +43,8 @@ public final class BulkWatchRuntime: Service, Sendable {
     /// under its ``StateLock``.
     package init(
         configuration: RuntimeConfiguration, logger: Logger, reloader: ConfigurationReloader? = nil,
-        store: (any Store)? = nil, extraSinks: [Dispatcher.Route] = [], handlesSignals: Bool = true
+        store: (any Store)? = nil, extraSinks: [Dispatcher.Route] = [], handlesSignals: Bool = true,
+        replication: ReplicationSettings? = nil
     ) async throws {
         try configuration.validate()
         self.logger = logger
@@ -58,11 +61,18 @@ public final class BulkWatchRuntime: Service, Sendable {
         self.supervisor = supervisor
         let delivery = DeliveryService()
         self.delivery = delivery
+        let shared = replication == nil ? nil : store as? PostgresStore
         do {
-            self.controller = try await RuntimeController(
+            let controller = try await RuntimeController(
                 configuration: configuration, store: store, transport: transport, health: health,
                 supervisor: supervisor, delivery: delivery, reloader: reloader, extraRoutes: extraSinks,
-                logger: logger)
+                logger: logger, replicated: shared != nil)
+            self.controller = controller
+            self.coordinator = shared.map { shared in
+                LeaseCoordinator(
+                    store: shared, settings: replication!, controller: controller, supervisor: supervisor,
+                    health: health, logger: logger)
+            }
         } catch {
             transport.shutdown()
             throw error
@@ -83,7 +93,9 @@ public final class BulkWatchRuntime: Service, Sendable {
         if let listen = controller.configuration.listen {
             services.append(OperationsServer(address: listen, registry: registry, health: health, logger: logger))
         }
-        services += [delivery, supervisor, controller]
+        services.append(delivery)
+        if let coordinator { services.append(coordinator) }
+        services += [supervisor, controller]
         let terminate = ServiceGroupConfiguration.ServiceConfiguration.TerminationBehavior.gracefullyShutdownGroup
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map {

@@ -29,6 +29,8 @@ final class RuntimeController: Service {
     /// Sinks an embedding program added in code; they stay across reloads.
     private let extraRoutes: [Dispatcher.Route]
     private let logger: Logger
+    /// Replicated mode: the ``LeaseCoordinator`` starts watchers and sinks as it takes their leases.
+    private let replicated: Bool
 
     private struct State {
         var configuration: RuntimeConfiguration
@@ -47,8 +49,9 @@ final class RuntimeController: Service {
     init(
         configuration: RuntimeConfiguration, store: any Store, transport: CurlTransport, health: HealthBoard,
         supervisor: WatcherSupervisor, delivery: DeliveryService, reloader: ConfigurationReloader?,
-        extraRoutes: [Dispatcher.Route], logger: Logger
+        extraRoutes: [Dispatcher.Route], logger: Logger, replicated: Bool = false
     ) async throws {
+        self.replicated = replicated
         self.store = store
         self.transport = transport
         self.health = health
@@ -62,12 +65,16 @@ final class RuntimeController: Service {
         state = Mutex(State(configuration: configuration, sinks: sinks))
         let spread = configuration.targets.count > 1 && !configuration.once
         var watchers: [(TargetPlan, Watcher)] = []
-        for plan in configuration.targets {
+        // A replica loads a target's snapshot when it takes the lease: another replica may commit before.
+        for plan in configuration.targets where !replicated {
             watchers.append((plan, try await makeWatcher(plan, configuration: configuration, jitter: spread)))
         }
         state.withLock { $0.preparedWatchers = watchers }
-        health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) })
+        if !replicated { health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) }) }
     }
+
+    /// The routes of the configured sinks, opened once (replicated mode runs each on its own dispatcher).
+    var preparedRoutes: [Dispatcher.Route] { state.withLock { $0.sinks.routes } }
 
     func run() async throws {
         let (watchers, sinks) = state.withLock { state in
@@ -75,7 +82,7 @@ final class RuntimeController: Service {
             return (state.preparedWatchers ?? [], state.sinks)
         }
         for (plan, watcher) in watchers { supervisor.start(plan, watcher) }
-        await startDispatcher(sinks)
+        if !replicated { await startDispatcher(sinks) }
         if configuration.once {
             try await finishOnce()
             return
@@ -106,9 +113,12 @@ final class RuntimeController: Service {
         if !problems.isEmpty { throw OnceUndelivered(problems: problems.sorted()) }
     }
 
-    private func makeWatcher(_ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool) async throws
-        -> Watcher
-    {
+    /// A watcher for `plan`; replicated mode passes the lease's fence, the store that reports fenced
+    /// writes and a commit hook that also wakes the other replicas.
+    func makeWatcher(
+        _ plan: TargetPlan, configuration: RuntimeConfiguration, jitter: Bool, store: (any Store)? = nil,
+        fence: StoreFence = .exclusive, onCommit: (@Sendable () -> Void)? = nil
+    ) async throws -> Watcher {
         let tokens = TokenProvider(
             source: plan.tokenSource, transport: transport, logger: logger.with("target", plan.target.name))
         let client = BulkStatusClient(
@@ -119,10 +129,10 @@ final class RuntimeController: Service {
         let delay: Duration = jitter ? .nanoseconds(Int64.random(in: 0...max(0, window.nanoseconds))) : .zero
         let name = plan.target.name
         return try await Watcher(
-            target: plan.target, client: client, store: store, logger: logger, once: configuration.once,
-            firstPollDelay: delay, tokens: tokens, health: health,
+            target: plan.target, client: client, store: store ?? self.store, logger: logger,
+            once: configuration.once, firstPollDelay: delay, tokens: tokens, health: health,
             sinksForPruning: { [weak self] in self?.state.withLock { $0.sinks.names(routing: name) } ?? [] },
-            onCommit: { [delivery] in delivery.notify() })
+            fence: fence, onCommit: onCommit ?? { [delivery] in delivery.notify() })
     }
 
     private func startDispatcher(_ sinks: PreparedSinks) async {
@@ -172,6 +182,10 @@ final class RuntimeController: Service {
     /// anything running is touched, so a failure leaves the old configuration running.
     func apply(_ new: RuntimeConfiguration) async throws {
         try new.validate()
+        guard !replicated else {
+            throw RuntimeConfigurationError(
+                description: "reload is not supported in replicated mode yet; restart the replicas one at a time")
+        }
         let (old, oldSinks) = state.withLock { ($0.configuration, $0.sinks) }
         guard new.statePath == old.statePath else {
             throw RuntimeConfigurationError(

@@ -17,6 +17,8 @@ package final class HealthBoard: Sendable {
     package struct Report: Sendable, Equatable {
         package var healthy: Bool
         package var reasons: [String]
+        /// Replicated mode: the leases this replica holds (`/readyz` lists them).
+        package var leases: [String]? = nil
     }
 
     private struct TargetHealth {
@@ -30,6 +32,7 @@ package final class HealthBoard: Sendable {
     private struct State {
         var targets: [String: TargetHealth] = [:]
         var stoppedSinks: [String: String] = [:]
+        var leases: [String]?
     }
 
     private let state = Mutex(State())
@@ -101,8 +104,16 @@ package final class HealthBoard: Sendable {
     package func readiness() -> Report {
         state.withLock { state in
             let waiting = state.targets.filter { $0.value.lastSuccess == nil }.keys.sorted()
-            return Report(healthy: waiting.isEmpty, reasons: waiting.map { "target \($0): no successful poll yet" })
+            return Report(
+                healthy: waiting.isEmpty, reasons: waiting.map { "target \($0): no successful poll yet" },
+                leases: state.leases)
         }
+    }
+
+    /// Replicated mode: the leases held now (the coordinator declares the held targets with
+    /// ``setTargets(_:now:)`` too, so a replica is judged only on what it polls).
+    package func setLeases(_ leases: [String]) {
+        state.withLock { $0.leases = leases.sorted() }
     }
 
     private static func seconds(_ duration: Duration) -> String {

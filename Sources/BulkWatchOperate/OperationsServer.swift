@@ -78,6 +78,7 @@ package struct OperationsServer: Service {
     static func answer(_ report: HealthBoard.Report) -> Response {
         var object: [String: Any] = ["status": report.healthy ? "ok" : "unhealthy"]
         if !report.reasons.isEmpty { object["reasons"] = report.reasons }
+        if let leases = report.leases { object["leases"] = leases }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return Response(
             status: report.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],

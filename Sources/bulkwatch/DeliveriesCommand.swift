@@ -25,14 +25,24 @@ struct DeliveriesCommand: AsyncParsableCommand {
         let statuses = try await journal.sinkStatuses()
         // Events each sink's filter passed over (DESIGN.md §9); they moved its cursor too.
         let filtered = try await journal.filteredCounts()
+        // Replicated mode: which replica delivers each sink now (nil: SQLite, where the one watcher does).
+        var owners: [String: String]?
+        if let store = journal as? PostgresStore {
+            owners = [:]
+            for lease in try await store.leases.list() where lease.held && lease.name.hasPrefix("sink:") {
+                owners?[String(lease.name.dropFirst("sink:".count))] = lease.owner
+            }
+        }
         if format == "json" {
             let objects: [[String: Any]] = statuses.map { status in
-                [
+                var object: [String: Any] = [
                     "sink": URLRedaction.sinkName(status.sink), "cursor": status.cursor, "lag": status.lag,
                     "lastError": status.lastError ?? NSNull(), "deadLetters": status.deadLetters,
                     "updatedAt": status.updatedAt ?? NSNull(), "stale": status.stale,
                     "filtered": filtered[status.sink] ?? 0,
                 ]
+                if let owners { object["owner"] = owners[status.sink] ?? NSNull() }
+                return object
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
             FileHandle.standardOutput.write(data + Data("\n".utf8))
@@ -43,7 +53,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
             return
         }
         // A stale sink is one the running configuration no longer names: its cursor pins nothing.
-        let rows =
+        var rows =
             [["SINK", "CURSOR", "LAG", "DEAD", "FILTERED", "LAST ERROR"]]
             + statuses.map {
                 [
@@ -52,10 +62,15 @@ struct DeliveriesCommand: AsyncParsableCommand {
                     $0.lastError.map(EscapingLogHandler.escape) ?? "-",
                 ]
             }
-        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        if let owners {
+            rows[0].insert("OWNER", at: 5)
+            for (index, status) in statuses.enumerated() { rows[index + 1].insert(owners[status.sink] ?? "-", at: 5) }
+        }
+        let last = rows[0].count - 1
+        let widths = (0..<last).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            let padded = (0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            print((padded + [row[5]]).joined(separator: "  "))
+            let padded = (0..<last).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            print((padded + [row[last]]).joined(separator: "  "))
         }
     }
 }

@@ -24,8 +24,33 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var target: TargetOptions
     @OptionGroup var process: ProcessOptions
 
+    @Option(help: "Replicated mode (--state postgres://): this replica's name among the others. [HOSTNAME-PID]")
+    var replicaID: String?
+
+    @Option(
+        help: """
+            Replicated mode: how long a lease lasts unrenewed (renewed every third of it); a dead replica's \
+            targets are polled again within this plus one interval. [15s]
+            """)
+    var leaseTTL: String?
+
     func validate() throws {
         try validateOptions(config: config, target: target, process: process)
+        if let leaseTTL {
+            guard let ttl = Duration(parsing: leaseTTL), ttl >= .milliseconds(300) else {
+                throw ValidationError("--lease-ttl: '\(leaseTTL)' is not a duration of at least 300ms (e.g. 15s)")
+            }
+        }
+        if let replicaID, replicaID.isEmpty || replicaID.count > 200 {
+            throw ValidationError("--replica-id must be 1 to 200 characters")
+        }
+    }
+
+    /// Leases for a `postgres://` state, except with `--once` (one poll, as a single writer would).
+    private func replication(state: String) -> ReplicationSettings? {
+        guard StoreLocation.isPostgres(state), !once else { return nil }
+        return ReplicationSettings(
+            replicaID: replicaID, leaseTTL: leaseTTL.flatMap { Duration(parsing: $0) } ?? .seconds(15))
     }
 
     func run() async throws {
@@ -41,7 +66,8 @@ struct RunCommand: AsyncParsableCommand {
                 // The reloader re-reads the file with the same flags and environment (SIGHUP).
                 let reloader: ConfigurationReloader? = config == nil ? nil : { @Sendable in try resolver.resolve() }
                 runtime = try await BulkWatchRuntime(
-                    configuration: configuration, logger: logger, reloader: reloader, store: store)
+                    configuration: configuration, logger: logger, reloader: reloader, store: store,
+                    replication: replication(state: configuration.statePath))
             } catch let error as StateInUse {
                 throw RuntimeFailure(error.description)
             } catch {

@@ -32,6 +32,8 @@ package final class FaultyReceiver: Sendable {
         var mode: ReceiverMode = .accept
         var server: LoopbackHTTPServer?
         var accepted: [String] = []
+        /// The distinct bodies accepted under each `webhook-id`.
+        var bodies: [String: Set<[UInt8]>] = [:]
         var requests = 0
     }
 
@@ -81,6 +83,8 @@ package final class FaultyReceiver: Sendable {
 
     /// `webhook-id`s of accepted requests, in arrival order (repeats included).
     package var acceptedIDs: [String] { state.withLock { $0.accepted } }
+    /// The distinct bodies accepted under each `webhook-id` (a redelivery must repeat the same bytes).
+    package var acceptedBodies: [String: Set<[UInt8]>] { state.withLock { $0.bodies } }
     /// Requests received, whatever the answer.
     package var requestCount: Int { state.withLock { $0.requests } }
 
@@ -91,7 +95,10 @@ package final class FaultyReceiver: Sendable {
             let id = request.header("webhook-id") ?? ""
             let mode = state.withLock { state -> ReceiverMode in
                 state.requests += 1
-                if state.mode == .accept { state.accepted.append(id) }
+                if state.mode == .accept {
+                    state.accepted.append(id)
+                    state.bodies[id, default: []].insert(request.body)
+                }
                 return state.mode
             }
             switch mode {
