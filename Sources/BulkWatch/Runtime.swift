@@ -1,12 +1,12 @@
-import Foundation
-package import Logging
-package import Prometheus
-public import ServiceLifecycle
 package import BulkWatchConfig
 package import BulkWatchDelivery
 package import BulkWatchOperate
 package import BulkWatchStore
 import BulkWatchTransport
+import Foundation
+package import Logging
+package import Prometheus
+public import ServiceLifecycle
 
 /// The composition root: wires transport → token → client → watchers → store → dispatcher →
 /// sinks and runs them as one `ServiceGroup` (DESIGN.md §7):

@@ -1,8 +1,3 @@
-import Logging
-import Metrics
-import ServiceLifecycle
-import Synchronization
-import UnixSignals
 import BulkWatchAuth
 import BulkWatchConfig
 import BulkWatchDelivery
@@ -12,6 +7,11 @@ import BulkWatchStore
 import BulkWatchSupport
 import BulkWatchTransport
 import BulkWatchWatcher
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
 
 /// The control plane of a running bulkwatch: it builds watchers and sinks from a configuration,
 /// hands them to the ``WatcherSupervisor`` and the ``DeliveryService``, and then reacts to what

@@ -1,10 +1,10 @@
+package import BulkWatchSupport
 import Foundation
 import Hummingbird
 package import Logging
 import Metrics
 package import Prometheus
 import ServiceLifecycle
-package import BulkWatchSupport
 
 /// Points swift-metrics at a Prometheus registry, once per process; `/metrics` renders that registry.
 package enum PrometheusMetrics {
