@@ -97,7 +97,7 @@ struct ProcessOptions: ParsableArguments {
     @Option(
         name: .customLong("state"),
         help:
-            "SQLite state file (created 0600; another program's database is refused; one run or demo at a time holds STATE.lock). [./bulkwatch.db]"
+            "SQLite state file (created 0600; another program's database is refused; one run or demo at a time holds STATE.lock), or postgres://user@host:5432/db?sslmode=verify-full for replicated mode (password from PGPASSWORD, PGPASSFILE or BULKWATCH_STATE_PASSWORD_FILE, never in the URL). [./bulkwatch.db]"
     )
     var statePath: String?
 
