@@ -379,6 +379,18 @@ struct WebhookSinkTests {
         #expect((try? WebhookSecret(parsing: generated)) != nil)
     }
 
+    /// The webhook sink took any `Retry-After` as given, so `Retry-After: 99999999` parked the sink
+    /// for three years; it shares the upstream client's parser now, capped at an hour.
+    @Test func aHugeRetryAfterIsCappedAtAnHourAndAMalformedOneIgnored() {
+        func disposition(_ value: String) -> DeliveryFailure.Disposition? {
+            WebhookSink.classify(status: 503, headers: HTTPHeaders([("Retry-After", value)]))?.disposition
+        }
+        #expect(disposition("99999999") == .retry(retryAfter: .seconds(3600)))
+        #expect(disposition("3600") == .retry(retryAfter: .seconds(3600)))
+        #expect(disposition("-5") == .retry(retryAfter: nil))
+        #expect(disposition("Wed, 21 Oct 2026 07:28:00 GMT") == .retry(retryAfter: nil))
+    }
+
     @Test func statusCodesMapToTheDesignTable() {
         func disposition(_ status: Int, _ headers: [(String, String)] = []) -> DeliveryFailure.Disposition? {
             WebhookSink.classify(status: status, headers: HTTPHeaders(headers))?.disposition
