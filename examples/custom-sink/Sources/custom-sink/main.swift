@@ -30,7 +30,10 @@ final class SQLiteTableSink: EventSink {
         try await database.write { db in
             for event in events {
                 try db.execute(
-                    sql: "INSERT OR IGNORE INTO bulk_events (id, sequence, type, bulk_id, time, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    sql: """
+                        INSERT OR IGNORE INTO bulk_events (id, sequence, type, bulk_id, time, body)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """,
                     arguments: [
                         event.id, event.sequence, event.type, event.subject, event.time,
                         String(decoding: event.body, as: UTF8.self),
