@@ -1,3 +1,4 @@
+import BulkWatchSupport
 import Foundation
 package import Logging
 import PostgresNIO
@@ -291,33 +292,13 @@ package struct PostgresSettings: Sendable, Equatable, CustomStringConvertible, C
         return nil
     }
 
-    /// The trimmed content of a file only its owner can read (checked on the open descriptor, no symlinks).
+    /// The trimmed content of a file only its owner can read: the one reader every secret file goes
+    /// through (checked on the open descriptor, no symlinks), its error kept to one line.
     static func readPrivateFile(_ path: String) throws -> String {
-        let what = "PostgreSQL password file \(path)"
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { throw StoreLocationError("\(what): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw StoreLocationError("\(what) is not a regular file")
+        do {
+            return try SecretReference.readPrivateFile(path, what: "PostgreSQL password file")
+        } catch {
+            throw StoreLocationError(error.message)
         }
-        guard info.st_uid == geteuid() || info.st_uid == 0 else {
-            throw StoreLocationError("\(what) is owned by uid \(info.st_uid), not by the user bulkwatch runs as")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            throw StoreLocationError("\(what) is readable by group or others; run: chmod 600 \(path)")
-        }
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while data.count <= 1 << 16 {
-            let count = read(fd, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw StoreLocationError("\(what): \(String(cString: strerror(errno)))") }
-            if count == 0 { break }
-            data.append(contentsOf: chunk[..<count])
-        }
-        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !value.isEmpty else { throw StoreLocationError("\(what) is empty") }
-        return value
     }
 }
