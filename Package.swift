@@ -158,6 +158,8 @@ let package = Package(
             dependencies: [
                 "BulkWatch",
                 "BulkWatchSimulator",
+                // PostgresCluster: the throwaway server of the PostgreSQL figures, the same one the tests start.
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -62,13 +62,16 @@ public final class BulkWatchRuntime: Service, Sendable {
         let delivery = DeliveryService()
         self.delivery = delivery
         let shared = replication == nil ? nil : store as? PostgresStore
+        // `--once` beside possible replicas takes their leases for one poll; a running replica coordinates.
+        let onceLeasing = configuration.once ? shared.map { ($0, replication!) } : nil
+        let coordinated = configuration.once ? nil : shared
         do {
             let controller = try await RuntimeController(
                 configuration: configuration, store: store, transport: transport, health: health,
                 supervisor: supervisor, delivery: delivery, reloader: reloader, extraRoutes: extraSinks,
-                logger: logger, replicated: shared != nil)
+                logger: logger, replicated: coordinated != nil, onceLeasing: onceLeasing)
             self.controller = controller
-            self.coordinator = shared.map { shared in
+            self.coordinator = coordinated.map { shared in
                 LeaseCoordinator(
                     store: shared, settings: replication!, controller: controller, supervisor: supervisor,
                     health: health, logger: logger)
@@ -89,6 +92,8 @@ public final class BulkWatchRuntime: Service, Sendable {
     /// `registry` is what `/metrics` renders when the configuration has `listen`.
     package func run(extraServices: [any Service] = [], registry: PrometheusCollectorRegistry? = nil) async throws {
         var services: [any Service] = [TransportService(transport: transport)]
+        // Shut down after the watchers and the dispatcher: the leases are released once nothing writes.
+        if let onceLeases = controller.onceLeases { services.append(onceLeases) }
         services += extraServices
         if let listen = controller.configuration.listen {
             services.append(OperationsServer(address: listen, registry: registry, health: health, logger: logger))

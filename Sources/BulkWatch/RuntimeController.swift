@@ -31,6 +31,8 @@ final class RuntimeController: Service {
     private let logger: Logger
     /// Replicated mode: the ``LeaseCoordinator`` starts watchers and sinks as it takes their leases.
     private let replicated: Bool
+    /// `--once` on a shared PostgreSQL state: the leases it polls and delivers under (a service of the group).
+    let onceLeases: OnceLeases?
 
     private struct State {
         var configuration: RuntimeConfiguration
@@ -49,7 +51,8 @@ final class RuntimeController: Service {
     init(
         configuration: RuntimeConfiguration, store: any Store, transport: CurlTransport, health: HealthBoard,
         supervisor: WatcherSupervisor, delivery: DeliveryService, reloader: ConfigurationReloader?,
-        extraRoutes: [Dispatcher.Route], logger: Logger, replicated: Bool = false
+        extraRoutes: [Dispatcher.Route], logger: Logger, replicated: Bool = false,
+        onceLeasing: (store: PostgresStore, settings: ReplicationSettings)? = nil
     ) async throws {
         self.replicated = replicated
         self.store = store
@@ -63,11 +66,20 @@ final class RuntimeController: Service {
         (everySinkStopped, everySinkStoppedContinuation) = AsyncStream.makeStream(of: String.self)
         let sinks = try PreparedSinks(configuration: configuration, transport: transport, extra: extraRoutes)
         state = Mutex(State(configuration: configuration, sinks: sinks))
+        if let (leaseStore, settings) = onceLeasing {
+            onceLeases = try await OnceLeases(
+                store: leaseStore, targets: configuration.targets.map(\.target.name), sinks: sinks.names,
+                settings: settings, logger: logger)
+        } else {
+            onceLeases = nil
+        }
         let spread = configuration.targets.count > 1 && !configuration.once
         var watchers: [(TargetPlan, Watcher)] = []
         // A replica loads a target's snapshot when it takes the lease: another replica may commit before.
         for plan in configuration.targets where !replicated {
-            watchers.append((plan, try await makeWatcher(plan, configuration: configuration, jitter: spread)))
+            let fence = onceLeases?.targetFences[plan.target.name] ?? .exclusive
+            watchers.append(
+                (plan, try await makeWatcher(plan, configuration: configuration, jitter: spread, fence: fence)))
         }
         state.withLock { $0.preparedWatchers = watchers }
         if !replicated { health.setTargets(configuration.targets.map { ($0.target.name, $0.target.interval) }) }
@@ -144,7 +156,7 @@ final class RuntimeController: Service {
         let continuation = everySinkStoppedContinuation
         let dispatcher = Dispatcher(
             store: store, routes: sinks.routes, logger: logger, health: health,
-            onEverySinkStopped: { continuation.yield($0) })
+            sinkFences: onceLeases?.sinkFences ?? [:], onEverySinkStopped: { continuation.yield($0) })
         await delivery.replace(with: dispatcher)
     }
 

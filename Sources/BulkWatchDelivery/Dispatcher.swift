@@ -81,6 +81,8 @@ package final class Dispatcher: Service {
 
     private let store: any Store
     private let fence: StoreFence
+    /// Per-sink fences that override ``fence`` (`--once` on a shared PostgreSQL state holds one lease per sink).
+    private let sinkFences: [String: StoreFence]
     private let routes: [Route]
     private let wakeups: [Wakeup]
     private let logger: Logger
@@ -109,13 +111,16 @@ package final class Dispatcher: Service {
     ///     stdout): nothing is left to deliver to, so the process should end, as a filter whose reader
     ///     is gone does.
     ///   - fence: what every cursor move carries: the sinks' lease in replicated mode.
+    ///   - sinkFences: a fence per sink name, for the sinks that are not under `fence`.
     package init(
         store: any Store, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil,
-        fence: StoreFence = .exclusive, onEverySinkStopped: (@Sendable (String) -> Void)? = nil
+        fence: StoreFence = .exclusive, sinkFences: [String: StoreFence] = [:],
+        onEverySinkStopped: (@Sendable (String) -> Void)? = nil
     ) {
         self.store = store
         self.fence = fence
+        self.sinkFences = sinkFences
         self.routes = routes
         self.wakeups = routes.map { _ in Wakeup() }
         self.logger = logger
@@ -125,6 +130,8 @@ package final class Dispatcher: Service {
         self.health = health
         self.onEverySinkStopped = onEverySinkStopped
     }
+
+    private func fence(for sink: String) -> StoreFence { sinkFences[sink] ?? fence }
 
     /// Tells every sink task that new events were committed.
     package func notify() {
@@ -196,7 +203,7 @@ package final class Dispatcher: Service {
                 // The sink holds this journal's event: the crash came after the write, before the cursor.
                 logger.info("sink already holds events up to \(mark.sequence); resuming after it")
                 if try await store.advanceCursor(
-                    sink: sink.name, from: cursor, to: mark.sequence, filtered: 0, fence: fence)
+                    sink: sink.name, from: cursor, to: mark.sequence, filtered: 0, fence: fence(for: sink.name))
                 {
                     cursor = mark.sequence
                 }
@@ -403,7 +410,7 @@ package final class Dispatcher: Service {
                     do {
                         if try await store.deadLetter(
                             sink: sink.name, events: batch, reason: reason, attempts: attempts, cursorFrom: recorded,
-                            fence: fence)
+                            fence: fence(for: sink.name))
                         {
                             cursor = last.sequence
                             recorded = last.sequence
@@ -464,7 +471,7 @@ package final class Dispatcher: Service {
         while true {
             do {
                 if try await store.advanceCursor(
-                    sink: sink, from: expected, to: sequence, filtered: filtered, fence: fence)
+                    sink: sink, from: expected, to: sequence, filtered: filtered, fence: fence(for: sink))
                 {
                     return .recorded
                 }

@@ -50,8 +50,10 @@ package enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
     /// task for the duration of `body` and the schema is migrated before it; no state lock (replicas
     /// share the database, and leases fence their writes). Scoped rather than returned because the pool
     /// needs a running task, and structured concurrency gives it one that ends with `body`.
+    ///
+    /// `acceptsExclusive` false (replicated mode): PostgreSQL refuses writes that carry no lease's fence.
     package func withStore<T: Sendable>(
-        logger: Logger, exclusive: Bool = false, _ body: (any Store) async throws -> T
+        logger: Logger, exclusive: Bool = false, acceptsExclusive: Bool = true, _ body: (any Store) async throws -> T
     ) async throws -> T {
         switch self {
         case .sqlite(let path):
@@ -59,7 +61,7 @@ package enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
             defer { withExtendedLifetime(lock) {} }
             return try await body(try SQLiteStore(path: path))
         case .postgres(let settings):
-            let store = PostgresStore(settings: settings, logger: logger)
+            let store = PostgresStore(settings: settings, acceptsExclusive: acceptsExclusive, logger: logger)
             return try await store.whileRunning {
                 try await store.migrate()
                 return try await body(store)
@@ -73,11 +75,11 @@ extension StoreLocation {
     /// its ``StateLock`` itself); a PostgreSQL one gives it the store, running and migrated for the
     /// duration of `body`. A `--state` that cannot be parsed throws ``StoreLocationError``.
     package static func withWatcherStore<T: Sendable>(
-        _ value: String, logger: Logger, _ body: ((any Store)?) async throws -> T
+        _ value: String, logger: Logger, acceptsExclusive: Bool = true, _ body: ((any Store)?) async throws -> T
     ) async throws -> T {
         let location = try StoreLocation(value)
         guard case .postgres = location else { return try await body(nil) }
-        return try await location.withStore(logger: logger) { try await body($0) }
+        return try await location.withStore(logger: logger, acceptsExclusive: acceptsExclusive) { try await body($0) }
     }
 }
 

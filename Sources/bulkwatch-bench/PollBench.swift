@@ -20,25 +20,34 @@ import Foundation
 
 /// Entry point for `bulkwatch-bench poll [--sizes 1000,100000,1000000] [--runs N] [--warmup N]`.
 func pollBenchmark(arguments: [String]) async throws {
-    let usage = "poll [--sizes 1000,100000,1000000] [--runs N] [--warmup N]"
+    let usage = "poll [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--store sqlite|postgres]"
     let flags = try BenchFlags(
-        arguments, known: ["--sizes", "--runs", "--warmup", "--single", "--endpoint", "--token-url"], usage: usage)
+        arguments,
+        known: [
+            "--sizes", "--runs", "--warmup", "--single", "--endpoint", "--token-url", "--postgres-whole",
+            "--postgres-pieces", "--store",
+        ], usage: usage)
     let runs = try flags["--runs"].map { try Bench.positiveInt($0, "--runs") }
     let warmup = try flags["--warmup"].map { try Bench.positiveInt($0, "--warmup") } ?? 2
     if let single = flags["--single"] {
         guard let size = Int(single), size > 0, let endpoint = flags["--endpoint"], let tokenURL = flags["--token-url"]
         else { throw BenchError("--single needs a size, --endpoint and --token-url") }
         try await PollChild(
-            size: size, endpoint: endpoint, tokenURL: tokenURL, runs: runs ?? 7, warmup: warmup
+            size: size, endpoint: endpoint, tokenURL: tokenURL, runs: runs ?? 7, warmup: warmup,
+            postgresWhole: flags["--postgres-whole"], postgresPieces: flags["--postgres-pieces"]
         ).run()
         return
     }
     let sizes = try flags["--sizes"].map(Bench.parseSizes) ?? [1_000, 100_000, 1_000_000]
+    let backend = try flags["--store"].map(BenchBackend.init(parsing:)) ?? .sqlite
 
     print("poll: one whole cycle = Watcher.pollOnce (fetch + decode + diff + Journal.commit) + delivery of the new")
     print("events to a FileSink (Journal.events(after:limit: \(Dispatcher.defaultBatchSize)) → FileSink.deliver →")
-    print("Journal.advanceCursor, as the Dispatcher does). Real Journal (SQLite WAL, synchronous=FULL) and FileSink")
-    print("(write + fsync) in a temp dir.")
+    print("Journal.advanceCursor, as the Dispatcher does). Real store and FileSink (write + fsync) in a temp dir;")
+    print(
+        backend == .sqlite
+            ? "store: SQLite (WAL, synchronous=FULL)."
+            : "store: PostgreSQL on a throwaway loopback cluster (fsync, synchronous_commit on).")
     print("steady = 1 % changed, 1 % new, 1 % gone per poll, after \(warmup) warm-up polls (an item expires on its")
     print("2nd absent poll); wall and CPU are medians of the steady polls; CPU = getrusage user+sys of the whole")
     print("process (curl thread, SQLite, sink queue). Each size runs in its own child process; the simulator runs in")
@@ -52,7 +61,7 @@ func pollBenchmark(arguments: [String]) async throws {
     for size in sizes {
         let measuredRuns = runs ?? (size <= 10_000 ? 21 : 7)
         do {
-            let result = try await runPollChild(size: size, runs: measuredRuns, warmup: warmup)
+            let result = try await runPollChild(size: size, runs: measuredRuns, warmup: warmup, backend: backend)
             results.append((size, result, nil))
         } catch {
             Bench.progress("poll \(size): \(error)")
@@ -133,7 +142,14 @@ private func pollTarget(size: Int, steady: Bool) -> String {
 }
 
 /// Starts the simulator for `size`, runs the child that measures it, mutates the world whenever the child asks.
-func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> PollSizeResult {
+/// `backend` postgres: each phase of the child gets a fresh database on the bench's PostgreSQL cluster.
+func runPollChild(size: Int, runs: Int, warmup: Int, backend: BenchBackend = .sqlite) async throws -> PollSizeResult {
+    let postgresFlags =
+        backend == .postgres
+        ? [
+            "--postgres-whole", try BenchPostgres.freshDatabaseURL(), "--postgres-pieces",
+            try BenchPostgres.freshDatabaseURL(),
+        ] : []
     Bench.progress("poll \(size): building the simulator")
     let simulator = DruIDSimulator(
         options: SimulatorOptions(
@@ -148,7 +164,7 @@ func runPollChild(size: Int, runs: Int, warmup: Int) async throws -> PollSizeRes
         [
             "poll", "--single", "\(size)", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL,
             "--runs", "\(runs)", "--warmup", "\(warmup)",
-        ], pipes: true)
+        ] + postgresFlags, pipes: true)
     var result: PollSizeResult?
     var rounds = 0
     while let line = await child.output?.nextLine() {
@@ -277,15 +293,23 @@ private struct PollChild {
     let tokenURL: String
     let runs: Int
     let warmup: Int
+    /// PostgreSQL databases for the two phases; nil: SQLite files in the temp dir.
+    let postgresWhole: String?
+    let postgresPieces: String?
     private let parent = BenchLineReader(fd: 0)
     private let logger = Bench.quietLogger("bulkwatch-bench.poll")
 
-    init(size: Int, endpoint: String, tokenURL: String, runs: Int, warmup: Int) {
+    init(
+        size: Int, endpoint: String, tokenURL: String, runs: Int, warmup: Int, postgresWhole: String?,
+        postgresPieces: String?
+    ) {
         self.size = size
         self.endpoint = BulkEndpoint(url: endpoint, timeout: .seconds(300))
         self.tokenURL = tokenURL
         self.runs = runs
         self.warmup = warmup
+        self.postgresWhole = postgresWhole
+        self.postgresPieces = postgresPieces
     }
 
     func run() async throws {
@@ -322,7 +346,8 @@ private struct PollChild {
     private func measureWholeCycles(client: BulkStatusClient, directory: String, into result: inout PollSizeResult)
         async throws
     {
-        let journal = try SQLiteStore(path: directory + "/whole.db")
+        let opened = try await BenchStore.open(sqlitePath: directory + "/whole.db", postgresURL: postgresWhole)
+        let journal = opened.store
         let sink = try FileSink(path: directory + "/whole.jsonl")
         let watcher = try await Watcher(
             target: WatchTarget(endpoint: endpoint, interval: .seconds(1)), client: client, store: journal,
@@ -333,7 +358,7 @@ private struct PollChild {
         var cycle = try await timedCycle(watcher: watcher, delivery: &delivery)
         cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
         result.first = cycle
-        try await journal.checkpoint()
+        try await opened.checkpoint()
 
         var steady: [PollSizeResult.Cycle] = []
         progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
@@ -343,7 +368,7 @@ private struct PollChild {
             let measured = try await timedCycle(watcher: watcher, delivery: &delivery)
             if round >= warmup { steady.append(measured) }
             // As `bulkwatch run` does between polls, after the events went out: not part of the cycle.
-            try await journal.checkpoint()
+            try await opened.checkpoint()
         }
         result.steady = PollSizeResult.Cycle(
             events: Int(Bench.median(steady.map { Double($0.events) })), wall: Bench.median(steady.map(\.wall)),
@@ -354,6 +379,7 @@ private struct PollChild {
         result.trimmedResident = Bench.procStatus("VmRSS") ?? 0
         withExtendedLifetime(watcher) {}
         await sink.close()
+        await opened.close()
     }
 
     private func timedCycle(watcher: Watcher, delivery: inout Delivery) async throws -> PollSizeResult.Cycle {
@@ -376,7 +402,8 @@ private struct PollChild {
         client: BulkStatusClient, transport: CurlTransport, tokens: TokenProvider, directory: String,
         into result: inout PollSizeResult
     ) async throws -> Int {
-        let journal = try SQLiteStore(path: directory + "/pieces.db")
+        let opened = try await BenchStore.open(sqlitePath: directory + "/pieces.db", postgresURL: postgresPieces)
+        let journal = opened.store
         let sink = try FileSink(path: directory + "/pieces.jsonl")
         var delivery = Delivery(journal: journal, sink: sink)
         var snapshot = Snapshot()
@@ -443,20 +470,21 @@ private struct PollChild {
         let withoutSnapshot = Bench.procStatus("VmRSS") ?? 0
         result.snapshotResident = withSnapshot - withoutSnapshot
         withExtendedLifetime((journal, delivery)) {}
+        await opened.close()
         return withoutSnapshot
     }
 }
 
 /// What the Dispatcher does for one sink, inline: read a batch after the cursor, deliver it, advance the cursor.
 private struct Delivery {
-    let journal: SQLiteStore
+    let journal: any Store
     let sink: FileSink
     var cursor: Int64 = 0
     /// Time in FileSink.deliver, and in journal reads + cursor writes, since ``resetTimers()``.
     var deliverTime = 0.0
     var journalTime = 0.0
 
-    init(journal: SQLiteStore, sink: FileSink) {
+    init(journal: any Store, sink: FileSink) {
         self.journal = journal
         self.sink = sink
     }

@@ -17,9 +17,15 @@ func webhookBenchmark(arguments: [String]) async throws {
     var batch = 100
     var paced = 2000
     var rate = 500
+    var backend = BenchBackend.sqlite
     var index = 0
     while index < arguments.count {
         let flag = arguments[index]
+        if flag == "--store", index + 1 < arguments.count {
+            backend = try BenchBackend(parsing: arguments[index + 1])
+            index += 2
+            continue
+        }
         guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else {
             throw BenchError("\(flag) needs a positive number")
         }
@@ -48,8 +54,8 @@ func webhookBenchmark(arguments: [String]) async throws {
         let sink = WebhookSink(
             url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: size)
         let connectionsBefore = receiver.connections
-        let throughput = try await webhookBacklogRun(sink: sink, receiver: receiver, count: count)
-        let latencies = try await webhookPacedRun(sink: sink, count: paced, rate: rate)
+        let throughput = try await webhookBacklogRun(sink: sink, receiver: receiver, count: count, backend: backend)
+        let latencies = try await webhookPacedRun(sink: sink, count: paced, rate: rate, backend: backend)
         rows.append([
             label, "\(count)", String(format: "%.0f", throughput.eventsPerSecond),
             throughput.inOrder ? "kept" : "BROKEN", "\(rate)",
@@ -64,7 +70,9 @@ func webhookBenchmark(arguments: [String]) async throws {
             row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
                 .joined(separator: "  "))
     }
-    print("targets: 2000 events/s unbatched, 20000 batched, p99 < 50 ms; \(receiver.requests) requests received")
+    print(
+        "store: \(backend.rawValue); targets: 2000 events/s unbatched, 20000 batched, p99 < 50 ms;"
+            + " \(receiver.requests) requests received")
     print("order: the CloudEvent ids in the bodies, in arrival order, against the journal's sequence order")
 }
 
@@ -93,7 +101,7 @@ struct WebhookThroughput {
 
 /// Commits `events` events, then times the real Dispatcher draining them one POST per event to a
 /// loopback receiver that checks their order.
-func webhookUnbatchedThroughput(events: Int) async throws -> WebhookThroughput {
+func webhookUnbatchedThroughput(events: Int, backend: BenchBackend = .sqlite) async throws -> WebhookThroughput {
     let receiver = try WebhookBenchReceiver()
     defer { receiver.stop() }
     let transport = CurlTransport()
@@ -101,8 +109,8 @@ func webhookUnbatchedThroughput(events: Int) async throws -> WebhookThroughput {
     let secret = try WebhookSecret(parsing: WebhookSecret.generate())
     let sink = WebhookSink(
         url: receiver.url, signer: WebhookSigner(secrets: [secret]), transport: transport, batchSize: 1)
-    Bench.progress("compare webhook: \(events) events, unbatched")
-    return try await webhookBacklogRun(sink: sink, receiver: receiver, count: events)
+    Bench.progress("webhook: \(events) events, unbatched, \(backend.rawValue)")
+    return try await webhookBacklogRun(sink: sink, receiver: receiver, count: events, backend: backend)
 }
 
 /// Forwards to the webhook sink and notes when each event got its 2xx.
@@ -133,13 +141,16 @@ private func webhookBenchItem(_ id: String, _ status: String, _ updatedOn: Strin
 
 /// Commits `count` events at once, then times the dispatcher draining them (events/s) and checks
 /// that the receiver got them in the journal's order.
-private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver, count: Int) async throws
-    -> WebhookThroughput
-{
+private func webhookBacklogRun(
+    sink: WebhookSink, receiver: WebhookBenchReceiver, count: Int, backend: BenchBackend
+) async throws -> WebhookThroughput {
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try SQLiteStore(path: directory + "/state.db")
+    let opened = try await BenchStore.open(
+        sqlitePath: directory + "/state.db",
+        postgresURL: backend == .postgres ? try BenchPostgres.freshDatabaseURL() : nil)
+    let journal = opened.store
     var snapshot = Snapshot()
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
     let outcome = SnapshotDiffer.apply(
@@ -159,6 +170,7 @@ private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver
     let elapsed = ContinuousClock.now - start
     running.cancel()
     _ = try? await running.value
+    await opened.close()
     let received = receiver.takeIDs().map { $0.lowercased() }
     let wanted = expected.map { $0.lowercased() }
     let mismatch = zip(received, wanted).enumerated().first { $0.element.0 != $0.element.1 }?.offset
@@ -170,11 +182,14 @@ private func webhookBacklogRun(sink: WebhookSink, receiver: WebhookBenchReceiver
 }
 
 /// Commits one `changed` event at a time at `rate`/s while the dispatcher runs: commit → 2xx seconds.
-private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async throws -> [Double] {
+private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int, backend: BenchBackend) async throws -> [Double] {
     let directory = NSTemporaryDirectory() + "webhook-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let journal = try SQLiteStore(path: directory + "/state.db")
+    let opened = try await BenchStore.open(
+        sqlitePath: directory + "/state.db",
+        postgresURL: backend == .postgres ? try BenchPostgres.freshDatabaseURL() : nil)
+    let journal = opened.store
     let timed = TimedWebhookSink(sink)
     let dispatcher = Dispatcher(
         store: journal, sinks: [timed], logger: Bench.quietLogger("bench"), idlePoll: .milliseconds(100))
@@ -202,6 +217,7 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int) async thr
     while timed.count < expected, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     running.cancel()
     _ = try? await running.value
+    await opened.close()
     let delivered = timed.delivered.withLock { $0 }
     return committed.compactMap { sequence, at in
         delivered[sequence].map { instant in

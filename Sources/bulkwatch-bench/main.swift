@@ -11,7 +11,7 @@ let benchUsage = """
       decode [--sizes 1000,100000,1000000] [--runs N]   BulkListDecoder vs JSONDecoder on in-memory bodies
       diff   [--sizes 1000,100000,1000000] [--runs N]   SnapshotDiffer first and steady polls
       fetch  [--sizes 1000,100000,1000000] [--runs N]   fetch + decode over loopback, transport and decode split
-      poll   [--sizes 1000,100000,1000000] [--runs N] [--warmup N]
+      poll   [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--store sqlite|postgres]
                                                         whole poll cycles (Watcher, Journal, FileSink), RSS, CPU
       idle   [--seconds 20] [--warmup 5] [--items 1000] the real `bulkwatch run` at rest: RSS and CPU per hour
       compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--once-sizes 100000|none] [--once-runs 3]
@@ -20,9 +20,13 @@ let benchUsage = """
                                                         Python): phases, whole polls, WAL bytes, run --once,
                                                         peak RSS, idle, unbatched webhook; ratios; issue 12's
                                                         goals as met / not met
-      webhook [--events N] [--batch N] [--paced N] [--rate N]
+      webhook [--events N] [--batch N] [--paced N] [--rate N] [--store sqlite|postgres]
                                                         Dispatcher + WebhookSink to a loopback receiver:
                                                         events/s, order, commit → 2xx latency
+      stores [--sizes 100000] [--runs N] [--warmup N] [--webhook-events 5000]
+                                                        first and steady polls and the unbatched webhook on
+                                                        SQLite and on PostgreSQL (a throwaway durable cluster
+                                                        the bench starts), side by side
       all                                               every suite above with its defaults
     """
 
@@ -36,6 +40,7 @@ func runSuite(_ name: String, _ options: [String]) async throws {
     case "poll": try await pollBenchmark(arguments: options)
     case "idle": try await idleBenchmark(arguments: options)
     case "compare": try await compareBenchmark(arguments: options)
+    case "stores": try await storesBenchmark(arguments: options)
     default: throw BenchError("unknown suite \(name)")
     }
     print("")
@@ -50,7 +55,7 @@ do {
     case "webhook":
         print("== bulkwatch-bench webhook \(rest.joined(separator: " ")) ==")
         try await webhookBenchmark(arguments: rest)
-    case "decode", "diff", "fetch", "poll", "idle", "compare":
+    case "decode", "diff", "fetch", "poll", "idle", "compare", "stores":
         try await runSuite(suite, rest)
     case "all":
         guard rest.isEmpty else { throw BenchError("all takes no options; run a suite alone to pass options") }

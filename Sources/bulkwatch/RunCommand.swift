@@ -46,9 +46,10 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    /// Leases for a `postgres://` state, except with `--once` (one poll, as a single writer would).
+    /// Leases for a `postgres://` state: a replica takes its share and keeps them; `--once` takes them all
+    /// for its one poll, or refuses when running replicas hold them.
     private func replication(state: String) -> ReplicationSettings? {
-        guard StoreLocation.isPostgres(state), !once else { return nil }
+        guard StoreLocation.isPostgres(state) else { return nil }
         return ReplicationSettings(
             replicaID: replicaID, leaseTTL: leaseTTL.flatMap { Duration(parsing: $0) } ?? .seconds(15))
     }
@@ -60,7 +61,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = LogSetup.bootstrapStderr(level: global.logLevel ?? "info", format: global.logFormat ?? .text)
         let registry = configuration.listen != nil ? PrometheusMetrics.bootstrap() : nil
         for warning in StartupWarnings.all(configuration) { logger.warning("\(warning)") }
-        try await withStateStore(configuration.statePath, logger: logger) { store in
+        try await withStateStore(configuration.statePath, logger: logger, leased: true) { store in
             let runtime: BulkWatchRuntime
             do {
                 // The reloader re-reads the file with the same flags and environment (SIGHUP).
@@ -69,6 +70,8 @@ struct RunCommand: AsyncParsableCommand {
                     configuration: configuration, logger: logger, reloader: reloader, store: store,
                     replication: replication(state: configuration.statePath))
             } catch let error as StateInUse {
+                throw RuntimeFailure(error.description)
+            } catch let error as LeasesHeldElsewhere {
                 throw RuntimeFailure(error.description)
             } catch {
                 throw ConfigurationError("\(error)")
@@ -88,10 +91,14 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Opens a PostgreSQL `--state` for the watcher's lifetime (nil for SQLite, which the runtime opens);
 /// a `--state` that cannot be used is a configuration error (exit 78).
-func withStateStore(_ state: String, logger: Logger, _ body: ((any Store)?) async throws -> Void) async throws {
+///
+/// `leased`: every write will carry a lease's fence (`run` on PostgreSQL), so one without is refused as a bug.
+func withStateStore(
+    _ state: String, logger: Logger, leased: Bool = false, _ body: ((any Store)?) async throws -> Void
+) async throws {
     var opened = false
     do {
-        try await StoreLocation.withWatcherStore(state, logger: logger) { store in
+        try await StoreLocation.withWatcherStore(state, logger: logger, acceptsExclusive: !leased) { store in
             opened = true
             try await body(store)
         }

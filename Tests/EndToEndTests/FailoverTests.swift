@@ -81,11 +81,11 @@ final class ReplicaFixture: @unchecked Sendable {
 
     /// Starts a new replica process and returns its id.
     @discardableResult
-    func startReplica() throws -> String {
+    func startReplica(leaseTTL: String = "2s") throws -> String {
         generation += 1
         let id = "r\(generation)"
         let arguments = [
-            "run", "--config", configPath, "--state", url, "--replica-id", id, "--lease-ttl", "2s",
+            "run", "--config", configPath, "--state", url, "--replica-id", id, "--lease-ttl", leaseTTL,
             "--interval", "500ms", "--timeout", "1s", "--webhook-timeout", "1s", "--webhook-backoff-base", "50ms",
             "--webhook-backoff-cap", "300ms",
         ]

@@ -35,7 +35,7 @@ package final class PostgresCluster: Sendable {
     package static func shared() throws -> PostgresCluster {
         try instance.withLock { state in
             if state == nil {
-                state = Result { try PostgresCluster() }.mapError { ClusterFailure(description: "\($0)") }
+                state = Result { try PostgresCluster(durable: false) }.mapError { ClusterFailure(description: "\($0)") }
             }
             return try state!.get()
         }
@@ -57,7 +57,20 @@ package final class PostgresCluster: Sendable {
         "postgres://\(user)@127.0.0.1:\(port)/\(database)?sslmode=disable"
     }
 
-    private init() throws {
+    /// A cluster of its own (not the process's shared one), for `bulkwatch-bench`: `durable` keeps
+    /// PostgreSQL's defaults (`fsync`, `synchronous_commit`, `full_page_writes` on), so that a commit is
+    /// on disk when it returns, as SQLite's `synchronous=FULL` is, and the two can be compared.
+    /// Stopped when the process ends, like the shared one.
+    package static func dedicated(durable: Bool) throws -> PostgresCluster {
+        let cluster = try PostgresCluster(durable: durable)
+        atexit { PostgresCluster.dedicatedClusters.withLock { $0 }.forEach { $0.stopNow() } }
+        dedicatedClusters.withLock { $0.append(cluster) }
+        return cluster
+    }
+
+    private static let dedicatedClusters = Mutex<[PostgresCluster]>([])
+
+    private init(durable: Bool) throws {
         binaries = try Self.findBinaries()
         asPostgres = geteuid() == 0
         var template = Array("/tmp/bulkwatch-pg-XXXXXX".utf8CString)
@@ -82,19 +95,21 @@ package final class PostgresCluster: Sendable {
             ])
         // Watching before starting: a test process that dies while the server starts leaves nothing either.
         Self.watch(directory: directory, stop: Self.stopCommand(binaries, directory, asPostgres))
-        port = try Self.start(directory: directory, tool: run)
+        port = try Self.start(directory: directory, durable: durable, tool: run)
         atexit { PostgresCluster.instance.withLock { try? $0?.get() }?.stopNow() }
     }
 
     /// Starts the server on a free port (tried three times: another process may take the port first).
-    private static func start(directory: String, tool: (String, [String]) throws -> [UInt8]) throws -> Int {
+    private static func start(directory: String, durable: Bool, tool: (String, [String]) throws -> [UInt8]) throws
+        -> Int
+    {
         var lastError = ""
         for _ in 0..<3 {
             let candidate = try reserveFreePort()
             do {
                 let options =
-                    "-c listen_addresses=127.0.0.1 -p \(candidate) -k \(directory) -c fsync=off"
-                    + " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                    "-c listen_addresses=127.0.0.1 -p \(candidate) -k \(directory) -c max_connections=200"
+                    + (durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
                 _ = try tool(
                     "pg_ctl",
                     ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-o", options, "start"])
@@ -178,7 +193,7 @@ package final class PostgresCluster: Sendable {
     }
 
     /// Stops the server now (the end of the test process).
-    func stopNow() {
+    package func stopNow() {
         _ = try? Self.spawn([
             "/bin/sh", "-c", Self.stopCommand(binaries, directory, asPostgres) + "; rm -rf \(directory)",
         ])
