@@ -223,8 +223,16 @@ package final class Dispatcher: Service {
         var lastFailure = ""
         /// Events after `cursor` read ahead of delivery: one read serves many one-event webhook posts.
         var readAhead: ArraySlice<JournalEvent> = []
-        /// A delivered batch whose cursor write is still to be done: it runs during the next delivery.
+        /// Delivered events whose cursor write is still to be started (coalesced: one write covers every
+        /// batch delivered while the previous write was in flight).
         var unrecorded: (to: Int64, span: String, filtered: Int)?
+        /// The one cursor write in flight. Deliveries go on while it runs and it is awaited only when it
+        /// must be: when it has finished, before the next write (one at a time, in sequence order), and
+        /// before a drain, a backoff, a dead letter or going idle. So a slow write (a PostgreSQL commit
+        /// with fsync, an SQLite writer busy with a poll's commit) costs one write per round trip of the
+        /// store, not one per event. A task of its own rather than a child so that it can outlive one
+        /// turn of the loop; it is always awaited before the loop ends, and cancelled with it.
+        var writing: (task: Task<CursorRecord, Never>, to: Int64, finished: CompletionFlag)?
         /// Applies the outcome of a cursor write; false when the loop must end.
         func applied(_ record: CursorRecord, to sequence: Int64) -> Bool {
             switch record {
@@ -236,6 +244,7 @@ package final class Dispatcher: Service {
                 cursor = stored
                 recorded = stored
                 readAhead = []
+                unrecorded = nil
                 attempts = 0
                 retryNotBefore = nil
             case .notRecorded(let reason):
@@ -244,20 +253,42 @@ package final class Dispatcher: Service {
             }
             return true
         }
-        /// Does the pending cursor write now; false when the loop must end.
-        func flushPending() async -> Bool {
-            guard let pending = unrecorded else { return true }
+        /// Starts the cursor write of everything delivered so far, if none is in flight.
+        func startWrite() {
+            guard writing == nil, let pending = unrecorded else { return }
             unrecorded = nil
-            let record = await recordCursor(
-                sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
-                logger: logger)
-            return applied(record, to: pending.to)
+            let finished = CompletionFlag()
+            let from = recorded
+            let task = Task {
+                defer { finished.set() }
+                return await self.recordCursor(
+                    sink.name, from: from, to: pending.to, filtered: pending.filtered, span: pending.span,
+                    logger: logger)
+            }
+            writing = (task, pending.to, finished)
+        }
+        /// Waits for the write in flight and applies it; false when the loop must end.
+        func awaitWrite() async -> Bool {
+            guard let current = writing else { return true }
+            writing = nil
+            let record = await withTaskCancellationHandler {
+                await current.task.value
+            } onCancel: {
+                current.task.cancel()
+            }
+            return applied(record, to: current.to)
+        }
+        /// Does every pending cursor write now; false when the loop must end.
+        func flushPending() async -> Bool {
+            guard await awaitWrite() else { return false }
+            startWrite()
+            return await awaitWrite()
         }
         loop: while true {
             if drain == nil { drain = await drainRequested(cursor: cursor) }
             // The pending cursor write normally runs during the next delivery; before a drain or a backoff
             // it is done at once (a new event must not wait behind it: commits hold the same writer).
-            if unrecorded != nil, drain != nil || retryNotBefore != nil {
+            if unrecorded != nil || writing != nil, drain != nil || retryNotBefore != nil {
                 guard await flushPending() else { break loop }
             }
             if let current = drain {
@@ -286,8 +317,10 @@ package final class Dispatcher: Service {
             }
             if readAhead.isEmpty {
                 do {
-                    // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it.
-                    if let stored = try await store.cursor(sink: sink.name), stored != recorded {
+                    // An operator may have moved the cursor (`bulkwatch redeliver --since`): follow it. With a
+                    // write in flight the stored cursor is ahead of `recorded` anyway; that write's
+                    // compare-and-set notices a move instead.
+                    if writing == nil, let stored = try await store.cursor(sink: sink.name), stored != recorded {
                         logger.notice("cursor moved from \(recorded) to \(stored); delivering from there")
                         cursor = stored
                         recorded = stored
@@ -320,7 +353,7 @@ package final class Dispatcher: Service {
             }
             if readAhead.isEmpty {
                 if drain != nil { break }
-                if unrecorded != nil {
+                if unrecorded != nil || writing != nil {
                     // Caught up: record the cursor before going idle, then look again.
                     guard await flushPending() else { break loop }
                     continue
@@ -346,24 +379,18 @@ package final class Dispatcher: Service {
             let span =
                 first.sequence == last.sequence
                 ? "event \(first.sequence)" : "events \(first.sequence)...\(last.sequence)"
-            // The previous batch's cursor write overlaps this batch's delivery; order is kept because a
-            // cursor only moves after that write is done, and writes happen one at a time, in sequence.
+            // The cursor write of what was delivered before overlaps this batch's delivery; order is kept
+            // because a cursor only moves after its write is done, and writes happen one at a time, in sequence.
+            startWrite()
             var deliveryError: (any Error)?
-            if let pending = unrecorded {
-                unrecorded = nil
-                async let written = recordCursor(
-                    sink.name, from: recorded, to: pending.to, filtered: pending.filtered, span: pending.span,
-                    logger: logger)
-                do { try await sink.deliver(batch) } catch { deliveryError = error }
-                let record = await written
-                guard applied(record, to: pending.to) else { break loop }
+            do { try await sink.deliver(batch) } catch { deliveryError = error }
+            if let current = writing, current.finished.isSet {
+                guard await awaitWrite() else { break loop }
                 if readAhead.isEmpty {
                     // The operator moved the cursor while this batch went out: deliver again from there,
                     // whatever became of this batch.
                     continue
                 }
-            } else {
-                do { try await sink.deliver(batch) } catch { deliveryError = error }
             }
             if let error = deliveryError {
                 // Cancelled (not a graceful drain): nothing more can be sent; the events stay journaled.
@@ -376,6 +403,7 @@ package final class Dispatcher: Service {
                 let failure = Self.failure(from: error)
                 lastFailure = failure.reason
                 if case .stopSink = failure.disposition {
+                    _ = await flushPending()
                     logger.error("stopping this sink: \(failure.reason); \(span) and later stay journaled")
                     try? await store.recordSinkError(sink: sink.name, message: "stopped: \(failure.reason)")
                     metrics.stopped.record(1)
@@ -406,6 +434,8 @@ package final class Dispatcher: Service {
                     }
                 }
                 if let reason = deadLetterReason {
+                    // The dead letter moves the cursor from what is recorded: everything before it first.
+                    guard await flushPending() else { break loop }
                     logger.error("dead-lettering \(span) after \(attempts) attempts: \(reason)")
                     do {
                         if try await store.deadLetter(
@@ -446,11 +476,21 @@ package final class Dispatcher: Service {
             if passedOver > 0 { metrics.filtered.increment(by: passedOver) }
             cursor = last.sequence
             readAhead = readAhead.dropFirst(consumed)
-            unrecorded = (last.sequence, span, passedOver)
+            unrecorded = (
+                last.sequence, unrecorded == nil ? span : "events up to \(last.sequence)",
+                (unrecorded?.filtered ?? 0) + passedOver
+            )
         }
         _ = await flushPending()
         end(sink.name, problem: problem)
         await sink.close()
+    }
+
+    /// Set once by a cursor-write task when it ends, so the loop can tell without waiting.
+    private final class CompletionFlag: Sendable {
+        private let value = Atomic<Bool>(false)
+        func set() { value.store(true, ordering: .releasing) }
+        var isSet: Bool { value.load(ordering: .acquiring) }
     }
 
     private enum CursorRecord {

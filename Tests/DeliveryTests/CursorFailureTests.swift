@@ -6,16 +6,19 @@ import Testing
 
 @testable import BulkWatch
 
-/// The real SQLite store, with its next `failures` cursor writes failing as a full disk would: a fault
-/// injected at the store's edge, everything else real.
+/// The real SQLite store, with its next `failures` cursor writes failing as a full disk would, and each
+/// cursor write taking `writeDelay` longer, as a PostgreSQL commit with fsync or a writer busy with a
+/// poll's commit does: faults injected at the store's edge, everything else real.
 private final class FailingCursorWrites: Store {
     let base: SQLiteStore
     let remaining: Mutex<Int>
+    let writeDelay: Duration
     let attempts = Mutex(0)
 
-    init(_ base: SQLiteStore, failures: Int) {
+    init(_ base: SQLiteStore, failures: Int, writeDelay: Duration = .zero) {
         self.base = base
         remaining = Mutex(failures)
+        self.writeDelay = writeDelay
     }
 
     struct DiskFull: Error, CustomStringConvertible {
@@ -59,6 +62,7 @@ private final class FailingCursorWrites: Store {
         async throws -> Bool
     {
         attempts.withLock { $0 += 1 }
+        if writeDelay > .zero { try await Task.sleep(for: writeDelay) }
         let fail = remaining.withLock { count -> Bool in
             guard count > 0 else { return false }
             count -= 1
@@ -104,5 +108,23 @@ struct CursorFailureTests {
         #expect(server.requests.count == 1)
         #expect(store.attempts.withLock { $0 } == 6)
         #expect(try await fixture.journal.deadLetters().isEmpty)
+    }
+
+    /// A slow cursor write does not hold back the deliveries after it: while one write is in flight the
+    /// next events go out, and the next write records them all at once. Before, every one-event POST
+    /// waited for the previous event's cursor write (with PostgreSQL's fsync'd commits: ~400 events/s, and
+    /// with SQLite beside a committing poller: a queue of ~100 ms at 500 events/s).
+    @Test func aSlowCursorWriteDoesNotHoldBackTheNextDeliveries() async throws {
+        let fixture = try WebhookJournalFixture()
+        try await fixture.add(40)
+        let store = FailingCursorWrites(fixture.journal, failures: 0, writeDelay: .milliseconds(100))
+        let server = try LoopbackHTTPServer { _ in .respond(status: 200) }
+        defer { server.stop() }
+        let (sink, transport) = try webhookSink(server)
+        defer { transport.shutdown() }
+        #expect(try await dispatch(store, [sink]) { try await fixture.journal.cursor(sink: sink.name) == 40 })
+        #expect(server.requests.count == 40, "each event delivered once, unbatched")
+        let writes = store.attempts.withLock { $0 }
+        #expect(writes <= 10, "\(writes) cursor writes for 40 one-event posts: they are not coalesced")
     }
 }

@@ -101,7 +101,12 @@ final class DrainedPipe: Sendable {
 
     init(nonBlockingWriteEnd: Bool = false) {
         var ends: [Int32] = [0, 0]
+        // Close-on-exec: a child that another test spawns meanwhile must not inherit the write end, or the
+        // drain never sees end-of-file and `finish()` blocks a cooperative thread for good (seen: both of
+        // this machine's two pool threads stuck here while the exec-sink tests ran beside them).
+        // (pipe2 is not imported; the window between the two calls is microseconds wide.)
         precondition(pipe(&ends) == 0)
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         readEnd = ends[0]
         writeEnd = ends[1]
         if nonBlockingWriteEnd {
