@@ -218,10 +218,11 @@ package final class PostgresStore: Store, Service {
             var next = last - count + 1
             var stored: [JournalEvent] = []
             stored.reserveCapacity(outcome.changes.count)
+            let eventSource = CloudEventEncoder.Source(source)
             for (change, incarnation) in zip(outcome.changes, incarnations) {
                 stored.append(
                     CloudEventEncoder.encode(
-                        change, source: source, sequence: next, time: time, incarnation: incarnation))
+                        change, source: eventSource, sequence: next, time: time, incarnation: incarnation))
                 next += 1
             }
             try await insert(stored, target: target, connection)

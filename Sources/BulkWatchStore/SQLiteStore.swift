@@ -279,10 +279,11 @@ package final class SQLiteStore: Store {
             var incarnations = try IncarnationBook(db, target: target)
             var stored: [JournalEvent] = []
             stored.reserveCapacity(outcome.changes.count)
+            let eventSource = CloudEventEncoder.Source(source)
             for change in outcome.changes {
                 let incarnation = try incarnations.incarnation(of: change, at: time)
                 let event = CloudEventEncoder.encode(
-                    change, source: source, sequence: next, time: time, incarnation: incarnation)
+                    change, source: eventSource, sequence: next, time: time, incarnation: incarnation)
                 try insert.execute(arguments: [
                     event.sequence, event.id, target, event.type, event.subject, event.time, Data(event.body),
                 ])
