@@ -147,19 +147,18 @@ final class LeaseCoordinator: Service {
             await lose(name, because: "a write under it was fenced out")
         }
         do {
-            // The heartbeat first: when this replica dies it expires before its work leases, so the
-            // others count one replica fewer by the time those are free.
-            var beating = false
-            if let beat = state.withLock({ $0.heartbeat }) { beating = try await leases.renew(beat, ttl: ttl) }
-            if !beating {
+            // The heartbeat and every work lease in one statement: one round trip per round however
+            // many leases, and when this replica dies its heartbeat and its work leases run out
+            // together, so the others count one replica fewer by the time those are free.
+            let (beat, holdings) = state.withLock { ($0.heartbeat, $0.held) }
+            let renewed = try await leases.renew(
+                (beat.map { [$0] } ?? []) + holdings.values.map(\.lease), ttl: ttl)
+            if beat == nil || !renewed.contains(replicaLease) {
                 let taken = try await leases.tryAcquire(replicaLease, owner: settings.replicaID, ttl: ttl)
                 state.withLock { $0.heartbeat = taken }
             }
-            for (name, holding) in state.withLock({ $0.held }) {
-                let renewed = try await leases.renew(holding.lease, ttl: ttl)
-                if !renewed {
-                    await lose(name, because: "its renewal was refused (it expired or moved)")
-                }
+            for name in holdings.keys.sorted() where !renewed.contains(name) {
+                await lose(name, because: "its renewal was refused (it expired or moved)")
             }
             let recovered = state.withLock { state -> Int in
                 state.confirmed = started

@@ -90,6 +90,32 @@ package struct Leases: Sendable {
         }
     }
 
+    /// Renews every lease of `leases` still held with its owner and epoch, in one statement (a replica
+    /// renews its heartbeat and all its work leases every TTL/3: one round trip, whatever their number);
+    /// returns the names renewed. A name missing from the result was lost, as ``renew(_:ttl:)`` false.
+    package func renew(_ leases: [Lease], ttl: Duration) async throws -> Set<String> {
+        guard !leases.isEmpty else { return [] }
+        let seconds = Self.seconds(ttl)
+        let names = leases.map(\.name)
+        let owners = leases.map(\.owner)
+        let epochs = leases.map(\.epoch)
+        return try await store.mapped {
+            var renewed: Set<String> = []
+            for try await name in try await store.client.query(
+                """
+                UPDATE leases SET expires_at = clock_timestamp() + \(seconds) * interval '1 second'
+                FROM unnest(\(names)::text[], \(owners)::text[], \(epochs)::bigint[]) AS held(name, owner, epoch)
+                WHERE leases.name = held.name AND leases.owner = held.owner AND leases.epoch = held.epoch
+                    AND leases.expires_at > clock_timestamp()
+                RETURNING leases.name
+                """, logger: store.logger
+            ).decode(String.self) {
+                renewed.insert(name)
+            }
+            return renewed
+        }
+    }
+
     /// Gives `lease` up at once (a graceful stop) and notifies ``channel``; false when it was no longer
     /// held. The row stays, expired, so that the next holder's epoch is higher.
     @discardableResult

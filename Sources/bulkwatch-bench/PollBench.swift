@@ -304,7 +304,8 @@ private struct PollChild {
         postgresPieces: String?
     ) {
         self.size = size
-        self.endpoint = BulkEndpoint(url: endpoint, timeout: .seconds(300))
+        // Bodies reach ~125 MB at 1M items, past the daemon's 64 MiB default limit.
+        self.endpoint = BulkEndpoint(url: endpoint, timeout: .seconds(300), maxResponseBytes: 1 << 30)
         self.tokenURL = tokenURL
         self.runs = runs
         self.warmup = warmup

@@ -158,6 +158,26 @@ struct PostgresStoreTests {
         #expect(try await store.cursor(sink: "hook") == 1)
     }
 
+    @Test func severalLeasesAreRenewedInOneStatementAndTheLostOnesAreLeftOut() async throws {
+        let store = try await PostgresTestStores.open(try PostgresTestStores.settings(directory))
+        let leases = store.leases
+        let kept = try #require(try await leases.tryAcquire("target:a", owner: "r1", ttl: .milliseconds(400)))
+        let beat = try #require(try await leases.tryAcquire("replica:r1", owner: "r1", ttl: .milliseconds(400)))
+        let expired = try #require(try await leases.tryAcquire("target:b", owner: "r1", ttl: .zero))
+        let moved = try #require(try await leases.tryAcquire("sink:s", owner: "r1", ttl: .zero))
+        let taker = try #require(try await leases.tryAcquire("sink:s", owner: "r2", ttl: .seconds(60)))
+        let renewed = try await leases.renew([kept, beat, expired, moved], ttl: .seconds(60))
+        #expect(renewed == ["target:a", "replica:r1"])
+        try await Task.sleep(for: .milliseconds(500))
+        let held = try await leases.list().filter(\.held).map(\.description)
+        #expect(
+            held.sorted() == [
+                "replica:r1 (owner r1, epoch 1)", "sink:s (owner r2, epoch \(taker.epoch))",
+                "target:a (owner r1, epoch 1)",
+            ])
+        #expect(try await leases.renew([], ttl: .seconds(60)).isEmpty)
+    }
+
     @Test func aRenewedLeaseKeepsWorkingPastItsFirstExpiry() async throws {
         let store = try await PostgresTestStores.open(try PostgresTestStores.settings(directory))
         let lease = try #require(try await store.leases.tryAcquire("target:t", owner: "a", ttl: .milliseconds(300)))
