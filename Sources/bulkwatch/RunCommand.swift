@@ -18,7 +18,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "YAML configuration file with several targets (see examples/bulkwatch.yaml).")
     var config: String?
 
-    @Flag(help: "Poll once, deliver, exit (exit 1 when the poll fails or a sink could not deliver everything).")
+    @Flag(
+        help: """
+            Poll once, deliver, exit (exit 1 when the poll fails or a sink could not deliver everything). \
+            On a postgres:// state it works under the replicas' leases, and exits 1 when a running replica holds one.
+            """)
     var once = false
 
     @OptionGroup var target: TargetOptions
