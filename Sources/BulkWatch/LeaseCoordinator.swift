@@ -281,7 +281,8 @@ final class LeaseCoordinator: Service {
                     sink: RetainedSink(base: route.sink), targets: route.targets, filter: route.filter,
                     operationalByDefault: route.operationalByDefault)
                 holding.dispatcher = Dispatcher(
-                    store: leased, routes: [retained], logger: logger, health: health, fence: lease.fence)
+                    store: leased, routes: [retained], logger: logger, health: health,
+                    sinkFences: [retained.sink.name: lease.fence])
                 state.withLock { $0.held[name] = holding }
                 sinkStartContinuation.yield(holding)
             }

@@ -69,14 +69,13 @@ final class OnceLeases: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
-            for lease in held {
-                do {
-                    if try await !leases.renew(lease, ttl: ttl) {
-                        logger.error("--once: lost the lease \(lease.name); its remaining writes will be refused")
-                    }
-                } catch {
-                    logger.warning("--once: cannot renew the lease \(lease.name): \(error)")
+            do {
+                let renewed = try await leases.renew(held, ttl: ttl)
+                for lease in held where !renewed.contains(lease.name) {
+                    logger.error("--once: lost the lease \(lease.name); its remaining writes will be refused")
                 }
+            } catch {
+                logger.warning("--once: cannot renew the leases: \(error)")
             }
         }
         for lease in held { _ = try? await leases.release(lease) }

@@ -80,8 +80,8 @@ package final class Dispatcher: Service {
     package static let defaultBatchSize = 4096
 
     private let store: any Store
-    private let fence: StoreFence
-    /// Per-sink fences that override ``fence`` (`--once` on a shared PostgreSQL state holds one lease per sink).
+    /// The lease fence of each sink's cursor moves, by sink name; a sink not named writes as
+    /// ``StoreFence/exclusive`` (the single writer of an SQLite state).
     private let sinkFences: [String: StoreFence]
     private let routes: [Route]
     private let wakeups: [Wakeup]
@@ -110,16 +110,14 @@ package final class Dispatcher: Service {
     ///   - onEverySinkStopped: called once when every sink has stopped by itself (a 410, a closed
     ///     stdout): nothing is left to deliver to, so the process should end, as a filter whose reader
     ///     is gone does.
-    ///   - fence: what every cursor move carries: the sinks' lease in replicated mode.
-    ///   - sinkFences: a fence per sink name, for the sinks that are not under `fence`.
+    ///   - sinkFences: what each sink's cursor moves carry, by sink name: its lease in replicated mode
+    ///     and under `--once` on PostgreSQL.
     package init(
         store: any Store, routes: [Route], logger: Logger, batchSize: Int = Dispatcher.defaultBatchSize,
         drainTimeout: Duration = .milliseconds(1500), idlePoll: Duration = .seconds(1), health: HealthBoard? = nil,
-        fence: StoreFence = .exclusive, sinkFences: [String: StoreFence] = [:],
-        onEverySinkStopped: (@Sendable (String) -> Void)? = nil
+        sinkFences: [String: StoreFence] = [:], onEverySinkStopped: (@Sendable (String) -> Void)? = nil
     ) {
         self.store = store
-        self.fence = fence
         self.sinkFences = sinkFences
         self.routes = routes
         self.wakeups = routes.map { _ in Wakeup() }
@@ -131,7 +129,7 @@ package final class Dispatcher: Service {
         self.onEverySinkStopped = onEverySinkStopped
     }
 
-    private func fence(for sink: String) -> StoreFence { sinkFences[sink] ?? fence }
+    private func fence(for sink: String) -> StoreFence { sinkFences[sink] ?? .exclusive }
 
     /// Tells every sink task that new events were committed.
     package func notify() {

@@ -52,9 +52,6 @@ package struct WatchTarget: Sendable, Equatable {
     /// into the set, which cost ~9 ms of a 100k poll.
     package func activeCount(in listing: BulkListing) -> Int {
         let terminal = Array(terminalStatuses)
-        guard terminal.count <= 16 else {
-            return listing.items.count { item in item.status.map { !terminalStatuses.contains($0) } ?? true }
-        }
         var count = 0
         for item in listing.items {
             guard let status = item.status else {

@@ -63,8 +63,11 @@ package final class PostgresCluster: Sendable {
     /// Stopped when the process ends, like the shared one.
     package static func dedicated(durable: Bool) throws -> PostgresCluster {
         let cluster = try PostgresCluster(durable: durable)
-        atexit { PostgresCluster.dedicatedClusters.withLock { $0 }.forEach { $0.stopNow() } }
-        dedicatedClusters.withLock { $0.append(cluster) }
+        let first = dedicatedClusters.withLock { clusters in
+            clusters.append(cluster)
+            return clusters.count == 1
+        }
+        if first { atexit { PostgresCluster.dedicatedClusters.withLock { $0 }.forEach { $0.stopNow() } } }
         return cluster
     }
 
