@@ -101,35 +101,41 @@ enum CloudEventEncoder {
     /// receivers that stored those ids see no change; a later one adds its number as a part of its own
     /// after the bulkId.
     static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
+        // Each part is hashed straight from its UTF-8 storage, then a zero byte: no array of parts and no
+        // copies (this runs once per event, 100k times on a first poll).
         var hasher = SHA256()
-        let separator: [UInt8] = [0]
-        var parts = [
-            source, change.item.bulkId, change.kind.rawValue, change.item.status ?? "", change.item.updatedOn ?? "",
-        ]
-        if incarnation != 0 { parts.insert(String(incarnation), at: 2) }
-        for part in parts {
-            var part = part
-            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
-            hasher.update(data: separator)
-        }
-        var bytes = Array(hasher.finalize().prefix(16))
-        bytes[6] = (bytes[6] & 0x0F) | 0x80  // UUID version 8: custom, name-based
-        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
-        // 8-4-4-4-12 hex digits written straight into the string's storage: this runs once per
-        // event, 100k times on a first poll, so no per-byte Strings.
+        hashPart(source, into: &hasher)
+        hashPart(change.item.bulkId, into: &hasher)
+        if incarnation != 0 { hashPart(String(incarnation), into: &hasher) }
+        hashPart(change.kind.rawValue, into: &hasher)
+        hashPart(change.item.status ?? "", into: &hasher)
+        hashPart(change.item.updatedOn ?? "", into: &hasher)
+        let digest = hasher.finalize()
+        // 8-4-4-4-12 hex digits of the first 16 bytes, written straight into the string's storage.
         return String(unsafeUninitializedCapacity: 36) { out in
-            var position = 0
-            for (index, byte) in bytes.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 {
-                    out[position] = UInt8(ascii: "-")
-                    position += 1
+            digest.withUnsafeBytes { digest in
+                var position = 0
+                for index in 0..<16 {
+                    var byte = digest[index]
+                    if index == 6 { byte = (byte & 0x0F) | 0x80 }  // UUID version 8: custom, name-based
+                    if index == 8 { byte = (byte & 0x3F) | 0x80 }  // RFC 4122 variant
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        out[position] = UInt8(ascii: "-")
+                        position += 1
+                    }
+                    out[position] = hexDigits[Int(byte >> 4)]
+                    out[position + 1] = hexDigits[Int(byte & 0x0F)]
+                    position += 2
                 }
-                out[position] = hexDigits[Int(byte >> 4)]
-                out[position + 1] = hexDigits[Int(byte & 0x0F)]
-                position += 2
+                return position
             }
-            return position
         }
+    }
+
+    private static func hashPart(_ part: String, into hasher: inout SHA256) {
+        var part = part
+        part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
     }
 }
 

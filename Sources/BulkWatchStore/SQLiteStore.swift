@@ -2,6 +2,7 @@ package import BulkWatchDetect
 import BulkWatchSupport
 package import Foundation
 import GRDB
+import GRDBSQLite
 import Synchronization
 
 #if canImport(Glibc)
@@ -31,11 +32,23 @@ package final class SQLiteStore: Store {
     private let pool: DatabasePool
     /// Bytes of each target's image and of the deltas written after it, to decide when to compact.
     private let sizes = Mutex<[String: (image: Int, deltas: Int)]>([:])
+    /// The events committed last, so sinks that keep up read them from memory (``RecentEvents``).
+    private let recent: Mutex<RecentEvents>
+    /// Per target, every bulkId that may have a row in `incarnations` (a superset: loaded once, then grown by
+    /// each commit, and dropped for a reload after a prune). A change whose bulkId is not in it needs no
+    /// lookup: at 100k items that was 3,000 random index reads per steady commit.
+    private let incarnationKeys = Mutex<[String: Set<String>]>([:])
 
-    /// Opens or creates the state, migrating it to the current schema.
-    package init(path: String) throws {
+    /// At most this many bytes of event bodies stay cached after their commit: a steady 100k poll's
+    /// events (~2 MB) fit many times over; a first poll's 100k (~60 MB) keep only their tail.
+    package static let recentEventsBudget = 16 << 20
+
+    /// Opens or creates the state, migrating it to the current schema. `recentEventBytes` bounds the
+    /// event bodies kept in memory after their commit for the sinks' next reads (``RecentEvents``).
+    package init(path: String, recentEventBytes: Int = SQLiteStore.recentEventsBudget) throws {
         try StateFileCheck.verify(path)
         self.path = path
+        recent = Mutex(RecentEvents(byteBudget: recentEventBytes))
         try Self.createPrivately(path)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
@@ -264,7 +277,8 @@ package final class SQLiteStore: Store {
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
-        let stored = try await pool.write { db -> [JournalEvent] in
+        let knownKeys = incarnationKeys.withLock { $0[target] }
+        let (stored, keys) = try await pool.write { db -> ([JournalEvent], Set<String>) in
             try db.execute(
                 sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)", arguments: [target, Data(delta)])
             try db.execute(
@@ -274,32 +288,32 @@ package final class SQLiteStore: Store {
                         last_success = excluded.last_success
                     """, arguments: [target, time])
             var next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
-            let insert = try db.cachedStatement(
-                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            var incarnations = try IncarnationBook(db, target: target)
+            let insert = try EventInsert(db)
+            var incarnations = try IncarnationBook(db, target: target, keys: knownKeys)
             var stored: [JournalEvent] = []
             stored.reserveCapacity(outcome.changes.count)
             let eventSource = CloudEventEncoder.Source(source)
             for change in outcome.changes {
                 let incarnation = try incarnations.incarnation(of: change, at: time)
-                let event = CloudEventEncoder.encode(
+                var event = CloudEventEncoder.encode(
                     change, source: eventSource, sequence: next, time: time, incarnation: incarnation)
-                try insert.execute(arguments: [
-                    event.sequence, event.id, target, event.type, event.subject, event.time, Data(event.body),
-                ])
+                event.target = target
+                try insert.run(event, target: target)
                 stored.append(event)
                 next += 1
             }
             if !stored.isEmpty {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
-            return stored
+            return (stored, incarnations.keys)
         }
+        incarnationKeys.withLock { $0[target] = keys }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0)
             entry.deltas += delta.count
             sizes[target] = entry
         }
+        recent.withLock { $0.append(stored) }
         return stored
     }
 
@@ -356,8 +370,18 @@ package final class SQLiteStore: Store {
     }
 
     package func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
-        try await pool.read { db in try Self.events(db, after: after, limit: limit, filter: filter) }
+        if recent.withLock({ $0.mayAnswer(after: after) }) {
+            let last = try await lastSequence()
+            if let answer = recent.withLock({ $0.read(after: after, limit: limit, filter: filter, lastSequence: last) })
+            {
+                return answer
+            }
+        }
+        return try await pool.read { db in try Self.events(db, after: after, limit: limit, filter: filter) }
     }
+
+    /// How many events are cached for readers (``RecentEvents``); for tests and the bench.
+    package var cachedEventCount: Int { recent.withLock { $0.count } }
 
     /// The one query behind ``events(after:limit:filter:)`` and ``routableEvents(after:limit:targets:)``;
     /// every event carries its target.
@@ -423,9 +447,10 @@ package final class SQLiteStore: Store {
         async throws -> JournalEvent?
     {
         try Self.requireExclusive(fence)
-        return try await pool.write { db in
+        let appended = try await pool.write { db -> JournalEvent? in
             let next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
-            let stored = event.encoded(source: source, sequence: next)
+            var stored = event.encoded(source: source, sequence: next)
+            stored.target = target
             // Rare (once per outage), so a scan for the stable id is cheaper than an index on every event.
             let seen =
                 try Bool.fetchOne(
@@ -440,6 +465,8 @@ package final class SQLiteStore: Store {
             try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next])
             return stored
         }
+        if let appended { recent.withLock { $0.append([appended]) } }
+        return appended
     }
 
     package func openOutage(target: String) async throws -> (since: Date, failedAttempts: Int)? {
@@ -484,7 +511,7 @@ package final class SQLiteStore: Store {
         sink: String, from expected: Int64, to sequence: Int64, filtered: Int, fence: StoreFence
     ) async throws -> Bool {
         try Self.requireExclusive(fence)
-        return try await writeCursor { db in
+        let advanced = try await writeCursor { db in
             guard try Self.compareAndSetCursor(db, sink: sink, expected: expected, to: sequence) else { return false }
             if filtered > 0 {
                 try db.execute(
@@ -492,6 +519,8 @@ package final class SQLiteStore: Store {
             }
             return true
         }
+        if advanced { recent.withLock { $0.sink(sink, isAt: sequence) } }
+        return advanced
     }
 
     package func filteredCounts() async throws -> [String: Int64] {
@@ -541,9 +570,11 @@ package final class SQLiteStore: Store {
 
     package func rewindCursor(sink: String, to sequence: Int64) async throws {
         try await writeCursor { db in try Self.storeCursor(db, sink: sink, sequence: sequence, rewound: true) }
+        recent.withLock { $0.sink(sink, isAt: sequence) }
     }
 
     package func markConfiguredSinks(_ names: [String]) async throws {
+        recent.withLock { $0.configure(sinks: names) }
         try await pool.write { db in
             try db.execute(sql: "UPDATE cursors SET configured = 0")
             for name in names {
@@ -651,7 +682,7 @@ package final class SQLiteStore: Store {
     {
         let cutoffText = RFC3339.millisecondsUTC(cutoff)
         let incarnationText = incarnationCutoff.map(RFC3339.millisecondsUTC)
-        return try await pool.write { db in
+        let removed = try await pool.write { db -> Int in
             var delivered = Int64.max
             for sink in sinks {
                 let cursor = try Int64.fetchOne(db, sql: "SELECT seq FROM cursors WHERE sink = ?", arguments: [sink])
@@ -671,6 +702,10 @@ package final class SQLiteStore: Store {
             }
             return removed
         }
+        // A cached event must never outlive its row: a rewound cursor would be answered with it.
+        if removed > 0 { recent.withLock { $0.removeAll() } }
+        if incarnationCutoff != nil { incarnationKeys.withLock { $0[target] = nil } }
+        return removed
     }
 
     /// Copies committed WAL pages into the database file (passive: never waits for readers).
@@ -704,25 +739,30 @@ package final class SQLiteStore: Store {
 private struct IncarnationBook {
     private let db: Database
     private let target: String
-    private var empty: Bool
+    /// Every bulkId of `target` that may have a row (see `SQLiteStore.incarnationKeys`); grown here as rows
+    /// are written, and handed back to the store once the commit succeeded.
+    private(set) var keys: Set<String>
 
-    init(_ db: Database, target: String) throws {
+    init(_ db: Database, target: String, keys: Set<String>?) throws {
         self.db = db
         self.target = target
-        empty =
-            try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM incarnations WHERE target = ?)", arguments: [target]) != true
+        if let keys {
+            self.keys = keys
+        } else {
+            self.keys = Set(
+                try String.fetchAll(db, sql: "SELECT bulk_id FROM incarnations WHERE target = ?", arguments: [target]))
+        }
     }
 
     /// The incarnation `change` belongs to, recording a new life on `created` and an ended one on `expired`.
     mutating func incarnation(of change: DetectedChange, at time: String) throws -> Int64 {
         let bulkId = change.item.bulkId
         let recorded: Int64? =
-            empty
-            ? nil
-            : try Int64.fetchOne(
+            keys.contains(bulkId)
+            ? try Int64.fetchOne(
                 db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
                 arguments: [target, bulkId])
+            : nil
         switch change.kind {
         case .created:
             guard let recorded else { return 0 }
@@ -733,7 +773,7 @@ private struct IncarnationBook {
         case .expired:
             let current = recorded ?? 0
             try store(bulkId, current, expiredAt: time)
-            empty = false
+            keys.insert(bulkId)
             return current
         }
     }
@@ -748,3 +788,54 @@ private struct IncarnationBook {
         ).execute(arguments: [target, bulkId, incarnation, expiredAt])
     }
 }
+
+/// The commit's one statement per event, bound through SQLite's C API: GRDB's `StatementArguments` boxed
+/// each of the seven values into a `DatabaseValue` (and the body into a `Data` copy), a third of a steady
+/// commit's time. Values are bound `SQLITE_TRANSIENT` (SQLite copies them), and the statement is reset
+/// after each row, so GRDB finds it as it left it in its statement cache.
+private struct EventInsert {
+    private let db: Database
+    private let statement: Statement
+
+    init(_ db: Database) throws {
+        self.db = db
+        statement = try db.cachedStatement(
+            sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    }
+
+    func run(_ event: JournalEvent, target: String) throws {
+        let handle = statement.sqliteStatement
+        defer { sqlite3_reset(handle) }
+        sqlite3_bind_int64(handle, 1, event.sequence)
+        Self.bind(event.id, 2, handle)
+        Self.bind(target, 3, handle)
+        Self.bind(event.type, 4, handle)
+        Self.bind(event.subject, 5, handle)
+        Self.bind(event.time, 6, handle)
+        event.body.withUnsafeBytes { bytes in
+            // A zero-length blob must still be a blob, not NULL: SQLite takes a non-nil pointer for that.
+            _ = sqlite3_bind_blob(handle, 7, bytes.baseAddress ?? emptyText, Int32(bytes.count), transient)
+        }
+        let code = sqlite3_step(handle)
+        guard code == SQLITE_DONE else {
+            let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
+        }
+    }
+
+    private static func bind(_ text: String, _ index: Int32, _ handle: SQLiteStatement) {
+        var text = text
+        text.withUTF8 { bytes in
+            let start = UnsafeRawPointer(bytes.baseAddress.map(UnsafeRawPointer.init) ?? emptyText)
+            _ = sqlite3_bind_text(
+                handle, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
+        }
+    }
+}
+
+/// SQLite's "copy the value now" destructor, which the C header spells as a cast of -1.
+private var transient: sqlite3_destructor_type {
+    unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+}
+/// A valid pointer for an empty value: SQLite binds NULL for a nil one, and an empty text or blob is not NULL.
+private var emptyText: UnsafeRawPointer { UnsafeRawPointer(("" as StaticString).utf8Start) }

@@ -149,6 +149,25 @@ struct StoreTests {
         #expect(try await reopened.loadSnapshot(target: "default").snapshot.count == 1)
     }
 
+    /// The store remembers which operations ever expired; a restart between the expiry and the return must not
+    /// forget it, or the new life would reuse the old life's ids.
+    @Test(arguments: StoreBackend.allCases) func anOperationBackAfterARestartIsStillANewIncarnation(
+        backend: StoreBackend
+    ) async throws {
+        let life = item("b-1", "FINISHED")
+        do {
+            let journal = try await backend.open(directory)
+            var snapshot = Snapshot()
+            _ = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")), first: true)
+            for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(item("b-2", "PENDING"))) }
+        }
+        let reopened = try await backend.open(directory)
+        var snapshot = try await reopened.loadSnapshot(target: "default").snapshot
+        let back = try await poll(reopened, &snapshot, listing(life, item("b-2", "PENDING")))
+        #expect(back.map(\.kind) == [.created])
+        #expect(back.first?.id == "c191b46d-1833-8992-9393-03958f373cf4")
+    }
+
     @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
         let journal = try await backend.open(directory)
         let loaded = try await journal.loadSnapshot(target: "default")
@@ -253,6 +272,9 @@ struct StoreTests {
         // The first life keeps the ids bulkwatch always gave it (SHA-256 of source, bulkId, type, status and
         // updatedOn, NUL-terminated, as a version-8 UUID), so existing receivers see no change.
         #expect(ids[0] == "232a287b-3276-8261-8cc7-35bad952e362")
+        // A later life hashes its number after the bulkId (values from an independent SHA-256 in Python).
+        #expect(ids[2] == "c191b46d-1833-8992-9393-03958f373cf4")
+        #expect(ids[5] == "89555fe2-889b-8cf2-95f6-6954c46f97e2")
     }
 
     @Test func reportsAnUnopenableDatabaseInOneLine() async throws {
