@@ -85,12 +85,12 @@ struct KeyArena: Sendable {
     private mutating func store(_ item: BulkItem) -> UInt64 {
         let idCount = item.bulkId.utf8.count
         let statusCount = item.status?.utf8.count ?? -1
-        let updatedCount = item.updatedOn?.utf8.count ?? -1
+        let updatedCount = item.updatedOnUTF8Count ?? -1
         guard idCount <= 254, statusCount <= 253, updatedCount <= 253 else { return Self.none }
         let offset = UInt64(bytes.count)
         ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
         if let status = item.status { ByteKeys.withBytes(status) { bytes.append(contentsOf: $0) } }
-        if let updatedOn = item.updatedOn { ByteKeys.withBytes(updatedOn) { bytes.append(contentsOf: $0) } }
+        item.withUpdatedOnUTF8 { updatedOn in if let updatedOn { bytes.append(contentsOf: updatedOn) } }
         return offset | UInt64(idCount) << 40 | UInt64(statusCount + 1) << 48 | UInt64(updatedCount + 1) << 56
     }
 
@@ -122,6 +122,34 @@ struct KeyArena: Sendable {
         guard Int(span >> 40 & 0xFF) == id.count else { return false }
         return bytes.withUnsafeBytes {
             ByteKeys.equal(UnsafeRawBufferPointer(rebasing: $0[Int(span & 0xFF_FFFF_FFFF)...]), id)
+        }
+    }
+
+    /// Whether the entry's `status` and `updatedOn` are byte for byte `item`'s; nil when it has no copy. Reads
+    /// `updatedOn` where the item keeps it, so an unchanged item costs no `String` (``BulkItem/Text``).
+    @inline(__always)
+    func stateEquals(_ position: Int, of item: BulkItem) -> Bool? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        let statusCode = Int(span >> 48 & 0xFF)
+        let updatedCode = Int(span >> 56)
+        guard statusCode == (item.status?.utf8.count ?? -1) + 1, updatedCode == (item.updatedOnUTF8Count ?? -1) + 1
+        else {
+            return false
+        }
+        return bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
+            if let status = item.status {
+                let equal = ByteKeys.withBytes(status) {
+                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
+                }
+                guard equal else { return false }
+                offset += statusCode - 1
+            }
+            return item.withUpdatedOnUTF8 { updatedOn in
+                guard let updatedOn else { return true }
+                return ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), updatedOn)
+            }
         }
     }
 

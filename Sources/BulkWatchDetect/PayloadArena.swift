@@ -19,8 +19,8 @@ struct PayloadArena: Sendable {
 
     /// Bytes one item's record takes (an upper bound: the long form).
     static func size(of item: BulkItem) -> Int {
-        3 * 5 + 5 + item.bulkId.utf8.count + (item.status?.utf8.count ?? 0) + (item.updatedOn?.utf8.count ?? 0)
-            + (item.createdOn?.utf8.count ?? 0) + item.rawJSON.count
+        3 * 5 + 5 + item.bulkId.utf8.count + (item.status?.utf8.count ?? 0) + (item.updatedOnUTF8Count ?? 0)
+            + (item.createdOnUTF8Count ?? 0) + item.rawJSON.count
     }
 
     mutating func reserveCapacity(_ count: Int, bytes byteCount: Int) {
@@ -88,9 +88,9 @@ struct PayloadArena: Sendable {
             Self.appendVarint(item.bulkId.utf8.count, to: &bytes)
             ByteKeys.withBytes(item.bulkId) { bytes.append(contentsOf: $0) }
             Self.appendOptional(item.status, to: &bytes)
-            Self.appendOptional(item.updatedOn, to: &bytes)
+            item.withUpdatedOnUTF8 { Self.appendOptional($0, to: &bytes) }
         }
-        Self.appendOptional(item.createdOn, to: &bytes)
+        item.withCreatedOnUTF8 { Self.appendOptional($0, to: &bytes) }
         bytes.append(contentsOf: item.rawJSON)
         let length = bytes.count - offset
         precondition(length < Int(Self.cleared), "PayloadArena: an item of 4 GiB")
@@ -104,6 +104,15 @@ struct PayloadArena: Sendable {
         }
         appendVarint(text.utf8.count + 1, to: &bytes)
         ByteKeys.withBytes(text) { bytes.append(contentsOf: $0) }
+    }
+
+    private static func appendOptional(_ text: UnsafeRawBufferPointer?, to bytes: inout [UInt8]) {
+        guard let text else {
+            bytes.append(0)
+            return
+        }
+        appendVarint(text.count + 1, to: &bytes)
+        bytes.append(contentsOf: text)
     }
 
     private static func appendVarint(_ value: Int, to bytes: inout [UInt8]) {

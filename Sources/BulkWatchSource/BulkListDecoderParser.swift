@@ -269,8 +269,8 @@ struct BulkBodyParser {
             BulkItem(
                 bulkId: id,
                 status: internedStatus(status),
-                createdOn: string(createdOn),
-                updatedOn: string(updatedOn),
+                createdOn: text(createdOn, itemStart: itemStart),
+                updatedOn: text(updatedOn, itemStart: itemStart),
                 rawJSON: body[itemStart..<position]
             ))
         return true
@@ -376,6 +376,22 @@ struct BulkBodyParser {
                 decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
         case .escapedString:
             return String(decoding: unescapedBytes(start: slot.start, end: slot.end), as: UTF8.self)
+        }
+    }
+
+    /// A timestamp's value where it lies in the item's bytes (no `String` built, see ``BulkItem/Text``);
+    /// only an escaped one is unescaped into a `String` now.
+    @inline(__always)
+    private func text(_ slot: FieldSlot, itemStart: Int) -> BulkItem.Text {
+        switch slot.kind {
+        case .none:
+            return .absent
+        case .plainString, .literal:
+            // An item of 4 GiB cannot be addressed by the offsets: keep its value as a string instead.
+            guard slot.end - itemStart <= Int(UInt32.max) else { return .text(string(slot) ?? "") }
+            return .inRaw(offset: UInt32(slot.start - itemStart), count: UInt32(slot.end - slot.start))
+        case .escapedString:
+            return .text(String(decoding: unescapedBytes(start: slot.start, end: slot.end), as: UTF8.self))
         }
     }
 

@@ -109,7 +109,7 @@ enum CloudEventEncoder {
         if incarnation != 0 { hashPart(String(incarnation), into: &hasher) }
         hashPart(change.kind.rawValue, into: &hasher)
         hashPart(change.item.status ?? "", into: &hasher)
-        hashPart(change.item.updatedOn ?? "", into: &hasher)
+        change.item.withUpdatedOnUTF8 { hashPart($0 ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &hasher) }
         let digest = hasher.finalize()
         // 8-4-4-4-12 hex digits of the first 16 bytes, written straight into the string's storage.
         return String(unsafeUninitializedCapacity: 36) { out in
@@ -135,6 +135,11 @@ enum CloudEventEncoder {
     private static func hashPart(_ part: String, into hasher: inout SHA256) {
         var part = part
         part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
+    }
+
+    private static func hashPart(_ part: UnsafeRawBufferPointer, into hasher: inout SHA256) {
+        hasher.update(bufferPointer: part)
         withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
     }
 }

@@ -131,6 +131,12 @@ enum SnapshotCodec {
             }
         }
 
+        mutating func optional(_ utf8: UnsafeRawBufferPointer?) {
+            guard let utf8 else { return varint(0) }
+            varint(utf8.count + 1)
+            bytes.append(contentsOf: utf8)
+        }
+
         mutating func strings(_ list: [String]) {
             varint(list.count)
             for text in list { string(text) }
@@ -139,8 +145,8 @@ enum SnapshotCodec {
         mutating func item(_ row: TrackedItem) {
             string(row.item.bulkId)
             optional(row.item.status)
-            optional(row.item.createdOn)
-            optional(row.item.updatedOn)
+            row.item.withCreatedOnUTF8 { optional($0) }
+            row.item.withUpdatedOnUTF8 { optional($0) }
             varint(row.item.rawJSON.count)
             bytes.append(contentsOf: row.item.rawJSON)
             varint(row.absentPolls)

@@ -4,14 +4,54 @@
 /// ``rawJSON``, the item's object bytes as received, so unknown fields pass through to events
 /// untouched. `rawJSON` is usually a slice of the whole response body: keeping slices instead of
 /// copying each object is what lets a 100k-item poll decode without 100k extra allocations.
+///
+/// The two timestamps are 24 bytes each, too long for an inline `String`, so building them cost two
+/// heap allocations per item on every poll (and two frees after it), although almost every item is
+/// unchanged and only ever compared. The decoder therefore records where they sit in ``rawJSON``
+/// (``Text/inRaw(offset:count:)``), the differ and the store read those bytes directly
+/// (``withUpdatedOnUTF8(_:)``), and a `String` is built only when someone asks for ``createdOn`` or
+/// ``updatedOn``.
 package struct BulkItem: Sendable, Equatable {
+    /// Where a scalar field's value is kept.
+    package enum Text: Sendable {
+        case absent
+        /// Bytes of ``rawJSON`` that are the value as they stand (a string without escapes, or a literal):
+        /// `offset` counts from `rawJSON.startIndex`.
+        case inRaw(offset: UInt32, count: UInt32)
+        case text(String)
+
+        init(_ value: String?) {
+            self = value.map(Text.text) ?? .absent
+        }
+    }
+
     /// Identity of the operation. Never empty: items without one are skipped by the decoder.
     package var bulkId: String
     package var status: String?
-    package var createdOn: String?
-    package var updatedOn: String?
-    /// The item's JSON object, byte for byte as received (unknown fields included).
-    package var rawJSON: ArraySlice<UInt8>
+    private var createdOnText: Text
+    private var updatedOnText: Text
+    private var raw: ArraySlice<UInt8>
+
+    package var createdOn: String? {
+        get { string(createdOnText) }
+        set { createdOnText = Text(newValue) }
+    }
+
+    package var updatedOn: String? {
+        get { string(updatedOnText) }
+        set { updatedOnText = Text(newValue) }
+    }
+
+    /// The item's JSON object, byte for byte as received (unknown fields included). Replacing it turns
+    /// timestamps that pointed into the old bytes into strings first.
+    package var rawJSON: ArraySlice<UInt8> {
+        get { raw }
+        set {
+            createdOnText = Text(createdOn)
+            updatedOnText = Text(updatedOn)
+            raw = newValue
+        }
+    }
 
     package init(
         bulkId: String,
@@ -22,9 +62,72 @@ package struct BulkItem: Sendable, Equatable {
     ) {
         self.bulkId = bulkId
         self.status = status
-        self.createdOn = createdOn
-        self.updatedOn = updatedOn
-        self.rawJSON = rawJSON
+        self.createdOnText = Text(createdOn)
+        self.updatedOnText = Text(updatedOn)
+        self.raw = rawJSON
+    }
+
+    /// The decoder's form: timestamps as they are found (``Text/inRaw(offset:count:)`` must lie inside `rawJSON`).
+    package init(bulkId: String, status: String?, createdOn: Text, updatedOn: Text, rawJSON: ArraySlice<UInt8>) {
+        self.bulkId = bulkId
+        self.status = status
+        self.createdOnText = createdOn
+        self.updatedOnText = updatedOn
+        self.raw = rawJSON
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `updatedOn`, or nil when there is none, without building a `String`.
+    @inline(__always)
+    package func withUpdatedOnUTF8<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try withUTF8(of: updatedOnText, body)
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `createdOn`, or nil when there is none, without building a `String`.
+    @inline(__always)
+    package func withCreatedOnUTF8<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try withUTF8(of: createdOnText, body)
+    }
+
+    /// The UTF-8 length of `updatedOn`, nil when there is none.
+    package var updatedOnUTF8Count: Int? { count(of: updatedOnText) }
+    /// The UTF-8 length of `createdOn`, nil when there is none.
+    package var createdOnUTF8Count: Int? { count(of: createdOnText) }
+
+    package static func == (lhs: BulkItem, rhs: BulkItem) -> Bool {
+        lhs.bulkId == rhs.bulkId && lhs.status == rhs.status && lhs.createdOn == rhs.createdOn
+            && lhs.updatedOn == rhs.updatedOn && lhs.raw == rhs.raw
+    }
+
+    private func string(_ text: Text) -> String? {
+        switch text {
+        case .absent: return nil
+        case .text(let value): return value
+        case .inRaw(let offset, let count):
+            let start = raw.startIndex + Int(offset)
+            return String(decoding: raw[start..<(start + Int(count))], as: UTF8.self)
+        }
+    }
+
+    @inline(__always)
+    private func withUTF8<R>(of text: Text, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        switch text {
+        case .absent:
+            return try body(nil)
+        case .text(var value):
+            return try value.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+        case .inRaw(let offset, let count):
+            return try raw.withUnsafeBytes { bytes in
+                try body(UnsafeRawBufferPointer(rebasing: bytes[Int(offset)..<(Int(offset) + Int(count))]))
+            }
+        }
+    }
+
+    private func count(of text: Text) -> Int? {
+        switch text {
+        case .absent: nil
+        case .text(let value): value.utf8.count
+        case .inRaw(_, let count): Int(count)
+        }
     }
 }
 

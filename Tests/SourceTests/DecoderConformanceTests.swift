@@ -588,6 +588,32 @@ struct DecoderConformanceTests {
         #expect(keys.bulkId == "k" && keys.status == "S" && keys.createdOn == "c")
     }
 
+    /// Timestamps stay where they are in the body until asked for (``BulkItem/Text``): the byte views, the
+    /// strings, equality and a replaced `rawJSON` must all say the same as an item built from strings.
+    @Test func timestampsReadInPlaceAgreeWithTheirStrings() throws {
+        let body = utf8(
+            #"{"content":[{"bulkId":"p","status":"S","createdOn":"2026-11-28T10:00:00.000Z","updatedOn":17},"#
+                + #"{"bulkId":"e","createdOn":"a\u00e9b","updatedOn":"x\"y"},{"bulkId":"n","updatedOn":null}]}"#)
+        let items = try BulkListDecoder.decode(body).items
+        #expect(items.map(\.createdOn) == ["2026-11-28T10:00:00.000Z", "a\u{E9}b", nil])
+        #expect(items.map(\.updatedOn) == ["17", "x\"y", nil])
+        for item in items {
+            let built = BulkItem(
+                bulkId: item.bulkId, status: item.status, createdOn: item.createdOn, updatedOn: item.updatedOn,
+                rawJSON: item.rawJSON)
+            #expect(item == built)
+            #expect(item.updatedOnUTF8Count == item.updatedOn?.utf8.count)
+            #expect(item.createdOnUTF8Count == item.createdOn?.utf8.count)
+            #expect(item.withUpdatedOnUTF8 { $0.map { Array($0) } } == item.updatedOn.map { Array($0.utf8) })
+            #expect(item.withCreatedOnUTF8 { $0.map { Array($0) } } == item.createdOn.map { Array($0.utf8) })
+            // A replaced object no longer holds the old bytes: the values must not move with it.
+            var moved = item
+            moved.rawJSON = Array(#"{"other":"bytes entirely, longer than the item was before"}"#.utf8)[...]
+            #expect(moved.createdOn == item.createdOn && moved.updatedOn == item.updatedOn)
+        }
+        #expect(items[0] != items[1])
+    }
+
     @Test func itemsWithoutUsableIdAreSkippedAndCounted() throws {
         let listing = try BulkListDecoder.decode(decoderValidCorpus[10].bytes)
         #expect(listing.items.map(\.bulkId) == ["ok"])
