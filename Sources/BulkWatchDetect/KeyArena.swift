@@ -127,26 +127,30 @@ struct KeyArena: Sendable {
 
     /// Whether the entry's `status` and `updatedOn` are byte for byte `item`'s; nil when it has no copy. Reads
     /// `updatedOn` where the item keeps it, so an unchanged item costs no `String` (``BulkItem/Text``).
+    ///
+    /// Takes the item by pointer: the closures below would otherwise capture a copy of it (four retains and
+    /// four releases per listed item, a third of the differ's match pass).
     @inline(__always)
-    func stateEquals(_ position: Int, of item: BulkItem) -> Bool? {
+    func stateEquals(_ position: Int, of item: UnsafePointer<BulkItem>) -> Bool? {
         let span = spans[position]
         guard span != Self.none else { return nil }
         let statusCode = Int(span >> 48 & 0xFF)
         let updatedCode = Int(span >> 56)
-        guard statusCode == (item.status?.utf8.count ?? -1) + 1, updatedCode == (item.updatedOnUTF8Count ?? -1) + 1
+        guard statusCode == (item.pointee.status?.utf8.count ?? -1) + 1,
+            updatedCode == (item.pointee.updatedOnUTF8Count ?? -1) + 1
         else {
             return false
         }
         return bytes.withUnsafeBytes { arena in
             var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
-            if let status = item.status {
-                let equal = ByteKeys.withBytes(status) {
+            if statusCode > 0 {
+                let equal = ByteKeys.withBytes(item.pointee.status!) {
                     ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
                 }
                 guard equal else { return false }
                 offset += statusCode - 1
             }
-            return item.withUpdatedOnUTF8 { updatedOn in
+            return item.pointee.withUpdatedOnUTF8 { updatedOn in
                 guard let updatedOn else { return true }
                 return ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), updatedOn)
             }

@@ -285,7 +285,7 @@ private struct DiffRun {
                     }
                     owner[position] = Int32(i)
                     let verdict: Verdict
-                    if snapshot.keys.stateEquals(position, of: item.pointee) == true {
+                    if snapshot.keys.stateEquals(position, of: item) == true {
                         verdict = .same
                     } else {
                         verdict = Self.judge(stored: snapshot.state(at: position), received: item)

@@ -39,9 +39,12 @@ package final class SQLiteStore: Store {
     /// lookup: at 100k items that was 3,000 random index reads per steady commit.
     private let incarnationKeys = Mutex<[String: Set<String>]>([:])
 
-    /// At most this many bytes of event bodies stay cached after their commit: a steady 100k poll's
-    /// events (~2 MB) fit many times over; a first poll's 100k (~60 MB) keep only their tail.
-    package static let recentEventsBudget = 16 << 20
+    /// At most this many bytes of event bodies stay cached after their commit. A first poll of 100k items
+    /// (~45 MB of events) fits, so its delivery reads nothing back (in `bulkwatch-bench poll` that took the
+    /// first poll's delivery from ~550 to ~200 ms); a steady poll's (~1.5 MB) fits many times over. Events
+    /// leave as soon as every configured sink is past them, so this much stays resident only while a sink
+    /// is behind; a first poll of 1M keeps only its newest 64 MiB.
+    package static let recentEventsBudget = 64 << 20
 
     /// Opens or creates the state, migrating it to the current schema. `recentEventBytes` bounds the
     /// event bodies kept in memory after their commit for the sinks' next reads (``RecentEvents``).
