@@ -137,7 +137,7 @@ struct KeyArena: Sendable {
         let statusCode = Int(span >> 48 & 0xFF)
         let updatedCode = Int(span >> 56)
         guard statusCode == (item.pointee.status?.utf8.count ?? -1) + 1,
-            updatedCode == (item.pointee.updatedOnUTF8Count ?? -1) + 1
+            updatedCode == (BulkItem.updatedOnUTF8Count(of: item) ?? -1) + 1
         else {
             return false
         }
@@ -150,10 +150,7 @@ struct KeyArena: Sendable {
                 guard equal else { return false }
                 offset += statusCode - 1
             }
-            return item.pointee.withUpdatedOnUTF8 { updatedOn in
-                guard let updatedOn else { return true }
-                return ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), updatedOn)
-            }
+            return BulkItem.updatedOn(of: item, isPrefixOf: UnsafeRawBufferPointer(rebasing: arena[offset...]))
         }
     }
 

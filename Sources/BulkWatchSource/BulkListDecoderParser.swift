@@ -265,14 +265,9 @@ struct BulkBodyParser {
         }
 
         guard bulkId.kind != .none, bulkId.end > bulkId.start, let id = string(bulkId) else { return false }
-        items.append(
-            BulkItem(
-                bulkId: id,
-                status: internedStatus(status),
-                createdOn: text(createdOn, itemStart: itemStart),
-                updatedOn: text(updatedOn, itemStart: itemStart),
-                rawJSON: body[itemStart..<position]
-            ))
+        BulkItem.appendDecoded(
+            to: &items, bulkId: id, status: internedStatus(status), createdOn: text(createdOn, itemStart: itemStart),
+            updatedOn: text(updatedOn, itemStart: itemStart), rawJSON: body[itemStart..<position])
         return true
     }
 

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One bulk operation exactly as DruID reported it.
 ///
 /// The four documented fields are extracted for change detection; everything else stays in
@@ -92,6 +98,51 @@ package struct BulkItem: Sendable, Equatable {
     package var updatedOnUTF8Count: Int? { count(of: updatedOnText) }
     /// The UTF-8 length of `createdOn`, nil when there is none.
     package var createdOnUTF8Count: Int? { count(of: createdOnText) }
+
+    // MARK: The hot path, through pointers
+    //
+    // The decoder builds, and the differ reads, 100k items per poll from other modules. Calling an
+    // initializer or a method of an item across the module boundary copied the whole item first (a retain
+    // and a release of each of its references, through the generic value witnesses) and made the calls
+    // generic. These entry points take the array or a pointer, so the item is built in place and read
+    // field by field here, where the layout is known.
+
+    /// Appends an item in the decoder's form: timestamps as ``Text``, built in place in `items`.
+    package static func appendDecoded(
+        to items: inout [BulkItem], bulkId: consuming String, status: consuming String?, createdOn: consuming Text,
+        updatedOn: consuming Text, rawJSON: consuming ArraySlice<UInt8>
+    ) {
+        items.append(
+            BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: rawJSON))
+    }
+
+    /// `updatedOn`'s UTF-8 length, nil when there is none.
+    package static func updatedOnUTF8Count(of item: UnsafePointer<BulkItem>) -> Int? {
+        switch item.pointee.updatedOnText {
+        case .absent: nil
+        case .inRaw(_, let count): Int(count)
+        case .text(let value): value.utf8.count
+        }
+    }
+
+    /// Whether the first bytes of `stored` are exactly `updatedOn`'s (the caller has checked the lengths);
+    /// true when the item has none.
+    package static func updatedOn(of item: UnsafePointer<BulkItem>, isPrefixOf stored: UnsafeRawBufferPointer) -> Bool {
+        switch item.pointee.updatedOnText {
+        case .absent:
+            return true
+        case .inRaw(let offset, let count):
+            return item.pointee.raw.withUnsafeBytes { raw in
+                let value = UnsafeRawBufferPointer(rebasing: raw[Int(offset)..<(Int(offset) + Int(count))])
+                return stored.count >= value.count && memcmp(stored.baseAddress!, value.baseAddress!, value.count) == 0
+            }
+        case .text(var value):
+            return value.withUTF8 { value in
+                stored.count >= value.count
+                    && (value.isEmpty || memcmp(stored.baseAddress!, value.baseAddress!, value.count) == 0)
+            }
+        }
+    }
 
     package static func == (lhs: BulkItem, rhs: BulkItem) -> Bool {
         lhs.bulkId == rhs.bulkId && lhs.status == rhs.status && lhs.createdOn == rhs.createdOn
