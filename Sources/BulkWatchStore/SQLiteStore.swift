@@ -781,58 +781,91 @@ private struct IncarnationBook {
         }
     }
 
+    /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
     private func store(_ bulkId: String, _ incarnation: Int64, expiredAt: String?) throws {
-        try db.cachedStatement(
+        let upsert = try RawStatement(
+            db,
             sql: """
                 INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
                     expired_at = excluded.expired_at
-                """
-        ).execute(arguments: [target, bulkId, incarnation, expiredAt])
+                """)
+        upsert.bind(target, at: 1)
+        upsert.bind(bulkId, at: 2)
+        upsert.bind(incarnation, at: 3)
+        upsert.bind(expiredAt, at: 4)
+        try upsert.run()
     }
 }
 
-/// The commit's one statement per event, bound through SQLite's C API: GRDB's `StatementArguments` boxed
-/// each of the seven values into a `DatabaseValue` (and the body into a `Data` copy), a third of a steady
-/// commit's time. Values are bound `SQLITE_TRANSIENT` (SQLite copies them), and the statement is reset
-/// after each row, so GRDB finds it as it left it in its statement cache.
-private struct EventInsert {
+/// A cached statement bound and stepped through SQLite's C API, for the statements a commit runs once per
+/// event: GRDB's `StatementArguments` boxed each value into a `DatabaseValue` (and each body into a `Data`
+/// copy), a third of a steady commit's time. Values are bound `SQLITE_TRANSIENT` (SQLite copies them), and
+/// the statement is reset after each run, so GRDB finds it as it left it in its statement cache.
+private struct RawStatement {
     private let db: Database
     private let statement: Statement
 
-    init(_ db: Database) throws {
+    init(_ db: Database, sql: String) throws {
         self.db = db
-        statement = try db.cachedStatement(
-            sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        statement = try db.cachedStatement(sql: sql)
     }
 
-    func run(_ event: JournalEvent, target: String) throws {
+    func bind(_ value: Int64, at index: Int32) {
+        sqlite3_bind_int64(statement.sqliteStatement, index, value)
+    }
+
+    /// Binds `text`, or NULL for nil.
+    func bind(_ text: String?, at index: Int32) {
+        guard var text else {
+            sqlite3_bind_null(statement.sqliteStatement, index)
+            return
+        }
+        text.withUTF8 { bytes in
+            let start = UnsafeRawPointer(bytes.baseAddress.map(UnsafeRawPointer.init) ?? emptyValue)
+            _ = sqlite3_bind_text(
+                statement.sqliteStatement, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count),
+                transient)
+        }
+    }
+
+    func bind(blob: [UInt8], at index: Int32) {
+        blob.withUnsafeBytes { bytes in
+            _ = sqlite3_bind_blob(
+                statement.sqliteStatement, index, bytes.baseAddress ?? emptyValue, Int32(bytes.count), transient)
+        }
+    }
+
+    /// Runs the bound statement to completion (it returns no rows) and resets it.
+    func run() throws {
         let handle = statement.sqliteStatement
         defer { sqlite3_reset(handle) }
-        sqlite3_bind_int64(handle, 1, event.sequence)
-        Self.bind(event.id, 2, handle)
-        Self.bind(target, 3, handle)
-        Self.bind(event.type, 4, handle)
-        Self.bind(event.subject, 5, handle)
-        Self.bind(event.time, 6, handle)
-        event.body.withUnsafeBytes { bytes in
-            // A zero-length blob must still be a blob, not NULL: SQLite takes a non-nil pointer for that.
-            _ = sqlite3_bind_blob(handle, 7, bytes.baseAddress ?? emptyText, Int32(bytes.count), transient)
-        }
         let code = sqlite3_step(handle)
         guard code == SQLITE_DONE else {
             let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
         }
     }
+}
 
-    private static func bind(_ text: String, _ index: Int32, _ handle: SQLiteStatement) {
-        var text = text
-        text.withUTF8 { bytes in
-            let start = UnsafeRawPointer(bytes.baseAddress.map(UnsafeRawPointer.init) ?? emptyText)
-            _ = sqlite3_bind_text(
-                handle, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
-        }
+/// The commit's one insert per event.
+private struct EventInsert {
+    private let statement: RawStatement
+
+    init(_ db: Database) throws {
+        statement = try RawStatement(
+            db, sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    }
+
+    func run(_ event: JournalEvent, target: String) throws {
+        statement.bind(event.sequence, at: 1)
+        statement.bind(event.id, at: 2)
+        statement.bind(target, at: 3)
+        statement.bind(event.type, at: 4)
+        statement.bind(event.subject, at: 5)
+        statement.bind(event.time, at: 6)
+        statement.bind(blob: event.body, at: 7)
+        try statement.run()
     }
 }
 
@@ -841,4 +874,4 @@ private var transient: sqlite3_destructor_type {
     unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
 }
 /// A valid pointer for an empty value: SQLite binds NULL for a nil one, and an empty text or blob is not NULL.
-private var emptyText: UnsafeRawPointer { UnsafeRawPointer(("" as StaticString).utf8Start) }
+private var emptyValue: UnsafeRawPointer { UnsafeRawPointer(("" as StaticString).utf8Start) }

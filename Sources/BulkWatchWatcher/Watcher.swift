@@ -53,12 +53,23 @@ package struct WatchTarget: Sendable, Equatable {
     package func activeCount(in listing: BulkListing) -> Int {
         let terminal = Array(terminalStatuses)
         var count = 0
-        for item in listing.items {
-            guard let status = item.status else {
-                count += 1
-                continue
+        // The decoder hands out one `String` per status spelling, so consecutive items mostly carry the
+        // very same string, which `==` recognises at once; comparing each item with every terminal
+        // status instead took the slow path of `==` for each unequal pair.
+        var last: String?
+        var lastIsActive = true
+        listing.items.withUnsafeBufferPointer { items in
+            for index in items.indices {
+                guard let status = items[index].status else {
+                    count += 1
+                    continue
+                }
+                if status != last {
+                    last = status
+                    lastIsActive = !terminal.contains(status)
+                }
+                if lastIsActive { count += 1 }
             }
-            if !terminal.contains(status) { count += 1 }
         }
         return count
     }

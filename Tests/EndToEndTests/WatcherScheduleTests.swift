@@ -166,3 +166,26 @@ struct HealthBoardClockTests {
         #expect(board.health().healthy)
     }
 }
+
+/// `activeCount` drives the adaptive cadence and `bulkwatch_items_active`: every item whose status is missing
+/// or not terminal counts, whatever order and whichever string instances the statuses arrive in.
+@Suite("Active items for the adaptive cadence")
+struct ActiveCountTests {
+    @Test func countsItemsWithoutATerminalStatusInAnyOrder() throws {
+        let target = WatchTarget(
+            endpoint: BulkEndpoint(url: "http://127.0.0.1:1/bulk"), terminalStatuses: ["FINISHED", "FAILED"])
+        func item(_ id: Int, _ status: String?) -> BulkItem {
+            BulkItem(bulkId: "b-\(id)", status: status, rawJSON: Array(#"{"bulkId":"b-\#(id)"}"#.utf8)[...])
+        }
+        // Built at run time, so equal statuses are distinct string instances, unlike the decoder's.
+        let spelled = { (text: String) in String(text.reversed().reversed()) }
+        let statuses: [String?] = [
+            "PENDING", "PENDING", spelled("FINISHED"), "FINISHED", nil, spelled("PENDING"), "FAILED", "RUNNING",
+            "RUNNING", nil, "finished",
+        ]
+        let listing = BulkListing(items: statuses.enumerated().map { item($0.offset, $0.element) })
+        #expect(target.activeCount(in: listing) == 8)
+        #expect(target.activeCount(in: BulkListing(items: [])) == 0)
+        #expect(target.activeCount(in: BulkListing(items: [item(1, "FAILED"), item(2, "FAILED")])) == 0)
+    }
+}
