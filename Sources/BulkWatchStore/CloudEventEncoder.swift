@@ -103,7 +103,8 @@ enum CloudEventEncoder {
     static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
         // The parts, each followed by a zero byte, are laid out in one buffer and hashed in one call: per
         // part, swift-crypto's update costs more than hashing the few bytes it is given (this runs once
-        // per event, 100k times on a first poll).
+        // per event, 100k times on a first poll). Each part is copied by a function that returns where the
+        // next one goes, so no closure captures a variable (which cost an exclusivity check per access).
         let item = change.item
         let number = incarnation != 0 ? String(incarnation) : ""
         let kind = change.kind.rawValue
@@ -112,22 +113,15 @@ enum CloudEventEncoder {
             source.utf8.count + item.bulkId.utf8.count + (incarnation != 0 ? number.utf8.count + 1 : 0)
             + kind.utf8.count + status.utf8.count + (item.updatedOnUTF8Count ?? 0) + 5
         let digest = withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { buffer in
-            var position = 0
-            func put(_ bytes: UnsafeRawBufferPointer) {
-                if let base = bytes.baseAddress, bytes.count > 0 {
-                    (buffer.baseAddress! + position).copyMemory(from: base, byteCount: bytes.count)
-                }
-                buffer[position + bytes.count] = 0
-                position += bytes.count + 1
-            }
-            withUTF8(source, put)
-            withUTF8(item.bulkId, put)
-            if incarnation != 0 { withUTF8(number, put) }
-            withUTF8(kind, put)
-            withUTF8(status, put)
-            item.withUpdatedOnUTF8 { put($0 ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
+            var next = buffer.baseAddress!
+            next = withUTF8(source) { part(copying: $0, to: next) }
+            next = withUTF8(item.bulkId) { part(copying: $0, to: next) }
+            if incarnation != 0 { next = withUTF8(number) { part(copying: $0, to: next) } }
+            next = withUTF8(kind) { part(copying: $0, to: next) }
+            next = withUTF8(status) { part(copying: $0, to: next) }
+            next = item.withUpdatedOnUTF8 { part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next) }
             var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(buffer))
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: next - buffer.baseAddress!))
             return hasher.finalize()
         }
         // 8-4-4-4-12 hex digits of the first 16 bytes, written straight into the string's storage.
@@ -154,10 +148,20 @@ enum CloudEventEncoder {
 
 /// Calls `body` with `text`'s UTF-8 bytes: in place for a native string, from a contiguous copy otherwise.
 @inline(__always)
-private func withUTF8(_ text: String, _ body: (UnsafeRawBufferPointer) -> Void) {
-    if text.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) != nil { return }
+private func withUTF8<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    if let result = text.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
+        return result
+    }
     var copy = text
-    copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+    return copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+}
+
+/// Copies one id part and its terminating zero byte to `target`; returns where the next part goes.
+@inline(__always)
+private func part(copying bytes: UnsafeRawBufferPointer, to target: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    if let base = bytes.baseAddress, !bytes.isEmpty { target.copyMemory(from: base, byteCount: bytes.count) }
+    target.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
+    return target + bytes.count + 1
 }
 
 private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

@@ -39,8 +39,17 @@ struct RecentEvents {
         if let last = events.last, last.sequence + 1 != first.sequence {
             removeAll()
         }
-        events.append(contentsOf: batch)
-        for event in batch { bytes += event.body.count }
+        // Only the newest events that fit the budget are taken: a first poll of 1M items would otherwise
+        // copy a million events in here to drop most of them at once.
+        var start = batch.endIndex
+        var taken = 0
+        while start > batch.startIndex, taken + batch[start - 1].body.count <= byteBudget {
+            start -= 1
+            taken += batch[start].body.count
+        }
+        if start > batch.startIndex { removeAll() }
+        events.append(contentsOf: batch[start...])
+        bytes += taken
         evict()
     }
 

@@ -282,8 +282,11 @@ package final class SQLiteStore: Store {
         let source = poll.source
         let knownKeys = incarnationKeys.withLock { $0[target] }
         let (stored, keys) = try await pool.write { db -> ([JournalEvent], Set<String>) in
-            try db.execute(
-                sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)", arguments: [target, Data(delta)])
+            // Bound in place: a first poll's delta holds every item (~15 MB at 100k), and `Data(delta)` copied it.
+            let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
+            insertDelta.bind(target, at: 1)
+            insertDelta.bind(blob: delta, at: 2)
+            try insertDelta.run()
             try db.execute(
                 sql: """
                     INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
