@@ -119,9 +119,12 @@ enum CloudEventEncoder {
             if incarnation != 0 { next = withUTF8(number) { part(copying: $0, to: next) } }
             next = withUTF8(kind) { part(copying: $0, to: next) }
             next = withUTF8(status) { part(copying: $0, to: next) }
-            next = item.withUpdatedOnUTF8 { part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next) }
+            next = item.withUpdatedOnUTF8 {
+                part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
+            }
             var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: next - buffer.baseAddress!))
+            hasher.update(
+                bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: next - buffer.baseAddress!))
             return hasher.finalize()
         }
         // 8-4-4-4-12 hex digits of the first 16 bytes, written straight into the string's storage.
@@ -158,7 +161,8 @@ private func withUTF8<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) 
 
 /// Copies one id part and its terminating zero byte to `target`; returns where the next part goes.
 @inline(__always)
-private func part(copying bytes: UnsafeRawBufferPointer, to target: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+private func part(copying bytes: UnsafeRawBufferPointer, to target: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer
+{
     if let base = bytes.baseAddress, !bytes.isEmpty { target.copyMemory(from: base, byteCount: bytes.count) }
     target.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
     return target + bytes.count + 1

@@ -399,11 +399,28 @@ package final class SQLiteStore: Store {
         appendConditions(filter, to: &sql, &arguments)
         sql += " ORDER BY seq LIMIT ?"
         _ = arguments.append(contentsOf: [limit])
-        return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-            var event = Self.event(from: row)
-            event?.target = row[6]
-            return event
+        // Rows are read through SQLite's C API: GRDB's `Row` copied every column into a `DatabaseValue`
+        // first, and a sink catching up (or a first poll of 1M items) reads hundreds of thousands of them.
+        let statement = try db.cachedStatement(sql: sql)
+        try statement.setArguments(arguments)
+        let handle = statement.sqliteStatement
+        defer { sqlite3_reset(handle) }
+        var events: [JournalEvent] = []
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { break }
+            guard code == SQLITE_ROW else {
+                let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+            }
+            guard let kind = JournalEvent.Kind(type: columnText(handle, 2)) else { continue }
+            var event = JournalEvent(
+                sequence: sqlite3_column_int64(handle, 0), id: columnText(handle, 1), kind: kind,
+                subject: columnText(handle, 3), time: columnText(handle, 4), body: columnBlob(handle, 5))
+            event.target = columnText(handle, 6)
+            events.append(event)
         }
+        return events
     }
 
     private static func event(from row: Row) -> JournalEvent? {
@@ -870,6 +887,20 @@ private struct EventInsert {
         statement.bind(blob: event.body, at: 7)
         try statement.run()
     }
+}
+
+/// Column `index` of the current row as text ("" for NULL).
+private func columnText(_ handle: SQLiteStatement, _ index: Int32) -> String {
+    guard let text = sqlite3_column_text(handle, index) else { return "" }
+    let count = Int(sqlite3_column_bytes(handle, index))
+    return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
+}
+
+/// Column `index` of the current row as bytes (empty for NULL).
+private func columnBlob(_ handle: SQLiteStatement, _ index: Int32) -> [UInt8] {
+    // The pointer first, then its size, as SQLite's documentation orders the two calls.
+    guard let blob = sqlite3_column_blob(handle, index) else { return [] }
+    return [UInt8](UnsafeRawBufferPointer(start: blob, count: Int(sqlite3_column_bytes(handle, index))))
 }
 
 /// SQLite's "copy the value now" destructor, which the C header spells as a cast of -1.
