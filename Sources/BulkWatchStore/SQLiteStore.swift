@@ -408,10 +408,7 @@ package final class SQLiteStore: Store {
         while true {
             let code = sqlite3_step(handle)
             if code == SQLITE_DONE { break }
-            guard code == SQLITE_ROW else {
-                let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
-            }
+            guard code == SQLITE_ROW else { throw sqliteError(db, code, sql: sql) }
             guard let kind = JournalEvent.Kind(type: columnText(handle, 2)) else { continue }
             var event = JournalEvent(
                 sequence: sqlite3_column_int64(handle, 0), id: columnText(handle, 1), kind: kind,
@@ -865,10 +862,7 @@ private struct RawStatement {
         let handle = statement.sqliteStatement
         defer { sqlite3_reset(handle) }
         let code = sqlite3_step(handle)
-        guard code == SQLITE_DONE else {
-            let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
-        }
+        guard code == SQLITE_DONE else { throw sqliteError(db, code, sql: statement.sql) }
     }
 }
 
@@ -890,6 +884,12 @@ private struct EventInsert {
         statement.bind(event.time, at: 6)
         try statement.run(bindingInPlace: event.body, at: 7)
     }
+}
+
+/// The error of a statement stepped through the C API, as GRDB would have reported it.
+private func sqliteError(_ db: Database, _ code: Int32, sql: String) -> DatabaseError {
+    let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+    return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
 }
 
 /// Column `index` of the current row as text ("" for NULL).
