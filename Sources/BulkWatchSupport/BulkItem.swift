@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// One bulk operation exactly as DruID reported it.
 ///
 /// The four documented fields are extracted for change detection; everything else stays in
@@ -134,12 +128,11 @@ package struct BulkItem: Sendable, Equatable {
         case .inRaw(let offset, let count):
             return item.pointee.raw.withUnsafeBytes { raw in
                 let value = UnsafeRawBufferPointer(rebasing: raw[Int(offset)..<(Int(offset) + Int(count))])
-                return stored.count >= value.count && memcmp(stored.baseAddress!, value.baseAddress!, value.count) == 0
+                return stored.count >= value.count && stored.prefix(value.count).elementsEqual(value)
             }
         case .text(var value):
             return value.withUTF8 { value in
-                stored.count >= value.count
-                    && (value.isEmpty || memcmp(stored.baseAddress!, value.baseAddress!, value.count) == 0)
+                stored.count >= value.count && stored.prefix(value.count).elementsEqual(value)
             }
         }
     }
