@@ -37,22 +37,34 @@ enum CloudEventEncoder {
         let type = "bulk.\(change.kind.rawValue)"
         var out: [UInt8] = []
         out.reserveCapacity(item.rawJSON.count + source.member.count + 320)
-        out.append(contentsOf: #"{"specversion":"1.0","id":""#.utf8)
-        out.append(contentsOf: id.utf8)
-        out.append(contentsOf: #"","source":"#.utf8)
+        // Literals and strings are appended as byte buffers (one copy each): appending a `String.UTF8View`
+        // goes through the generic sequence path, 7 % of a first poll's commit.
+        append(#"{"specversion":"1.0","id":""#, to: &out)
+        append(id, to: &out)
+        append(#"","source":"#, to: &out)
         out.append(contentsOf: source.member)
-        out.append(contentsOf: #","type":""#.utf8)
-        out.append(contentsOf: type.utf8)
-        out.append(contentsOf: #"","subject":"#.utf8)
+        append(#","type":""#, to: &out)
+        append(type, to: &out)
+        append(#"","subject":"#, to: &out)
         JSONText.appendString(item.bulkId, to: &out)
-        out.append(contentsOf: #","time":""#.utf8)
-        out.append(contentsOf: time.utf8)
-        out.append(contentsOf: #"","datacontenttype":"application/json","sequence":""#.utf8)
-        out.append(contentsOf: String(sequence).utf8)
-        out.append(contentsOf: #"","data":"#.utf8)
+        append(#","time":""#, to: &out)
+        append(time, to: &out)
+        append(#"","datacontenttype":"application/json","sequence":""#, to: &out)
+        append(String(sequence), to: &out)
+        append(#"","data":"#, to: &out)
         appendData(item.rawJSON, previous: change.previous, to: &out)
         out.append(UInt8(ascii: "}"))
         return JournalEvent(sequence: sequence, id: id, kind: change.kind, subject: item.bulkId, time: time, body: out)
+    }
+
+    @inline(__always)
+    private static func append(_ literal: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    @inline(__always)
+    private static func append(_ text: String, to out: inout [UInt8]) {
+        withUTF8(text) { out.append(contentsOf: $0) }
     }
 
     /// The item object with `"previous"` added as its last member.
@@ -63,18 +75,18 @@ enum CloudEventEncoder {
         while start < end, raw[start] != UInt8(ascii: "{") { start += 1 }
         guard end > start else {
             // Not an object (cannot happen for decoded items): keep the event valid regardless.
-            out.append(contentsOf: #"{"previous":null}"#.utf8)
+            append(#"{"previous":null}"#, to: &out)
             return
         }
         let body = raw[start..<(end - 1)]
         out.append(contentsOf: body)
         let isEmptyObject = body.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
         if !isEmptyObject { out.append(UInt8(ascii: ",")) }
-        out.append(contentsOf: #""previous":"#.utf8)
+        append(#""previous":"#, to: &out)
         if let previous {
-            out.append(contentsOf: #"{"status":"#.utf8)
+            append(#"{"status":"#, to: &out)
             JSONText.appendOptionalString(previous.status, to: &out)
-            out.append(contentsOf: #","updatedOn":"#.utf8)
+            append(#","updatedOn":"#, to: &out)
             JSONText.appendOptionalString(previous.updatedOn, to: &out)
             out.append(UInt8(ascii: "}"))
         } else {
