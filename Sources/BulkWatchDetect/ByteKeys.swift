@@ -2,9 +2,10 @@ import BulkWatchSupport
 
 /// `bulkId`s as UTF-8 bytes: hashing, equality and order that do not depend on Unicode
 /// normalisation and cost a few nanoseconds for a 36-byte id.
-enum ByteKeys {
+package enum ByteKeys {
+    /// Calls `body` with `text`'s UTF-8 bytes: in place for a native string, from a contiguous copy otherwise.
     @inline(__always)
-    static func withBytes<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    package static func withBytes<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         if let result = text.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
             return result
         }

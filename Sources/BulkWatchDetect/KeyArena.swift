@@ -153,32 +153,4 @@ struct KeyArena: Sendable {
             return BulkItem.updatedOn(of: item, isPrefixOf: UnsafeRawBufferPointer(rebasing: arena[offset...]))
         }
     }
-
-    /// Whether the entry's `status` and `updatedOn` are byte for byte these; nil when it has no copy.
-    @inline(__always)
-    func stateEquals(_ position: Int, status: String?, updatedOn: String?) -> Bool? {
-        let span = spans[position]
-        guard span != Self.none else { return nil }
-        let statusCode = Int(span >> 48 & 0xFF)
-        let updatedCode = Int(span >> 56)
-        guard statusCode == (status?.utf8.count ?? -1) + 1, updatedCode == (updatedOn?.utf8.count ?? -1) + 1 else {
-            return false
-        }
-        return bytes.withUnsafeBytes { arena in
-            var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
-            if let status {
-                let equal = ByteKeys.withBytes(status) {
-                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
-                }
-                guard equal else { return false }
-                offset += statusCode - 1
-            }
-            if let updatedOn {
-                return ByteKeys.withBytes(updatedOn) {
-                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
-                }
-            }
-            return true
-        }
-    }
 }

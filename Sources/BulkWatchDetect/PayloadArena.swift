@@ -98,12 +98,8 @@ struct PayloadArena: Sendable {
     }
 
     private static func appendOptional(_ text: String?, to bytes: inout [UInt8]) {
-        guard let text else {
-            bytes.append(0)
-            return
-        }
-        appendVarint(text.utf8.count + 1, to: &bytes)
-        ByteKeys.withBytes(text) { bytes.append(contentsOf: $0) }
+        guard let text else { return appendOptional(nil as UnsafeRawBufferPointer?, to: &bytes) }
+        ByteKeys.withBytes(text) { appendOptional($0, to: &bytes) }
     }
 
     private static func appendOptional(_ text: UnsafeRawBufferPointer?, to bytes: inout [UInt8]) {

@@ -64,7 +64,7 @@ enum CloudEventEncoder {
 
     @inline(__always)
     private static func append(_ text: String, to out: inout [UInt8]) {
-        withUTF8(text) { out.append(contentsOf: $0) }
+        ByteKeys.withBytes(text) { out.append(contentsOf: $0) }
     }
 
     /// The item object with `"previous"` added as its last member.
@@ -126,11 +126,11 @@ enum CloudEventEncoder {
             + kind.utf8.count + status.utf8.count + (item.updatedOnUTF8Count ?? 0) + 5
         let digest = withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { buffer in
             var next = buffer.baseAddress!
-            next = withUTF8(source) { part(copying: $0, to: next) }
-            next = withUTF8(item.bulkId) { part(copying: $0, to: next) }
-            if incarnation != 0 { next = withUTF8(number) { part(copying: $0, to: next) } }
-            next = withUTF8(kind) { part(copying: $0, to: next) }
-            next = withUTF8(status) { part(copying: $0, to: next) }
+            next = ByteKeys.withBytes(source) { part(copying: $0, to: next) }
+            next = ByteKeys.withBytes(item.bulkId) { part(copying: $0, to: next) }
+            if incarnation != 0 { next = ByteKeys.withBytes(number) { part(copying: $0, to: next) } }
+            next = ByteKeys.withBytes(kind) { part(copying: $0, to: next) }
+            next = ByteKeys.withBytes(status) { part(copying: $0, to: next) }
             next = item.withUpdatedOnUTF8 {
                 part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
             }
@@ -159,16 +159,6 @@ enum CloudEventEncoder {
             }
         }
     }
-}
-
-/// Calls `body` with `text`'s UTF-8 bytes: in place for a native string, from a contiguous copy otherwise.
-@inline(__always)
-private func withUTF8<R>(_ text: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-    if let result = text.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
-        return result
-    }
-    var copy = text
-    return copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
 }
 
 /// Copies one id part and its terminating zero byte to `target`; returns where the next part goes.

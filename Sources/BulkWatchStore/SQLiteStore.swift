@@ -398,8 +398,16 @@ package final class SQLiteStore: Store {
         appendConditions(filter, to: &sql, &arguments)
         sql += " ORDER BY seq LIMIT ?"
         _ = arguments.append(contentsOf: [limit])
-        // Rows are read through SQLite's C API: GRDB's `Row` copied every column into a `DatabaseValue`
-        // first, and a sink catching up (or a first poll of 1M items) reads hundreds of thousands of them.
+        return try readEvents(db, sql: sql, arguments: arguments)
+    }
+
+    /// Every event row `sql` selects (`seq, id, type, subject, time, body, target`, in that order), read
+    /// through SQLite's C API: GRDB's `Row` copied every column into a `DatabaseValue` first, and a sink
+    /// catching up (or a first poll of 1M items) reads hundreds of thousands of them. Rows of a type this
+    /// version does not know are left out.
+    private static func readEvents(_ db: Database, sql: String, arguments: StatementArguments) throws
+        -> [JournalEvent]
+    {
         let statement = try db.cachedStatement(sql: sql)
         try statement.setArguments(arguments)
         let handle = statement.sqliteStatement
@@ -419,13 +427,6 @@ package final class SQLiteStore: Store {
         return events
     }
 
-    private static func event(from row: Row) -> JournalEvent? {
-        let type: String = row[2]
-        guard let kind = JournalEvent.Kind(type: type) else { return nil }
-        let body: Data = row[5]
-        return JournalEvent(sequence: row[0], id: row[1], kind: kind, subject: row[3], time: row[4], body: Array(body))
-    }
-
     package func count(after: Int64, filter: EventFilter) async throws -> Int {
         try await pool.read { db in
             var sql = "SELECT COUNT(*) FROM events WHERE seq > ?"
@@ -441,9 +442,10 @@ package final class SQLiteStore: Store {
 
     package func event(sequence: Int64) async throws -> JournalEvent? {
         try await pool.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE seq = ?", arguments: [sequence]
-            ).flatMap(Self.event(from:))
+            try Self.readEvents(
+                db, sql: "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq = ?",
+                arguments: [sequence]
+            ).first
         }
     }
 
@@ -451,10 +453,13 @@ package final class SQLiteStore: Store {
     /// look events up by id, and the commit path keeps no index for them.
     package func event(id: String) async throws -> JournalEvent? {
         try await pool.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT seq, id, type, subject, time, body FROM events WHERE id = ? ORDER BY seq DESC LIMIT 1",
-                arguments: [id]
-            ).flatMap(Self.event(from:))
+            try Self.readEvents(
+                db,
+                sql: """
+                    SELECT seq, id, type, subject, time, body, target FROM events WHERE id = ?
+                    ORDER BY seq DESC LIMIT 1
+                    """, arguments: [id]
+            ).first
         }
     }
 
@@ -761,10 +766,19 @@ private struct IncarnationBook {
     /// Every bulkId of `target` that may have a row (see `SQLiteStore.incarnationKeys`); grown here as rows
     /// are written, and handed back to the store once the commit succeeded.
     private(set) var keys: Set<String>
+    /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
+    private let upsert: RawStatement
 
     init(_ db: Database, target: String, keys: Set<String>?) throws {
         self.db = db
         self.target = target
+        upsert = try RawStatement(
+            db,
+            sql: """
+                INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
+                    expired_at = excluded.expired_at
+                """)
         if let keys {
             self.keys = keys
         } else {
@@ -797,15 +811,7 @@ private struct IncarnationBook {
         }
     }
 
-    /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
     private func store(_ bulkId: String, _ incarnation: Int64, expiredAt: String?) throws {
-        let upsert = try RawStatement(
-            db,
-            sql: """
-                INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
-                    expired_at = excluded.expired_at
-                """)
         upsert.bind(target, at: 1)
         upsert.bind(bulkId, at: 2)
         upsert.bind(incarnation, at: 3)

@@ -124,11 +124,8 @@ enum SnapshotCodec {
         }
 
         mutating func optional(_ text: String?) {
-            guard var text else { return varint(0) }
-            text.withUTF8 { utf8 in
-                varint(utf8.count + 1)
-                bytes.append(contentsOf: utf8)
-            }
+            guard var text else { return optional(nil as UnsafeRawBufferPointer?) }
+            text.withUTF8 { optional(UnsafeRawBufferPointer($0)) }
         }
 
         mutating func optional(_ utf8: UnsafeRawBufferPointer?) {

@@ -89,9 +89,9 @@ package struct BulkItem: Sendable, Equatable {
     }
 
     /// The UTF-8 length of `updatedOn`, nil when there is none.
-    package var updatedOnUTF8Count: Int? { count(of: updatedOnText) }
+    package var updatedOnUTF8Count: Int? { Self.count(of: updatedOnText) }
     /// The UTF-8 length of `createdOn`, nil when there is none.
-    package var createdOnUTF8Count: Int? { count(of: createdOnText) }
+    package var createdOnUTF8Count: Int? { Self.count(of: createdOnText) }
 
     // MARK: The hot path, through pointers
     //
@@ -112,11 +112,7 @@ package struct BulkItem: Sendable, Equatable {
 
     /// `updatedOn`'s UTF-8 length, nil when there is none.
     package static func updatedOnUTF8Count(of item: UnsafePointer<BulkItem>) -> Int? {
-        switch item.pointee.updatedOnText {
-        case .absent: nil
-        case .inRaw(_, let count): Int(count)
-        case .text(let value): value.utf8.count
-        }
+        count(of: item.pointee.updatedOnText)
     }
 
     /// Whether the first bytes of `stored` are exactly `updatedOn`'s (the caller has checked the lengths);
@@ -166,7 +162,7 @@ package struct BulkItem: Sendable, Equatable {
         }
     }
 
-    private func count(of text: Text) -> Int? {
+    private static func count(of text: Text) -> Int? {
         switch text {
         case .absent: nil
         case .text(let value): value.utf8.count

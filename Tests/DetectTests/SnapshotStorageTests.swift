@@ -103,3 +103,11 @@ private struct StorageRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension KeyArena {
+    /// The differ's comparison (``stateEquals(_:of:)``) for an item carrying exactly these two fields.
+    fileprivate func stateEquals(_ position: Int, status: String?, updatedOn: String?) -> Bool? {
+        let probe = BulkItem(bulkId: "probe", status: status, updatedOn: updatedOn, rawJSON: [])
+        return withUnsafePointer(to: probe) { stateEquals(position, of: $0) }
+    }
+}

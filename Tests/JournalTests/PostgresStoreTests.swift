@@ -161,14 +161,17 @@ struct PostgresStoreTests {
     @Test func severalLeasesAreRenewedInOneStatementAndTheLostOnesAreLeftOut() async throws {
         let store = try await PostgresTestStores.open(try PostgresTestStores.settings(directory))
         let leases = store.leases
-        let kept = try #require(try await leases.tryAcquire("target:a", owner: "r1", ttl: .milliseconds(400)))
-        let beat = try #require(try await leases.tryAcquire("replica:r1", owner: "r1", ttl: .milliseconds(400)))
+        // Short enough that only a renewal keeps them past the sleep below, long enough that a loaded
+        // machine (the suite in parallel, a cluster starting) still renews them before they lapse: at
+        // 400 ms this test failed once under load.
+        let kept = try #require(try await leases.tryAcquire("target:a", owner: "r1", ttl: .seconds(2)))
+        let beat = try #require(try await leases.tryAcquire("replica:r1", owner: "r1", ttl: .seconds(2)))
         let expired = try #require(try await leases.tryAcquire("target:b", owner: "r1", ttl: .zero))
         let moved = try #require(try await leases.tryAcquire("sink:s", owner: "r1", ttl: .zero))
         let taker = try #require(try await leases.tryAcquire("sink:s", owner: "r2", ttl: .seconds(60)))
         let renewed = try await leases.renew([kept, beat, expired, moved], ttl: .seconds(60))
         #expect(renewed == ["target:a", "replica:r1"])
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2_200))
         let held = try await leases.list().filter(\.held).map(\.description)
         #expect(
             held.sorted() == [
