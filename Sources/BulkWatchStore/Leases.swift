@@ -74,20 +74,7 @@ package struct Leases: Sendable {
     /// Extends `lease` by `ttl` from now if it is still held with the same owner and epoch and has not
     /// expired; false when it was lost (the holder must stop writing: its writes are fenced out anyway).
     package func renew(_ lease: Lease, ttl: Duration) async throws -> Bool {
-        let seconds = Self.seconds(ttl)
-        return try await store.mapped {
-            for try await _ in try await store.client.query(
-                """
-                UPDATE leases SET expires_at = clock_timestamp() + \(seconds) * interval '1 second'
-                WHERE name = \(lease.name) AND owner = \(lease.owner) AND epoch = \(lease.epoch)
-                    AND expires_at > clock_timestamp()
-                RETURNING epoch
-                """, logger: store.logger)
-            {
-                return true
-            }
-            return false
-        }
+        try await renew([lease], ttl: ttl).contains(lease.name)
     }
 
     /// Renews every lease of `leases` still held with its owner and epoch, in one statement (a replica
