@@ -114,6 +114,31 @@ struct KeyArena: Sendable {
         }
     }
 
+    /// Calls `body` with the entry's key fields as bytes of the arena (`status` and `updatedOn` nil when
+    /// absent); returns nil without calling it when the entry has no copy (or is cleared).
+    func withFieldBytes<R>(
+        at position: Int,
+        _ body: (
+            _ bulkId: UnsafeRawBufferPointer, _ status: UnsafeRawBufferPointer?, _ updatedOn: UnsafeRawBufferPointer?
+        ) throws -> R
+    ) rethrows -> R? {
+        let span = spans[position]
+        guard span != Self.none else { return nil }
+        return try bytes.withUnsafeBytes { arena in
+            var offset = Int(span & 0xFF_FFFF_FFFF)
+            func take(_ length: Int) -> UnsafeRawBufferPointer {
+                defer { offset += length }
+                return UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)])
+            }
+            let bulkId = take(Int(span >> 40 & 0xFF))
+            let statusCode = Int(span >> 48 & 0xFF)
+            let status = statusCode == 0 ? nil : take(statusCode - 1)
+            let updatedCode = Int(span >> 56)
+            let updatedOn = updatedCode == 0 ? nil : take(updatedCode - 1)
+            return try body(bulkId, status, updatedOn)
+        }
+    }
+
     /// Whether the entry's id is `id`; nil when the entry has no copy.
     @inline(__always)
     func idEquals(_ position: Int, _ id: UnsafeRawBufferPointer) -> Bool? {

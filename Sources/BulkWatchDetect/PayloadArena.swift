@@ -152,10 +152,10 @@ struct PayloadArena: Sendable {
         }
     }
 
-    private func withReader<R>(_ position: Int, _ body: (inout Reader, _ end: Int) -> R) -> R {
-        bytes.withUnsafeBytes { raw in
+    private func withReader<R>(_ position: Int, _ body: (inout Reader, _ end: Int) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes { raw in
             var reader = Reader(base: raw.baseAddress!, offset: Int(offsets[position]))
-            return body(&reader, Int(offsets[position]) + Int(lengths[position]))
+            return try body(&reader, Int(offsets[position]) + Int(lengths[position]))
         }
     }
 
@@ -176,6 +176,32 @@ struct PayloadArena: Sendable {
             let createdOn = reader.optional()
             let raw = ArraySlice(reader.bytes(length: end - reader.offset))
             return BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw)
+        }
+    }
+
+    /// Calls `body` with the live entry's fields as bytes of the arenas, the key fields from `keys` when it
+    /// has a copy: what the store encodes, without building a `String` or an array per entry.
+    func withEntryBytes<R>(at position: Int, keys: KeyArena, _ body: (EntryBytes) throws -> R) rethrows -> R {
+        try withReader(position) { reader, end in
+            func optional() -> UnsafeRawBufferPointer? {
+                let code = reader.varint()
+                return code == 0 ? nil : reader.bytes(length: code - 1)
+            }
+            func rest(
+                _ bulkId: UnsafeRawBufferPointer, _ status: UnsafeRawBufferPointer?,
+                _ updatedOn: UnsafeRawBufferPointer?
+            ) throws -> R {
+                let createdOn = optional()
+                let raw = reader.bytes(length: end - reader.offset)
+                return try body(
+                    EntryBytes(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw)
+                )
+            }
+            if let result = try keys.withFieldBytes(at: position, { try rest($0, $1, $2) }) { return result }
+            let bulkId = reader.bytes(length: reader.varint())
+            let status = optional()
+            let updatedOn = optional()
+            return try rest(bulkId, status, updatedOn)
         }
     }
 

@@ -1,5 +1,17 @@
 import BulkWatchSupport
 
+/// One entry's fields as UTF-8 bytes inside a ``Snapshot``'s storage (nil: the field is absent); see
+/// ``Snapshot/withEntryBytes(at:_:)``.
+package struct EntryBytes {
+    package var bulkId: UnsafeRawBufferPointer
+    package var status: UnsafeRawBufferPointer?
+    package var createdOn: UnsafeRawBufferPointer?
+    package var updatedOn: UnsafeRawBufferPointer?
+    package var rawJSON: UnsafeRawBufferPointer
+    /// Consecutive successful polls the entry has been missing from.
+    package var absentPolls = 0
+}
+
 /// The known operations, indexed by `bulkId`: what the watcher keeps in memory between polls
 /// and what the journal persists.
 ///
@@ -76,20 +88,43 @@ package struct Snapshot: Sendable {
         self.init()
         let rows = Array(tracked)
         reserveCapacity(rows.count, payloadBytes: rows.reduce(0) { $0 + PayloadArena.size(of: $1.item) })
-        for var row in rows {
-            row.absentPolls = max(0, row.absentPolls)
-            if let existing = position(of: row.item.bulkId) {
-                replaceItem(at: existing, with: row.item)
-                setAbsentPolls(existing, row.absentPolls)
-            } else {
-                append(row, hash: ByteKeys.hash(row.item.bulkId))
-            }
+        for row in rows { load(row) }
+        finishLoad(removalGuarded: removalGuarded)
+    }
+
+    /// Replays one persisted row (an image's or a delta's, in order) into a snapshot being loaded: a new id
+    /// is appended, a known one takes the row's state. ``init(tracked:removalGuarded:)`` holds every row at
+    /// once; a store loading 100k rows feeds them here one by one instead, so it never holds them all.
+    package mutating func load(_ row: TrackedItem) {
+        let absentPolls = max(0, row.absentPolls)
+        let hash = ByteKeys.hash(row.item.bulkId)
+        if let existing = ByteKeys.withBytes(row.item.bulkId, { find(id: $0, hash: hash) }) {
+            replaceItem(at: existing, with: row.item)
+            setAbsentPolls(existing, absentPolls)
+        } else {
+            append(TrackedItem(item: row.item, absentPolls: absentPolls), hash: hash)
         }
+    }
+
+    /// Removes `bulkId` from a snapshot being loaded (a delta's removed id); unknown ids are ignored.
+    package mutating func unload(_ bulkId: String) {
+        if let position = position(of: bulkId) { remove(positions: [position]) }
+    }
+
+    /// Ends a load: closes the holes the removals left and restores the mass-removal guard for those of
+    /// `removalGuarded` that are absent (the others are ignored).
+    package mutating func finishLoad(removalGuarded: [String]) {
+        if deadCount > 0 { closeHoles() }
         for bulkId in removalGuarded {
             if let position = position(of: bulkId), absentCounts[position] > 0 {
                 setGuarded(position, true)
             }
         }
+    }
+
+    /// Makes room for `count` more entries whose records take about `payloadBytes` in all, before a load.
+    package mutating func reserveForLoad(_ count: Int, payloadBytes: Int) {
+        reserveCapacity(positions + count, payloadBytes: payloadBytes)
     }
 
     /// Number of known operations, present or pending expiry.
@@ -129,6 +164,17 @@ package struct Snapshot: Sendable {
     func item(at position: Int) -> BulkItem {
         if isDead(position) { return Self.hole }
         return payloads.item(at: position, keys: keys)
+    }
+
+    /// Calls `body` with the live entry at `position` as bytes of the arenas, valid only during the call.
+    /// The store writes an image of 100k entries this way without a `String` or an array per entry.
+    package func withEntryBytes<R>(at position: Int, _ body: (EntryBytes) throws -> R) rethrows -> R {
+        precondition(!isDead(position), "Snapshot.withEntryBytes: position \(position) is a hole")
+        return try payloads.withEntryBytes(at: position, keys: keys) { entry in
+            var entry = entry
+            entry.absentPolls = absentCounts[position]
+            return try body(entry)
+        }
     }
 
     /// The stored `status` and `updatedOn` at `position`, without rebuilding the rest.

@@ -183,6 +183,12 @@ package final class PostgresStore: Store, Service {
 
     /// Commits one poll: the fence check, the target's counters (locking its row, which orders its
     /// deltas), one delta, and the events numbered under the journal row's lock, in one transaction.
+    /// Bytes of `target`'s image and of the deltas after it, as of the last load, commit or fold (nil before
+    /// any): what decides when ``maintain(target:snapshot:)`` folds.
+    package func snapshotFootprint(target: String) -> (image: Int, deltas: Int)? {
+        sizes.withLock { $0[target].map { ($0.image, $0.deltas) } }
+    }
+
     package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
         let outcome = poll.outcome
         let delta = SnapshotCodec.delta(

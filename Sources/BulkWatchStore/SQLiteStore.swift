@@ -247,15 +247,15 @@ package final class SQLiteStore: Store {
 
     package func loadSnapshot(target: String) async throws -> StoredSnapshot {
         let (stored, imageBytes, deltaBytes) = try await pool.read { db -> (StoredSnapshot, Int, Int) in
-            let imageRow = try Row.fetchOne(
-                db, sql: "SELECT through_delta, image FROM snapshot_images WHERE target = ?", arguments: [target])
-            let through: Int64 = imageRow?[0] ?? 0
-            let image: [UInt8]? = (imageRow?[1] as Data?).map { Array($0) }
+            // Every delta still stored for the target comes after its image: a fold deletes the deltas it
+            // folded in the same transaction. `through_delta` is not a watermark to filter on: `id` is SQLite's
+            // rowid, which starts again from 1 once a fold has emptied the table, so the polls after a fold got
+            // ids at or below it and a restart silently dropped them (the snapshot went back to the image, and
+            // every change since was reported again).
             var deltas: [[UInt8]] = []
             var deltaBytes = 0
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? AND id > ? ORDER BY id",
-                arguments: [target, through])
+                db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? ORDER BY id", arguments: [target])
             while let row = try rows.next() {
                 let delta = Array(row[0] as Data)
                 deltaBytes += delta.count
@@ -264,11 +264,23 @@ package final class SQLiteStore: Store {
             let polls =
                 try Int.fetchOne(
                     db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
-            let snapshot = try SnapshotCodec.snapshot(image: image, deltas: deltas)
-            return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), image?.count ?? 0, deltaBytes)
+            // The image is decoded from the bytes SQLite holds for the row, not from a `Data` and an array
+            // copied out of them (two more copies of ~20 MB per 100k items at every start).
+            let image = try RawStatement(db, sql: "SELECT image FROM snapshot_images WHERE target = ?")
+            image.bind(target, at: 1)
+            let (snapshot, imageSize) = try image.withBlobOfFirstRow { blob in
+                (try SnapshotCodec.snapshot(image: blob, deltas: deltas), blob?.count ?? 0)
+            }
+            return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), imageSize, deltaBytes)
         }
         sizes.withLock { $0[target] = (imageBytes, deltaBytes) }
         return stored
+    }
+
+    /// Bytes of `target`'s image and of the deltas after it, as of the last load, commit or fold (nil before
+    /// any): what decides when ``maintain(target:snapshot:)`` folds.
+    package func snapshotFootprint(target: String) -> (image: Int, deltas: Int)? {
+        sizes.withLock { $0[target] }
     }
 
     /// Commits one successful poll: one delta, the new events, the target's counters, atomically.
@@ -331,23 +343,65 @@ package final class SQLiteStore: Store {
             return entry.deltas > max(1 << 20, entry.image / 2)
         }
         if due {
-            let image = SnapshotCodec.image(of: snapshot)
-            try await pool.write { db in
+            let size = try await pool.write { db in
                 let through =
                     try Int64.fetchOne(
                         db, sql: "SELECT MAX(id) FROM snapshot_deltas WHERE target = ?", arguments: [target]) ?? 0
-                try db.execute(
-                    sql: """
-                        INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, ?)
-                        ON CONFLICT (target) DO UPDATE SET through_delta = excluded.through_delta,
-                            image = excluded.image
-                        """, arguments: [target, through, Data(image)])
+                let size = try Self.writeImage(of: snapshot, target: target, throughDelta: through, db)
                 try db.execute(
                     sql: "DELETE FROM snapshot_deltas WHERE target = ? AND id <= ?", arguments: [target, through])
+                return size
             }
-            sizes.withLock { $0[target] = (image.count, 0) }
+            sizes.withLock { $0[target] = (size, 0) }
         }
         try await checkpoint()
+    }
+
+    /// Replaces `target`'s image, streamed into place: the row is written with a zero blob of the image's
+    /// exact size (SQLite writes zeros, it allocates no buffer for them), then filled through SQLite's
+    /// incremental blob I/O one encoded piece at a time. Encoding the whole image first and binding it made
+    /// a fold hold the image, a `Data` copy and SQLite's record copy together: ~80 MB more at 100k items,
+    /// ~800 MB at 1M, at a moment a daemon reaches every few polls. Returns the image's size.
+    private static func writeImage(of snapshot: Snapshot, target: String, throughDelta: Int64, _ db: Database)
+        throws -> Int
+    {
+        let size = SnapshotCodec.imageSize(of: snapshot)
+        guard size < Int(Int32.max) else {
+            throw DatabaseError(resultCode: .SQLITE_TOOBIG, message: "snapshot image of \(size) bytes")
+        }
+        try db.execute(
+            sql: """
+                INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, zeroblob(?))
+                ON CONFLICT (target) DO UPDATE SET through_delta = excluded.through_delta, image = excluded.image
+                """, arguments: [target, throughDelta, size])
+        guard
+            let rowID = try Int64.fetchOne(
+                db, sql: "SELECT rowid FROM snapshot_images WHERE target = ?", arguments: [target])
+        else {
+            throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "snapshot image row for \(target) vanished")
+        }
+        var blob: OpaquePointer?
+        let opened = sqlite3_blob_open(db.sqliteConnection, "main", "snapshot_images", "image", rowID, 1, &blob)
+        defer { sqlite3_blob_close(blob) }
+        guard opened == SQLITE_OK, let blob else {
+            throw sqliteError(db, opened, sql: "sqlite3_blob_open(snapshot_images.image)")
+        }
+        var offset = 0
+        try SnapshotCodec.writeImage(of: snapshot) { piece in
+            guard offset + piece.count <= size, let base = piece.baseAddress else {
+                throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "snapshot image outgrew its size")
+            }
+            let code = sqlite3_blob_write(blob, base, Int32(piece.count), Int32(offset))
+            guard code == SQLITE_OK else {
+                throw sqliteError(db, code, sql: "sqlite3_blob_write(snapshot_images.image)")
+            }
+            offset += piece.count
+        }
+        guard offset == size else {
+            throw DatabaseError(
+                resultCode: .SQLITE_INTERNAL, message: "snapshot image ended at \(offset) of \(size) bytes")
+        }
+        return size
     }
 
     /// SQLite has one writer, guarded by ``StateLock`` for the process's lifetime: that is its fence.
@@ -860,6 +914,28 @@ private struct RawStatement {
             defer { sqlite3_clear_bindings(handle) }
             _ = sqlite3_bind_blob(handle, index, bytes.baseAddress ?? emptyValue, Int32(bytes.count), nil)
             try run()
+        }
+    }
+
+    /// Steps the bound statement once and calls `body` with column 0 of its first row as the bytes SQLite holds
+    /// (nil when there is no row or the value is NULL), valid only during the call; then resets it.
+    func withBlobOfFirstRow<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        let handle = statement.sqliteStatement
+        defer {
+            sqlite3_reset(handle)
+            sqlite3_clear_bindings(handle)
+        }
+        let code = sqlite3_step(handle)
+        switch code {
+        case SQLITE_DONE: return try body(nil)
+        case SQLITE_ROW:
+            // The pointer first, then its size, as SQLite's documentation orders the two calls.
+            guard let blob = sqlite3_column_blob(handle, 0) else {
+                return try body(
+                    sqlite3_column_type(handle, 0) == SQLITE_NULL ? nil : UnsafeRawBufferPointer(start: nil, count: 0))
+            }
+            return try body(UnsafeRawBufferPointer(start: blob, count: Int(sqlite3_column_bytes(handle, 0))))
+        default: throw sqliteError(db, code, sql: statement.sql)
         }
     }
 

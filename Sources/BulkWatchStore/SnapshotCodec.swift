@@ -29,20 +29,52 @@ enum SnapshotCodec {
     // MARK: Encoding
 
     static func image(of snapshot: Snapshot) -> [UInt8] {
+        var image: [UInt8] = []
+        image.reserveCapacity(imageSize(of: snapshot))
+        writeImage(of: snapshot) { image.append(contentsOf: $0) }
+        return image
+    }
+
+    /// The exact length of ``image(of:)``, so a store can make room for the image before writing it.
+    static func imageSize(of snapshot: Snapshot) -> Int {
+        var size = imageMagic.count + Writer.varintLength(snapshot.count)
+        for position in 0..<snapshot.positions where !snapshot.isDead(position) {
+            snapshot.withEntryBytes(at: position) { size += Writer.itemLength($0) }
+        }
+        let guarded = snapshot.removalGuardedIDs
+        size += Writer.varintLength(guarded.count)
+        for bulkId in guarded { size += Writer.varintLength(bulkId.utf8.count) + bulkId.utf8.count }
+        return size
+    }
+
+    /// Encodes the image of `snapshot` in pieces of about `chunkBytes`, handing each to `write` in order:
+    /// a store streams it into place, so a fold never holds the whole image (~20 MB per 100k items) and
+    /// its copies at once. Reads the snapshot's bytes in place (no `String` or array per item).
+    static func writeImage(
+        of snapshot: Snapshot, chunkBytes: Int = 1 << 20, _ write: (UnsafeRawBufferPointer) throws -> Void
+    ) rethrows {
         var out = Writer()
-        out.bytes.reserveCapacity(snapshot.count * 200 + 64)
+        out.bytes.reserveCapacity(chunkBytes + 4096)
+        func flushIfFull() throws {
+            guard out.bytes.count >= chunkBytes else { return }
+            try out.bytes.withUnsafeBytes(write)
+            out.bytes.removeAll(keepingCapacity: true)
+        }
         out.append(imageMagic)
         out.varint(snapshot.count)
         for position in 0..<snapshot.positions where !snapshot.isDead(position) {
-            out.item(snapshot.tracked(at: position))
+            snapshot.withEntryBytes(at: position) { out.item($0) }
+            try flushIfFull()
         }
         out.strings(snapshot.removalGuardedIDs)
-        return out.bytes
+        if !out.bytes.isEmpty { try out.bytes.withUnsafeBytes(write) }
     }
 
     static func delta(of outcome: DiffOutcome, guarded: [String]?) -> [UInt8] {
         var out = Writer()
-        out.bytes.reserveCapacity(outcome.upserted.reduce(64) { $0 + $1.item.rawJSON.count + 64 })
+        // An upper bound, not a guess: an estimate that fell short doubled the buffer, and a first poll's
+        // delta (every item) peaked at twice its ~15 MB per 100k items.
+        out.bytes.reserveCapacity(outcome.upserted.reduce(64) { $0 + Writer.maximumSize(of: $1) })
         out.append(deltaMagic)
         out.varint(outcome.upserted.count)
         for row in outcome.upserted { out.item(row) }
@@ -60,45 +92,36 @@ enum SnapshotCodec {
 
     /// Rebuilds the snapshot from an image (nil: none yet) and the deltas written after it, in order.
     static func snapshot(image: [UInt8]?, deltas: [[UInt8]]) throws -> Snapshot {
-        var items: [TrackedItem] = []
-        var position: [String: Int] = [:]
-        var removed: [Bool] = []
+        guard let image else { return try snapshot(image: nil as UnsafeRawBufferPointer?, deltas: deltas) }
+        return try image.withUnsafeBytes { try snapshot(image: $0, deltas: deltas) }
+    }
+
+    /// Rebuilds the snapshot from an image read in place (a store hands the bytes SQLite holds for the
+    /// row) and the deltas after it. Rows go straight into the snapshot one by one: no array of every
+    /// row, no dictionary of every id, no copy of the image.
+    static func snapshot(image: UnsafeRawBufferPointer?, deltas: [[UInt8]]) throws -> Snapshot {
+        var snapshot = Snapshot()
         var guarded: [String] = []
         if let image {
             var reader = Reader(image)
             try reader.expect(imageMagic, "image header")
             let count = try reader.varint()
-            items.reserveCapacity(count)
-            position.reserveCapacity(count)
-            for _ in 0..<count {
-                let row = try reader.item()
-                position[row.item.bulkId] = items.count
-                items.append(row)
-            }
+            guard count <= image.count else { throw Corrupt(what: "item count \(count)") }
+            snapshot.reserveForLoad(count, payloadBytes: image.count)
+            for _ in 0..<count { snapshot.load(try reader.item()) }
             guarded = try reader.strings()
-            removed = [Bool](repeating: false, count: items.count)
         }
         for delta in deltas {
-            var reader = Reader(delta)
-            try reader.expect(deltaMagic, "delta header")
-            for _ in 0..<(try reader.varint()) {
-                let row = try reader.item()
-                if let at = position[row.item.bulkId] {
-                    items[at] = row
-                    removed[at] = false
-                } else {
-                    position[row.item.bulkId] = items.count
-                    items.append(row)
-                    removed.append(false)
-                }
+            try delta.withUnsafeBytes { bytes in
+                var reader = Reader(bytes)
+                try reader.expect(deltaMagic, "delta header")
+                for _ in 0..<(try reader.varint()) { snapshot.load(try reader.item()) }
+                for bulkId in try reader.strings() { snapshot.unload(bulkId) }
+                if try reader.varint() == 1 { guarded = try reader.strings() }
             }
-            for bulkId in try reader.strings() {
-                if let at = position[bulkId] { removed[at] = true }
-            }
-            if try reader.varint() == 1 { guarded = try reader.strings() }
         }
-        let live = items.indices.lazy.filter { !removed[$0] }.map { items[$0] }
-        return Snapshot(tracked: live, removalGuarded: guarded)
+        snapshot.finishLoad(removalGuarded: guarded)
+        return snapshot
     }
 
     private struct Writer {
@@ -134,9 +157,49 @@ enum SnapshotCodec {
             bytes.append(contentsOf: utf8)
         }
 
+        static func varintLength(_ value: Int) -> Int {
+            var rest = UInt64(max(0, value))
+            var length = 1
+            while rest >= 0x80 {
+                rest >>= 7
+                length += 1
+            }
+            return length
+        }
+
+        private static func optionalLength(_ utf8: UnsafeRawBufferPointer?) -> Int {
+            guard let utf8 else { return 1 }
+            return varintLength(utf8.count + 1) + utf8.count
+        }
+
+        /// The exact length ``item(_:)-(EntryBytes)`` writes.
+        static func itemLength(_ entry: EntryBytes) -> Int {
+            varintLength(entry.bulkId.count) + entry.bulkId.count + optionalLength(entry.status)
+                + optionalLength(entry.createdOn) + optionalLength(entry.updatedOn)
+                + varintLength(entry.rawJSON.count) + entry.rawJSON.count + varintLength(entry.absentPolls)
+        }
+
+        /// An entry as ``item(_:)`` writes a row, from the snapshot's bytes.
+        mutating func item(_ entry: EntryBytes) {
+            varint(entry.bulkId.count)
+            bytes.append(contentsOf: entry.bulkId)
+            optional(entry.status)
+            optional(entry.createdOn)
+            optional(entry.updatedOn)
+            varint(entry.rawJSON.count)
+            bytes.append(contentsOf: entry.rawJSON)
+            varint(entry.absentPolls)
+        }
+
         mutating func strings(_ list: [String]) {
             varint(list.count)
             for text in list { string(text) }
+        }
+
+        /// The most bytes ``item(_:)`` writes for `row`: its fields plus a 10-byte varint for each length.
+        static func maximumSize(of row: TrackedItem) -> Int {
+            6 * 10 + row.item.bulkId.utf8.count + (row.item.status?.utf8.count ?? 0)
+                + (row.item.createdOnUTF8Count ?? 0) + (row.item.updatedOnUTF8Count ?? 0) + row.item.rawJSON.count
         }
 
         mutating func item(_ row: TrackedItem) {
@@ -150,14 +213,15 @@ enum SnapshotCodec {
         }
     }
 
+    /// Reads rows from bytes that outlive it (the caller's buffer, valid while it reads).
     private struct Reader {
-        let bytes: [UInt8]
+        let bytes: UnsafeRawBufferPointer
         var offset = 0
 
-        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
         mutating func expect(_ magic: [UInt8], _ what: String) throws {
-            guard bytes.count >= magic.count, bytes[0..<magic.count].elementsEqual(magic) else {
+            guard bytes.count >= magic.count, bytes.prefix(magic.count).elementsEqual(magic) else {
                 throw Corrupt(what: what)
             }
             offset = magic.count
@@ -178,10 +242,10 @@ enum SnapshotCodec {
             return Int(value)
         }
 
-        mutating func slice(_ count: Int) throws -> ArraySlice<UInt8> {
+        mutating func slice(_ count: Int) throws -> UnsafeRawBufferPointer {
             guard count <= bytes.count - offset else { throw Corrupt(what: "length \(count) at \(offset)") }
             defer { offset += count }
-            return bytes[offset..<(offset + count)]
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
         }
 
         mutating func string() throws -> String {
@@ -205,7 +269,7 @@ enum SnapshotCodec {
             let status = try optional()
             let createdOn = try optional()
             let updatedOn = try optional()
-            let raw = try slice(try varint())
+            let raw = ArraySlice(try slice(try varint()))
             let absent = try varint()
             return TrackedItem(
                 item: BulkItem(

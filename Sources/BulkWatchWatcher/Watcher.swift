@@ -269,6 +269,12 @@ package final class Watcher: Service {
         }
     }
 
+    /// The housekeeping ``run()`` does after each successful poll (fold the snapshot's deltas when due,
+    /// checkpoint), for benchmarks that drive polls with ``pollOnce()`` and must pay for it as the daemon does.
+    package func maintainState() async throws {
+        try await state.maintain(store, target: target.name)
+    }
+
     /// Fetch, diff, commit: one poll, outside the schedule. Used by ``run()``, and by tests and
     /// benchmarks that need to drive polls one at a time. Throws ``FetchError`` for a failed poll
     /// (nothing changed), a journal error when the commit failed (nothing changed either).

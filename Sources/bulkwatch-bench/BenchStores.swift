@@ -43,12 +43,6 @@ struct BenchStore {
             })
     }
 
-    /// What `bulkwatch run` does to the store between polls, outside the timings: SQLite's WAL checkpoint
-    /// (PostgreSQL checkpoints by itself).
-    func checkpoint() async throws {
-        if let sqlite = store as? SQLiteStore { try await sqlite.checkpoint() }
-    }
-
     func close() async { await stop() }
 }
 

@@ -52,7 +52,8 @@ func pollBenchmark(arguments: [String]) async throws {
     print("2nd absent poll); wall and CPU are medians of the steady polls; CPU = getrusage user+sys of the whole")
     print("process (curl thread, SQLite, sink queue). Each size runs in its own child process; the simulator runs in")
     print("the parent (not in the child's RSS/CPU) and mutates + re-renders between polls, outside the timings.")
-    print("The WAL checkpoint runs after each cycle, outside the timings, as `bulkwatch run` does between polls.")
+    print("After each cycle, as `bulkwatch run` does between polls: the state maintenance (the snapshot deltas folded")
+    print("into an image when due, the WAL checkpoint), outside the timings but inside the peak RSS.")
     print("peak RSS = child's VmHWM: first = lifetime peak through the first poll; steady = VmHWM reset (clear_refs)")
     print("after the warm-ups, read after the steady polls. MB = 10^6 bytes.")
     print("")
@@ -159,12 +160,18 @@ func runPollChild(size: Int, runs: Int, warmup: Int, backend: BenchBackend = .sq
     try await simulator.start()
     _ = simulator.currentListBody()  // render now, not during the first poll
     var mutator = WorldMutator(size: size)
-    let child = try BenchChild.spawn(
-        Bench.executablePath,
+    let childArguments =
         [
             "poll", "--single", "\(size)", "--endpoint", simulator.bulkURL, "--token-url", simulator.tokenURL,
             "--runs", "\(runs)", "--warmup", "\(warmup)",
-        ] + postgresFlags, pipes: true)
+        ] + postgresFlags
+    // A profiler around the child, e.g. `BULKWATCH_BENCH_CHILD_WRAPPER="/usr/bin/valgrind --tool=massif"`: the
+    // child's own allocations, without the simulator, which stays in this process.
+    let wrapper = (ProcessInfo.processInfo.environment["BULKWATCH_BENCH_CHILD_WRAPPER"] ?? "")
+        .split(separator: " ").map(String.init)
+    let child = try BenchChild.spawn(
+        wrapper.first ?? Bench.executablePath,
+        wrapper.dropFirst() + (wrapper.isEmpty ? [] : [Bench.executablePath]) + childArguments, pipes: true)
     var result: PollSizeResult?
     var rounds = 0
     while let line = await child.output?.nextLine() {
@@ -357,9 +364,11 @@ private struct PollChild {
 
         progress("first poll (whole cycle)")
         var cycle = try await timedCycle(watcher: watcher, delivery: &delivery)
+        // As `bulkwatch run` does after each poll (the first poll's fold writes the first image): part of the
+        // peak, not of the cycle's time.
+        try await watcher.maintainState()
         cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
         result.first = cycle
-        try await opened.checkpoint()
 
         var steady: [PollSizeResult.Cycle] = []
         progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
@@ -368,8 +377,9 @@ private struct PollChild {
             if round == warmup { result.peakResetWorked = Bench.resetPeakResident() }
             let measured = try await timedCycle(watcher: watcher, delivery: &delivery)
             if round >= warmup { steady.append(measured) }
-            // As `bulkwatch run` does between polls, after the events went out: not part of the cycle.
-            try await opened.checkpoint()
+            // As `bulkwatch run` does between polls, after the events went out (fold when due, checkpoint):
+            // not part of the cycle's time, part of its peak.
+            try await watcher.maintainState()
         }
         result.steady = PollSizeResult.Cycle(
             events: Int(Bench.median(steady.map { Double($0.events) })), wall: Bench.median(steady.map(\.wall)),
