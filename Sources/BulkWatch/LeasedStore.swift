@@ -31,7 +31,7 @@ struct LeasedStore: Store {
     func journalID() async throws -> String { try await base.journalID() }
     func loadSnapshot(target: String) async throws -> StoredSnapshot { try await base.loadSnapshot(target: target) }
 
-    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         try await fenced(fence) { try await base.commit(poll, fence: fence) }
     }
 

@@ -189,14 +189,14 @@ package final class PostgresStore: Store, Service {
         sizes.withLock { $0[target].map { ($0.image, $0.deltas) } }
     }
 
-    package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+    package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         let outcome = poll.outcome
         let delta = SnapshotCodec.delta(
             of: outcome, guarded: outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil)
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
-        let (stored, deltaID) = try await transaction { connection -> ([JournalEvent], Int64) in
+        let (firstSequence, deltaID) = try await transaction { connection -> (Int64, Int64) in
             try await check(fence, on: connection)
             try await connection.query(
                 """
@@ -211,7 +211,7 @@ package final class PostgresStore: Store, Service {
             ).decode(Int64.self) {
                 deltaID = id
             }
-            guard !outcome.changes.isEmpty else { return ([], deltaID) }
+            guard !outcome.changes.isEmpty else { return (0, deltaID) }
             let incarnations = try await self.incarnations(of: outcome.changes, target: target, at: time, connection)
             // Taken last, so that committers of other targets wait on it as briefly as possible.
             let count = Int64(outcome.changes.count)
@@ -221,7 +221,8 @@ package final class PostgresStore: Store, Service {
             ).decode(Int64.self) {
                 last = value
             }
-            var next = last - count + 1
+            let first = last - count + 1
+            var next = first
             var stored: [JournalEvent] = []
             stored.reserveCapacity(outcome.changes.count)
             let eventSource = CloudEventEncoder.Source(source)
@@ -232,7 +233,7 @@ package final class PostgresStore: Store, Service {
                 next += 1
             }
             try await insert(stored, target: target, connection)
-            return (stored, deltaID)
+            return (first, deltaID)
         }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0, 0)
@@ -240,7 +241,7 @@ package final class PostgresStore: Store, Service {
             entry.lastDelta = deltaID
             sizes[target] = entry
         }
-        return stored
+        return CommitSummary(outcome, firstSequence: firstSequence)
     }
 
     /// Inserts `events` in one statement (arrays unnested), whatever their number.

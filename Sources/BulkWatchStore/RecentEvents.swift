@@ -130,3 +130,33 @@ struct RecentEvents {
         }
     }
 }
+
+/// The newest events of a run being produced that fit `byteBudget` bytes of bodies, the older ones let go as
+/// the run grows: what a commit hands ``RecentEvents`` without holding all the events of a 1M-item poll.
+/// Holds at most about twice the budget (let-go events are compacted away in bulk).
+struct NewestEvents {
+    let byteBudget: Int
+    private var buffer: [JournalEvent] = []
+    private var start = 0
+    private var bytes = 0
+
+    init(byteBudget: Int) {
+        self.byteBudget = byteBudget
+    }
+
+    mutating func append(_ event: JournalEvent) {
+        buffer.append(event)
+        bytes += event.body.count
+        while bytes > byteBudget, start < buffer.count {
+            bytes -= buffer[start].body.count
+            start += 1
+        }
+        if start >= 1024, start * 2 >= buffer.count {
+            buffer.removeFirst(start)
+            start = 0
+        }
+    }
+
+    /// The events kept, oldest first.
+    var events: [JournalEvent] { Array(buffer[start...]) }
+}

@@ -284,31 +284,33 @@ package final class SQLiteStore: Store {
     }
 
     /// Commits one successful poll: one delta, the new events, the target's counters, atomically.
-    package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+    ///
+    /// Nothing of the poll is held whole: the delta is streamed into its blob, and each event is encoded,
+    /// inserted and let go, but for the newest that fit the recent-events budget, which stay in memory for
+    /// the sinks. A first poll of 1M items held all its events (~600 MB) and its delta (~200 MB) at its peak.
+    package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         try Self.requireExclusive(fence)
         let outcome = poll.outcome
-        let delta = SnapshotCodec.delta(
-            of: outcome, guarded: outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil)
+        let guarded = outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil
+        let deltaSize = SnapshotCodec.deltaSize(of: outcome, guarded: guarded)
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
         let knownKeys = incarnationKeys.withLock { $0[target] }
-        let (stored, keys) = try await pool.write { db -> ([JournalEvent], Set<String>) in
-            // Bound in place: a first poll's delta holds every item (~15 MB at 100k), and `Data(delta)` copied it.
-            let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
-            insertDelta.bind(target, at: 1)
-            try insertDelta.run(bindingInPlace: delta, at: 2)
+        let budget = recent.withLock { $0.byteBudget }
+        let (summary, kept, keys) = try await pool.write { db -> (CommitSummary, [JournalEvent], Set<String>) in
+            try Self.insertDelta(of: outcome, guarded: guarded, size: deltaSize, target: target, db)
             try db.execute(
                 sql: """
                     INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
                     ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
                         last_success = excluded.last_success
                     """, arguments: [target, time])
-            var next = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
+            let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
+            var next = first
             let insert = try EventInsert(db)
             var incarnations = try IncarnationBook(db, target: target, keys: knownKeys)
-            var stored: [JournalEvent] = []
-            stored.reserveCapacity(outcome.changes.count)
+            var kept = NewestEvents(byteBudget: budget)
             let eventSource = CloudEventEncoder.Source(source)
             for change in outcome.changes {
                 let incarnation = try incarnations.incarnation(of: change, at: time)
@@ -316,22 +318,33 @@ package final class SQLiteStore: Store {
                     change, source: eventSource, sequence: next, time: time, incarnation: incarnation)
                 event.target = target
                 try insert.run(event, target: target)
-                stored.append(event)
+                kept.append(event)
                 next += 1
             }
-            if !stored.isEmpty {
+            if next > first {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
-            return (stored, incarnations.keys)
+            return (CommitSummary(outcome, firstSequence: first), kept.events, incarnations.keys)
         }
         incarnationKeys.withLock { $0[target] = keys }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0)
-            entry.deltas += delta.count
+            entry.deltas += deltaSize
             sizes[target] = entry
         }
-        recent.withLock { $0.append(stored) }
-        return stored
+        recent.withLock { $0.append(kept) }
+        return summary
+    }
+
+    /// Appends the poll's delta, streamed into place like an image (``writeImage(of:target:throughDelta:_:)``).
+    private static func insertDelta(
+        of outcome: DiffOutcome, guarded: [String]?, size: Int, target: String, _ db: Database
+    ) throws {
+        try db.execute(
+            sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, zeroblob(?))", arguments: [target, size])
+        try fillBlob(table: "snapshot_deltas", column: "delta", row: db.lastInsertedRowID, size: size, db) { write in
+            try SnapshotCodec.writeDelta(of: outcome, guarded: guarded, write)
+        }
     }
 
     /// Folds `target`'s deltas into a new image once they are larger than half the image (at least
@@ -366,9 +379,6 @@ package final class SQLiteStore: Store {
         throws -> Int
     {
         let size = SnapshotCodec.imageSize(of: snapshot)
-        guard size < Int(Int32.max) else {
-            throw DatabaseError(resultCode: .SQLITE_TOOBIG, message: "snapshot image of \(size) bytes")
-        }
         try db.execute(
             sql: """
                 INSERT INTO snapshot_images (target, through_delta, image) VALUES (?, ?, zeroblob(?))
@@ -380,28 +390,42 @@ package final class SQLiteStore: Store {
         else {
             throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "snapshot image row for \(target) vanished")
         }
+        try fillBlob(table: "snapshot_images", column: "image", row: rowID, size: size, db) { write in
+            try SnapshotCodec.writeImage(of: snapshot, write)
+        }
+        return size
+    }
+
+    /// Fills the zero blob of `size` bytes at `table.column`, row `row`, with what `encode` hands its writer,
+    /// in order, through SQLite's incremental blob I/O; throws unless that is exactly `size` bytes.
+    private static func fillBlob(
+        table: String, column: String, row: Int64, size: Int, _ db: Database,
+        _ encode: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
+        guard size < Int(Int32.max) else {
+            throw DatabaseError(resultCode: .SQLITE_TOOBIG, message: "\(table).\(column) of \(size) bytes")
+        }
         var blob: OpaquePointer?
-        let opened = sqlite3_blob_open(db.sqliteConnection, "main", "snapshot_images", "image", rowID, 1, &blob)
+        let opened = sqlite3_blob_open(db.sqliteConnection, "main", table, column, row, 1, &blob)
         defer { sqlite3_blob_close(blob) }
         guard opened == SQLITE_OK, let blob else {
-            throw sqliteError(db, opened, sql: "sqlite3_blob_open(snapshot_images.image)")
+            throw sqliteError(db, opened, sql: "sqlite3_blob_open(\(table).\(column))")
         }
         var offset = 0
-        try SnapshotCodec.writeImage(of: snapshot) { piece in
-            guard offset + piece.count <= size, let base = piece.baseAddress else {
-                throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "snapshot image outgrew its size")
+        try encode { piece in
+            guard offset + piece.count <= size else {
+                throw DatabaseError(
+                    resultCode: .SQLITE_INTERNAL, message: "\(table).\(column) outgrew its \(size) bytes")
             }
+            guard let base = piece.baseAddress, !piece.isEmpty else { return }
             let code = sqlite3_blob_write(blob, base, Int32(piece.count), Int32(offset))
-            guard code == SQLITE_OK else {
-                throw sqliteError(db, code, sql: "sqlite3_blob_write(snapshot_images.image)")
-            }
+            guard code == SQLITE_OK else { throw sqliteError(db, code, sql: "sqlite3_blob_write(\(table).\(column))") }
             offset += piece.count
         }
         guard offset == size else {
             throw DatabaseError(
-                resultCode: .SQLITE_INTERNAL, message: "snapshot image ended at \(offset) of \(size) bytes")
+                resultCode: .SQLITE_INTERNAL, message: "\(table).\(column) ended at \(offset) of \(size) bytes")
         }
-        return size
     }
 
     /// SQLite has one writer, guarded by ``StateLock`` for the process's lifetime: that is its fence.

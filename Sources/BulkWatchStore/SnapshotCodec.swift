@@ -29,10 +29,7 @@ enum SnapshotCodec {
     // MARK: Encoding
 
     static func image(of snapshot: Snapshot) -> [UInt8] {
-        var image: [UInt8] = []
-        image.reserveCapacity(imageSize(of: snapshot))
-        writeImage(of: snapshot) { image.append(contentsOf: $0) }
-        return image
+        whole(size: imageSize(of: snapshot)) { writeImage(of: snapshot, $0) }
     }
 
     /// The exact length of ``image(of:)``, so a store can make room for the image before writing it.
@@ -41,10 +38,7 @@ enum SnapshotCodec {
         for position in 0..<snapshot.positions where !snapshot.isDead(position) {
             snapshot.withEntryBytes(at: position) { size += Writer.itemLength($0) }
         }
-        let guarded = snapshot.removalGuardedIDs
-        size += Writer.varintLength(guarded.count)
-        for bulkId in guarded { size += Writer.varintLength(bulkId.utf8.count) + bulkId.utf8.count }
-        return size
+        return size + Writer.stringsLength(snapshot.removalGuardedIDs)
     }
 
     /// Encodes the image of `snapshot` in pieces of about `chunkBytes`, handing each to `write` in order:
@@ -53,31 +47,42 @@ enum SnapshotCodec {
     static func writeImage(
         of snapshot: Snapshot, chunkBytes: Int = 1 << 20, _ write: (UnsafeRawBufferPointer) throws -> Void
     ) rethrows {
-        var out = Writer()
-        out.bytes.reserveCapacity(chunkBytes + 4096)
-        func flushIfFull() throws {
-            guard out.bytes.count >= chunkBytes else { return }
-            try out.bytes.withUnsafeBytes(write)
-            out.bytes.removeAll(keepingCapacity: true)
-        }
+        var out = Writer(pieces: chunkBytes)
         out.append(imageMagic)
         out.varint(snapshot.count)
         for position in 0..<snapshot.positions where !snapshot.isDead(position) {
             snapshot.withEntryBytes(at: position) { out.item($0) }
-            try flushIfFull()
+            try out.flushIfFull(write)
         }
         out.strings(snapshot.removalGuardedIDs)
-        if !out.bytes.isEmpty { try out.bytes.withUnsafeBytes(write) }
+        try out.finish(write)
     }
 
     static func delta(of outcome: DiffOutcome, guarded: [String]?) -> [UInt8] {
-        var out = Writer()
-        // An upper bound, not a guess: an estimate that fell short doubled the buffer, and a first poll's
-        // delta (every item) peaked at twice its ~15 MB per 100k items.
-        out.bytes.reserveCapacity(outcome.upserted.reduce(64) { $0 + Writer.maximumSize(of: $1) })
+        whole(size: deltaSize(of: outcome, guarded: guarded)) { writeDelta(of: outcome, guarded: guarded, $0) }
+    }
+
+    /// The exact length of ``delta(of:guarded:)``: a first poll's delta holds every item (~15 MB per 100k),
+    /// and the SQLite store streams it into a blob of this size instead of holding it.
+    static func deltaSize(of outcome: DiffOutcome, guarded: [String]?) -> Int {
+        var size = deltaMagic.count + Writer.varintLength(outcome.upserted.count)
+        for row in outcome.upserted { size += Writer.itemLength(row) }
+        size += Writer.stringsLength(outcome.removed)
+        return size + 1 + (guarded.map(Writer.stringsLength) ?? 0)
+    }
+
+    /// Encodes the delta of `outcome` in pieces of about `chunkBytes`, handing each to `write` in order.
+    static func writeDelta(
+        of outcome: DiffOutcome, guarded: [String]?, chunkBytes: Int = 1 << 20,
+        _ write: (UnsafeRawBufferPointer) throws -> Void
+    ) rethrows {
+        var out = Writer(pieces: chunkBytes)
         out.append(deltaMagic)
         out.varint(outcome.upserted.count)
-        for row in outcome.upserted { out.item(row) }
+        for row in outcome.upserted {
+            out.item(row)
+            try out.flushIfFull(write)
+        }
         out.strings(outcome.removed)
         if let guarded {
             out.varint(1)
@@ -85,7 +90,15 @@ enum SnapshotCodec {
         } else {
             out.varint(0)
         }
-        return out.bytes
+        try out.finish(write)
+    }
+
+    /// The pieces of an encoding joined into one buffer of its exact `size`.
+    private static func whole(size: Int, _ encode: ((UnsafeRawBufferPointer) -> Void) -> Void) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(size)
+        encode { bytes.append(contentsOf: $0) }
+        return bytes
     }
 
     // MARK: Decoding
@@ -126,6 +139,24 @@ enum SnapshotCodec {
 
     private struct Writer {
         var bytes: [UInt8] = []
+        /// Hand the bytes on once they reach this many (``flushIfFull(_:)``).
+        private let pieceBytes: Int
+
+        init(pieces pieceBytes: Int) {
+            self.pieceBytes = pieceBytes
+            bytes.reserveCapacity(pieceBytes + 4096)
+        }
+
+        mutating func flushIfFull(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+            guard bytes.count >= pieceBytes else { return }
+            try bytes.withUnsafeBytes(write)
+            bytes.removeAll(keepingCapacity: true)
+        }
+
+        mutating func finish(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+            if !bytes.isEmpty { try bytes.withUnsafeBytes(write) }
+            bytes.removeAll()
+        }
 
         mutating func append(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
@@ -167,16 +198,11 @@ enum SnapshotCodec {
             return length
         }
 
-        private static func optionalLength(_ utf8: UnsafeRawBufferPointer?) -> Int {
-            guard let utf8 else { return 1 }
-            return varintLength(utf8.count + 1) + utf8.count
-        }
-
         /// The exact length ``item(_:)-(EntryBytes)`` writes.
         static func itemLength(_ entry: EntryBytes) -> Int {
-            varintLength(entry.bulkId.count) + entry.bulkId.count + optionalLength(entry.status)
-                + optionalLength(entry.createdOn) + optionalLength(entry.updatedOn)
-                + varintLength(entry.rawJSON.count) + entry.rawJSON.count + varintLength(entry.absentPolls)
+            stringLength(entry.bulkId.count) + optionalLength(entry.status?.count)
+                + optionalLength(entry.createdOn?.count) + optionalLength(entry.updatedOn?.count)
+                + stringLength(entry.rawJSON.count) + varintLength(entry.absentPolls)
         }
 
         /// An entry as ``item(_:)`` writes a row, from the snapshot's bytes.
@@ -196,11 +222,21 @@ enum SnapshotCodec {
             for text in list { string(text) }
         }
 
-        /// The most bytes ``item(_:)`` writes for `row`: its fields plus a 10-byte varint for each length.
-        static func maximumSize(of row: TrackedItem) -> Int {
-            6 * 10 + row.item.bulkId.utf8.count + (row.item.status?.utf8.count ?? 0)
-                + (row.item.createdOnUTF8Count ?? 0) + (row.item.updatedOnUTF8Count ?? 0) + row.item.rawJSON.count
+        /// The exact length ``item(_:)-(TrackedItem)`` writes.
+        static func itemLength(_ row: TrackedItem) -> Int {
+            let item = row.item
+            return stringLength(item.bulkId.utf8.count) + optionalLength(item.status?.utf8.count)
+                + optionalLength(item.createdOnUTF8Count) + optionalLength(item.updatedOnUTF8Count)
+                + stringLength(item.rawJSON.count) + varintLength(row.absentPolls)
         }
+
+        static func stringsLength(_ list: [String]) -> Int {
+            list.reduce(varintLength(list.count)) { $0 + stringLength($1.utf8.count) }
+        }
+
+        private static func stringLength(_ count: Int) -> Int { varintLength(count) + count }
+
+        private static func optionalLength(_ count: Int?) -> Int { count.map { varintLength($0 + 1) + $0 } ?? 1 }
 
         mutating func item(_ row: TrackedItem) {
             string(row.item.bulkId)

@@ -33,9 +33,10 @@ package protocol Store: Sendable {
     /// The stored snapshot of `target` and whether a successful poll was ever recorded for it.
     func loadSnapshot(target: String) async throws -> StoredSnapshot
 
-    /// Commits one successful poll: the snapshot change and the new events, atomically. Returns the
-    /// events as stored, with their sequence numbers and stable ids (DESIGN.md §4).
-    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent]
+    /// Commits one successful poll: the snapshot change and the new events, atomically. Returns what it
+    /// journaled: the sequences and counts, not the events, which a first poll of 1M items could not hold
+    /// (~600 MB); sinks read them with ``events(after:limit:filter:)``, from memory while they are recent.
+    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary
 
     /// Housekeeping after a commit, off its path: folding the snapshot's changes into a new image when
     /// they outgrow it, checkpointing. `snapshot` is the target's state as committed; the store must
@@ -132,6 +133,14 @@ extension Store {
         try await count(after: after, filter: EventFilter())
     }
 
+    /// Commits `poll` and reads back the events it journaled (tests and benchmarks; the daemon never needs
+    /// them all at once). The sequences of one commit are contiguous, so this reads exactly its own.
+    package func commitReadingBack(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+        let summary = try await commit(poll, fence: fence)
+        guard let sequences = summary.sequences else { return [] }
+        return try await events(after: sequences.lowerBound - 1, limit: summary.count, filter: EventFilter())
+    }
+
     /// Every retained event in order (tests and the `events` command).
     package func allEvents() async throws -> [JournalEvent] {
         try await events(after: 0, limit: Int.max, filter: EventFilter())
@@ -195,6 +204,36 @@ package struct StoredSnapshot: Sendable {
     package init(snapshot: Snapshot, hasBaseline: Bool) {
         self.snapshot = snapshot
         self.hasBaseline = hasBaseline
+    }
+}
+
+/// What one ``Store/commit(_:fence:)`` journaled: its events took the contiguous sequences
+/// ``sequences``, one per change of the poll, in the order of ``DiffOutcome/changes``.
+package struct CommitSummary: Sendable, Equatable {
+    /// Sequence of the first event (meaningless when there were none).
+    package var firstSequence: Int64
+    package var created = 0
+    package var changed = 0
+    package var expired = 0
+
+    /// Counts the changes `outcome` turns into events, the first at `firstSequence`.
+    package init(_ outcome: DiffOutcome, firstSequence: Int64) {
+        self.firstSequence = firstSequence
+        for change in outcome.changes {
+            switch change.kind {
+            case .created: created += 1
+            case .changed: changed += 1
+            case .expired: expired += 1
+            }
+        }
+    }
+
+    package var count: Int { created + changed + expired }
+    package var isEmpty: Bool { count == 0 }
+
+    /// The sequences the events took; nil when the poll journaled none.
+    package var sequences: ClosedRange<Int64>? {
+        count > 0 ? firstSequence...(firstSequence + Int64(count) - 1) : nil
     }
 }
 

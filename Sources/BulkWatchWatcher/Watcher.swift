@@ -84,7 +84,8 @@ package struct WatchTarget: Sendable, Equatable {
 /// What one poll did, for logs, metrics and tests.
 package struct PollReport: Sendable {
     package var items: Int
-    package var events: [JournalEvent]
+    /// What the poll journaled (the events themselves are read from the store).
+    package var events: CommitSummary
     package var stats: DiffStats
     /// Listed operations whose status is not terminal.
     package var activeItems: Int
@@ -301,7 +302,7 @@ package final class Watcher: Service {
         try Task.checkCancellation()
         var (snapshot, hasBaseline) = try await state.take(reloadingFrom: store, target: target.name)
         let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
-        let events: [JournalEvent]
+        let events: CommitSummary
         do {
             let poll = PollCommit(
                 target: target.name, source: target.source, outcome: outcome, snapshot: snapshot, detectedAt: Date())
@@ -330,7 +331,7 @@ package final class Watcher: Service {
         metrics.itemsTracked.record(tracked)
         metrics.itemsActive.record(activeItems)
         metrics.lastSuccess.record(Date().timeIntervalSince1970)
-        metrics.events(events)
+        metrics.events(created: events.created, changed: events.changed, expired: events.expired)
         health?.pollSucceeded(target: target.name)
         if !events.isEmpty { onCommit() }
         return PollReport(items: listing.items.count, events: events, stats: outcome.stats, activeItems: activeItems)

@@ -52,9 +52,13 @@ struct WatcherMetrics: Sendable {
             case .targetRecovered: recovered.increment()
             }
         }
-        if counts.0 > 0 { created.increment(by: counts.0) }
-        if counts.1 > 0 { changed.increment(by: counts.1) }
-        if counts.2 > 0 { expired.increment(by: counts.2) }
+        self.events(created: counts.0, changed: counts.1, expired: counts.2)
+    }
+
+    func events(created createdCount: Int, changed changedCount: Int, expired expiredCount: Int) {
+        if createdCount > 0 { created.increment(by: createdCount) }
+        if changedCount > 0 { changed.increment(by: changedCount) }
+        if expiredCount > 0 { expired.increment(by: expiredCount) }
     }
 
     static func outcome(of error: FetchError) -> String {

@@ -155,7 +155,7 @@ private func webhookBacklogRun(
     let items = (0..<count).map { webhookBenchItem("b-\($0)", "PENDING", "2026-11-28T10:00:00Z") }
     let outcome = SnapshotDiffer.apply(
         BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-    let committed = try await journal.commit(
+    let committed = try await journal.commitReadingBack(
         PollCommit(target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
         fence: .exclusive)
     let expected = committed.sorted { $0.sequence < $1.sequence }.map(\.id)
@@ -209,7 +209,7 @@ private func webhookPacedRun(sink: WebhookSink, count: Int, rate: Int, backend: 
                 target: "bench", source: "https://bench", outcome: outcome, snapshot: snapshot, detectedAt: Date()),
             fence: .exclusive)
         let now = ContinuousClock.now
-        for event in stored { committed[event.sequence] = now }
+        for sequence in stored.sequences ?? 1...0 { committed[sequence] = now }
         dispatcher.notify()
     }
     let expected = committed.count

@@ -28,7 +28,7 @@ private final class FailingCursorWrites: Store {
     var location: String { base.location }
     func journalID() async throws -> String { try await base.journalID() }
     func loadSnapshot(target: String) async throws -> StoredSnapshot { try await base.loadSnapshot(target: target) }
-    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> [JournalEvent] {
+    func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         try await base.commit(poll, fence: fence)
     }
     func maintain(target: String, snapshot: Snapshot) async throws {

@@ -44,7 +44,7 @@ final class RoutingJournal: @unchecked Sendable {
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
         snapshots[target] = snapshot
-        return try await journal.commit(
+        return try await journal.commitReadingBack(
             PollCommit(
                 target: target, source: "https://api.example.com/\(target)/bulk", outcome: outcome, snapshot: snapshot,
                 detectedAt: Date()),

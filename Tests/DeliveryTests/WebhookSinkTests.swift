@@ -37,7 +37,7 @@ final class WebhookJournalFixture: @unchecked Sendable {
         }
         let outcome = SnapshotDiffer.apply(
             BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: false)
-        return try await journal.commit(
+        return try await journal.commitReadingBack(
             PollCommit(
                 target: "default", source: "https://api.example.com/bulk", outcome: outcome, snapshot: snapshot,
                 detectedAt: detectedAt),

@@ -80,7 +80,7 @@ struct PostgresStoreTests {
                     var items: [BulkItem] = []
                     for poll in 0..<polls {
                         items += [item("w\(writer)-\(poll)-a"), item("w\(writer)-\(poll)-b")]
-                        let stored = try await replica.commit(
+                        let stored = try await replica.commitReadingBack(
                             pollCommit("t\(writer)", &snapshot, items), fence: .exclusive)
                         #expect(stored.count == 2)
                     }
@@ -117,14 +117,14 @@ struct PostgresStoreTests {
         let before = try await footprint(store, target: "t")
         var snapshot = Snapshot()
         let error = await #expect(throws: FencedOut.self) {
-            try await store.commit(pollCommit("t", &snapshot, [item("b-1")]), fence: first.fence)
+            try await store.commitReadingBack(pollCommit("t", &snapshot, [item("b-1")]), fence: first.fence)
         }
         #expect(error?.fence == first.fence)
         #expect(try await footprint(store, target: "t") == before, "nothing was written")
         #expect(try await !store.leases.renew(first, ttl: .seconds(60)), "the lost lease cannot be renewed")
 
         var fresh = Snapshot()
-        let stored = try await store.commit(pollCommit("t", &fresh, [item("b-1")]), fence: second.fence)
+        let stored = try await store.commitReadingBack(pollCommit("t", &fresh, [item("b-1")]), fence: second.fence)
         #expect(stored.map(\.sequence) == [1])
     }
 
@@ -132,7 +132,8 @@ struct PostgresStoreTests {
         let store = try await PostgresTestStores.open(try PostgresTestStores.settings(directory))
         let holder = try #require(try await store.leases.tryAcquire("sink:hook", owner: "a", ttl: .seconds(60)))
         var snapshot = Snapshot()
-        let events = try await store.commit(pollCommit("t", &snapshot, [item("b-1"), item("b-2")]), fence: .exclusive)
+        let events = try await store.commitReadingBack(
+            pollCommit("t", &snapshot, [item("b-1"), item("b-2")]), fence: .exclusive)
         let stale = StoreFence(lease: "sink:hook", owner: "a", epoch: holder.epoch + 1)
         let stranger = StoreFence(lease: "sink:hook", owner: "b", epoch: holder.epoch)
         let before = try await footprint(store, target: "t")
@@ -187,7 +188,8 @@ struct PostgresStoreTests {
         #expect(try await store.leases.renew(lease, ttl: .seconds(60)))
         try await Task.sleep(for: .milliseconds(400))
         var snapshot = Snapshot()
-        #expect(try await store.commit(pollCommit("t", &snapshot, [item("b-1")]), fence: lease.fence).count == 1)
+        #expect(
+            try await store.commitReadingBack(pollCommit("t", &snapshot, [item("b-1")]), fence: lease.fence).count == 1)
         #expect(try await store.leases.tryAcquire("target:t", owner: "b", ttl: .seconds(60)) == nil)
         #expect(try await store.leases.list().map(\.description) == ["target:t (owner a, epoch 1)"])
     }
@@ -197,7 +199,7 @@ struct PostgresStoreTests {
         let lease = try #require(try await store.leases.tryAcquire("target:t", owner: "a", ttl: .zero))
         var snapshot = Snapshot()
         await #expect(throws: FencedOut.self) {
-            try await store.commit(pollCommit("t", &snapshot, [item("b-1")]), fence: lease.fence)
+            try await store.commitReadingBack(pollCommit("t", &snapshot, [item("b-1")]), fence: lease.fence)
         }
         #expect(try await store.lastSequence() == 0)
     }
@@ -227,7 +229,7 @@ struct PostgresStoreTests {
             try PostgresTestStores.settings(directory), acceptsExclusive: false)
         var snapshot = Snapshot()
         await #expect(throws: FencedOut.self) {
-            try await store.commit(pollCommit("t", &snapshot, [item("b-1")]), fence: .exclusive)
+            try await store.commitReadingBack(pollCommit("t", &snapshot, [item("b-1")]), fence: .exclusive)
         }
         #expect(try await store.lastSequence() == 0)
     }
@@ -243,7 +245,7 @@ struct PostgresStoreTests {
                 let json = #"{"bulkId":"\#(id)","status":"PENDING","pad":"\#(padding)"}"#
                 return BulkItem(bulkId: id, status: "PENDING", rawJSON: Array(json.utf8)[...])
             }
-            _ = try await store.commit(pollCommit("t", &snapshot, items), fence: .exclusive)
+            _ = try await store.commitReadingBack(pollCommit("t", &snapshot, items), fence: .exclusive)
             try await store.maintain(target: "t", snapshot: snapshot)
         }
         var deltas: Int64 = -1

@@ -17,7 +17,7 @@ private let detectedAt = Date(timeIntervalSince1970: 1_764_325_000.25)
 private func poll(
     _ store: SQLiteStore, _ snapshot: inout Snapshot, _ items: [BulkItem], first: Bool = false,
     target: String = "default"
-) async throws -> [JournalEvent] {
+) async throws -> CommitSummary {
     let outcome = SnapshotDiffer.apply(
         BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: first)
     return try await store.commit(
@@ -140,8 +140,10 @@ struct RecentEventsTests {
         let store = try SQLiteStore(path: path, recentEventBytes: budget)
         var snapshot = Snapshot()
         let items = (0..<60).map { item(String(format: "a-%03d", $0), "PENDING") }
-        let stored = try await poll(store, &snapshot, items, first: true, target: "a")
-        #expect(stored.count == 60)
+        let summary = try await poll(store, &snapshot, items, first: true, target: "a")
+        #expect(summary.count == 60 && summary.sequences == 1...60)
+        // What the file holds, read by a store with nothing cached.
+        let stored = try await SQLiteStore(path: path).events(after: 0, limit: Int.max, filter: EventFilter())
         let held = store.cachedEventCount
         #expect(held > 0 && held < 60)
         #expect(stored.suffix(held).reduce(0) { $0 + $1.body.count } <= budget)

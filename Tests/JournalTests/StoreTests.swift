@@ -24,7 +24,7 @@ private func poll(
     target: String = "default", source: String = "https://api.example.com/bulk"
 ) async throws -> [JournalEvent] {
     let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: DetectionPolicy(), isFirstRun: first)
-    return try await journal.commit(
+    return try await journal.commitReadingBack(
         PollCommit(
             target: target, source: source, outcome: outcome, snapshot: snapshot,
             detectedAt: Date(timeIntervalSince1970: 1_764_325_000.25)),
