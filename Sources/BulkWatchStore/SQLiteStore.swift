@@ -285,21 +285,28 @@ package final class SQLiteStore: Store {
 
     /// Commits one successful poll: one delta, the new events, the target's counters, atomically.
     ///
-    /// Nothing of the poll is held whole: the delta is streamed into its blob, and each event is encoded,
-    /// inserted and let go, but for the newest that fit the recent-events budget, which stay in memory for
-    /// the sinks. A first poll of 1M items held all its events (~600 MB) and its delta (~200 MB) at its peak.
+    /// Nothing of the poll is held whole: the delta is written as consecutive deltas of a few thousand rows,
+    /// and each event is encoded, inserted and let go, but for the newest that fit the recent-events budget,
+    /// which stay in memory for the sinks. A first poll of 1M items held all its events (~600 MB) and its delta (~200 MB) at its peak.
     package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         try Self.requireExclusive(fence)
         let outcome = poll.outcome
         let guarded = outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil
-        let deltaSize = SnapshotCodec.deltaSize(of: outcome, guarded: guarded)
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
         let knownKeys = incarnationKeys.withLock { $0[target] }
         let budget = recent.withLock { $0.byteBudget }
-        let (summary, kept, keys) = try await pool.write { db -> (CommitSummary, [JournalEvent], Set<String>) in
-            try Self.insertDelta(of: outcome, guarded: guarded, size: deltaSize, target: target, db)
+        let (summary, kept, keys, deltaBytes) = try await pool.write {
+            db -> (CommitSummary, [JournalEvent], Set<String>, Int) in
+            // In pieces, each bound in place: no copy of a first poll's whole delta is ever held.
+            let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
+            var deltaBytes = 0
+            try SnapshotCodec.deltas(of: outcome, guarded: guarded) { piece in
+                insertDelta.bind(target, at: 1)
+                try insertDelta.run(bindingInPlace: piece, at: 2)
+                deltaBytes += piece.count
+            }
             try db.execute(
                 sql: """
                     INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
@@ -324,27 +331,16 @@ package final class SQLiteStore: Store {
             if next > first {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
-            return (CommitSummary(outcome, firstSequence: first), kept.events, incarnations.keys)
+            return (CommitSummary(outcome, firstSequence: first), kept.events, incarnations.keys, deltaBytes)
         }
         incarnationKeys.withLock { $0[target] = keys }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0)
-            entry.deltas += deltaSize
+            entry.deltas += deltaBytes
             sizes[target] = entry
         }
         recent.withLock { $0.append(kept) }
         return summary
-    }
-
-    /// Appends the poll's delta, streamed into place like an image (``writeImage(of:target:throughDelta:_:)``).
-    private static func insertDelta(
-        of outcome: DiffOutcome, guarded: [String]?, size: Int, target: String, _ db: Database
-    ) throws {
-        try db.execute(
-            sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, zeroblob(?))", arguments: [target, size])
-        try fillBlob(table: "snapshot_deltas", column: "delta", row: db.lastInsertedRowID, size: size, db) { write in
-            try SnapshotCodec.writeDelta(of: outcome, guarded: guarded, write)
-        }
     }
 
     /// Folds `target`'s deltas into a new image once they are larger than half the image (at least
@@ -933,12 +929,14 @@ private struct RawStatement {
     /// instead of copying them first, which for a first poll's delta (~15 MB at 100k items) and its event
     /// bodies (~45 MB) was that much more at the poll's peak. The binding is cleared before `blob` goes away.
     func run(bindingInPlace blob: [UInt8], at index: Int32) throws {
+        try blob.withUnsafeBytes { try run(bindingInPlace: $0, at: index) }
+    }
+
+    func run(bindingInPlace bytes: UnsafeRawBufferPointer, at index: Int32) throws {
         let handle = statement.sqliteStatement
-        try blob.withUnsafeBytes { bytes in
-            defer { sqlite3_clear_bindings(handle) }
-            _ = sqlite3_bind_blob(handle, index, bytes.baseAddress ?? emptyValue, Int32(bytes.count), nil)
-            try run()
-        }
+        defer { sqlite3_clear_bindings(handle) }
+        _ = sqlite3_bind_blob(handle, index, bytes.baseAddress ?? emptyValue, Int32(bytes.count), nil)
+        try run()
     }
 
     /// Steps the bound statement once and calls `body` with column 0 of its first row as the bytes SQLite holds

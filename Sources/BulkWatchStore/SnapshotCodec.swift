@@ -59,11 +59,12 @@ enum SnapshotCodec {
     }
 
     static func delta(of outcome: DiffOutcome, guarded: [String]?) -> [UInt8] {
-        whole(size: deltaSize(of: outcome, guarded: guarded)) { writeDelta(of: outcome, guarded: guarded, $0) }
+        whole(size: deltaSize(of: outcome, guarded: guarded)) {
+            deltas(of: outcome, guarded: guarded, rowsEach: .max, $0)
+        }
     }
 
-    /// The exact length of ``delta(of:guarded:)``: a first poll's delta holds every item (~15 MB per 100k),
-    /// and the SQLite store streams it into a blob of this size instead of holding it.
+    /// The exact length of ``delta(of:guarded:)``.
     static func deltaSize(of outcome: DiffOutcome, guarded: [String]?) -> Int {
         var size = deltaMagic.count + Writer.varintLength(outcome.upserted.count)
         for row in outcome.upserted { size += Writer.itemLength(row) }
@@ -71,26 +72,34 @@ enum SnapshotCodec {
         return size + 1 + (guarded.map(Writer.stringsLength) ?? 0)
     }
 
-    /// Encodes the delta of `outcome` in pieces of about `chunkBytes`, handing each to `write` in order.
-    static func writeDelta(
-        of outcome: DiffOutcome, guarded: [String]?, chunkBytes: Int = 1 << 20,
+    /// The delta of `outcome` as consecutive deltas of at most `rowsEach` rows (the removed ids and the guard
+    /// set go in the last), each handed to `write` whole, in order, in one reused buffer. Replaying them in
+    /// order is replaying the one delta: a row only ever replaces the state of its own id, and removals come
+    /// after every row, as in the single delta. A first poll's delta holds every item (~15 MB per 100k, ~200 MB
+    /// per 1M); the SQLite store writes it as such pieces instead of holding it.
+    static func deltas(
+        of outcome: DiffOutcome, guarded: [String]?, rowsEach: Int = 4096,
         _ write: (UnsafeRawBufferPointer) throws -> Void
     ) rethrows {
-        var out = Writer(pieces: chunkBytes)
-        out.append(deltaMagic)
-        out.varint(outcome.upserted.count)
-        for row in outcome.upserted {
-            out.item(row)
-            try out.flushIfFull(write)
-        }
-        out.strings(outcome.removed)
-        if let guarded {
-            out.varint(1)
-            out.strings(guarded)
-        } else {
-            out.varint(0)
-        }
-        try out.finish(write)
+        let rows = outcome.upserted
+        var out = Writer(pieces: 1 << 20)
+        var start = rows.startIndex
+        repeat {
+            let end = rows.endIndex - start <= rowsEach ? rows.endIndex : start + rowsEach
+            let last = end == rows.endIndex
+            out.append(deltaMagic)
+            out.varint(end - start)
+            for row in rows[start..<end] { out.item(row) }
+            out.strings(last ? outcome.removed : [])
+            if last, let guarded {
+                out.varint(1)
+                out.strings(guarded)
+            } else {
+                out.varint(0)
+            }
+            try out.finish(write)
+            start = end
+        } while start < rows.endIndex
     }
 
     /// The pieces of an encoding joined into one buffer of its exact `size`.
@@ -144,7 +153,7 @@ enum SnapshotCodec {
 
         init(pieces pieceBytes: Int) {
             self.pieceBytes = pieceBytes
-            bytes.reserveCapacity(pieceBytes + 4096)
+            bytes.reserveCapacity(min(pieceBytes, 1 << 20) + 4096)
         }
 
         mutating func flushIfFull(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
@@ -153,9 +162,10 @@ enum SnapshotCodec {
             bytes.removeAll(keepingCapacity: true)
         }
 
+        /// Hands on what is left; the buffer stays for more.
         mutating func finish(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
             if !bytes.isEmpty { try bytes.withUnsafeBytes(write) }
-            bytes.removeAll()
+            bytes.removeAll(keepingCapacity: true)
         }
 
         mutating func append(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }

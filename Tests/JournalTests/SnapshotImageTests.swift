@@ -126,6 +126,38 @@ struct SnapshotImageTests {
         }
     }
 
+    /// The SQLite store writes a poll's delta as consecutive deltas of a few thousand rows; replayed in order
+    /// they must give what the single delta gives, removals and the guard set included.
+    @Test func aDeltaWrittenInPiecesReplaysAsTheWholeDelta() throws {
+        let policy = DetectionPolicy()
+        var snapshot = Snapshot()
+        let first = (0..<50).map { Self.bulkItem("op-\($0)", status: "PENDING") }
+        _ = SnapshotDiffer.apply(BulkListing(items: first), to: &snapshot, policy: policy, isFirstRun: true)
+        // The last ten go missing once (absent, not yet expired)…
+        let kept = Array(first.dropLast(10))
+        _ = SnapshotDiffer.apply(BulkListing(items: kept), to: &snapshot, policy: policy, isFirstRun: false)
+        let base = SnapshotCodec.image(of: snapshot)
+        // …then one poll with changes, new items, and their expiry (second absence).
+        var next = kept.map { Self.bulkItem($0.bulkId, status: "DONE", updatedOn: "2026-11-29T00:00:00Z") }
+        next += (0..<7).map { Self.bulkItem("new-\($0)", status: "PENDING") }
+        let outcome = SnapshotDiffer.apply(BulkListing(items: next), to: &snapshot, policy: policy, isFirstRun: false)
+        #expect(outcome.upserted.count == 47)
+        #expect(outcome.removed.count == 10)
+        let guarded = ["op-1"]
+        var pieces: [[UInt8]] = []
+        SnapshotCodec.deltas(of: outcome, guarded: guarded, rowsEach: 3) { pieces.append(Array($0)) }
+        #expect(pieces.count > 2)
+        let whole = SnapshotCodec.delta(of: outcome, guarded: guarded)
+        var single: [[UInt8]] = []
+        SnapshotCodec.deltas(of: outcome, guarded: guarded, rowsEach: .max) { single.append(Array($0)) }
+        #expect(single == [whole])
+        let fromPieces = try SnapshotCodec.snapshot(image: base, deltas: pieces)
+        let fromWhole = try SnapshotCodec.snapshot(image: base, deltas: [whole])
+        #expect(Self.differences(fromPieces, fromWhole) == [])
+        #expect(Self.differences(fromPieces, snapshot) == [])
+        #expect(fromPieces.count == 47)
+    }
+
     /// A fold (image streamed into a zero blob), more polls as deltas after it, a second fold over the first
     /// image's row: after each, a reopened store loads exactly the snapshot in memory.
     @Test(arguments: StoreBackend.allCases) func foldedImagesAndTheirDeltasReloadToTheSnapshotInMemory(
