@@ -133,7 +133,8 @@ struct RecentEvents {
 
 /// The newest events of a run being produced that fit `byteBudget` bytes of bodies, the older ones let go as
 /// the run grows: what a commit hands ``RecentEvents`` without holding all the events of a 1M-item poll.
-/// Holds at most about twice the budget (let-go events are compacted away in bulk).
+/// Holds at most about 8/7 of the budget: let-go events are compacted away in bulk, once they are an eighth
+/// of what is held (moving the kept ones costs a few bytes of struct each, never their bodies).
 struct NewestEvents {
     let byteBudget: Int
     private var buffer: [JournalEvent] = []
@@ -151,7 +152,7 @@ struct NewestEvents {
             bytes -= buffer[start].body.count
             start += 1
         }
-        if start >= 1024, start * 2 >= buffer.count {
+        if start >= 1024, start * 8 >= buffer.count {
             buffer.removeFirst(start)
             start = 0
         }

@@ -288,20 +288,7 @@ package final class Watcher: Service {
     /// ``pollOnce()`` with its duration measured on `clock`.
     private func poll<C: Clock<Duration>>(timedOn clock: C) async throws -> PollReport {
         let started = clock.now
-        let refreshesBefore = await tokens?.refreshCount ?? 0
-        let listing: BulkListing
-        do {
-            listing = try await client.fetch()
-            await countTokenRefreshes(since: refreshesBefore)
-        } catch let error as FetchError {
-            await countTokenRefreshes(since: refreshesBefore)
-            metrics.poll(outcome: WatcherMetrics.outcome(of: error))
-            health?.pollFailed(target: target.name, reason: "\(error)")
-            throw error
-        }
-        try Task.checkCancellation()
-        var (snapshot, hasBaseline) = try await state.take(reloadingFrom: store, target: target.name)
-        let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
+        let (outcome, snapshot, listedItems, activeItems) = try await fetchAndDiff()
         let events: CommitSummary
         do {
             let poll = PollCommit(
@@ -324,8 +311,7 @@ package final class Watcher: Service {
         }
         let tracked = snapshot.count
         state.put(snapshot, hasBaseline: true)
-        let activeItems = target.activeCount(in: listing)
-        report(outcome.stats, items: listing.items.count, events: events.count)
+        report(outcome.stats, items: listedItems, events: events.count)
         metrics.poll(outcome: "ok")
         metrics.pollDuration.record(duration: started.duration(to: clock.now))
         metrics.itemsTracked.record(tracked)
@@ -334,7 +320,28 @@ package final class Watcher: Service {
         metrics.events(created: events.created, changed: events.changed, expired: events.expired)
         health?.pollSucceeded(target: target.name)
         if !events.isEmpty { onCommit() }
-        return PollReport(items: listing.items.count, events: events, stats: outcome.stats, activeItems: activeItems)
+        return PollReport(items: listedItems, events: events, stats: outcome.stats, activeItems: activeItems)
+    }
+
+    /// Fetches the listing and diffs it into the snapshot (taken out of the state for the poll). Returns only
+    /// what the commit and the report need, so the listing itself (an item per listed operation, ~110 MB at
+    /// 1M items) is let go before the commit, whose encoding of a first poll's events is the process's peak.
+    private func fetchAndDiff() async throws -> (DiffOutcome, Snapshot, listed: Int, active: Int) {
+        let refreshesBefore = await tokens?.refreshCount ?? 0
+        let listing: BulkListing
+        do {
+            listing = try await client.fetch()
+            await countTokenRefreshes(since: refreshesBefore)
+        } catch let error as FetchError {
+            await countTokenRefreshes(since: refreshesBefore)
+            metrics.poll(outcome: WatcherMetrics.outcome(of: error))
+            health?.pollFailed(target: target.name, reason: "\(error)")
+            throw error
+        }
+        try Task.checkCancellation()
+        var (snapshot, hasBaseline) = try await state.take(reloadingFrom: store, target: target.name)
+        let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
+        return (outcome, snapshot, listing.items.count, target.activeCount(in: listing))
     }
 
     private func countTokenRefreshes(since before: Int) async {
