@@ -203,7 +203,7 @@ package final class Watcher: Service {
                     // A cron'd `--once` is the whole life of the process: fold the snapshot's deltas and
                     // apply retention here too, or its state would only ever grow.
                     do {
-                        try await state.maintain(store, target: target.name)
+                        try await maintainState()
                     } catch {
                         logger.warning("state maintenance failed: \(error)")
                     }
@@ -212,7 +212,7 @@ package final class Watcher: Service {
                 }
                 if let event = healthTracker.pollSucceeded(at: now()) { _ = await record(event) }
                 do {
-                    try await state.maintain(store, target: target.name)
+                    try await maintainState()
                 } catch {
                     logger.warning("state maintenance failed: \(error)")
                 }
@@ -271,8 +271,10 @@ package final class Watcher: Service {
     }
 
     /// The housekeeping ``run()`` does after each successful poll (fold the snapshot's deltas when due,
-    /// checkpoint), for benchmarks that drive polls with ``pollOnce()`` and must pay for it as the daemon does.
+    /// checkpoint, give freed memory back: ``FreedMemory``), for benchmarks that drive polls with
+    /// ``pollOnce()`` and must pay for it as the daemon does.
     package func maintainState() async throws {
+        defer { FreedMemory.release() }
         try await state.maintain(store, target: target.name)
     }
 

@@ -91,12 +91,7 @@ enum Bench {
     /// lifetime peak.
     @discardableResult
     static func resetPeakResident() -> Bool {
-        #if canImport(Glibc)
-            if let symbol = dlsym(nil, "malloc_trim") {
-                typealias MallocTrim = @convention(c) (Int) -> Int32
-                _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
-            }
-        #endif
+        FreedMemory.release()
         let fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
