@@ -118,6 +118,8 @@ package final class Watcher: Service {
     private let health: HealthBoard?
     private let metrics: WatcherMetrics
     private let state: WatcherState
+    /// Events journaled since freed memory was last given back (``maintainState()``).
+    private let eventsSinceRelease = Mutex(0)
     private let sinksForPruning: (@Sendable () -> [String])?
     /// Wall time for watcher-health events (injected by tests).
     private let now: @Sendable () -> Date
@@ -274,9 +276,20 @@ package final class Watcher: Service {
     /// checkpoint, give freed memory back: ``FreedMemory``), for benchmarks that drive polls with
     /// ``pollOnce()`` and must pay for it as the daemon does.
     package func maintainState() async throws {
-        defer { FreedMemory.release() }
+        defer {
+            // Only after polls big enough to leave tens of MB of freed blocks behind (a first poll, a 1M-item
+            // listing's 30k events): after a small one the next poll reuses them, and giving them back would
+            // only make it fault the pages in again.
+            if eventsSinceRelease.withLock({ $0 }) >= Self.eventsBeforeRelease {
+                eventsSinceRelease.withLock { $0 = 0 }
+                FreedMemory.release()
+            }
+        }
         try await state.maintain(store, target: target.name)
     }
+
+    /// How many journaled events leave enough freed memory behind to be worth giving back.
+    static let eventsBeforeRelease = 10_000
 
     /// Fetch, diff, commit: one poll, outside the schedule. Used by ``run()``, and by tests and
     /// benchmarks that need to drive polls one at a time. Throws ``FetchError`` for a failed poll
@@ -313,6 +326,7 @@ package final class Watcher: Service {
         }
         let tracked = snapshot.count
         state.put(snapshot, hasBaseline: true)
+        eventsSinceRelease.withLock { $0 += events.count }
         report(outcome.stats, items: listedItems, events: events.count)
         metrics.poll(outcome: "ok")
         metrics.pollDuration.record(duration: started.duration(to: clock.now))
