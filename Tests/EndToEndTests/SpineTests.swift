@@ -484,4 +484,30 @@ struct SpineTests {
         receiver.stop()
         await fixture.stop()
     }
+
+    // MARK: 11. A restart after a fold
+
+    /// A cron'd `--once` folds its state's deltas into an image once they pass 1 MiB, which a first poll of
+    /// 8,000 items does. The SQLite deltas' ids then started again from 1, at or below the image's mark, so
+    /// the run after next loaded the image without the poll in between and journaled its changes again.
+    @Test func cronOnceRunsAfterAFoldNeverJournalAChangeTwice() async throws {
+        let fixture = try await RunFixture()
+        for index in 0..<8_000 { fixture.simulator.upsert(bulkId: "b-\(index)", status: "PENDING") }
+        func once() async throws {
+            let run = try await runBulkWatch(
+                fixture.arguments(["--once"]), environment: fixture.environment, directory: fixture.directory)
+            #expect(run.status == 0, "stderr: \(run.stderr)")
+        }
+        try await once()  // 8,000 created; the fold writes the first image
+        for index in 0..<3 { fixture.simulator.upsert(bulkId: "b-\(index)", status: "FINISHED") }
+        try await once()  // 3 changed, as a delta after the image
+        try await once()  // nothing changed upstream: nothing to journal
+        try await once()
+        let journaled = try await events(fixture)
+        #expect(journaled.count == 8_003)
+        let changes = journaled.filter { $0["type"] as? String == "bulk.changed" }
+        #expect(changes.count == 3, "changes journaled: \(subjects(changes))")
+        #expect(fixture.fileEvents.count == 8_003)
+        await fixture.stop()
+    }
 }
