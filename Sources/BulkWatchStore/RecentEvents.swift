@@ -2,9 +2,9 @@
 /// batch without going back to the database.
 ///
 /// A steady 100k-item poll commits ~3,000 events, and reading them back from SQLite (row decoding, a
-/// `Data` and three `String`s per row) cost about as much as delivering them. The commit already holds
-/// every event it wrote, so the store keeps them here, in sequence order, and answers a read from
-/// memory when that answer is provably the database's:
+/// `Data` and three `String`s per row) cost about as much as delivering them. The commit has just encoded
+/// the events it wrote, so the store keeps the newest of them here, in sequence order, and answers a read
+/// from memory when that answer is provably the database's:
 ///
 /// - the run held here is **contiguous** (each new batch must continue it, or it replaces it), and
 /// - it reaches the journal's **last sequence**, read from the database at the time of the read, and

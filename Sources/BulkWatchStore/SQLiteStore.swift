@@ -287,7 +287,8 @@ package final class SQLiteStore: Store {
     ///
     /// Nothing of the poll is held whole: the delta is written as consecutive deltas of a few thousand rows,
     /// and each event is encoded, inserted and let go, but for the newest that fit the recent-events budget,
-    /// which stay in memory for the sinks. A first poll of 1M items held all its events (~600 MB) and its delta (~200 MB) at its peak.
+    /// which stay in memory for the sinks. A first poll of 1M items held all its events (~600 MB) and its
+    /// delta (~200 MB) at its peak.
     package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         try Self.requireExclusive(fence)
         let outcome = poll.outcome
