@@ -191,12 +191,11 @@ package final class PostgresStore: Store, Service {
 
     package func commit(_ poll: PollCommit, fence: StoreFence) async throws -> CommitSummary {
         let outcome = poll.outcome
-        let delta = SnapshotCodec.delta(
-            of: outcome, guarded: outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil)
+        let guarded = outcome.removalGuardChanged ? poll.snapshot.removalGuardedIDs : nil
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
-        let (firstSequence, deltaID) = try await transaction { connection -> (Int64, Int64) in
+        let (firstSequence, deltaID, deltaBytes) = try await transaction { connection -> (Int64, Int64, Int) in
             try await check(fence, on: connection)
             try await connection.query(
                 """
@@ -204,14 +203,20 @@ package final class PostgresStore: Store, Service {
                 ON CONFLICT (target) DO UPDATE SET successful_polls = targets.successful_polls + 1,
                     last_success = excluded.last_success
                 """, logger: logger)
+            // In pieces, as the SQLite store writes them: a first poll's whole delta is ~200 MB at 1M items.
             var deltaID: Int64 = 0
-            for try await id in try await connection.query(
-                "INSERT INTO snapshot_deltas (target, delta) VALUES (\(target), \(Data(delta))) RETURNING id",
-                logger: logger
-            ).decode(Int64.self) {
-                deltaID = id
+            var deltaBytes = 0
+            for rows in SnapshotCodec.deltaPieces(of: outcome) {
+                let piece = Data(SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded))
+                deltaBytes += piece.count
+                for try await id in try await connection.query(
+                    "INSERT INTO snapshot_deltas (target, delta) VALUES (\(target), \(piece)) RETURNING id",
+                    logger: logger
+                ).decode(Int64.self) {
+                    deltaID = id
+                }
             }
-            guard !outcome.changes.isEmpty else { return (0, deltaID) }
+            guard !outcome.changes.isEmpty else { return (0, deltaID, deltaBytes) }
             let incarnations = try await self.incarnations(of: outcome.changes, target: target, at: time, connection)
             // Taken last, so that committers of other targets wait on it as briefly as possible.
             let count = Int64(outcome.changes.count)
@@ -223,26 +228,35 @@ package final class PostgresStore: Store, Service {
             }
             let first = last - count + 1
             var next = first
-            var stored: [JournalEvent] = []
-            stored.reserveCapacity(outcome.changes.count)
             let eventSource = CloudEventEncoder.Source(source)
+            // One statement per 4,096 events: a first poll of 1M items held every event (~600 MB) for one
+            // statement of them all.
+            var batch: [JournalEvent] = []
+            batch.reserveCapacity(min(outcome.changes.count, Self.insertBatch))
             for (change, incarnation) in zip(outcome.changes, incarnations) {
-                stored.append(
+                batch.append(
                     CloudEventEncoder.encode(
                         change, source: eventSource, sequence: next, time: time, incarnation: incarnation))
                 next += 1
+                if batch.count == Self.insertBatch {
+                    try await insert(batch, target: target, connection)
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
-            try await insert(stored, target: target, connection)
-            return (first, deltaID)
+            if !batch.isEmpty { try await insert(batch, target: target, connection) }
+            return (first, deltaID, deltaBytes)
         }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0, 0)
-            entry.deltas += delta.count
+            entry.deltas += deltaBytes
             entry.lastDelta = deltaID
             sizes[target] = entry
         }
         return CommitSummary(outcome, firstSequence: firstSequence)
     }
+
+    /// Events per insert statement of a commit.
+    private static let insertBatch = 4_096
 
     /// Inserts `events` in one statement (arrays unnested), whatever their number.
     private func insert(_ events: [JournalEvent], target: String, _ connection: PostgresConnection) async throws {

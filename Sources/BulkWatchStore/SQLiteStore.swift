@@ -303,7 +303,8 @@ package final class SQLiteStore: Store {
             // In pieces, each bound in place: no copy of a first poll's whole delta is ever held.
             let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
             var deltaBytes = 0
-            try SnapshotCodec.deltas(of: outcome, guarded: guarded) { piece in
+            for rows in SnapshotCodec.deltaPieces(of: outcome) {
+                let piece = SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded)
                 insertDelta.bind(target, at: 1)
                 try insertDelta.run(bindingInPlace: piece, at: 2)
                 deltaBytes += piece.count

@@ -58,48 +58,44 @@ enum SnapshotCodec {
         try out.finish(write)
     }
 
+    /// The whole delta of `outcome`, in one piece.
     static func delta(of outcome: DiffOutcome, guarded: [String]?) -> [UInt8] {
-        whole(size: deltaSize(of: outcome, guarded: guarded)) {
-            deltas(of: outcome, guarded: guarded, rowsEach: .max, $0)
-        }
+        delta(of: outcome, rows: outcome.upserted.indices, guarded: guarded)
     }
 
-    /// The exact length of ``delta(of:guarded:)``.
-    static func deltaSize(of outcome: DiffOutcome, guarded: [String]?) -> Int {
-        var size = deltaMagic.count + Writer.varintLength(outcome.upserted.count)
-        for row in outcome.upserted { size += Writer.itemLength(row) }
-        size += Writer.stringsLength(outcome.removed)
-        return size + 1 + (guarded.map(Writer.stringsLength) ?? 0)
-    }
-
-    /// The delta of `outcome` as consecutive deltas of at most `rowsEach` rows (the removed ids and the guard
-    /// set go in the last), each handed to `write` whole, in order, in one reused buffer. Replaying them in
-    /// order is replaying the one delta: a row only ever replaces the state of its own id, and removals come
-    /// after every row, as in the single delta. A first poll's delta holds every item (~15 MB per 100k, ~200 MB
-    /// per 1M); the SQLite store writes it as such pieces instead of holding it.
-    static func deltas(
-        of outcome: DiffOutcome, guarded: [String]?, rowsEach: Int = 4096,
-        _ write: (UnsafeRawBufferPointer) throws -> Void
-    ) rethrows {
-        let rows = outcome.upserted
-        var out = Writer(pieces: 1 << 20)
-        var start = rows.startIndex
+    /// The rows of `outcome`'s delta cut into consecutive pieces of at most `rowsEach` (always at least one
+    /// piece, for the removals and the guard set). A piece is written with ``delta(of:rows:guarded:)``;
+    /// replaying the pieces in order is replaying the one delta: a row only ever replaces the state of its
+    /// own id, and the removals come after every row, as in the single delta. A first poll's delta holds
+    /// every item (~15 MB per 100k, ~200 MB per 1M); the stores write it as such pieces instead of holding it.
+    static func deltaPieces(of outcome: DiffOutcome, rowsEach: Int = 4096) -> [Range<Int>] {
+        let rows = outcome.upserted.indices
+        var pieces: [Range<Int>] = []
+        var start = rows.lowerBound
         repeat {
-            let end = rows.endIndex - start <= rowsEach ? rows.endIndex : start + rowsEach
-            let last = end == rows.endIndex
-            out.append(deltaMagic)
-            out.varint(end - start)
-            for row in rows[start..<end] { out.item(row) }
-            out.strings(last ? outcome.removed : [])
-            if last, let guarded {
-                out.varint(1)
-                out.strings(guarded)
-            } else {
-                out.varint(0)
-            }
-            try out.finish(write)
+            let end = rows.upperBound - start <= rowsEach ? rows.upperBound : start + rowsEach
+            pieces.append(start..<end)
             start = end
-        } while start < rows.endIndex
+        } while start < rows.upperBound
+        return pieces
+    }
+
+    /// One piece of `outcome`'s delta (``deltaPieces(of:rowsEach:)``): a complete delta of those rows, with the
+    /// removals and the guard set when it is the last piece.
+    static func delta(of outcome: DiffOutcome, rows: Range<Int>, guarded: [String]?) -> [UInt8] {
+        var out = Writer(pieces: .max)
+        let last = rows.upperBound == outcome.upserted.endIndex
+        out.append(deltaMagic)
+        out.varint(rows.count)
+        for row in outcome.upserted[rows] { out.item(row) }
+        out.strings(last ? outcome.removed : [])
+        if last, let guarded {
+            out.varint(1)
+            out.strings(guarded)
+        } else {
+            out.varint(0)
+        }
+        return out.bytes
     }
 
     /// The pieces of an encoding joined into one buffer of its exact `size`.

@@ -144,13 +144,11 @@ struct SnapshotImageTests {
         #expect(outcome.upserted.count == 47)
         #expect(outcome.removed.count == 10)
         let guarded = ["op-1"]
-        var pieces: [[UInt8]] = []
-        SnapshotCodec.deltas(of: outcome, guarded: guarded, rowsEach: 3) { pieces.append(Array($0)) }
-        #expect(pieces.count > 2)
+        let ranges = SnapshotCodec.deltaPieces(of: outcome, rowsEach: 3)
+        #expect(ranges.count == 16 && ranges.first == 0..<3 && ranges.last == 45..<47)
+        let pieces = ranges.map { SnapshotCodec.delta(of: outcome, rows: $0, guarded: guarded) }
         let whole = SnapshotCodec.delta(of: outcome, guarded: guarded)
-        var single: [[UInt8]] = []
-        SnapshotCodec.deltas(of: outcome, guarded: guarded, rowsEach: .max) { single.append(Array($0)) }
-        #expect(single == [whole])
+        #expect(SnapshotCodec.deltaPieces(of: outcome, rowsEach: .max) == [0..<47])
         let fromPieces = try SnapshotCodec.snapshot(image: base, deltas: pieces)
         let fromWhole = try SnapshotCodec.snapshot(image: base, deltas: [whole])
         #expect(Self.differences(fromPieces, fromWhole) == [])
