@@ -2,7 +2,8 @@ import BulkWatchDetect
 import BulkWatchSupport
 
 /// The bytes a snapshot is persisted as: an *image* of every tracked item, written now and then, and
-/// after it one *delta* per committed poll holding only the rows that poll changed.
+/// after it the *deltas* of each committed poll holding only the rows that poll changed (one delta, or
+/// consecutive pieces of at most 4,096 rows: ``deltaPieces(of:rowsEach:)``).
 ///
 /// Why not a table row per item: a steady poll changes a few thousand items scattered over random
 /// `bulkId`s, and rewriting their rows dirtied thousands of B-tree pages (and their WAL copies) per
