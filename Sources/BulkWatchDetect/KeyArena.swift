@@ -96,21 +96,11 @@ struct KeyArena: Sendable {
 
     /// The entry's key fields as strings; nil when the entry has no copy (or is cleared).
     func fields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?)? {
-        let span = spans[position]
-        guard span != Self.none else { return nil }
-        return bytes.withUnsafeBytes { arena in
-            var offset = Int(span & 0xFF_FFFF_FFFF)
-            func take(_ length: Int) -> String {
-                defer { offset += length }
-                return String(
-                    decoding: UnsafeRawBufferPointer(rebasing: arena[offset..<(offset + length)]), as: UTF8.self)
-            }
-            let bulkId = take(Int(span >> 40 & 0xFF))
-            let statusCode = Int(span >> 48 & 0xFF)
-            let status = statusCode == 0 ? nil : take(statusCode - 1)
-            let updatedCode = Int(span >> 56)
-            let updatedOn = updatedCode == 0 ? nil : take(updatedCode - 1)
-            return (bulkId, status, updatedOn)
+        withFieldBytes(at: position) { bulkId, status, updatedOn in
+            (
+                String(decoding: bulkId, as: UTF8.self), status.map { String(decoding: $0, as: UTF8.self) },
+                updatedOn.map { String(decoding: $0, as: UTF8.self) }
+            )
         }
     }
 

@@ -161,21 +161,11 @@ struct PayloadArena: Sendable {
 
     /// Rebuilds the live entry at `position`; the key fields come from `keys` when it has a copy.
     func item(at position: Int, keys: KeyArena) -> BulkItem {
-        let stored = keys.fields(at: position)
-        return withReader(position) { reader, end in
-            let bulkId: String
-            let status: String?
-            let updatedOn: String?
-            if let stored {
-                (bulkId, status, updatedOn) = stored
-            } else {
-                bulkId = reader.string(length: reader.varint())
-                status = reader.optional()
-                updatedOn = reader.optional()
-            }
-            let createdOn = reader.optional()
-            let raw = ArraySlice(reader.bytes(length: end - reader.offset))
-            return BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: raw)
+        withEntryBytes(at: position, keys: keys) { entry in
+            func text(_ bytes: UnsafeRawBufferPointer?) -> String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+            return BulkItem(
+                bulkId: String(decoding: entry.bulkId, as: UTF8.self), status: text(entry.status),
+                createdOn: text(entry.createdOn), updatedOn: text(entry.updatedOn), rawJSON: ArraySlice(entry.rawJSON))
         }
     }
 

@@ -247,31 +247,33 @@ package final class SQLiteStore: Store {
 
     package func loadSnapshot(target: String) async throws -> StoredSnapshot {
         let (stored, imageBytes, deltaBytes) = try await pool.read { db -> (StoredSnapshot, Int, Int) in
+            // The image and then each delta are decoded from the bytes SQLite holds for the row, not from a
+            // `Data` and an array copied out of them (two more copies of ~20 MB per 100k items at every start,
+            // and of every delta since the last fold).
+            var loader = SnapshotCodec.Loader()
+            var imageBytes = 0
+            let image = try RawStatement(db, sql: "SELECT image FROM snapshot_images WHERE target = ?")
+            image.bind(target, at: 1)
+            try image.forEachBlob { bytes in
+                try loader.image(bytes)
+                imageBytes = bytes.count
+            }
             // Every delta still stored for the target comes after its image: a fold deletes the deltas it
             // folded in the same transaction. `through_delta` is not a watermark to filter on: `id` is SQLite's
             // rowid, which starts again from 1 once a fold has emptied the table, so the polls after a fold got
             // ids at or below it and a restart silently dropped them (the snapshot went back to the image, and
             // every change since was reported again).
-            var deltas: [[UInt8]] = []
             var deltaBytes = 0
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? ORDER BY id", arguments: [target])
-            while let row = try rows.next() {
-                let delta = Array(row[0] as Data)
-                deltaBytes += delta.count
-                deltas.append(delta)
+            let deltas = try RawStatement(db, sql: "SELECT delta FROM snapshot_deltas WHERE target = ? ORDER BY id")
+            deltas.bind(target, at: 1)
+            try deltas.forEachBlob { bytes in
+                try loader.delta(bytes)
+                deltaBytes += bytes.count
             }
             let polls =
                 try Int.fetchOne(
                     db, sql: "SELECT successful_polls FROM targets WHERE target = ?", arguments: [target]) ?? 0
-            // The image is decoded from the bytes SQLite holds for the row, not from a `Data` and an array
-            // copied out of them (two more copies of ~20 MB per 100k items at every start).
-            let image = try RawStatement(db, sql: "SELECT image FROM snapshot_images WHERE target = ?")
-            image.bind(target, at: 1)
-            let (snapshot, imageSize) = try image.withBlobOfFirstRow { blob in
-                (try SnapshotCodec.snapshot(image: blob, deltas: deltas), blob?.count ?? 0)
-            }
-            return (StoredSnapshot(snapshot: snapshot, hasBaseline: polls > 0), imageSize, deltaBytes)
+            return (StoredSnapshot(snapshot: loader.finish(), hasBaseline: polls > 0), imageBytes, deltaBytes)
         }
         sizes.withLock { $0[target] = (imageBytes, deltaBytes) }
         return stored
@@ -941,25 +943,21 @@ private struct RawStatement {
         try run()
     }
 
-    /// Steps the bound statement once and calls `body` with column 0 of its first row as the bytes SQLite holds
-    /// (nil when there is no row or the value is NULL), valid only during the call; then resets it.
-    func withBlobOfFirstRow<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+    /// Steps the bound statement through every row, calling `body` with column 0 of each as the bytes SQLite
+    /// holds for it (empty for NULL), valid only during the call; then resets it and clears its bindings.
+    func forEachBlob(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let handle = statement.sqliteStatement
         defer {
             sqlite3_reset(handle)
             sqlite3_clear_bindings(handle)
         }
-        let code = sqlite3_step(handle)
-        switch code {
-        case SQLITE_DONE: return try body(nil)
-        case SQLITE_ROW:
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return }
+            guard code == SQLITE_ROW else { throw sqliteError(db, code, sql: statement.sql) }
             // The pointer first, then its size, as SQLite's documentation orders the two calls.
-            guard let blob = sqlite3_column_blob(handle, 0) else {
-                return try body(
-                    sqlite3_column_type(handle, 0) == SQLITE_NULL ? nil : UnsafeRawBufferPointer(start: nil, count: 0))
-            }
-            return try body(UnsafeRawBufferPointer(start: blob, count: Int(sqlite3_column_bytes(handle, 0))))
-        default: throw sqliteError(db, code, sql: statement.sql)
+            let blob = sqlite3_column_blob(handle, 0)
+            try body(UnsafeRawBufferPointer(start: blob, count: blob == nil ? 0 : Int(sqlite3_column_bytes(handle, 0))))
         }
     }
 

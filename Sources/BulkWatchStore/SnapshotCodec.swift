@@ -30,7 +30,10 @@ enum SnapshotCodec {
     // MARK: Encoding
 
     static func image(of snapshot: Snapshot) -> [UInt8] {
-        whole(size: imageSize(of: snapshot)) { writeImage(of: snapshot, $0) }
+        var image: [UInt8] = []
+        image.reserveCapacity(imageSize(of: snapshot))
+        writeImage(of: snapshot) { image.append(contentsOf: $0) }
+        return image
     }
 
     /// The exact length of ``image(of:)``, so a store can make room for the image before writing it.
@@ -48,7 +51,7 @@ enum SnapshotCodec {
     static func writeImage(
         of snapshot: Snapshot, chunkBytes: Int = 1 << 20, _ write: (UnsafeRawBufferPointer) throws -> Void
     ) rethrows {
-        var out = Writer(pieces: chunkBytes)
+        var out = Writer(reserving: chunkBytes + 4096, pieces: chunkBytes)
         out.append(imageMagic)
         out.varint(snapshot.count)
         for position in 0..<snapshot.positions where !snapshot.isDead(position) {
@@ -84,8 +87,14 @@ enum SnapshotCodec {
     /// One piece of `outcome`'s delta (``deltaPieces(of:rowsEach:)``): a complete delta of those rows, with the
     /// removals and the guard set when it is the last piece.
     static func delta(of outcome: DiffOutcome, rows: Range<Int>, guarded: [String]?) -> [UInt8] {
-        var out = Writer(pieces: .max)
         let last = rows.upperBound == outcome.upserted.endIndex
+        // Its exact size: a steady poll's piece is a few hundred kB, an idle one a dozen bytes.
+        let size =
+            outcome.upserted[rows].reduce(deltaMagic.count + Writer.varintLength(rows.count)) {
+                $0 + Writer.itemLength($1)
+            } + Writer.stringsLength(last ? outcome.removed : []) + 1
+            + (last ? guarded.map(Writer.stringsLength) ?? 0 : 0)
+        var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(rows.count)
         for row in outcome.upserted[rows] { out.item(row) }
@@ -99,48 +108,45 @@ enum SnapshotCodec {
         return out.bytes
     }
 
-    /// The pieces of an encoding joined into one buffer of its exact `size`.
-    private static func whole(size: Int, _ encode: ((UnsafeRawBufferPointer) -> Void) -> Void) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(size)
-        encode { bytes.append(contentsOf: $0) }
-        return bytes
-    }
-
     // MARK: Decoding
 
     /// Rebuilds the snapshot from an image (nil: none yet) and the deltas written after it, in order.
     static func snapshot(image: [UInt8]?, deltas: [[UInt8]]) throws -> Snapshot {
-        guard let image else { return try snapshot(image: nil as UnsafeRawBufferPointer?, deltas: deltas) }
-        return try image.withUnsafeBytes { try snapshot(image: $0, deltas: deltas) }
+        var loader = Loader()
+        try image?.withUnsafeBytes { try loader.image($0) }
+        for delta in deltas { try delta.withUnsafeBytes { try loader.delta($0) } }
+        return loader.finish()
     }
 
-    /// Rebuilds the snapshot from an image read in place (a store hands the bytes SQLite holds for the
-    /// row) and the deltas after it. Rows go straight into the snapshot one by one: no array of every
-    /// row, no dictionary of every id, no copy of the image.
-    static func snapshot(image: UnsafeRawBufferPointer?, deltas: [[UInt8]]) throws -> Snapshot {
-        var snapshot = Snapshot()
-        var guarded: [String] = []
-        if let image {
-            var reader = Reader(image)
+    /// Rebuilds a snapshot from bytes handed to it in order, the image (if any) first, then each delta:
+    /// a store hands it the bytes SQLite holds for each row, and the rows go straight into the snapshot one
+    /// by one (no copy of the image or of a delta, no array of every row, no dictionary of every id).
+    struct Loader {
+        private var snapshot = Snapshot()
+        private var guarded: [String] = []
+
+        mutating func image(_ bytes: UnsafeRawBufferPointer) throws {
+            var reader = Reader(bytes)
             try reader.expect(imageMagic, "image header")
             let count = try reader.varint()
-            guard count <= image.count else { throw Corrupt(what: "item count \(count)") }
-            snapshot.reserveForLoad(count, payloadBytes: image.count)
+            guard count <= bytes.count else { throw Corrupt(what: "item count \(count)") }
+            snapshot.reserveForLoad(count, payloadBytes: bytes.count)
             for _ in 0..<count { snapshot.load(try reader.item()) }
             guarded = try reader.strings()
         }
-        for delta in deltas {
-            try delta.withUnsafeBytes { bytes in
-                var reader = Reader(bytes)
-                try reader.expect(deltaMagic, "delta header")
-                for _ in 0..<(try reader.varint()) { snapshot.load(try reader.item()) }
-                for bulkId in try reader.strings() { snapshot.unload(bulkId) }
-                if try reader.varint() == 1 { guarded = try reader.strings() }
-            }
+
+        mutating func delta(_ bytes: UnsafeRawBufferPointer) throws {
+            var reader = Reader(bytes)
+            try reader.expect(deltaMagic, "delta header")
+            for _ in 0..<(try reader.varint()) { snapshot.load(try reader.item()) }
+            for bulkId in try reader.strings() { snapshot.unload(bulkId) }
+            if try reader.varint() == 1 { guarded = try reader.strings() }
         }
-        snapshot.finishLoad(removalGuarded: guarded)
-        return snapshot
+
+        consuming func finish() -> Snapshot {
+            snapshot.finishLoad(removalGuarded: guarded)
+            return snapshot
+        }
     }
 
     private struct Writer {
@@ -148,9 +154,9 @@ enum SnapshotCodec {
         /// Hand the bytes on once they reach this many (``flushIfFull(_:)``).
         private let pieceBytes: Int
 
-        init(pieces pieceBytes: Int) {
+        init(reserving capacity: Int, pieces pieceBytes: Int = .max) {
             self.pieceBytes = pieceBytes
-            bytes.reserveCapacity(min(pieceBytes, 1 << 20) + 4096)
+            bytes.reserveCapacity(capacity)
         }
 
         mutating func flushIfFull(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {

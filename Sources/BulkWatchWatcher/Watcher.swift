@@ -280,10 +280,12 @@ package final class Watcher: Service {
             // Only after polls big enough to leave tens of MB of freed blocks behind (a first poll, a 1M-item
             // listing's 30k events): after a small one the next poll reuses them, and giving them back would
             // only make it fault the pages in again.
-            if eventsSinceRelease.withLock({ $0 }) >= Self.eventsBeforeRelease {
-                eventsSinceRelease.withLock { $0 = 0 }
-                FreedMemory.release()
+            let due = eventsSinceRelease.withLock { count in
+                guard count >= Self.eventsBeforeRelease else { return false }
+                count = 0
+                return true
             }
+            if due { FreedMemory.release() }
         }
         try await state.maintain(store, target: target.name)
     }
