@@ -32,29 +32,103 @@ enum CloudEventEncoder {
     static func encode(
         _ change: DetectedChange, source: Source, sequence: Int64, time: String, incarnation: Int64 = 0
     ) -> JournalEvent {
-        let item = change.item
         let id = stableID(source: source.raw, change: change, incarnation: incarnation)
-        let type = "bulk.\(change.kind.rawValue)"
         var out: [UInt8] = []
-        out.reserveCapacity(item.rawJSON.count + source.member.count + 320)
+        var idText = id
+        idText.withUTF8 { id in
+            writeBody(change, source: source, sequence: sequence, time: time, id: UnsafeRawBufferPointer(id), to: &out)
+        }
+        return JournalEvent(
+            sequence: sequence, id: id, kind: JournalEvent.Kind(change.kind), subject: change.item.bulkId, time: time,
+            body: out)
+    }
+
+    /// The event's body, written over `out`'s contents (its capacity is kept): the commit reuses one
+    /// buffer for every event it does not keep in memory, so a first poll's million events cost no
+    /// allocation each. `id` is the event's ``stableID(source:change:incarnation:)`` as ASCII bytes.
+    static func writeBody(
+        _ change: DetectedChange, source: Source, sequence: Int64, time: String, id: UnsafeRawBufferPointer,
+        to out: inout [UInt8]
+    ) {
+        let item = change.item
+        out.removeAll(keepingCapacity: true)
+        out.reserveCapacity(bodyLength(of: change, source: source, sequence: sequence, time: time))
         // Literals and strings are appended as byte buffers (one copy each): appending a `String.UTF8View`
         // goes through the generic sequence path, 7 % of a first poll's commit.
-        append(#"{"specversion":"1.0","id":""#, to: &out)
-        append(id, to: &out)
-        append(#"","source":"#, to: &out)
+        append(Literal.opening, to: &out)
+        out.append(contentsOf: id)
+        append(Literal.source, to: &out)
         out.append(contentsOf: source.member)
-        append(#","type":""#, to: &out)
-        append(type, to: &out)
-        append(#"","subject":"#, to: &out)
+        append(Literal.type, to: &out)
+        append(JournalEvent.Kind(change.kind).staticType, to: &out)
+        append(Literal.subject, to: &out)
         JSONText.appendString(item.bulkId, to: &out)
-        append(#","time":""#, to: &out)
+        append(Literal.time, to: &out)
         append(time, to: &out)
-        append(#"","datacontenttype":"application/json","sequence":""#, to: &out)
-        append(String(sequence), to: &out)
-        append(#"","data":"#, to: &out)
+        append(Literal.sequence, to: &out)
+        appendDecimal(sequence, to: &out)
+        append(Literal.data, to: &out)
         appendData(item.rawJSON, previous: change.previous, to: &out)
         out.append(UInt8(ascii: "}"))
-        return JournalEvent(sequence: sequence, id: id, kind: change.kind, subject: item.bulkId, time: time, body: out)
+    }
+
+    /// The exact length of the body ``writeBody(_:source:sequence:time:id:to:)`` writes, worked out without
+    /// writing it: the commit adds these up from its newest event backwards to know which events can stay
+    /// in memory at all, before it builds any of them.
+    static func bodyLength(of change: DetectedChange, source: Source, sequence: Int64, time: String) -> Int {
+        let item = change.item
+        return Literal.fixedLength + stableIDLength + source.member.count
+            + JournalEvent.Kind(change.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(item.bulkId)
+            + time.utf8.count + decimalLength(sequence) + dataLength(item.rawJSON, previous: change.previous) + 1
+    }
+
+    /// The body's fixed parts, shared by the writer and the length.
+    private enum Literal {
+        static let opening: StaticString = #"{"specversion":"1.0","id":""#
+        static let source: StaticString = #"","source":"#
+        static let type: StaticString = #","type":""#
+        static let subject: StaticString = #"","subject":"#
+        static let time: StaticString = #","time":""#
+        static let sequence: StaticString = #"","datacontenttype":"application/json","sequence":""#
+        static let data: StaticString = #"","data":"#
+        static let notAnObject: StaticString = #"{"previous":null}"#
+        static let previous: StaticString = #""previous":"#
+        static let previousStatus: StaticString = #"{"status":"#
+        static let previousUpdatedOn: StaticString = #","updatedOn":"#
+        static let null: StaticString = "null"
+
+        static let fixedLength = [opening, source, type, subject, time, sequence, data].reduce(0) {
+            $0 + $1.utf8CodeUnitCount
+        }
+    }
+
+    /// `value` in decimal, without building a `String`.
+    private static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        guard value > 0 else {
+            append(String(value), to: &out)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var remaining = UInt64(value)
+            var index = digits.count
+            while remaining > 0 {
+                index -= 1
+                digits[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                remaining /= 10
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index...]))
+        }
+    }
+
+    private static func decimalLength(_ value: Int64) -> Int {
+        guard value > 0 else { return String(value).utf8.count }
+        var count = 0
+        var remaining = value
+        while remaining > 0 {
+            count += 1
+            remaining /= 10
+        }
+        return count
     }
 
     @inline(__always)
@@ -62,37 +136,60 @@ enum CloudEventEncoder {
         out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
+    /// Through `String.withUTF8`, which the standard library inlines: `ByteKeys.withBytes` is generic and
+    /// lives in another module, so each call instantiated its generic metadata at run time (a fifth of a
+    /// first poll's encoding).
     @inline(__always)
     private static func append(_ text: String, to out: inout [UInt8]) {
-        ByteKeys.withBytes(text) { out.append(contentsOf: $0) }
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
     }
 
-    /// The item object with `"previous"` added as its last member.
-    private static func appendData(_ raw: ArraySlice<UInt8>, previous: PreviousState?, to out: inout [UInt8]) {
+    /// The item object without its closing brace, and whether it has no member: nil when `raw` is not an
+    /// object (which cannot happen for decoded items).
+    private static func objectOpening(_ raw: ArraySlice<UInt8>) -> (bytes: ArraySlice<UInt8>, isEmpty: Bool)? {
         var end = raw.endIndex
         while end > raw.startIndex, raw[end - 1] != UInt8(ascii: "}") { end -= 1 }
         var start = raw.startIndex
         while start < end, raw[start] != UInt8(ascii: "{") { start += 1 }
-        guard end > start else {
-            // Not an object (cannot happen for decoded items): keep the event valid regardless.
-            append(#"{"previous":null}"#, to: &out)
+        guard end > start else { return nil }
+        let bytes = raw[start..<(end - 1)]
+        return (bytes, bytes.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
+    }
+
+    /// The item object with `"previous"` added as its last member.
+    private static func appendData(_ raw: ArraySlice<UInt8>, previous: PreviousState?, to out: inout [UInt8]) {
+        guard let object = objectOpening(raw) else {
+            // Keep the event valid regardless.
+            append(Literal.notAnObject, to: &out)
             return
         }
-        let body = raw[start..<(end - 1)]
-        out.append(contentsOf: body)
-        let isEmptyObject = body.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
-        if !isEmptyObject { out.append(UInt8(ascii: ",")) }
-        append(#""previous":"#, to: &out)
+        out.append(contentsOf: object.bytes)
+        if !object.isEmpty { out.append(UInt8(ascii: ",")) }
+        append(Literal.previous, to: &out)
         if let previous {
-            append(#"{"status":"#, to: &out)
+            append(Literal.previousStatus, to: &out)
             JSONText.appendOptionalString(previous.status, to: &out)
-            append(#","updatedOn":"#, to: &out)
+            append(Literal.previousUpdatedOn, to: &out)
             JSONText.appendOptionalString(previous.updatedOn, to: &out)
             out.append(UInt8(ascii: "}"))
         } else {
-            out.append(contentsOf: "null".utf8)
+            append(Literal.null, to: &out)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    private static func dataLength(_ raw: ArraySlice<UInt8>, previous: PreviousState?) -> Int {
+        guard let object = objectOpening(raw) else { return Literal.notAnObject.utf8CodeUnitCount }
+        var length = object.bytes.count + (object.isEmpty ? 0 : 1) + Literal.previous.utf8CodeUnitCount + 1
+        if let previous {
+            length +=
+                Literal.previousStatus.utf8CodeUnitCount + JSONText.quotedLength(previous.status)
+                + Literal.previousUpdatedOn.utf8CodeUnitCount + JSONText.quotedLength(previous.updatedOn) + 1
+        } else {
+            length += Literal.null.utf8CodeUnitCount
+        }
+        return length
     }
 
     /// `source` without `user:pass@`: the event goes to every sink, and a credential must never
@@ -113,6 +210,20 @@ enum CloudEventEncoder {
     /// receivers that stored those ids see no change; a later one adds its number as a part of its own
     /// after the bulkId.
     static func stableID(source: String, change: DetectedChange, incarnation: Int64 = 0) -> String {
+        String(unsafeUninitializedCapacity: stableIDLength) { out in
+            writeStableID(source: source, change: change, incarnation: incarnation, to: out.baseAddress!)
+            return stableIDLength
+        }
+    }
+
+    /// The length of every ``stableID(source:change:incarnation:)``: 32 hex digits and 4 dashes.
+    static let stableIDLength = 36
+
+    /// Writes ``stableID(source:change:incarnation:)`` as ``stableIDLength`` ASCII bytes at `out`, so a commit
+    /// can bind and embed it without building a `String` per event.
+    static func writeStableID(
+        source: String, change: DetectedChange, incarnation: Int64 = 0, to out: UnsafeMutablePointer<UInt8>
+    ) {
         // The parts, each followed by a zero byte, are laid out in one buffer and hashed in one call: per
         // part, swift-crypto's update costs more than hashing the few bytes it is given (this runs once
         // per event, 100k times on a first poll). Each part is copied by a function that returns where the
@@ -126,11 +237,11 @@ enum CloudEventEncoder {
             + kind.utf8.count + status.utf8.count + (item.updatedOnUTF8Count ?? 0) + 5
         let digest = withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { buffer in
             var next = buffer.baseAddress!
-            next = ByteKeys.withBytes(source) { part(copying: $0, to: next) }
-            next = ByteKeys.withBytes(item.bulkId) { part(copying: $0, to: next) }
-            if incarnation != 0 { next = ByteKeys.withBytes(number) { part(copying: $0, to: next) } }
-            next = ByteKeys.withBytes(kind) { part(copying: $0, to: next) }
-            next = ByteKeys.withBytes(status) { part(copying: $0, to: next) }
+            next = part(copying: source, to: next)
+            next = part(copying: item.bulkId, to: next)
+            if incarnation != 0 { next = part(copying: number, to: next) }
+            next = part(copying: kind, to: next)
+            next = part(copying: status, to: next)
             next = item.withUpdatedOnUTF8 {
                 part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
             }
@@ -139,26 +250,30 @@ enum CloudEventEncoder {
                 bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: next - buffer.baseAddress!))
             return hasher.finalize()
         }
-        // 8-4-4-4-12 hex digits of the first 16 bytes, written straight into the string's storage.
-        return String(unsafeUninitializedCapacity: 36) { out in
-            digest.withUnsafeBytes { digest in
-                var position = 0
-                for index in 0..<16 {
-                    var byte = digest[index]
-                    if index == 6 { byte = (byte & 0x0F) | 0x80 }  // UUID version 8: custom, name-based
-                    if index == 8 { byte = (byte & 0x3F) | 0x80 }  // RFC 4122 variant
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
-                        out[position] = UInt8(ascii: "-")
-                        position += 1
-                    }
-                    out[position] = hexDigits[Int(byte >> 4)]
-                    out[position + 1] = hexDigits[Int(byte & 0x0F)]
-                    position += 2
+        // 8-4-4-4-12 hex digits of the first 16 bytes.
+        digest.withUnsafeBytes { digest in
+            var position = 0
+            for index in 0..<16 {
+                var byte = digest[index]
+                if index == 6 { byte = (byte & 0x0F) | 0x80 }  // UUID version 8: custom, name-based
+                if index == 8 { byte = (byte & 0x3F) | 0x80 }  // RFC 4122 variant
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    out[position] = UInt8(ascii: "-")
+                    position += 1
                 }
-                return position
+                out[position] = hexDigits[Int(byte >> 4)]
+                out[position + 1] = hexDigits[Int(byte & 0x0F)]
+                position += 2
             }
         }
     }
+}
+
+/// Copies `text`'s UTF-8 bytes and a terminating zero byte to `target`; returns where the next part goes.
+@inline(__always)
+private func part(copying text: String, to target: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    var text = text
+    return text.withUTF8 { part(copying: UnsafeRawBufferPointer($0), to: target) }
 }
 
 /// Copies one id part and its terminating zero byte to `target`; returns where the next part goes.
@@ -174,12 +289,38 @@ private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
 /// Minimal JSON string writing for the hand-built event bodies.
 package enum JSONText {
+    /// The length of what ``appendOptionalString(_:to:)`` appends.
+    static func quotedLength(_ value: String?) -> Int {
+        guard let value else { return 4 }
+        var length = 2
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09: length += 2
+            case 0..<0x20: length += 6
+            default: length += 1
+            }
+        }
+        return length
+    }
+
     static func appendOptionalString(_ value: String?, to out: inout [UInt8]) {
         if let value { appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
     }
 
     package static func appendString(_ value: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Nearly every value (a bulkId, a status) needs no escape: copied in one go.
+        var value = value
+        let plain = value.withUTF8 { bytes in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
+            else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if plain {
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)

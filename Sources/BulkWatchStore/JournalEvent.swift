@@ -37,7 +37,27 @@ public struct JournalEvent: Sendable, Equatable {
         }
 
         /// CloudEvents `type`: `bulk.created` … or `bulkwatch.target.failing` / `.recovered`.
-        public var type: String { isBulk ? "bulk.\(rawValue)" : "bulkwatch.\(rawValue)" }
+        /// Literals, so the commit builds no string per event for it.
+        public var type: String {
+            switch self {
+            case .created: "bulk.created"
+            case .changed: "bulk.changed"
+            case .expired: "bulk.expired"
+            case .targetFailing: "bulkwatch.target.failing"
+            case .targetRecovered: "bulkwatch.target.recovered"
+            }
+        }
+
+        /// ``type`` as a `StaticString`, for the bytes of an event body and for binding without a copy.
+        package var staticType: StaticString {
+            switch self {
+            case .created: "bulk.created"
+            case .changed: "bulk.changed"
+            case .expired: "bulk.expired"
+            case .targetFailing: "bulkwatch.target.failing"
+            case .targetRecovered: "bulkwatch.target.recovered"
+            }
+        }
 
         /// Whether this is a change of a bulk operation (as opposed to an operational event).
         public var isBulk: Bool {

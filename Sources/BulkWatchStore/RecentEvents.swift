@@ -160,4 +160,18 @@ struct NewestEvents {
 
     /// The events kept, oldest first.
     var events: [JournalEvent] { Array(buffer[start...]) }
+
+    /// Of `count` events about to be appended, the index of the first that will still be kept once all are:
+    /// the newest whose `length`s (their bodies' exact sizes) add up to at most `budget`. A commit builds
+    /// only these; the ones before would be dropped again by ``append(_:)``.
+    static func firstKept(of count: Int, budget: Int, length: (Int) -> Int) -> Int {
+        var bytes = 0
+        var index = count
+        while index > 0 {
+            bytes += length(index - 1)
+            if bytes > budget { break }
+            index -= 1
+        }
+        return index
+    }
 }

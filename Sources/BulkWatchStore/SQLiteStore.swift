@@ -319,17 +319,40 @@ package final class SQLiteStore: Store {
                     """, arguments: [target, time])
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             var next = first
-            let insert = try EventInsert(db)
+            let insert = try EventInsert(db, target: target, time: time)
+            defer { insert.finish() }
             var incarnations = try IncarnationBook(db, target: target, keys: knownKeys)
-            var kept = NewestEvents(byteBudget: budget)
             let eventSource = CloudEventEncoder.Source(source)
-            for change in outcome.changes {
+            // Only the newest events can stay in memory; the others are encoded into one reused buffer,
+            // bound in place and let go: no `String` or array per event for most of a first poll's million.
+            var kept = NewestEvents(byteBudget: budget)
+            let keepFrom = NewestEvents.firstKept(of: outcome.changes.count, budget: budget) { index in
+                CloudEventEncoder.bodyLength(
+                    of: outcome.changes[index], source: eventSource, sequence: first + Int64(index), time: time)
+            }
+            var body: [UInt8] = []
+            var id = [UInt8](repeating: 0, count: CloudEventEncoder.stableIDLength)
+            for (index, change) in outcome.changes.enumerated() {
                 let incarnation = try incarnations.incarnation(of: change, at: time)
-                var event = CloudEventEncoder.encode(
-                    change, source: eventSource, sequence: next, time: time, incarnation: incarnation)
-                event.target = target
-                try insert.run(event, target: target)
-                kept.append(event)
+                id.withUnsafeMutableBufferPointer {
+                    CloudEventEncoder.writeStableID(
+                        source: eventSource.raw, change: change, incarnation: incarnation, to: $0.baseAddress!)
+                }
+                let kind = JournalEvent.Kind(change.kind)
+                try id.withUnsafeBytes { id in
+                    CloudEventEncoder.writeBody(
+                        change, source: eventSource, sequence: next, time: time, id: id, to: &body)
+                    try body.withUnsafeBytes { body in
+                        try insert.run(sequence: next, id: id, kind: kind, subject: change.item.bulkId, body: body)
+                    }
+                }
+                if index >= keepFrom {
+                    var event = JournalEvent(
+                        sequence: next, id: String(decoding: id, as: UTF8.self), kind: kind,
+                        subject: change.item.bulkId, time: time, body: body.withUnsafeBufferPointer { Array($0) })
+                    event.target = target
+                    kept.append(event)
+                }
                 next += 1
             }
             if next > first {
@@ -961,6 +984,23 @@ private struct RawStatement {
         }
     }
 
+    /// Binds `bytes` as text without a copy (`SQLITE_STATIC`): they must stay valid until the next run ends.
+    func bindInPlace(text bytes: UnsafeRawBufferPointer, at index: Int32) {
+        let start = bytes.baseAddress ?? emptyValue
+        _ = sqlite3_bind_text(
+            statement.sqliteStatement, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
+    }
+
+    /// Binds `bytes` as a blob without a copy (`SQLITE_STATIC`): they must stay valid until the next run ends.
+    func bindInPlace(blob bytes: UnsafeRawBufferPointer, at index: Int32) {
+        _ = sqlite3_bind_blob(
+            statement.sqliteStatement, index, bytes.baseAddress ?? emptyValue, Int32(bytes.count), nil)
+    }
+
+    func clearBindings() {
+        sqlite3_clear_bindings(statement.sqliteStatement)
+    }
+
     /// Runs the bound statement to completion (it returns no rows) and resets it.
     func run() throws {
         let handle = statement.sqliteStatement
@@ -970,23 +1010,38 @@ private struct RawStatement {
     }
 }
 
-/// The commit's one insert per event.
+/// The commit's one insert per event. The commit's target and time are bound once (copied); the rest is
+/// bound in place for the one step that reads it, so an event costs SQLite no copy of its own.
 private struct EventInsert {
     private let statement: RawStatement
 
-    init(_ db: Database) throws {
+    init(_ db: Database, target: String, time: String) throws {
         statement = try RawStatement(
             db, sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        statement.bind(target, at: 3)
+        statement.bind(time, at: 6)
     }
 
-    func run(_ event: JournalEvent, target: String) throws {
-        statement.bind(event.sequence, at: 1)
-        statement.bind(event.id, at: 2)
-        statement.bind(target, at: 3)
-        statement.bind(event.type, at: 4)
-        statement.bind(event.subject, at: 5)
-        statement.bind(event.time, at: 6)
-        try statement.run(bindingInPlace: event.body, at: 7)
+    func run(
+        sequence: Int64, id: UnsafeRawBufferPointer, kind: JournalEvent.Kind, subject: String,
+        body: UnsafeRawBufferPointer
+    ) throws {
+        statement.bind(sequence, at: 1)
+        statement.bindInPlace(text: id, at: 2)
+        let type = kind.staticType
+        statement.bindInPlace(
+            text: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), at: 4)
+        var subject = subject
+        try subject.withUTF8 { subject in
+            statement.bindInPlace(text: UnsafeRawBufferPointer(subject), at: 5)
+            statement.bindInPlace(blob: body, at: 7)
+            try statement.run()
+        }
+    }
+
+    /// Clears every binding, so none outlives the bytes it points at in GRDB's statement cache.
+    func finish() {
+        statement.clearBindings()
     }
 }
 

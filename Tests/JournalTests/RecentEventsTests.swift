@@ -154,3 +154,136 @@ struct RecentEventsTests {
         try await expectSameAnswers(store, cursors: [0, Int64(60 - held), 55, 60])
     }
 }
+
+/// The commit writes most events from one reused buffer, binds their columns in place, and builds only the
+/// events it keeps in memory. Each row must still be exactly the event `CloudEventEncoder.encode` renders,
+/// whether it was kept or not, and the events kept must be the newest that fit the budget.
+@Suite("The commit's events are the encoder's, kept in memory or not")
+struct CommitEncodingTests {
+    let path: String
+    init() throws { path = try makeTemporaryDirectory("commit-encoding") + "/state.db" }
+
+    /// An item whose bulkId and status need JSON escapes.
+    private static let escaped = BulkItem(
+        bulkId: "q\"uo\\te\u{01}", status: "PEN\nDING", updatedOn: "2026-11-28T10:00:00Z",
+        rawJSON: Array(#"{"bulkId":"q\"uo\\te\u0001","status":"PEN\nDING","updatedOn":"2026-11-28T10:00:00Z"}"#.utf8)[
+            ...])
+
+    @Test(arguments: [0, 1_500, 4_000, SQLiteStore.recentEventsBudget])
+    func everyStoredEventIsTheEncodersWhetherKeptOrNot(budget: Int) async throws {
+        let source = "https://a.example.com/bulk"
+        let time = RFC3339.millisecondsUTC(detectedAt)
+        let store = try SQLiteStore(path: path, recentEventBytes: budget)
+        var snapshot = Snapshot()
+        var expected: [JournalEvent] = []
+        var recorded: [String: Int64] = [:]  // the incarnation book, kept independently
+        // created (escapes included); a change and a new one; a removal confirmed (expired); its return
+        // (created in its second incarnation); an item with an empty object.
+        let polls: [[BulkItem]] = [
+            (1...30).map { item("a-\($0)", "PENDING") } + [Self.escaped],
+            [item("a-1", "FINISHED", updatedOn: "2026-11-28T10:05:00Z")] + (3...31).map { item("a-\($0)", "PENDING") }
+                + [Self.escaped],
+            [item("a-1", "FINISHED", updatedOn: "2026-11-28T10:05:00Z")] + (3...31).map { item("a-\($0)", "PENDING") }
+                + [Self.escaped],
+            (1...31).map { item("a-\($0)", "PENDING") } + [Self.escaped]
+                + [BulkItem(bulkId: "empty", rawJSON: Array(#"{}"#.utf8)[...])],
+        ]
+        for (index, items) in polls.enumerated() {
+            let outcome = SnapshotDiffer.apply(
+                BulkListing(items: items), to: &snapshot, policy: DetectionPolicy(), isFirstRun: index == 0)
+            let summary = try await store.commit(
+                PollCommit(target: "a", source: source, outcome: outcome, snapshot: snapshot, detectedAt: detectedAt),
+                fence: .exclusive)
+            for (offset, change) in outcome.changes.enumerated() {
+                let bulkId = change.item.bulkId
+                let incarnation: Int64
+                switch change.kind {
+                case .created:
+                    incarnation = recorded[bulkId].map { $0 + 1 } ?? 0
+                    if recorded[bulkId] != nil { recorded[bulkId] = incarnation }
+                case .changed: incarnation = recorded[bulkId] ?? 0
+                case .expired:
+                    incarnation = recorded[bulkId] ?? 0
+                    recorded[bulkId] = incarnation
+                }
+                expected.append(
+                    CloudEventEncoder.encode(
+                        change, source: source, sequence: summary.firstSequence + Int64(offset), time: time,
+                        incarnation: incarnation))
+            }
+        }
+        #expect(Set(expected.map(\.kind)) == Set<JournalEvent.Kind>([.created, .changed, .expired]))
+        #expect(recorded["a-2"] == 1, "a-2 expired and came back in its second incarnation")
+        // The file, read by a store with nothing cached: columns and bodies.
+        let stored = try await SQLiteStore(path: path).events(after: 0, limit: Int.max, filter: EventFilter())
+        #expect(stored == expected)
+        for event in stored {
+            let object = try #require(JSONSerialization.jsonObject(with: Data(event.body)) as? [String: Any])
+            #expect(object["id"] as? String == event.id && object["type"] as? String == event.kind.type)
+            #expect(object["subject"] as? String == event.subject && object["time"] as? String == event.time)
+            #expect(object["sequence"] as? String == String(event.sequence))
+        }
+        #expect(stored.first { $0.subject == Self.escaped.bulkId } != nil)
+        // What memory answers is the file's answer, and it is the newest events that fit the budget.
+        let held = store.cachedEventCount
+        let bodies = stored.map(\.body.count)
+        #expect(bodies.suffix(held).reduce(0, +) <= budget)
+        if held < stored.count { #expect(bodies.suffix(held + 1).reduce(0, +) > budget) }
+        #expect(try await store.events(after: 0, limit: Int.max, filter: EventFilter()) == expected)
+        #expect(
+            try await store.events(after: 0, limit: Int.max, filter: EventFilter()).map(\.target)
+                == stored.map(\.target))
+    }
+
+    @Test func theBodyLengthIsTheLengthOfTheBodyWritten() {
+        let source = CloudEventEncoder.Source("https://user:pw@a.example.com/bu\"lk")
+        let changes = [
+            DetectedChange(kind: .created, item: item("a-1", "PENDING")),
+            DetectedChange(kind: .created, item: Self.escaped),
+            DetectedChange(
+                kind: .changed, item: Self.escaped,
+                previous: PreviousState(status: "A\u{02}\"", updatedOn: nil)),
+            DetectedChange(kind: .expired, item: BulkItem(bulkId: "e", rawJSON: Array(#" { } "#.utf8)[...])),
+            DetectedChange(kind: .created, item: BulkItem(bulkId: "n", rawJSON: Array("[1]".utf8)[...])),
+        ]
+        for change in changes {
+            for sequence: Int64 in [1, 9, 10, 999, 1_000_000, Int64.max] {
+                let event = CloudEventEncoder.encode(change, source: source, sequence: sequence, time: "T")
+                #expect(
+                    CloudEventEncoder.bodyLength(of: change, source: source, sequence: sequence, time: "T")
+                        == event.body.count, "\(change.kind) \(change.item.bulkId) \(sequence)")
+                #expect((try? JSONSerialization.jsonObject(with: Data(event.body))) is [String: Any])
+            }
+        }
+    }
+
+    @Test func eachKindsTypeIsItsPrefixAndName() {
+        for kind in JournalEvent.Kind.allCases {
+            #expect(kind.type == (kind.isBulk ? "bulk." : "bulkwatch.") + kind.rawValue)
+            #expect(kind.staticType.description == kind.type)
+            #expect(JournalEvent.Kind(type: kind.type) == kind)
+        }
+    }
+
+    @Test func theFirstKeptIsWhereTheNewestThatFitBegin() {
+        let lengths = [5, 4, 3, 2, 1]
+        #expect(NewestEvents.firstKept(of: 5, budget: 0) { lengths[$0] } == 5)
+        #expect(NewestEvents.firstKept(of: 5, budget: 2) { lengths[$0] } == 4)
+        #expect(NewestEvents.firstKept(of: 5, budget: 3) { lengths[$0] } == 3)
+        #expect(NewestEvents.firstKept(of: 5, budget: 6) { lengths[$0] } == 2)
+        #expect(NewestEvents.firstKept(of: 5, budget: 15) { lengths[$0] } == 0)
+        #expect(NewestEvents.firstKept(of: 0, budget: 15) { lengths[$0] } == 0)
+        for budget in 0...16 {
+            var kept = NewestEvents(byteBudget: budget)
+            for (index, length) in lengths.enumerated() {
+                kept.append(
+                    JournalEvent(
+                        sequence: Int64(index), id: "", kind: JournalEvent.Kind.created, subject: "", time: "",
+                        body: [UInt8](repeating: 0, count: length)))
+            }
+            #expect(
+                kept.events.first.map { Int($0.sequence) } ?? 5
+                    == NewestEvents.firstKept(of: 5, budget: budget) { lengths[$0] }, "budget \(budget)")
+        }
+    }
+}
