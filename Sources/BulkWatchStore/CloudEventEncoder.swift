@@ -52,7 +52,8 @@ enum CloudEventEncoder {
     ) {
         let item = change.item
         out.removeAll(keepingCapacity: true)
-        out.reserveCapacity(bodyLength(of: change, source: source, sequence: sequence, time: time))
+        // The bound, not ``bodyLength``: working out the exact length per event was 5 % of a steady commit.
+        out.reserveCapacity(bodyLengthBound(of: change, source: source))
         // Literals and strings are appended as byte buffers (one copy each): appending a `String.UTF8View`
         // goes through the generic sequence path, 7 % of a first poll's commit.
         append(Literal.opening, to: &out)
@@ -80,6 +81,14 @@ enum CloudEventEncoder {
         return Literal.fixedLength + stableIDLength + source.member.count
             + JournalEvent.Kind(change.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(item.bulkId)
             + time.utf8.count + decimalLength(sequence) + dataLength(item.rawJSON, previous: change.previous) + 1
+    }
+
+    /// At least ``bodyLength(of:source:sequence:time:)`` for any sequence and an RFC 3339 time, without
+    /// reading a byte of the item: every value counted as if each of its bytes needed a six-byte escape.
+    static func bodyLengthBound(of change: DetectedChange, source: Source) -> Int {
+        let previous = change.previous.map { (($0.status?.utf8.count ?? 0) + ($0.updatedOn?.utf8.count ?? 0)) * 6 } ?? 0
+        return Literal.fixedLength + stableIDLength + source.member.count + 64 + change.item.bulkId.utf8.count * 6
+            + change.item.rawJSON.count + 128 + previous
     }
 
     /// The body's fixed parts, shared by the writer and the length.

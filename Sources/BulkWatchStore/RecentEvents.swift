@@ -163,8 +163,16 @@ struct NewestEvents {
 
     /// Of `count` events about to be appended, the index of the first that will still be kept once all are:
     /// the newest whose `length`s (their bodies' exact sizes) add up to at most `budget`. A commit builds
-    /// only these; the ones before would be dropped again by ``append(_:)``.
-    static func firstKept(of count: Int, budget: Int, length: (Int) -> Int) -> Int {
+    /// only these; the ones before would be dropped again by ``append(_:)``. When the `bound`s (at least
+    /// each length, and cheaper) add up to at most `budget`, every event is kept and no length is worked out:
+    /// a steady poll's events always fit.
+    static func firstKept(of count: Int, budget: Int, bound: (Int) -> Int, length: (Int) -> Int) -> Int {
+        var bounds = 0
+        for index in 0..<count {
+            bounds += bound(index)
+            if bounds > budget { break }
+        }
+        if bounds <= budget { return 0 }
         var bytes = 0
         var index = count
         while index > 0 {

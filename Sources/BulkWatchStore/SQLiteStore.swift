@@ -326,10 +326,13 @@ package final class SQLiteStore: Store {
             // Only the newest events can stay in memory; the others are encoded into one reused buffer,
             // bound in place and let go: no `String` or array per event for most of a first poll's million.
             var kept = NewestEvents(byteBudget: budget)
-            let keepFrom = NewestEvents.firstKept(of: outcome.changes.count, budget: budget) { index in
-                CloudEventEncoder.bodyLength(
-                    of: outcome.changes[index], source: eventSource, sequence: first + Int64(index), time: time)
-            }
+            let keepFrom = NewestEvents.firstKept(
+                of: outcome.changes.count, budget: budget,
+                bound: { CloudEventEncoder.bodyLengthBound(of: outcome.changes[$0], source: eventSource) },
+                length: {
+                    CloudEventEncoder.bodyLength(
+                        of: outcome.changes[$0], source: eventSource, sequence: first + Int64($0), time: time)
+                })
             var body: [UInt8] = []
             var id = [UInt8](repeating: 0, count: CloudEventEncoder.stableIDLength)
             for (index, change) in outcome.changes.enumerated() {

@@ -252,6 +252,9 @@ struct CommitEncodingTests {
                 #expect(
                     CloudEventEncoder.bodyLength(of: change, source: source, sequence: sequence, time: "T")
                         == event.body.count, "\(change.kind) \(change.item.bulkId) \(sequence)")
+                let timed = CloudEventEncoder.encode(
+                    change, source: source, sequence: sequence, time: "2026-12-01T00:00:00.000Z")
+                #expect(CloudEventEncoder.bodyLengthBound(of: change, source: source) >= timed.body.count)
                 #expect((try? JSONSerialization.jsonObject(with: Data(event.body))) is [String: Any])
             }
         }
@@ -267,12 +270,17 @@ struct CommitEncodingTests {
 
     @Test func theFirstKeptIsWhereTheNewestThatFitBegin() {
         let lengths = [5, 4, 3, 2, 1]
-        #expect(NewestEvents.firstKept(of: 5, budget: 0) { lengths[$0] } == 5)
-        #expect(NewestEvents.firstKept(of: 5, budget: 2) { lengths[$0] } == 4)
-        #expect(NewestEvents.firstKept(of: 5, budget: 3) { lengths[$0] } == 3)
-        #expect(NewestEvents.firstKept(of: 5, budget: 6) { lengths[$0] } == 2)
-        #expect(NewestEvents.firstKept(of: 5, budget: 15) { lengths[$0] } == 0)
-        #expect(NewestEvents.firstKept(of: 0, budget: 15) { lengths[$0] } == 0)
+        #expect(NewestEvents.firstKept(of: 5, budget: 0, bound: { lengths[$0] + 1 }) { lengths[$0] } == 5)
+        #expect(NewestEvents.firstKept(of: 5, budget: 2, bound: { lengths[$0] + 1 }) { lengths[$0] } == 4)
+        #expect(NewestEvents.firstKept(of: 5, budget: 3, bound: { lengths[$0] + 1 }) { lengths[$0] } == 3)
+        #expect(NewestEvents.firstKept(of: 5, budget: 6, bound: { lengths[$0] + 1 }) { lengths[$0] } == 2)
+        #expect(NewestEvents.firstKept(of: 5, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
+        let allFit = NewestEvents.firstKept(of: 5, budget: 20, bound: { lengths[$0] }) { index in
+            Issue.record("no exact length is needed when the bounds fit")
+            return lengths[index]
+        }
+        #expect(allFit == 0)
+        #expect(NewestEvents.firstKept(of: 0, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
         for budget in 0...16 {
             var kept = NewestEvents(byteBudget: budget)
             for (index, length) in lengths.enumerated() {
@@ -283,7 +291,8 @@ struct CommitEncodingTests {
             }
             #expect(
                 kept.events.first.map { Int($0.sequence) } ?? 5
-                    == NewestEvents.firstKept(of: 5, budget: budget) { lengths[$0] }, "budget \(budget)")
+                    == NewestEvents.firstKept(of: 5, budget: budget, bound: { lengths[$0] + 1 }) { lengths[$0] },
+                "budget \(budget)")
         }
     }
 }
