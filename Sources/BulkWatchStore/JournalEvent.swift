@@ -37,18 +37,10 @@ public struct JournalEvent: Sendable, Equatable {
         }
 
         /// CloudEvents `type`: `bulk.created` … or `bulkwatch.target.failing` / `.recovered`.
-        /// Literals, so the commit builds no string per event for it.
-        public var type: String {
-            switch self {
-            case .created: "bulk.created"
-            case .changed: "bulk.changed"
-            case .expired: "bulk.expired"
-            case .targetFailing: "bulkwatch.target.failing"
-            case .targetRecovered: "bulkwatch.target.recovered"
-            }
-        }
+        public var type: String { staticType.description }
 
-        /// ``type`` as a `StaticString`, for the bytes of an event body and for binding without a copy.
+        /// ``type`` as a literal: the commit writes it into each body and binds it without building a
+        /// string per event.
         package var staticType: StaticString {
             switch self {
             case .created: "bulk.created"
