@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One bulk operation exactly as DruID reported it.
 ///
 /// The four documented fields are extracted for change detection; everything else stays in
@@ -123,14 +129,22 @@ package struct BulkItem: Sendable, Equatable {
             return true
         case .inRaw(let offset, let count):
             return item.pointee.raw.withUnsafeBytes { raw in
-                let value = UnsafeRawBufferPointer(rebasing: raw[Int(offset)..<(Int(offset) + Int(count))])
-                return stored.count >= value.count && stored.prefix(value.count).elementsEqual(value)
+                isPrefix(UnsafeRawBufferPointer(rebasing: raw[Int(offset)..<(Int(offset) + Int(count))]), of: stored)
             }
         case .text(var value):
-            return value.withUTF8 { value in
-                stored.count >= value.count && stored.prefix(value.count).elementsEqual(value)
-            }
+            return value.withUTF8 { isPrefix(UnsafeRawBufferPointer($0), of: stored) }
         }
+    }
+
+    /// One `memcmp`: a generic `elementsEqual` compared byte by byte, 1 % of a steady 1M poll's samples
+    /// (this runs once per listed item).
+    @inline(__always)
+    private static func isPrefix(_ value: UnsafeRawBufferPointer, of stored: UnsafeRawBufferPointer) -> Bool {
+        guard stored.count >= value.count else { return false }
+        guard let valueBase = value.baseAddress, let storedBase = stored.baseAddress, !value.isEmpty else {
+            return true
+        }
+        return memcmp(valueBase, storedBase, value.count) == 0
     }
 
     package static func == (lhs: BulkItem, rhs: BulkItem) -> Bool {
