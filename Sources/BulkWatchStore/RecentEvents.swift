@@ -131,41 +131,12 @@ struct RecentEvents {
     }
 }
 
-/// The newest events of a run being produced that fit `byteBudget` bytes of bodies, the older ones let go as
-/// the run grows: what a commit hands ``RecentEvents`` without holding all the events of a 1M-item poll.
-/// Holds at most about 8/7 of the budget: let-go events are compacted away in bulk, once they are an eighth
-/// of what is held (moving the kept ones costs a few bytes of struct each, never their bodies).
-struct NewestEvents {
-    let byteBudget: Int
-    private var buffer: [JournalEvent] = []
-    private var start = 0
-    private var bytes = 0
-
-    init(byteBudget: Int) {
-        self.byteBudget = byteBudget
-    }
-
-    mutating func append(_ event: JournalEvent) {
-        buffer.append(event)
-        bytes += event.body.count
-        while bytes > byteBudget, start < buffer.count {
-            bytes -= buffer[start].body.count
-            start += 1
-        }
-        if start >= 1024, start * 8 >= buffer.count {
-            buffer.removeFirst(start)
-            start = 0
-        }
-    }
-
-    /// The events kept, oldest first.
-    var events: [JournalEvent] { Array(buffer[start...]) }
-
-    /// Of `count` events about to be appended, the index of the first that will still be kept once all are:
-    /// the newest whose `length`s (their bodies' exact sizes) add up to at most `budget`. A commit builds
-    /// only these; the ones before would be dropped again by ``append(_:)``. When the `bound`s (at least
-    /// each length, and cheaper) add up to at most `budget`, every event is kept and no length is worked out:
-    /// a steady poll's events always fit.
+extension RecentEvents {
+    /// ``append(_:)``'s rule worked out before the events exist: of `count` events about to be committed,
+    /// the index of the first of the newest whose `length`s (their bodies' exact sizes) add up to at most
+    /// `budget`. A commit builds only these (a first poll of 1M items builds ~150k instead of 1M); the
+    /// others ``append(_:)`` would drop at once. When the `bound`s (at least each length, and cheaper) add
+    /// up to at most `budget`, every event is kept and no length is worked out: a steady poll's always fit.
     static func firstKept(of count: Int, budget: Int, bound: (Int) -> Int, length: (Int) -> Int) -> Int {
         var bounds = 0
         for index in 0..<count {

@@ -325,14 +325,15 @@ package final class SQLiteStore: Store {
             let eventSource = CloudEventEncoder.Source(source)
             // Only the newest events can stay in memory; the others are encoded into one reused buffer,
             // bound in place and let go: no `String` or array per event for most of a first poll's million.
-            var kept = NewestEvents(byteBudget: budget)
-            let keepFrom = NewestEvents.firstKept(
+            let keepFrom = RecentEvents.firstKept(
                 of: outcome.changes.count, budget: budget,
                 bound: { CloudEventEncoder.bodyLengthBound(of: outcome.changes[$0], source: eventSource) },
                 length: {
                     CloudEventEncoder.bodyLength(
                         of: outcome.changes[$0], source: eventSource, sequence: first + Int64($0), time: time)
                 })
+            var kept: [JournalEvent] = []
+            kept.reserveCapacity(outcome.changes.count - keepFrom)
             var body: [UInt8] = []
             var id = [UInt8](repeating: 0, count: CloudEventEncoder.stableIDLength)
             for (index, change) in outcome.changes.enumerated() {
@@ -361,7 +362,7 @@ package final class SQLiteStore: Store {
             if next > first {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
-            return (CommitSummary(outcome, firstSequence: first), kept.events, incarnations.keys, deltaBytes)
+            return (CommitSummary(outcome, firstSequence: first), kept, incarnations.keys, deltaBytes)
         }
         incarnationKeys.withLock { $0[target] = keys }
         sizes.withLock { sizes in

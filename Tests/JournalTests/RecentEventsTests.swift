@@ -268,30 +268,32 @@ struct CommitEncodingTests {
         }
     }
 
+    /// The commit decides which events to build from their lengths alone; what it builds must be exactly
+    /// what ``RecentEvents/append(_:)`` keeps of them, at every budget.
     @Test func theFirstKeptIsWhereTheNewestThatFitBegin() {
         let lengths = [5, 4, 3, 2, 1]
-        #expect(NewestEvents.firstKept(of: 5, budget: 0, bound: { lengths[$0] + 1 }) { lengths[$0] } == 5)
-        #expect(NewestEvents.firstKept(of: 5, budget: 2, bound: { lengths[$0] + 1 }) { lengths[$0] } == 4)
-        #expect(NewestEvents.firstKept(of: 5, budget: 3, bound: { lengths[$0] + 1 }) { lengths[$0] } == 3)
-        #expect(NewestEvents.firstKept(of: 5, budget: 6, bound: { lengths[$0] + 1 }) { lengths[$0] } == 2)
-        #expect(NewestEvents.firstKept(of: 5, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
-        let allFit = NewestEvents.firstKept(of: 5, budget: 20, bound: { lengths[$0] }) { index in
+        #expect(RecentEvents.firstKept(of: 5, budget: 0, bound: { lengths[$0] + 1 }) { lengths[$0] } == 5)
+        #expect(RecentEvents.firstKept(of: 5, budget: 2, bound: { lengths[$0] + 1 }) { lengths[$0] } == 4)
+        #expect(RecentEvents.firstKept(of: 5, budget: 3, bound: { lengths[$0] + 1 }) { lengths[$0] } == 3)
+        #expect(RecentEvents.firstKept(of: 5, budget: 6, bound: { lengths[$0] + 1 }) { lengths[$0] } == 2)
+        #expect(RecentEvents.firstKept(of: 5, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
+        let allFit = RecentEvents.firstKept(of: 5, budget: 20, bound: { lengths[$0] }) { index in
             Issue.record("no exact length is needed when the bounds fit")
             return lengths[index]
         }
         #expect(allFit == 0)
-        #expect(NewestEvents.firstKept(of: 0, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
+        #expect(RecentEvents.firstKept(of: 0, budget: 15, bound: { lengths[$0] + 1 }) { lengths[$0] } == 0)
+        let batch = lengths.enumerated().map { index, length in
+            JournalEvent(
+                sequence: Int64(index + 1), id: "", kind: JournalEvent.Kind.created, subject: "", time: "",
+                body: [UInt8](repeating: 0, count: length))
+        }
         for budget in 0...16 {
-            var kept = NewestEvents(byteBudget: budget)
-            for (index, length) in lengths.enumerated() {
-                kept.append(
-                    JournalEvent(
-                        sequence: Int64(index), id: "", kind: JournalEvent.Kind.created, subject: "", time: "",
-                        body: [UInt8](repeating: 0, count: length)))
-            }
+            var recent = RecentEvents(byteBudget: budget)
+            recent.append(batch)
             #expect(
-                kept.events.first.map { Int($0.sequence) } ?? 5
-                    == NewestEvents.firstKept(of: 5, budget: budget, bound: { lengths[$0] + 1 }) { lengths[$0] },
+                lengths.count - recent.count
+                    == RecentEvents.firstKept(of: 5, budget: budget, bound: { lengths[$0] + 1 }) { lengths[$0] },
                 "budget \(budget)")
         }
     }
