@@ -6,6 +6,22 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+/// How the daemon's release binary is linked (BENCHMARKS.md, "Idle footprint"): the Swift runtime and Foundation
+/// linked in, so that no other Swift process shares their pages and the daemon can give back what only start-up
+/// ran (`StartupPages`); lld with packed relative relocations (RELR) and no exported dynamic symbols, which the
+/// loader would otherwise read and search at every start. Release only: debug builds and tests link as usual.
+let leanDaemonLink: [LinkerSetting] = [
+    .unsafeFlags(
+        [
+            "-static-stdlib", "-l_CFXMLInterface", "-lxml2", "-l_FoundationICU", "-l_FoundationCShims",
+            "-l_FoundationCollections", "-lCoreFoundation", "-lFoundationEssentials",
+            "-lFoundationInternationalization", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+            "-Xlinker",
+            "--no-export-dynamic",
+        ],
+        .when(platforms: [.linux], configuration: .release))
+]
+
 let package = Package(
     name: "bulkwatch",
     platforms: [.macOS(.v15)],
@@ -152,7 +168,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: leanDaemonLink
         ),
         .executableTarget(
             name: "bulkwatch-bench",

@@ -24,7 +24,10 @@ cleanup() {
 trap cleanup EXIT
 
 # --rate 0 and huge step/retention: nothing is created or advances, so every poll sees the same 1,000 items.
-"$binary" simulate --port "$port" --initial 1000 --rate 0 --step 1e9 --retention 1e9 --log-level warning \
+# The simulator runs from a copy of the binary: a page that two processes map is never paged out (StartupPages),
+# and a daemon in production does not share its binary's pages with a simulator.
+cp "$binary" "$work/simulator"
+"$work/simulator" simulate --port "$port" --initial 1000 --rate 0 --step 1e9 --retention 1e9 --log-level warning \
     >/dev/null 2>&1 &
 simulator=$!
 sleep 2

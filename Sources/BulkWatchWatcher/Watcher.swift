@@ -176,6 +176,7 @@ package final class Watcher: Service {
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         var lastPrune = clock.now.advanced(by: .seconds(-3600))
+        var startupPagesReleased = false
         var cadence = target.interval
         // Compares the wall clock with the real monotonic one, whatever clock the schedule runs on:
         // against a test clock it would see a jump on every advance.
@@ -221,6 +222,10 @@ package final class Watcher: Service {
                 if lastPrune.duration(to: clock.now) > .seconds(600) {
                     lastPrune = clock.now
                     await prune()
+                }
+                if !startupPagesReleased {
+                    startupPagesReleased = true
+                    releaseStartupPages()
                 }
                 let next = target.cadence(activeItems: report.activeItems)
                 if next != cadence {
@@ -288,6 +293,19 @@ package final class Watcher: Service {
             if due { FreedMemory.release() }
         }
         try await state.maintain(store, target: target.name)
+    }
+
+    /// After the first successful poll, start-up is over: what it alone ran (argument parsing, configuration,
+    /// migrations, the first poll's encoder) need not stay resident for the life of the daemon
+    /// (``StartupPages``). Once per watcher, never per poll: the loop's own pages would only fault back in.
+    private func releaseStartupPages() {
+        let release = StartupPages.release()
+        guard let before = release.residentBefore, let after = release.residentAfter else { return }
+        func mebibytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1_048_576) }
+        let mappings = release.mappings
+        logger.debug(
+            "start-up pages given back: file-backed resident \(mebibytes(before)) → \(mebibytes(after)) MiB (\(mappings) read-only mappings advised)"
+        )
     }
 
     /// How many journaled events leave enough freed memory behind to be worth giving back.

@@ -1,0 +1,134 @@
+import BulkWatchSupport
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `Rss:` of the mapping that starts at `address`, from `/proc/self/smaps`, in kB.
+private func residentKilobytes(ofMappingAt address: UInt) throws -> Int {
+    // Read to the end: a /proc file says its size is 0, and smaps runs to hundreds of kB.
+    let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+    defer { try? handle.close() }
+    let smaps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+    let start = String(address, radix: 16)
+    var inMapping = false
+    for line in smaps.split(separator: "\n") {
+        if let dash = line.firstIndex(of: "-"), line[..<dash].allSatisfy(\.isHexDigit) {
+            inMapping = line[..<dash].drop(while: { $0 == "0" }) == start[...]
+        } else if inMapping, line.hasPrefix("Rss:") {
+            return try #require(line.split(separator: " ").compactMap { Int($0) }.first)
+        }
+    }
+    throw TestFailure("no mapping at \(start) in /proc/self/smaps")
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A file of `pages` distinct pages, written and synced (clean pages can be reclaimed at once).
+private func makeFile(pages: Int) throws -> (path: String, bytes: [UInt8]) {
+    let path = try makeTemporaryDirectory("startup-pages") + "/mapped"
+    var bytes = [UInt8](repeating: 0, count: pages * 4096)
+    for index in bytes.indices { bytes[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index / 4096) }
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    let descriptor = open(path, O_RDONLY)
+    defer { close(descriptor) }
+    fsync(descriptor)
+    return (path, bytes)
+}
+
+/// The idle daemon gives back the pages only its start-up touched (issue 12, idle footprint): what
+/// `StartupPages.release()` advises, that it reclaims them, that nothing it advises loses data, and that
+/// the real daemon does it once after its first poll and keeps working afterwards.
+@Suite("issue 12: start-up pages given back", .serialized)
+struct StartupPagesTests {
+    @Test func aReadOnlyFileMappingIsGivenBackAndReadsTheSameAfterwards() throws {
+        let pages = 1_024
+        let (path, bytes) = try makeFile(pages: pages)
+        let descriptor = open(path, O_RDONLY)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let length = pages * 4096
+        let mapping = try #require(mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0))
+        try #require(mapping != MAP_FAILED)
+        defer { munmap(mapping, length) }
+        let view = mapping.assumingMemoryBound(to: UInt8.self)
+        var sum = 0
+        for page in 0..<pages { sum &+= Int(view[page * 4096]) }
+        #expect(sum >= 0)
+        let address = UInt(bitPattern: mapping)
+        #expect(
+            StartupPages.readOnlyFileMappings().contains { $0.start <= address && address < $0.end },
+            "a read-only file mapping is advised")
+        let before = try residentKilobytes(ofMappingAt: address)
+        #expect(before >= pages * 4 * 9 / 10, "touched: \(before) kB of \(pages * 4)")
+
+        let release = StartupPages.release()
+
+        let after = try residentKilobytes(ofMappingAt: address)
+        #expect(release.mappings > 0)
+        #expect(after <= before / 4, "resident \(before) kB before, \(after) kB after")
+        #expect(Array(UnsafeBufferPointer(start: view, count: length)) == bytes, "the pages read back the file")
+    }
+
+    @Test func writableAndAnonymousMappingsAreNeverAdvised() throws {
+        let (path, _) = try makeFile(pages: 16)
+        let descriptor = open(path, O_RDWR)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let length = 16 * 4096
+        let privateCopy = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0))
+        try #require(privateCopy != MAP_FAILED)
+        defer { munmap(privateCopy, length) }
+        let anonymous = try #require(mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        try #require(anonymous != MAP_FAILED)
+        defer { munmap(anonymous, length) }
+        // A copy-on-write page of a file mapping holds data the file does not: it must survive the release.
+        privateCopy.storeBytes(of: 0xA5, toByteOffset: 100, as: UInt8.self)
+
+        let advised = StartupPages.readOnlyFileMappings()
+        StartupPages.release()
+
+        for address in [UInt(bitPattern: privateCopy), UInt(bitPattern: anonymous)] {
+            #expect(!advised.contains { $0.start <= address && address < $0.end }, "advised \(address)")
+        }
+        #expect(privateCopy.load(fromByteOffset: 100, as: UInt8.self) == 0xA5)
+    }
+
+    /// The real daemon: after its first poll it says what it gave back (debug log), and the loop goes on
+    /// polling and delivering with its code faulted back in.
+    @Test func theDaemonGivesBackItsStartUpPagesOnceAndKeepsPolling() async throws {
+        let items = Mutex(#"{"content":[{"bulkId":"b-1","status":"PROCESSING"}]}"#)
+        let druid = try ScriptedDruID(list: { .json(200, items.withLock { $0 }) })
+        let events = druid.directory + "/events.jsonl"
+        let child = try ChildProcess(
+            BulkWatchBinary.path,
+            [
+                "run", "--endpoint", druid.bulkURL, "--token-url", druid.tokenURL, "--client-id", "app",
+                "--state", druid.statePath, "--interval", "1s", "--sink", "file:" + events, "--log-level", "debug",
+            ],
+            environment: druid.environment, directory: druid.directory)
+        defer { child.signal(SIGKILL) }
+        let released = await ChildProcess.eventually(timeout: .seconds(60)) {
+            child.stderr.contains("start-up pages given back")
+        }
+        try #require(released, "no release in: \(child.stderr)")
+        items.withLock { $0 = #"{"content":[{"bulkId":"b-1","status":"COMPLETED"}]}"# }
+        let delivered = await ChildProcess.eventually(timeout: .seconds(60)) {
+            ((try? String(contentsOfFile: events, encoding: .utf8)) ?? "").contains("COMPLETED")
+        }
+        child.signal(SIGTERM)
+        let exit = await child.waitForExit(timeout: .seconds(20))
+        #expect(delivered, "the change after the release was delivered: \(child.stderr)")
+        #expect(exit == 0, "stderr: \(child.stderr)")
+        let line = try #require(child.stderr.split(separator: "\n").first { $0.contains("start-up pages given back") })
+        #expect(line.contains("MiB"), "\(line)")
+        #expect(child.stderr.components(separatedBy: "start-up pages given back").count == 2, "once per watcher")
+    }
+}
