@@ -2,44 +2,43 @@
     import Glibc
 #endif
 
-/// Gives back to the kernel the pages of code and read-only data that start-up touched and the poll loop
-/// never runs again.
+/// Unmaps the pages of code and read-only data that start-up touched and the poll loop never runs again.
 ///
 /// An idle `bulkwatch run` held ~48 MB resident, ~41 MB of it file-backed pages of the binary and its
-/// libraries, but touched only ~10 MB in any ten seconds of idle polling (`/proc/PID/clear_refs`, then the
+/// libraries, but touched only ~8–10 MB in any ten seconds of idle polling (`/proc/PID/clear_refs`, then the
 /// `Referenced:` lines of `smaps`). The rest is argument parsing, configuration, migrations, the first
-/// poll's encoder and everything the kernel's fault-around mapped beside them: resident because it ran
-/// once, not because it is used. `madvise(MADV_PAGEOUT)` on the process's read-only file mappings
-/// reclaims those pages now instead of whenever memory runs short; whatever the loop still runs comes
-/// straight back on its next touch (a page fault, read from the page cache or the file).
+/// poll's encoder and what the kernel's fault-around mapped beside them: resident because it ran once,
+/// not because it is used. This drops those pages from the process's page tables; whatever the loop still
+/// runs comes back on its next touch as a minor fault from the page cache, where the pages stay as
+/// ordinary clean cache that the kernel reclaims first when memory runs short.
 ///
-/// Only non-writable file mappings are advised, and `MADV_PAGEOUT` never discards data: a page that another
-/// process also maps, or that was copied on write (relocated read-only data), is left where it is. On a
-/// kernel without `MADV_PAGEOUT` (before Linux 5.4) the call fails with `EINVAL` and nothing changes.
+/// `MADV_DONTNEED` discards a private mapping's copied-on-write pages, so it is given only to mappings
+/// that can hold none: private, not writable, and with `Anonymous: 0 kB` in `smaps` (code, read-only
+/// data; never relocated read-only data, `.data`, SQLite's shared memory or anything writable). Their
+/// pages are then the file's own, and unmapping them loses nothing. `MADV_PAGEOUT` would reclaim the
+/// pages from the cache too, but the kernel honours it for file pages only when the process could open
+/// the file for writing: as a daemon's unprivileged user, for a binary owned by root, it does nothing.
 package enum StartupPages {
     /// What a release did to the process's file-backed resident memory (`RssFile` of `/proc/self/status`).
     package struct Release: Sendable, Equatable {
-        /// Mappings advised.
+        /// Mappings unmapped.
         package var mappings: Int
         /// `RssFile` before and after, in bytes; nil where `/proc` could not be read.
         package var residentBefore: Int?
         package var residentAfter: Int?
     }
 
-    /// `MADV_PAGEOUT` (Linux 5.4, `<asm-generic/mman-common.h>`); Swift's Glibc module may predate it.
-    private static let pageOut: Int32 = 21
-
-    /// Advises every read-only file mapping of this process to be paged out. Costs one read of
-    /// `/proc/self/maps` and one `madvise` per mapping (~200 for the release binary): well under a millisecond
-    /// of CPU; the pages the caller still uses are faulted back afterwards.
+    /// Unmaps every mapping ``codeMappings()`` selects. Costs one read of `/proc/self/smaps` (~200 mappings
+    /// for the release binary, a few milliseconds) and one `madvise` per mapping; the pages the caller still
+    /// uses are faulted back afterwards.
     @discardableResult
     package static func release() -> Release {
         #if os(Linux)
             let before = residentFileBytes()
             var advised = 0
-            for range in readOnlyFileMappings() {
+            for range in codeMappings() {
                 guard let start = UnsafeMutableRawPointer(bitPattern: range.start) else { continue }
-                if madvise(start, Int(range.end - range.start), pageOut) == 0 { advised += 1 }
+                if madvise(start, Int(range.end - range.start), MADV_DONTNEED) == 0 { advised += 1 }
             }
             return Release(mappings: advised, residentBefore: before, residentAfter: residentFileBytes())
         #else
@@ -47,24 +46,33 @@ package enum StartupPages {
         #endif
     }
 
-    /// The address ranges of `/proc/self/maps` that map a file (an inode) without write permission.
-    package static func readOnlyFileMappings() -> [(start: UInt, end: UInt)] {
-        guard let maps = readProcFile("/proc/self/maps") else { return [] }
+    /// The address ranges of `/proc/self/smaps` that map a file (an inode) privately, without write permission,
+    /// and hold no anonymous (copied-on-write) page: the only mappings whose pages can be dropped and read
+    /// back from the file unchanged.
+    package static func codeMappings() -> [(start: UInt, end: UInt)] {
+        guard let smaps = readProcFile("/proc/self/smaps") else { return [] }
         var ranges: [(start: UInt, end: UInt)] = []
-        // "start-end perms offset dev inode path": fields split on spaces; the path may be absent.
-        for line in maps.split(separator: UInt8(ascii: "\n")) {
+        var candidate: (start: UInt, end: UInt)?
+        for line in smaps.split(separator: UInt8(ascii: "\n")) {
+            if line.starts(with: "Anonymous:".utf8) {
+                let kilobytes = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+                    .dropFirst().first.flatMap { UInt(ascii: $0, radix: 10) }
+                if let range = candidate, kilobytes == 0 { ranges.append(range) }
+                candidate = nil
+                continue
+            }
+            // A mapping's header: "start-end perms offset dev inode path"; other lines are "Key: value".
             let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count >= 5 else { continue }
-            let perms = fields[1]
-            guard perms.count >= 2, perms[perms.startIndex] == UInt8(ascii: "r"),
-                perms[perms.startIndex + 1] != UInt8(ascii: "w"),
-                let inode = UInt(ascii: fields[4], radix: 10), inode != 0
+            guard fields.count >= 5, let dash = fields[0].firstIndex(of: UInt8(ascii: "-")),
+                let start = UInt(ascii: fields[0][..<dash], radix: 16),
+                let end = UInt(ascii: fields[0][(dash + 1)...], radix: 16)
             else { continue }
-            let bounds = fields[0].split(separator: UInt8(ascii: "-"))
-            guard bounds.count == 2, let start = UInt(ascii: bounds[0], radix: 16),
-                let end = UInt(ascii: bounds[1], radix: 16), end > start
+            candidate = nil
+            let perms = Array(fields[1])
+            guard perms.count == 4, perms[1] != UInt8(ascii: "w"), perms[3] == UInt8(ascii: "p"),
+                let inode = UInt(ascii: fields[4], radix: 10), inode != 0, end > start
             else { continue }
-            ranges.append((start, end))
+            candidate = (start, end)
         }
         return ranges
     }

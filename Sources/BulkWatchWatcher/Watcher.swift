@@ -299,6 +299,7 @@ package final class Watcher: Service {
     /// migrations, the first poll's encoder) need not stay resident for the life of the daemon
     /// (``StartupPages``). Once per watcher, never per poll: the loop's own pages would only fault back in.
     private func releaseStartupPages() {
+        FreedMemory.release()
         let release = StartupPages.release()
         guard let before = release.residentBefore, let after = release.residentAfter else { return }
         func mebibytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1_048_576) }

@@ -64,8 +64,8 @@ struct StartupPagesTests {
         #expect(sum >= 0)
         let address = UInt(bitPattern: mapping)
         #expect(
-            StartupPages.readOnlyFileMappings().contains { $0.start <= address && address < $0.end },
-            "a read-only file mapping is advised")
+            StartupPages.codeMappings().contains { $0.start <= address && address < $0.end },
+            "a read-only file mapping is unmapped")
         let before = try residentKilobytes(ofMappingAt: address)
         #expect(before >= pages * 4 * 9 / 10, "touched: \(before) kB of \(pages * 4)")
 
@@ -75,6 +75,27 @@ struct StartupPagesTests {
         #expect(release.mappings > 0)
         #expect(after <= before / 4, "resident \(before) kB before, \(after) kB after")
         #expect(Array(UnsafeBufferPointer(start: view, count: length)) == bytes, "the pages read back the file")
+    }
+
+    /// Relocated read-only data: written once (copied on write), then made read-only, as the loader does with
+    /// RELRO. Unmapping it would bring the file's bytes back in place of the written ones.
+    @Test func aReadOnlyMappingWithCopiedOnWritePagesIsNeverUnmapped() throws {
+        let (path, _) = try makeFile(pages: 16)
+        let descriptor = open(path, O_RDONLY)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let length = 16 * 4096
+        let relocated = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0))
+        try #require(relocated != MAP_FAILED)
+        defer { munmap(relocated, length) }
+        relocated.storeBytes(of: 0x5A, toByteOffset: 4096 * 3 + 7, as: UInt8.self)
+        try #require(mprotect(relocated, length, PROT_READ) == 0)
+        let address = UInt(bitPattern: relocated)
+
+        #expect(!StartupPages.codeMappings().contains { $0.start <= address && address < $0.end })
+        StartupPages.release()
+
+        #expect(relocated.load(fromByteOffset: 4096 * 3 + 7, as: UInt8.self) == 0x5A)
     }
 
     @Test func writableAndAnonymousMappingsAreNeverAdvised() throws {
@@ -92,7 +113,7 @@ struct StartupPagesTests {
         // A copy-on-write page of a file mapping holds data the file does not: it must survive the release.
         privateCopy.storeBytes(of: 0xA5, toByteOffset: 100, as: UInt8.self)
 
-        let advised = StartupPages.readOnlyFileMappings()
+        let advised = StartupPages.codeMappings()
         StartupPages.release()
 
         for address in [UInt(bitPattern: privateCopy), UInt(bitPattern: anonymous)] {
