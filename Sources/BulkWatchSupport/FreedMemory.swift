@@ -10,6 +10,22 @@
 /// at 1M, once per poll. It is looked up at run time because Swift's Glibc module does not export
 /// `<malloc.h>`; elsewhere this does nothing.
 package enum FreedMemory {
+    /// Caps glibc's malloc arenas at `count` unless the environment already chose (`MALLOC_ARENA_MAX`).
+    ///
+    /// glibc gives each thread that allocates under contention an arena of its own, up to eight per core, and
+    /// each keeps ~0.5–1.5 MB of touched heap resident for good. bulkwatch runs a handful of threads of which
+    /// two at most run at once on a small machine; two arenas held an idle daemon ~0.7–1 MB smaller
+    /// (BENCHMARKS.md, idle footprint), which the systemd and Docker examples used to set by hand. Call it
+    /// first thing in `main`, before other threads allocate.
+    package static func limitArenas(to count: Int32) {
+        #if canImport(Glibc)
+            guard getenv("MALLOC_ARENA_MAX") == nil, let symbol = dlsym(nil, "mallopt") else { return }
+            typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+            let arenaMax: Int32 = -8  // M_ARENA_MAX, <malloc.h>
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(arenaMax, count)
+        #endif
+    }
+
     package static func release() {
         #if canImport(Glibc)
             if let symbol = dlsym(nil, "malloc_trim") {

@@ -27,6 +27,7 @@ struct BulkWatchCommand: AsyncParsableCommand {
         // reloads once it is up; the long-running commands that do not reload restore the default.
         signal(SIGHUP, SIG_IGN)
         unblockShutdownSignals()
+        FreedMemory.limitArenas(to: 2)
         // Messages below may quote upstream data (a DruID error field, a bulkId): control
         // characters are escaped like in text logs, so they cannot forge lines (issue 11).
         do {
