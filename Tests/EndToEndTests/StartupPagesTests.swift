@@ -43,6 +43,25 @@ private func makeFile(pages: Int) throws -> (path: String, bytes: [UInt8]) {
     return (path, bytes)
 }
 
+/// A private mapping of a whole file, unmapped when the test lets go of it.
+private final class MappedFile {
+    let start: UnsafeMutableRawPointer
+    let length: Int
+    var address: UInt { UInt(bitPattern: start) }
+
+    init(_ path: String, pages: Int, protection: Int32) throws {
+        let descriptor = open(path, O_RDONLY)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        length = pages * 4096
+        let mapping = try #require(mmap(nil, length, protection, MAP_PRIVATE, descriptor, 0))
+        try #require(mapping != MAP_FAILED)
+        start = mapping
+    }
+
+    deinit { munmap(start, length) }
+}
+
 /// The idle daemon gives back the pages only its start-up touched (issue 12, idle footprint): what
 /// `StartupPages.release()` advises, that it reclaims them, that nothing it advises loses data, and that
 /// the real daemon does it once after its first poll and keeps working afterwards.
@@ -51,75 +70,51 @@ struct StartupPagesTests {
     @Test func aReadOnlyFileMappingIsGivenBackAndReadsTheSameAfterwards() throws {
         let pages = 1_024
         let (path, bytes) = try makeFile(pages: pages)
-        let descriptor = open(path, O_RDONLY)
-        try #require(descriptor >= 0)
-        defer { close(descriptor) }
-        let length = pages * 4096
-        let mapping = try #require(mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0))
-        try #require(mapping != MAP_FAILED)
-        defer { munmap(mapping, length) }
-        let view = mapping.assumingMemoryBound(to: UInt8.self)
-        var sum = 0
-        for page in 0..<pages { sum &+= Int(view[page * 4096]) }
-        #expect(sum >= 0)
-        let address = UInt(bitPattern: mapping)
-        #expect(
-            StartupPages.codeMappings().contains { $0.start <= address && address < $0.end },
-            "a read-only file mapping is unmapped")
-        let before = try residentKilobytes(ofMappingAt: address)
+        let file = try MappedFile(path, pages: pages, protection: PROT_READ)
+        let view = file.start.assumingMemoryBound(to: UInt8.self)
+        var firstBytes: [UInt8] = []
+        for page in 0..<pages { firstBytes.append(view[page * 4096]) }
+        #expect(firstBytes == stride(from: 0, to: bytes.count, by: 4096).map { bytes[$0] }, "every page touched")
+        #expect(StartupPages.codeMappings().contains { $0.start <= file.address && file.address < $0.end })
+        let before = try residentKilobytes(ofMappingAt: file.address)
         #expect(before >= pages * 4 * 9 / 10, "touched: \(before) kB of \(pages * 4)")
 
         let release = StartupPages.release()
 
-        let after = try residentKilobytes(ofMappingAt: address)
+        let after = try residentKilobytes(ofMappingAt: file.address)
         #expect(release.mappings > 0)
         #expect(after <= before / 4, "resident \(before) kB before, \(after) kB after")
-        #expect(Array(UnsafeBufferPointer(start: view, count: length)) == bytes, "the pages read back the file")
+        #expect(Array(UnsafeBufferPointer(start: view, count: bytes.count)) == bytes, "the pages read back the file")
     }
 
     /// Relocated read-only data: written once (copied on write), then made read-only, as the loader does with
     /// RELRO. Unmapping it would bring the file's bytes back in place of the written ones.
     @Test func aReadOnlyMappingWithCopiedOnWritePagesIsNeverUnmapped() throws {
-        let (path, _) = try makeFile(pages: 16)
-        let descriptor = open(path, O_RDONLY)
-        try #require(descriptor >= 0)
-        defer { close(descriptor) }
-        let length = 16 * 4096
-        let relocated = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0))
-        try #require(relocated != MAP_FAILED)
-        defer { munmap(relocated, length) }
-        relocated.storeBytes(of: 0x5A, toByteOffset: 4096 * 3 + 7, as: UInt8.self)
-        try #require(mprotect(relocated, length, PROT_READ) == 0)
-        let address = UInt(bitPattern: relocated)
+        let relocated = try MappedFile(makeFile(pages: 16).path, pages: 16, protection: PROT_READ | PROT_WRITE)
+        relocated.start.storeBytes(of: 0x5A, toByteOffset: 4096 * 3 + 7, as: UInt8.self)
+        try #require(mprotect(relocated.start, 16 * 4096, PROT_READ) == 0)
 
-        #expect(!StartupPages.codeMappings().contains { $0.start <= address && address < $0.end })
+        #expect(!StartupPages.codeMappings().contains { $0.start <= relocated.address && relocated.address < $0.end })
         StartupPages.release()
 
-        #expect(relocated.load(fromByteOffset: 4096 * 3 + 7, as: UInt8.self) == 0x5A)
+        #expect(relocated.start.load(fromByteOffset: 4096 * 3 + 7, as: UInt8.self) == 0x5A)
     }
 
     @Test func writableAndAnonymousMappingsAreNeverAdvised() throws {
-        let (path, _) = try makeFile(pages: 16)
-        let descriptor = open(path, O_RDWR)
-        try #require(descriptor >= 0)
-        defer { close(descriptor) }
-        let length = 16 * 4096
-        let privateCopy = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0))
-        try #require(privateCopy != MAP_FAILED)
-        defer { munmap(privateCopy, length) }
-        let anonymous = try #require(mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        let privateCopy = try MappedFile(makeFile(pages: 16).path, pages: 16, protection: PROT_READ | PROT_WRITE)
+        let anonymous = try #require(mmap(nil, 16 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         try #require(anonymous != MAP_FAILED)
-        defer { munmap(anonymous, length) }
+        defer { munmap(anonymous, 16 * 4096) }
         // A copy-on-write page of a file mapping holds data the file does not: it must survive the release.
-        privateCopy.storeBytes(of: 0xA5, toByteOffset: 100, as: UInt8.self)
+        privateCopy.start.storeBytes(of: 0xA5, toByteOffset: 100, as: UInt8.self)
 
         let advised = StartupPages.codeMappings()
         StartupPages.release()
 
-        for address in [UInt(bitPattern: privateCopy), UInt(bitPattern: anonymous)] {
+        for address in [privateCopy.address, UInt(bitPattern: anonymous)] {
             #expect(!advised.contains { $0.start <= address && address < $0.end }, "advised \(address)")
         }
-        #expect(privateCopy.load(fromByteOffset: 100, as: UInt8.self) == 0xA5)
+        #expect(privateCopy.start.load(fromByteOffset: 100, as: UInt8.self) == 0xA5)
     }
 
     /// The real daemon: after its first poll it says what it gave back (debug log), and the loop goes on
