@@ -10,6 +10,9 @@ let strict: [SwiftSetting] = [
 /// linked in, so that no other Swift process shares their pages and the daemon can give back what only start-up
 /// ran (`StartupPages`); lld with packed relative relocations (RELR) and no exported dynamic symbols, which the
 /// loader would otherwise read and search at every start. Release only: debug builds and tests link as usual.
+/// SwiftPM's `--static-swift-stdlib` cannot be asked for per target (it recompiles every module), so the static
+/// runtime is linked here and Foundation's own static libraries, which that flag would pull in through the
+/// modules' autolink entries, are named (those of Swift 6.x's swift-corelibs-foundation).
 let leanDaemonLink: [LinkerSetting] = [
     .unsafeFlags(
         [
