@@ -28,15 +28,17 @@ package enum StartupPages {
         package var residentAfter: Int?
     }
 
-    /// Unmaps every mapping ``codeMappings()`` selects. Costs one read of `/proc/self/smaps` (~200 mappings
-    /// for the release binary, a few milliseconds) and one `madvise` per mapping; the pages the caller still
-    /// uses are faulted back afterwards.
+    /// Unmaps every mapping ``codeMappings()`` selects (only those inside `bounds` when given: tests release
+    /// their own mappings without slowing the test process down). Costs one read of `/proc/self/smaps` (~200
+    /// mappings for the release binary, a few milliseconds) and one `madvise` per mapping; the pages the caller
+    /// still uses are faulted back afterwards.
     @discardableResult
-    package static func release() -> Release {
+    package static func release(within bounds: Range<UInt>? = nil) -> Release {
         #if os(Linux)
             let before = residentFileBytes()
             var advised = 0
-            for range in codeMappings() {
+            for range in codeMappings()
+            where bounds.map({ $0.lowerBound <= range.start && range.end <= $0.upperBound }) ?? true {
                 guard let start = UnsafeMutableRawPointer(bitPattern: range.start) else { continue }
                 if madvise(start, Int(range.end - range.start), MADV_DONTNEED) == 0 { advised += 1 }
             }

@@ -48,6 +48,7 @@ private final class MappedFile {
     let start: UnsafeMutableRawPointer
     let length: Int
     var address: UInt { UInt(bitPattern: start) }
+    var bounds: Range<UInt> { address..<address + UInt(length) }
 
     init(_ path: String, pages: Int, protection: Int32) throws {
         let descriptor = open(path, O_RDONLY)
@@ -79,7 +80,7 @@ struct StartupPagesTests {
         let before = try residentKilobytes(ofMappingAt: file.address)
         #expect(before >= pages * 4 * 9 / 10, "touched: \(before) kB of \(pages * 4)")
 
-        let release = StartupPages.release()
+        let release = StartupPages.release(within: file.bounds)
 
         let after = try residentKilobytes(ofMappingAt: file.address)
         #expect(release.mappings > 0)
@@ -95,7 +96,7 @@ struct StartupPagesTests {
         try #require(mprotect(relocated.start, 16 * 4096, PROT_READ) == 0)
 
         #expect(!StartupPages.codeMappings().contains { $0.start <= relocated.address && relocated.address < $0.end })
-        StartupPages.release()
+        #expect(StartupPages.release(within: relocated.bounds).mappings == 0)
 
         #expect(relocated.start.load(fromByteOffset: 4096 * 3 + 7, as: UInt8.self) == 0x5A)
     }
@@ -109,7 +110,7 @@ struct StartupPagesTests {
         privateCopy.start.storeBytes(of: 0xA5, toByteOffset: 100, as: UInt8.self)
 
         let advised = StartupPages.codeMappings()
-        StartupPages.release()
+        #expect(StartupPages.release(within: privateCopy.bounds).mappings == 0)
 
         for address in [privateCopy.address, UInt(bitPattern: anonymous)] {
             #expect(!advised.contains { $0.start <= address && address < $0.end }, "advised \(address)")
