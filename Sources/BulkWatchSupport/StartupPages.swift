@@ -1,3 +1,6 @@
+import Foundation
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -18,6 +21,9 @@
 /// pages are then the file's own, and unmapping them loses nothing. `MADV_PAGEOUT` would reclaim the
 /// pages from the cache too, but the kernel honours it for file pages only when the process could open
 /// the file for writing: as a daemon's unprivileged user, for a binary owned by root, it does nothing.
+///
+/// Once per process (``releaseOnce()``): the pages are the process's, not a target's, and every later
+/// release would only unmap what the running loops fault straight back in.
 package enum StartupPages {
     /// What a release did to the process's file-backed resident memory (`RssFile` of `/proc/self/status`).
     package struct Release: Sendable, Equatable {
@@ -26,6 +32,18 @@ package enum StartupPages {
         /// `RssFile` before and after, in bytes; nil where `/proc` could not be read.
         package var residentBefore: Int?
         package var residentAfter: Int?
+    }
+
+    private static let released = Mutex(false)
+
+    /// ``release(within:)`` of the whole process the first time it is called, nil every later time. The watchers
+    /// call it after each successful poll, so the first poll of any target ends start-up.
+    package static func releaseOnce() -> Release? {
+        let first = released.withLock { released in
+            defer { released = true }
+            return !released
+        }
+        return first ? release() : nil
     }
 
     /// Unmaps every mapping ``codeMappings()`` selects (only those inside `bounds` when given: tests release
@@ -38,9 +56,9 @@ package enum StartupPages {
             let before = residentFileBytes()
             var advised = 0
             for range in codeMappings()
-            where bounds.map({ $0.lowerBound <= range.start && range.end <= $0.upperBound }) ?? true {
-                guard let start = UnsafeMutableRawPointer(bitPattern: range.start) else { continue }
-                if madvise(start, Int(range.end - range.start), MADV_DONTNEED) == 0 { advised += 1 }
+            where bounds.map({ $0.contains(range.lowerBound) && range.upperBound <= $0.upperBound }) ?? true {
+                guard let start = UnsafeMutableRawPointer(bitPattern: range.lowerBound) else { continue }
+                if madvise(start, Int(range.count), MADV_DONTNEED) == 0 { advised += 1 }
             }
             return Release(mappings: advised, residentBefore: before, residentAfter: residentFileBytes())
         #else
@@ -51,81 +69,39 @@ package enum StartupPages {
     /// The address ranges of `/proc/self/smaps` that map a file (an inode) privately, without write permission,
     /// and hold no anonymous (copied-on-write) page: the only mappings whose pages can be dropped and read
     /// back from the file unchanged.
-    package static func codeMappings() -> [(start: UInt, end: UInt)] {
-        guard let smaps = readProcFile("/proc/self/smaps") else { return [] }
-        var ranges: [(start: UInt, end: UInt)] = []
-        var candidate: (start: UInt, end: UInt)?
-        for line in smaps.split(separator: UInt8(ascii: "\n")) {
-            if line.starts(with: "Anonymous:".utf8) {
-                let kilobytes = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-                    .dropFirst().first.flatMap { UInt(ascii: $0, radix: 10) }
-                if let range = candidate, kilobytes == 0 { ranges.append(range) }
+    package static func codeMappings() -> [Range<UInt>] {
+        guard let smaps = procFile("smaps") else { return [] }
+        var ranges: [Range<UInt>] = []
+        var candidate: Range<UInt>?
+        for line in smaps.split(separator: "\n") {
+            // A mapping's header is "start-end perms offset dev inode path"; its details follow as "Key: value kB".
+            let fields = line.split(separator: " ", maxSplits: 5)
+            if fields.first == "Anonymous:" {
+                if let range = candidate, fields.count > 1, fields[1] == "0" { ranges.append(range) }
                 candidate = nil
-                continue
+            } else if fields.count >= 5, case let bounds = fields[0].split(separator: "-"), bounds.count == 2,
+                let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16), start < end
+            {
+                let perms = Array(fields[1])
+                let privateReadOnly = perms.count == 4 && perms[1] != "w" && perms[3] == "p"
+                candidate = privateReadOnly && fields[4] != "0" ? start..<end : nil
             }
-            // A mapping's header: "start-end perms offset dev inode path"; other lines are "Key: value".
-            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count >= 5, let dash = fields[0].firstIndex(of: UInt8(ascii: "-")),
-                let start = UInt(ascii: fields[0][..<dash], radix: 16),
-                let end = UInt(ascii: fields[0][(dash + 1)...], radix: 16)
-            else { continue }
-            candidate = nil
-            let perms = Array(fields[1])
-            guard perms.count == 4, perms[1] != UInt8(ascii: "w"), perms[3] == UInt8(ascii: "p"),
-                let inode = UInt(ascii: fields[4], radix: 10), inode != 0, end > start
-            else { continue }
-            candidate = (start, end)
         }
         return ranges
     }
 
     /// `RssFile` of `/proc/self/status` in bytes.
     package static func residentFileBytes() -> Int? {
-        guard let status = readProcFile("/proc/self/status") else { return nil }
-        for line in status.split(separator: UInt8(ascii: "\n")) where line.starts(with: "RssFile:".utf8) {
-            let digits = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true).dropFirst().first
-            return digits.flatMap { UInt(ascii: $0, radix: 10) }.map { Int($0) * 1024 }
-        }
-        return nil
+        guard let status = procFile("status") else { return nil }
+        let line = status.split(separator: "\n").first { $0.hasPrefix("RssFile:") }
+        return line.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }.map { $0 * 1024 }
     }
 
-    /// A whole `/proc` file. Their sizes are not known up front (`stat` says 0), so it reads until EOF.
-    private static func readProcFile(_ path: String) -> [UInt8]? {
-        #if canImport(Glibc)
-            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { return nil }
-            defer { close(descriptor) }
-            var contents: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 16_384)
-            while true {
-                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-                if count < 0, errno == EINTR { continue }
-                guard count > 0 else { return count == 0 ? contents : nil }
-                contents.append(contentsOf: chunk[..<count])
-            }
-        #else
-            return nil
-        #endif
-    }
-}
-
-extension UInt {
-    /// Parses ASCII digits without building a `String`.
-    fileprivate init?(ascii digits: ArraySlice<UInt8>, radix: UInt) {
-        guard !digits.isEmpty else { return nil }
-        var value: UInt = 0
-        for byte in digits {
-            let digit: UInt
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt(byte - UInt8(ascii: "a")) + 10
-            default: return nil
-            }
-            guard digit < radix else { return nil }
-            let (shifted, overflow) = value.multipliedReportingOverflow(by: radix)
-            guard !overflow else { return nil }
-            value = shifted + digit
-        }
-        self = value
+    /// A whole `/proc/self` file, read to its end: `/proc` files say their size is 0, and a reader that trusts
+    /// the size (as `String(contentsOfFile:)` may) gets a truncated `smaps`.
+    private static func procFile(_ name: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: "/proc/self/" + name) else { return nil }
+        defer { try? handle.close() }
+        return (try? handle.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
     }
 }

@@ -176,7 +176,6 @@ package final class Watcher: Service {
         var failures = 0
         var generator = SystemRandomNumberGenerator()
         var lastPrune = clock.now.advanced(by: .seconds(-3600))
-        var startupPagesReleased = false
         var cadence = target.interval
         // Compares the wall clock with the real monotonic one, whatever clock the schedule runs on:
         // against a test clock it would see a jump on every advance.
@@ -223,10 +222,7 @@ package final class Watcher: Service {
                     lastPrune = clock.now
                     await prune()
                 }
-                if !startupPagesReleased {
-                    startupPagesReleased = true
-                    releaseStartupPages()
-                }
+                releaseStartupPages()
                 let next = target.cadence(activeItems: report.activeItems)
                 if next != cadence {
                     logger.info(
@@ -295,12 +291,12 @@ package final class Watcher: Service {
         try await state.maintain(store, target: target.name)
     }
 
-    /// After the first successful poll, start-up is over: what it alone ran (argument parsing, configuration,
-    /// migrations, the first poll's encoder) need not stay resident for the life of the daemon
-    /// (``StartupPages``). Once per watcher, never per poll: the loop's own pages would only fault back in.
+    /// After the first successful poll of any target, start-up is over: what it alone ran (argument parsing,
+    /// configuration, migrations, the first poll's encoder) need not stay resident for the life of the daemon
+    /// (``StartupPages``). Once per process; every later call returns at once.
     private func releaseStartupPages() {
+        guard let release = StartupPages.releaseOnce() else { return }
         FreedMemory.release()
-        let release = StartupPages.release()
         guard let before = release.residentBefore, let after = release.residentAfter else { return }
         func mebibytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1_048_576) }
         let mappings = release.mappings

@@ -76,7 +76,7 @@ struct StartupPagesTests {
         var firstBytes: [UInt8] = []
         for page in 0..<pages { firstBytes.append(view[page * 4096]) }
         #expect(firstBytes == stride(from: 0, to: bytes.count, by: 4096).map { bytes[$0] }, "every page touched")
-        #expect(StartupPages.codeMappings().contains { $0.start <= file.address && file.address < $0.end })
+        #expect(StartupPages.codeMappings().contains { $0.contains(file.address) })
         let before = try residentKilobytes(ofMappingAt: file.address)
         #expect(before >= pages * 4 * 9 / 10, "touched: \(before) kB of \(pages * 4)")
 
@@ -95,7 +95,7 @@ struct StartupPagesTests {
         relocated.start.storeBytes(of: 0x5A, toByteOffset: 4096 * 3 + 7, as: UInt8.self)
         try #require(mprotect(relocated.start, 16 * 4096, PROT_READ) == 0)
 
-        #expect(!StartupPages.codeMappings().contains { $0.start <= relocated.address && relocated.address < $0.end })
+        #expect(!StartupPages.codeMappings().contains { $0.contains(relocated.address) })
         #expect(StartupPages.release(within: relocated.bounds).mappings == 0)
 
         #expect(relocated.start.load(fromByteOffset: 4096 * 3 + 7, as: UInt8.self) == 0x5A)
@@ -113,7 +113,7 @@ struct StartupPagesTests {
         #expect(StartupPages.release(within: privateCopy.bounds).mappings == 0)
 
         for address in [privateCopy.address, UInt(bitPattern: anonymous)] {
-            #expect(!advised.contains { $0.start <= address && address < $0.end }, "advised \(address)")
+            #expect(!advised.contains { $0.contains(address) }, "advised \(address)")
         }
         #expect(privateCopy.start.load(fromByteOffset: 100, as: UInt8.self) == 0xA5)
     }
@@ -146,6 +146,39 @@ struct StartupPagesTests {
         #expect(exit == 0, "stderr: \(child.stderr)")
         let line = try #require(child.stderr.split(separator: "\n").first { $0.contains("start-up pages given back") })
         #expect(line.contains("MiB"), "\(line)")
-        #expect(child.stderr.components(separatedBy: "start-up pages given back").count == 2, "once per watcher")
+        #expect(child.stderr.components(separatedBy: "start-up pages given back").count == 2, "once per process")
+    }
+
+    /// The pages are the process's, not a target's: with two targets, one release, after whichever first poll
+    /// ends start-up, and both keep polling.
+    @Test func twoTargetsGiveThePagesBackOnce() async throws {
+        let druid = try ScriptedDruID()
+        let config = try druid.write(
+            """
+            state: \(druid.statePath)
+            defaults:
+              interval: 1s
+              token-url: \(druid.tokenURL)
+              client-id: app
+              sinks: [file:events.jsonl]
+            targets:
+              - name: a
+                endpoint: \(druid.bulkURL)
+              - name: b
+                endpoint: \(druid.bulkURL)
+            """, "bulkwatch.yaml")
+        let child = try ChildProcess(
+            BulkWatchBinary.path, ["run", "--config", config, "--log-level", "debug"], environment: druid.environment,
+            directory: druid.directory)
+        defer { child.signal(SIGKILL) }
+        let bothPolledTwice = await ChildProcess.eventually(timeout: .seconds(60)) {
+            let polls = child.stderr.split(separator: "\n").filter { $0.contains("poll ok") }
+            return polls.filter { $0.contains("target=a") }.count >= 2
+                && polls.filter { $0.contains("target=b") }.count >= 2
+        }
+        child.signal(SIGTERM)
+        _ = await child.waitForExit(timeout: .seconds(20))
+        #expect(bothPolledTwice, "stderr: \(child.stderr)")
+        #expect(child.stderr.components(separatedBy: "start-up pages given back").count == 2, "\(child.stderr)")
     }
 }
