@@ -140,32 +140,28 @@ struct KeyArena: Sendable {
         }
     }
 
-    /// Whether the entry's `status` and `updatedOn` are byte for byte `item`'s; nil when it has no copy. Reads
-    /// `updatedOn` where the item keeps it, so an unchanged item costs no `String` (``BulkItem/Text``).
-    ///
-    /// Takes the item by pointer: the closures below would otherwise capture a copy of it (four retains and
-    /// four releases per listed item, a third of the differ's match pass).
+    /// Whether the entry's `status` and `updatedOn` are byte for byte the given ones (nil: the field is
+    /// missing); nil when the entry has no copy. The listed item's bytes are read where they lie in the
+    /// body (``BulkListing/withKeys(_:)``), so an unchanged item costs no `String` and no retain.
     @inline(__always)
-    func stateEquals(_ position: Int, of item: UnsafePointer<BulkItem>) -> Bool? {
+    func stateEquals(
+        _ position: Int, status: UnsafeRawBufferPointer?, updatedOn: UnsafeRawBufferPointer?
+    ) -> Bool? {
         let span = spans[position]
         guard span != Self.none else { return nil }
         let statusCode = Int(span >> 48 & 0xFF)
         let updatedCode = Int(span >> 56)
-        guard statusCode == (item.pointee.status?.utf8.count ?? -1) + 1,
-            updatedCode == (BulkItem.updatedOnUTF8Count(of: item) ?? -1) + 1
-        else {
+        guard statusCode == (status?.count ?? -1) + 1, updatedCode == (updatedOn?.count ?? -1) + 1 else {
             return false
         }
         return bytes.withUnsafeBytes { arena in
             var offset = Int(span & 0xFF_FFFF_FFFF) + Int(span >> 40 & 0xFF)
-            if statusCode > 0 {
-                let equal = ByteKeys.withBytes(item.pointee.status!) {
-                    ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), $0)
-                }
-                guard equal else { return false }
-                offset += statusCode - 1
+            if let status {
+                guard ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), status) else { return false }
+                offset += status.count
             }
-            return BulkItem.updatedOn(of: item, isPrefixOf: UnsafeRawBufferPointer(rebasing: arena[offset...]))
+            guard let updatedOn else { return true }
+            return ByteKeys.equal(UnsafeRawBufferPointer(rebasing: arena[offset...]), updatedOn)
         }
     }
 }

@@ -140,7 +140,8 @@ package enum DiffWarning: Sendable, Equatable, CustomStringConvertible {
 /// unchanged and present, costs one id comparison and one `status`/`updatedOn` comparison and is
 /// never touched again. Pass 2 applies the candidates in listing order; pass 3 handles absences.
 private struct DiffRun {
-    let items: [BulkItem]
+    /// A `let`, so reading it inside the matcher's closures never overlaps the run's own mutations.
+    let listing: BulkListing
     let policy: DetectionPolicy
     let announceCreated: Bool
     var outcome: DiffOutcome
@@ -163,11 +164,11 @@ private struct DiffRun {
     }
 
     init(listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool) {
-        items = listing.items
+        self.listing = listing
         self.policy = policy
         announceCreated = !(isFirstRun && policy.initial == .skip)
         var stats = DiffStats()
-        stats.listed = listing.items.count
+        stats.listed = listing.count
         stats.skippedWithoutId = listing.skippedWithoutId
         outcome = DiffOutcome(changes: [], upserted: [], removed: [], removalGuardChanged: false, stats: stats)
     }
@@ -199,7 +200,7 @@ private struct DiffRun {
     /// order changes every poll would make every re-sort wasted work, so each re-sort that did not
     /// help doubles the wait before the next one (up to 64 polls).
     private func maintainLayout(of snapshot: inout Snapshot, owner: [Int32], misses: Int) {
-        let fragmented = misses > 64 && misses * 16 > items.count
+        let fragmented = misses > 64 && misses * 16 > listing.count
         var layout = snapshot.layout
         if layout.reorderedLastPoll {
             layout.backoff = fragmented ? min(layout.backoff + 1, 6) : 0
@@ -219,7 +220,7 @@ private struct DiffRun {
         }
         guard reorder else { return }
 
-        var byListing = [Int32](repeating: Self.notFound, count: items.count)
+        var byListing = [Int32](repeating: Self.notFound, count: listing.count)
         var order: [Int] = []
         order.reserveCapacity(snapshot.count)
         for position in owner.indices where owner[position] >= 0 {
@@ -238,11 +239,11 @@ private struct DiffRun {
         _ listed: Int, over earlier: Int, duplicateExamples: inout [String]
     ) -> Bool {
         outcome.stats.duplicatesResolved += 1
-        let bulkId = items[listed].bulkId
-        if duplicateExamples.count < Self.exampleLimit, !duplicateExamples.contains(bulkId) {
-            duplicateExamples.append(bulkId)
+        let later = listing.item(at: listed)
+        if duplicateExamples.count < Self.exampleLimit, !duplicateExamples.contains(later.bulkId) {
+            duplicateExamples.append(later.bulkId)
         }
-        return compareUpdated(items[listed].updatedOn, items[earlier].updatedOn) >= 0
+        return compareUpdated(later.updatedOn, listing.item(at: earlier).updatedOn) >= 0
     }
 
     /// Pass 1 (read-only): match, resolve duplicates among known ids, judge.
@@ -253,42 +254,48 @@ private struct DiffRun {
         _ snapshot: Snapshot, owner: inout [Int32], duplicateExamples: inout [String]
     ) -> (candidates: [Candidate], misses: Int) {
         var candidates: [Candidate] = []
-        candidates.reserveCapacity(snapshot.isEmpty ? items.count : 64 + items.count / 16)
+        candidates.reserveCapacity(snapshot.isEmpty ? listing.count : 64 + listing.count / 16)
         var misses = 0
-        items.withUnsafeBufferPointer { listed in
-            do {
-                let storedCount = snapshot.positions
-                var cursor = -1
-                for i in 0..<listed.count {
-                    let item = listed.baseAddress! + i
-                    let (found, hash) = ByteKeys.withBytes(item.pointee.bulkId) { id -> (Int?, UInt64) in
-                        // The entry after the last match, or the one after that (one absent item between).
-                        var guess = cursor + 1
-                        while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
-                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
+        let storedCount = snapshot.positions
+        var cursor = -1
+        listing.withKeys { reader in
+            for i in 0..<reader.count {
+                reader.keys(at: i) { keys in
+                    let id = keys.bulkId
+                    // The entry after the last match, or the one after that (one absent item between).
+                    var found: Int?
+                    var hash: UInt64 = 0
+                    var guess = cursor + 1
+                    while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
+                    if guess < storedCount, snapshot.idMatches(guess, id) {
+                        found = guess
+                    } else {
                         guess += 1
                         while guess < storedCount, snapshot.isDead(guess) { guess += 1 }
-                        if guess < storedCount, snapshot.idMatches(guess, id) { return (guess, 0) }
-                        let hash = ByteKeys.hash(id)
-                        return (snapshot.find(id: id, hash: hash), hash)
+                        if guess < storedCount, snapshot.idMatches(guess, id) {
+                            found = guess
+                        } else {
+                            hash = ByteKeys.hash(id)
+                            found = snapshot.find(id: id, hash: hash)
+                        }
                     }
                     guard let position = found else {
                         candidates.append(
                             Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
-                        continue
+                        return
                     }
                     if hash != 0 { misses += 1 }
                     cursor = position
                     let earlier = Int(owner[position])
                     if earlier >= 0, !laterWins(i, over: earlier, duplicateExamples: &duplicateExamples) {
-                        continue
+                        return
                     }
                     owner[position] = Int32(i)
                     let verdict: Verdict
-                    if snapshot.keys.stateEquals(position, of: item) == true {
+                    if snapshot.keys.stateEquals(position, status: keys.status, updatedOn: keys.updatedOn) == true {
                         verdict = .same
                     } else {
-                        verdict = Self.judge(stored: snapshot.state(at: position), received: item)
+                        verdict = Self.judge(stored: snapshot.state(at: position), received: listing.item(at: i))
                     }
                     if verdict != .same || snapshot.isAbsent(position) {
                         candidates.append(
@@ -309,31 +316,29 @@ private struct DiffRun {
         if snapshot.isEmpty {
             var bytes = 0
             for candidate in candidates where candidate.verdict == .created {
-                bytes += PayloadArena.size(of: items[Int(candidate.listed)])
+                bytes += PayloadArena.size(of: listing.item(at: Int(candidate.listed)))
             }
             snapshot.reserveCapacity(candidates.count, payloadBytes: bytes)
         }
         for k in candidates.indices where candidates[k].verdict == .created {
             let i = Int(candidates[k].listed)
-            let (position, inserted) = snapshot.appendIfAbsent(TrackedItem(item: items[i]), hash: candidates[k].hash)
+            let item = listing.item(at: i)
+            let (position, inserted) = snapshot.appendIfAbsent(TrackedItem(item: item), hash: candidates[k].hash)
             candidates[k].position = Int32(position)
             if inserted {
                 owner.append(Int32(i))
             } else if laterWins(i, over: Int(owner[position]), duplicateExamples: &duplicateExamples) {
                 owner[position] = Int32(i)
-                snapshot.replaceItem(at: position, with: items[i])
+                snapshot.replaceItem(at: position, with: item)
             }
         }
     }
 
-    @inline(__always)
-    private static func judge(
-        stored: (status: String?, updatedOn: String?), received: UnsafePointer<BulkItem>
-    ) -> Verdict {
-        let sameStatus = stored.status == received.pointee.status
-        let sameUpdated = stored.updatedOn == received.pointee.updatedOn
+    private static func judge(stored: (status: String?, updatedOn: String?), received: BulkItem) -> Verdict {
+        let sameStatus = stored.status == received.status
+        let sameUpdated = stored.updatedOn == received.updatedOn
         if sameUpdated { return sameStatus ? .same : .changed }
-        return judgeTimestamps(stored: stored.updatedOn, received: received.pointee.updatedOn, sameStatus: sameStatus)
+        return judgeTimestamps(stored: stored.updatedOn, received: received.updatedOn, sameStatus: sameStatus)
     }
 
     private static func judgeTimestamps(stored: String?, received: String?, sameStatus: Bool) -> Verdict {
@@ -360,27 +365,29 @@ private struct DiffRun {
             switch candidate.verdict {
             case .created:
                 // ``appendNew`` stored the winning occurrence already (its bytes copied into the arenas).
+                let item = listing.item(at: i)
                 outcome.stats.created += 1
-                outcome.upserted.append(TrackedItem(item: items[i]))
+                outcome.upserted.append(TrackedItem(item: item))
                 if announceCreated {
-                    outcome.changes.append(DetectedChange(kind: .created, item: items[i]))
+                    outcome.changes.append(DetectedChange(kind: .created, item: item))
                 }
                 continue
             case .same:
                 break
             case .reformatted:
+                let item = listing.item(at: i)
                 outcome.stats.reformattedTimestamps += 1
-                snapshot.replaceItem(at: position, with: items[i])
-                received = items[i]
+                snapshot.replaceItem(at: position, with: item)
+                received = item
                 rowChanged = true
             case .stale:
                 outcome.stats.staleIgnored += 1
                 if outcome.stats.staleExamples.count < Self.exampleLimit {
-                    outcome.stats.staleExamples.append(items[i].bulkId)
+                    outcome.stats.staleExamples.append(listing.item(at: i).bulkId)
                 }
             case .changed:
                 let before = snapshot.state(at: position)
-                let item = items[i]
+                let item = listing.item(at: i)
                 outcome.stats.changed += 1
                 outcome.changes.append(
                     DetectedChange(

@@ -48,7 +48,6 @@ struct BulkBodyParser {
     private let count: Int
     private let body: [UInt8]
     private var position = 0
-    private var statusCache = StatusCache()
 
     init(base: UnsafePointer<UInt8>, count: Int, body: [UInt8]) {
         self.base = base
@@ -79,7 +78,7 @@ struct BulkBodyParser {
         let documentStart = position
         position += 1
 
-        var items: [BulkItem] = []
+        var listing = BulkListing(decoding: body, expectedItems: 0)
         var skipped = 0
         var content = ContentState.missing
         var resultStatusLiteral: FieldSlot?
@@ -95,9 +94,9 @@ struct BulkBodyParser {
                 if keyEquals(key, "content") {
                     switch try peek() {
                     case Byte.openBracket:
-                        items.removeAll(keepingCapacity: true)
+                        listing.removeAllItems()
                         skipped = 0
-                        try parseContent(into: &items, skipped: &skipped)
+                        try parseContent(into: &listing, skipped: &skipped)
                         content = .array
                     case 0x6E:  // n
                         try expectLiteral("null")
@@ -148,8 +147,10 @@ struct BulkBodyParser {
                 if let exact = Int(exactly: value) { resultStatus = exact }
             }
         }
-        return BulkListing(
-            items: items, skippedWithoutId: skipped, resultStatus: resultStatus, resultMessage: string(resultMessage))
+        listing.skippedWithoutId = skipped
+        listing.resultStatus = resultStatus
+        listing.resultMessage = string(resultMessage)
+        return listing
     }
 
     /// Reads `result`; `status` is kept only when it is a number, as its literal text.
@@ -182,14 +183,13 @@ struct BulkBodyParser {
         return (status, statusOffset, message)
     }
 
-    private mutating func parseContent(into items: inout [BulkItem], skipped: inout Int) throws(BulkDecodingError) {
+    private mutating func parseContent(into items: inout BulkListing, skipped: inout Int) throws(BulkDecodingError) {
         position += 1
-        if items.capacity == 0 {
+        if items.count == 0 {
             // Generous on purpose: a large array is mapped fresh and only the pages actually written
             // become resident, while growing past the estimate would copy the whole array into one
-            // twice its size (at 100k items, ~25 MB resident instead of ~10). 60 bytes is less than
-            // any item with a bulkId and a status or timestamp.
-            items.reserveCapacity(count / 60 + 4)
+            // twice its size. 60 bytes is less than any item with a bulkId and a status or timestamp.
+            items = BulkListing(decoding: body, expectedItems: count / 60 + 4)
         }
         skipWhitespace()
         if try peek() == Byte.closeBracket {
@@ -213,9 +213,9 @@ struct BulkBodyParser {
     // MARK: Items (the hot path)
 
     /// Parses one `{...}` element of `content` and appends it; false when it has no usable `bulkId`.
-    /// Appending here (rather than returning the item) builds it in place: returning an optional item
-    /// cost a copy, five retains and five releases per item.
-    private mutating func parseItem(appendingTo items: inout [BulkItem]) throws(BulkDecodingError) -> Bool {
+    /// An item whose fields need no unescaping is recorded as offsets into the body
+    /// (``BulkListing/appendFound(raw:bulkId:status:createdOn:updatedOn:)``): no string, no slice.
+    private mutating func parseItem(appendingTo items: inout BulkListing) throws(BulkDecodingError) -> Bool {
         let itemStart = position
         position += 1
         var bulkId = FieldSlot()
@@ -264,10 +264,20 @@ struct BulkBodyParser {
             throw unexpected("expected ',' or '}'")
         }
 
-        guard bulkId.kind != .none, bulkId.end > bulkId.start, let id = string(bulkId) else { return false }
-        BulkItem.appendDecoded(
-            to: &items, bulkId: id, status: internedStatus(status), createdOn: text(createdOn, itemStart: itemStart),
-            updatedOn: text(updatedOn, itemStart: itemStart), rawJSON: body[itemStart..<position])
+        guard bulkId.kind != .none, bulkId.end > bulkId.start else { return false }
+        if bulkId.kind == .escapedString || status.kind == .escapedString || createdOn.kind == .escapedString
+            || updatedOn.kind == .escapedString
+        {
+            guard let id = string(bulkId) else { return false }
+            items.appendBoxed(
+                BulkItem(
+                    bulkId: id, status: string(status), createdOn: text(createdOn, itemStart: itemStart),
+                    updatedOn: text(updatedOn, itemStart: itemStart), rawJSON: body[itemStart..<position]))
+            return true
+        }
+        items.appendFound(
+            raw: itemStart..<position, bulkId: bulkId.start..<bulkId.end, status: range(status),
+            createdOn: range(createdOn), updatedOn: range(updatedOn))
         return true
     }
 
@@ -390,18 +400,10 @@ struct BulkBodyParser {
         }
     }
 
-    /// `status` has a handful of distinct values across 100k items: reuse the first `String` built for
-    /// each spelling instead of building one per item.
+    /// The bytes of an unescaped value as they stand in the body, nil when the field is missing.
     @inline(__always)
-    private mutating func internedStatus(_ slot: FieldSlot) -> String? {
-        guard slot.kind == .plainString else { return string(slot) }
-        if let cached = statusCache.lookup(base: base, start: slot.start, end: slot.end) {
-            return cached
-        }
-        let value = String(
-            decoding: UnsafeBufferPointer(start: base + slot.start, count: slot.end - slot.start), as: UTF8.self)
-        statusCache.insert(start: slot.start, end: slot.end, value: value)
-        return value
+    private func range(_ slot: FieldSlot) -> Range<Int>? {
+        slot.kind == .none ? nil : slot.start..<slot.end
     }
 
     /// Scans a string body; `position` is just after the opening quote and ends just after the closing
@@ -834,35 +836,5 @@ struct BulkBodyParser {
         let shown =
             byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "0x\(String(byte, radix: 16))"
         return BulkDecodingError(code: .syntax, offset: position, detail: "\(expectation), found \(shown)")
-    }
-}
-
-/// A tiny cache of the `status` strings already built in this body, keyed by their bytes (compared
-/// in place in the body, so no bytes are copied).
-private struct StatusCache {
-    private var entries: [(start: Int, length: Int, value: String)] = []
-    private static let capacity = 16
-
-    @inline(__always)
-    func lookup(base: UnsafePointer<UInt8>, start: Int, end: Int) -> String? {
-        let length = end - start
-        for entry in entries where entry.length == length {
-            if length == 0 || memcmpEqual(base + entry.start, base + start, length) { return entry.value }
-        }
-        return nil
-    }
-
-    mutating func insert(start: Int, end: Int, value: String) {
-        if entries.count < Self.capacity {
-            entries.append((start, end - start, value))
-        }
-    }
-
-    @inline(__always)
-    private func memcmpEqual(_ lhs: UnsafePointer<UInt8>, _ rhs: UnsafePointer<UInt8>, _ length: Int) -> Bool {
-        for offset in 0..<length where lhs[offset] != rhs[offset] {
-            return false
-        }
-        return true
     }
 }

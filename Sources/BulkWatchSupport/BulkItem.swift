@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// One bulk operation exactly as DruID reported it.
 ///
 /// The four documented fields are extracted for change detection; everything else stays in
@@ -99,54 +93,6 @@ package struct BulkItem: Sendable, Equatable {
     /// The UTF-8 length of `createdOn`, nil when there is none.
     package var createdOnUTF8Count: Int? { Self.count(of: createdOnText) }
 
-    // MARK: The hot path, through pointers
-    //
-    // The decoder builds, and the differ reads, 100k items per poll from other modules. Calling an
-    // initializer or a method of an item across the module boundary copied the whole item first (a retain
-    // and a release of each of its references, through the generic value witnesses) and made the calls
-    // generic. These entry points take the array or a pointer, so the item is built in place and read
-    // field by field here, where the layout is known.
-
-    /// Appends an item in the decoder's form: timestamps as ``Text``, built in place in `items`.
-    package static func appendDecoded(
-        to items: inout [BulkItem], bulkId: consuming String, status: consuming String?, createdOn: consuming Text,
-        updatedOn: consuming Text, rawJSON: consuming ArraySlice<UInt8>
-    ) {
-        items.append(
-            BulkItem(bulkId: bulkId, status: status, createdOn: createdOn, updatedOn: updatedOn, rawJSON: rawJSON))
-    }
-
-    /// `updatedOn`'s UTF-8 length, nil when there is none.
-    package static func updatedOnUTF8Count(of item: UnsafePointer<BulkItem>) -> Int? {
-        count(of: item.pointee.updatedOnText)
-    }
-
-    /// Whether the first bytes of `stored` are exactly `updatedOn`'s (the caller has checked the lengths);
-    /// true when the item has none.
-    package static func updatedOn(of item: UnsafePointer<BulkItem>, isPrefixOf stored: UnsafeRawBufferPointer) -> Bool {
-        switch item.pointee.updatedOnText {
-        case .absent:
-            return true
-        case .inRaw(let offset, let count):
-            return item.pointee.raw.withUnsafeBytes { raw in
-                isPrefix(UnsafeRawBufferPointer(rebasing: raw[Int(offset)..<(Int(offset) + Int(count))]), of: stored)
-            }
-        case .text(var value):
-            return value.withUTF8 { isPrefix(UnsafeRawBufferPointer($0), of: stored) }
-        }
-    }
-
-    /// One `memcmp`: a generic `elementsEqual` compared byte by byte, 1 % of a steady 1M poll's samples
-    /// (this runs once per listed item).
-    @inline(__always)
-    private static func isPrefix(_ value: UnsafeRawBufferPointer, of stored: UnsafeRawBufferPointer) -> Bool {
-        guard stored.count >= value.count else { return false }
-        guard let valueBase = value.baseAddress, let storedBase = stored.baseAddress, !value.isEmpty else {
-            return true
-        }
-        return memcmp(valueBase, storedBase, value.count) == 0
-    }
-
     package static func == (lhs: BulkItem, rhs: BulkItem) -> Bool {
         lhs.bulkId == rhs.bulkId && lhs.status == rhs.status && lhs.createdOn == rhs.createdOn
             && lhs.updatedOn == rhs.updatedOn && lhs.raw == rhs.raw
@@ -186,9 +132,43 @@ package struct BulkItem: Sendable, Equatable {
 }
 
 /// A complete, well-formed 200 answer of the bulk-status endpoint.
+///
+/// The decoder's listing keeps, per item, one ``Entry`` of plain offsets into the body it was decoded
+/// from (24 bytes, no reference: nothing to retain, release or destroy), not a ``BulkItem`` (112 bytes
+/// inline: two strings, two timestamp cases and a slice that retains the body). At 1M items that is
+/// ~24 MB instead of ~112 MB held beside the 120 MB body at a steady poll's peak, and the differ,
+/// which only compares each item's id, status and `updatedOn` bytes with the stored ones, reads them
+/// where they lie. A ``BulkItem`` is built only for the few items that need one (``item(at:)``).
+///
+/// An item the offsets cannot describe (a field with escapes, an item of 64 KiB or more, a body past
+/// 4 GiB) is kept whole in a side list instead ("boxed"); so is every item of a listing built from
+/// ``BulkItem`` values (``init(items:skippedWithoutId:resultStatus:resultMessage:)``, tests and
+/// benchmarks). Both forms give the same items.
 package struct BulkListing: Sendable {
-    /// Items in the order DruID sent them (duplicates are resolved later, by the differ).
-    package var items: [BulkItem]
+    /// Where one item and its four fields sit in ``body``.
+    package struct Entry: Sendable, BitwiseCopyable {
+        /// Offset of the item's object in the body; for a boxed item, its index in the side list.
+        var rawStart: UInt32
+        /// Length of the item's object; ``boxed`` for a boxed item.
+        var rawCount: UInt32
+        /// Each field as an offset from `rawStart` and a length; ``absent`` as the length when missing.
+        var idOffset: UInt16
+        var idCount: UInt16
+        var statusOffset: UInt16
+        var statusCount: UInt16
+        var createdOffset: UInt16
+        var createdCount: UInt16
+        var updatedOffset: UInt16
+        var updatedCount: UInt16
+
+        static let boxed = UInt32.max
+        static let absent = UInt16.max
+    }
+
+    /// The body the entries point into (empty when every item is boxed).
+    private let body: [UInt8]
+    private var entries: [Entry]
+    private var boxed: [BulkItem]
     /// Items that had no usable `bulkId` (missing, null, empty or not a scalar): skipped, never a crash.
     package var skippedWithoutId: Int
     /// `result.status` when present.
@@ -197,9 +177,165 @@ package struct BulkListing: Sendable {
     package var resultMessage: String?
 
     package init(items: [BulkItem], skippedWithoutId: Int = 0, resultStatus: Int? = nil, resultMessage: String? = nil) {
-        self.items = items
+        body = []
+        boxed = items
+        entries = items.indices.map { Self.boxedEntry($0) }
         self.skippedWithoutId = skippedWithoutId
         self.resultStatus = resultStatus
         self.resultMessage = resultMessage
+    }
+
+    /// An empty listing whose items the decoder appends as it finds them in `body`.
+    package init(decoding body: [UInt8], expectedItems: Int) {
+        self.body = body
+        entries = []
+        // Generous on purpose: a large array is mapped fresh and only the pages actually written become
+        // resident, while growing past the estimate would copy the whole array into one twice its size.
+        entries.reserveCapacity(expectedItems)
+        boxed = []
+        skippedWithoutId = 0
+    }
+
+    /// Number of listed items (duplicates included: they are resolved later, by the differ).
+    package var count: Int { entries.count }
+
+    /// Every item, built: for tests, tools and small listings. The watcher's path reads ``Keys`` instead.
+    package var items: [BulkItem] {
+        get { entries.indices.map { item(at: $0) } }
+        set {
+            self = BulkListing(
+                items: newValue, skippedWithoutId: skippedWithoutId, resultStatus: resultStatus,
+                resultMessage: resultMessage)
+        }
+    }
+
+    /// Forgets the items appended so far (a repeated `content` key: the last one wins).
+    package mutating func removeAllItems() {
+        entries.removeAll(keepingCapacity: true)
+        boxed.removeAll()
+    }
+
+    /// Appends an item found in the body: `raw` is the object, each field the byte range of its value as it
+    /// stands (no escapes), nil when missing. Falls back to the boxed form when the offsets cannot hold it.
+    package mutating func appendFound(
+        raw: Range<Int>, bulkId: Range<Int>, status: Range<Int>?, createdOn: Range<Int>?, updatedOn: Range<Int>?
+    ) {
+        guard raw.count < Int(Entry.absent), raw.upperBound <= Int(UInt32.max) else {
+            let item = BulkItem(
+                bulkId: text(bulkId), status: status.map(text), createdOn: createdOn.map(text),
+                updatedOn: updatedOn.map(text), rawJSON: body[raw])
+            appendBoxed(item)
+            return
+        }
+        let start = raw.lowerBound
+        func field(_ range: Range<Int>?) -> (UInt16, UInt16) {
+            guard let range else { return (0, Entry.absent) }
+            return (UInt16(truncatingIfNeeded: range.lowerBound - start), UInt16(truncatingIfNeeded: range.count))
+        }
+        let id = field(bulkId)
+        let state = field(status)
+        let created = field(createdOn)
+        let updated = field(updatedOn)
+        entries.append(
+            Entry(
+                rawStart: UInt32(truncatingIfNeeded: start), rawCount: UInt32(truncatingIfNeeded: raw.count),
+                idOffset: id.0, idCount: id.1, statusOffset: state.0, statusCount: state.1, createdOffset: created.0,
+                createdCount: created.1, updatedOffset: updated.0, updatedCount: updated.1))
+    }
+
+    /// Appends an item kept whole (its `rawJSON` may be a slice of the body).
+    package mutating func appendBoxed(_ item: BulkItem) {
+        entries.append(Self.boxedEntry(boxed.count))
+        boxed.append(item)
+    }
+
+    private static func boxedEntry(_ index: Int) -> Entry {
+        Entry(
+            rawStart: UInt32(truncatingIfNeeded: index), rawCount: Entry.boxed, idOffset: 0, idCount: 0,
+            statusOffset: 0, statusCount: 0, createdOffset: 0, createdCount: 0, updatedOffset: 0, updatedCount: 0)
+    }
+
+    private func text(_ range: Range<Int>) -> String {
+        body.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+    }
+
+    /// The item at `index`, built: its `rawJSON` a slice of the body, its timestamps read from there.
+    package func item(at index: Int) -> BulkItem {
+        let entry = entries[index]
+        guard entry.rawCount != Entry.boxed else { return boxed[Int(entry.rawStart)] }
+        let start = Int(entry.rawStart)
+        let raw = body[start..<(start + Int(entry.rawCount))]
+        func string(_ offset: UInt16, _ count: UInt16) -> String? {
+            guard count != Entry.absent else { return nil }
+            return text((start + Int(offset))..<(start + Int(offset) + Int(count)))
+        }
+        func inRaw(_ offset: UInt16, _ count: UInt16) -> BulkItem.Text {
+            count == Entry.absent ? .absent : .inRaw(offset: UInt32(offset), count: UInt32(count))
+        }
+        return BulkItem(
+            bulkId: string(entry.idOffset, entry.idCount) ?? "", status: string(entry.statusOffset, entry.statusCount),
+            createdOn: inRaw(entry.createdOffset, entry.createdCount),
+            updatedOn: inRaw(entry.updatedOffset, entry.updatedCount), rawJSON: raw)
+    }
+
+    /// An item's key fields as UTF-8 bytes, valid only inside ``withKeys(_:)``.
+    package struct Keys {
+        package var bulkId: UnsafeRawBufferPointer
+        package var status: UnsafeRawBufferPointer?
+        package var updatedOn: UnsafeRawBufferPointer?
+    }
+
+    /// Read access to every item's key bytes for the duration of `body`, without building an item.
+    package func withKeys<R>(_ body: (KeyReader) throws -> R) rethrows -> R {
+        try self.body.withUnsafeBytes { bytes in
+            try entries.withUnsafeBufferPointer { entries in
+                try body(KeyReader(base: bytes.baseAddress, entries: entries, boxed: boxed))
+            }
+        }
+    }
+
+    /// See ``withKeys(_:)``.
+    package struct KeyReader {
+        let base: UnsafeRawPointer?
+        let entries: UnsafeBufferPointer<Entry>
+        let boxed: [BulkItem]
+
+        package var count: Int { entries.count }
+
+        /// Calls `body` with the key bytes of the item at `index`.
+        @inline(__always)
+        package func keys<R>(at index: Int, _ body: (Keys) throws -> R) rethrows -> R {
+            let entry = entries[index]
+            guard entry.rawCount != Entry.boxed, let base else {
+                return try Self.boxedKeys(boxed[Int(entry.rawStart)], body)
+            }
+            let start = base + Int(entry.rawStart)
+            @inline(__always)
+            func field(_ offset: UInt16, _ count: UInt16) -> UnsafeRawBufferPointer? {
+                count == Entry.absent ? nil : UnsafeRawBufferPointer(start: start + Int(offset), count: Int(count))
+            }
+            return try body(
+                Keys(
+                    bulkId: UnsafeRawBufferPointer(start: start + Int(entry.idOffset), count: Int(entry.idCount)),
+                    status: field(entry.statusOffset, entry.statusCount),
+                    updatedOn: field(entry.updatedOffset, entry.updatedCount)))
+        }
+
+        private static func boxedKeys<R>(_ item: BulkItem, _ body: (Keys) throws -> R) rethrows -> R {
+            var id = item.bulkId
+            return try id.withUTF8 { id in
+                try item.withUpdatedOnUTF8 { updated in
+                    guard var status = item.status else {
+                        return try body(Keys(bulkId: UnsafeRawBufferPointer(id), status: nil, updatedOn: updated))
+                    }
+                    return try status.withUTF8 { status in
+                        try body(
+                            Keys(
+                                bulkId: UnsafeRawBufferPointer(id), status: UnsafeRawBufferPointer(status),
+                                updatedOn: updated))
+                    }
+                }
+            }
+        }
     }
 }

@@ -102,6 +102,6 @@ package enum StartupPages {
     private static func procFile(_ name: String) -> String? {
         guard let handle = FileHandle(forReadingAtPath: "/proc/self/" + name) else { return nil }
         defer { try? handle.close() }
-        return (try? handle.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
+        return (try? handle.readToEnd()).map { String(decoding: $0, as: UTF8.self) }
     }
 }

@@ -357,6 +357,7 @@ private final class Transfer: @unchecked Sendable {
         }
         if needed > body.capacity, needed > Self.smallBodyBytes {
             body.reserveCapacity(maxResponseBytes)
+            HugePages.adviseCapacity(of: &body)
         }
         body.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
         return count
@@ -375,6 +376,7 @@ private final class Transfer: @unchecked Sendable {
         headers.add(name, value)
         if name.caseInsensitiveEquals("content-length"), let length = Int(value), length <= maxResponseBytes {
             body.reserveCapacity(length)
+            HugePages.adviseCapacity(of: &body)
         }
     }
 

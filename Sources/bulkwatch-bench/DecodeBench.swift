@@ -33,7 +33,7 @@ func decodeBenchmark(arguments: [String]) async throws {
         var decodedCount = 0
         let ours = try medianTimes(runs: options.runs) {
             let listing = try BulkListDecoder.decode(body)
-            decodedCount = listing.items.count
+            decodedCount = listing.count
             return listing
         }
         let oursPeak = memory.peakAboveReset()

@@ -60,8 +60,8 @@ private func measureFetch(size: Int, runs: Int) async throws -> FetchRow {
     do {
         let bodyBytes = simulator.currentListBody().count
         let warm = try await client.fetch()
-        guard warm.items.count == size else {
-            throw BenchError("fetch returned \(warm.items.count) of \(size) items")
+        guard warm.count == size else {
+            throw BenchError("fetch returned \(warm.count) of \(size) items")
         }
         Bench.progress("fetch \(size) items: \(runs) runs")
         var fetchTimes: [Double] = []

@@ -70,7 +70,7 @@ struct CheckCommand: AsyncParsableCommand {
             let listing = try await client.fetch()
             let active = plan.target.activeCount(in: listing)
             return
-                "OK    \(name)  \(listing.items.count) operation(s), \(active) in progress; token \(tokenTime.shortDescription), "
+                "OK    \(name)  \(listing.count) operation(s), \(active) in progress; token \(tokenTime.shortDescription), "
                 + "list \((ContinuousClock.now - fetchStarted).shortDescription) (\(plan.target.endpoint.url))"
         } catch {
             return "FAIL  \(name)  \(plan.target.endpoint.url): \(error)"

@@ -1,10 +1,12 @@
 import BulkWatch
 
-/// Builds a listing the way the decoder does: one body buffer, each item's `rawJSON` a slice of it.
+/// Builds a listing the way the watcher gets it: a body decoded by ``BulkListDecoder`` (each item recorded as
+/// offsets into the body, ``BulkListing/withKeys(_:)``), or with `built`, from ``BulkItem`` values (each kept
+/// whole, their `rawJSON` slices of one body buffer). The differ must give the same outcome for both.
 ///
 /// Items are written as `"id:STATUS@updatedOn"`; `STATUS` may be empty (nil) and `@updatedOn` may be
 /// left out (nil), so a table row stays one readable line.
-func listing(_ specs: [String], skippedWithoutId: Int = 0) -> BulkListing {
+func listing(_ specs: [String], skippedWithoutId: Int = 0, built: Bool = false) -> BulkListing {
     var body: [UInt8] = Array("{\"content\":[".utf8)
     var ranges: [Range<Int>] = []
     var fields: [(String, String?, String?)] = []
@@ -21,6 +23,12 @@ func listing(_ specs: [String], skippedWithoutId: Int = 0) -> BulkListing {
         fields.append((bulkId, status, updatedOn))
     }
     body.append(contentsOf: "]}".utf8)
+    guard built else {
+        // The fixtures' ids and statuses need no escapes, so every item takes the offsets form.
+        var decoded = try! BulkListDecoder.decode(body)
+        decoded.skippedWithoutId = skippedWithoutId
+        return decoded
+    }
     let items = zip(fields, ranges).map { field, range in
         BulkItem(bulkId: field.0, status: field.1, updatedOn: field.2, rawJSON: body[range])
     }

@@ -236,6 +236,9 @@ private struct HistoryRun {
     var clock: Int64 = 1_795_860_963_000
 
     var snapshot = Snapshot()
+    /// The same history diffed from listings built of ``BulkItem`` values (each item kept whole) instead of
+    /// decoded ones (offsets into the body): every outcome must be the same.
+    var builtSnapshot = Snapshot()
     var model: ReferenceModel
     /// Rows as a journal would hold them, built only from `upserted` and `removed`.
     var journal: [String: TrackedItem] = [:]
@@ -380,9 +383,18 @@ private struct HistoryRun {
                 // Restart: rebuild from the journal's rows (sorted, so a seed replays identically).
                 let rows = journal.values.sorted { $0.item.bulkId < $1.item.bulkId }
                 snapshot = Snapshot(tracked: rows, removalGuarded: journalGuarded)
+                builtSnapshot = snapshot
             }
             let isFirstRun = !hasBaseline
             let outcome = SnapshotDiffer.apply(answer, to: &snapshot, policy: policy, isFirstRun: isFirstRun)
+            let builtOutcome = SnapshotDiffer.apply(
+                listing(specs, built: true), to: &builtSnapshot, policy: policy, isFirstRun: isFirstRun)
+            if builtOutcome.changes.map(describe) != outcome.changes.map(describe)
+                || builtOutcome.upserted != outcome.upserted || builtOutcome.removed != outcome.removed
+                || builtOutcome.stats != outcome.stats
+            {
+                return "poll \(n): a listing built of items diffed differently from the decoded one"
+            }
             let expected = model.poll(answer, isFirstRun: isFirstRun)
             hasBaseline = true
 

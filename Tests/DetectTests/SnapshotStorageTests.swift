@@ -105,9 +105,12 @@ private struct StorageRandom: RandomNumberGenerator {
 }
 
 extension KeyArena {
-    /// The differ's comparison (``stateEquals(_:of:)``) for an item carrying exactly these two fields.
+    /// The differ's comparison (``stateEquals(_:status:updatedOn:)``) for a listed item carrying exactly these
+    /// two fields, read from a decoded body as the differ reads them.
     fileprivate func stateEquals(_ position: Int, status: String?, updatedOn: String?) -> Bool? {
-        let probe = BulkItem(bulkId: "probe", status: status, updatedOn: updatedOn, rawJSON: [])
-        return withUnsafePointer(to: probe) { stateEquals(position, of: $0) }
+        let probe = BulkListing(items: [BulkItem(bulkId: "probe", status: status, updatedOn: updatedOn, rawJSON: [])])
+        return probe.withKeys { reader in
+            reader.keys(at: 0) { stateEquals(position, status: $0.status, updatedOn: $0.updatedOn) }
+        }
     }
 }
