@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+# The sqlite3 shell: a store test changes a live database from another process with it.
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

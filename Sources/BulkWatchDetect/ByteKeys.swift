@@ -14,7 +14,7 @@ package enum ByteKeys {
         return copy.utf8.withContiguousStorageIfAvailable { body(UnsafeRawBufferPointer($0)) }!
     }
 
-    static func hash(_ text: String) -> UInt64 { withBytes(text) { hash($0) } }
+    package static func hash(_ text: String) -> UInt64 { withBytes(text) { hash($0) } }
 
     /// A fast 64-bit mix of the bytes (not keyed: ids come from the configured upstream).
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {

@@ -34,10 +34,13 @@ package final class SQLiteStore: Store {
     private let sizes = Mutex<[String: (image: Int, deltas: Int)]>([:])
     /// The events committed last, so sinks that keep up read them from memory (``RecentEvents``).
     private let recent: Mutex<RecentEvents>
-    /// Per target, every bulkId that may have a row in `incarnations` (a superset: loaded once, then grown by
-    /// each commit, and dropped for a reload after a prune). A change whose bulkId is not in it needs no
-    /// lookup: at 100k items that was 3,000 random index reads per steady commit.
-    private let incarnationKeys = Mutex<[String: Set<String>]>([:])
+    /// Per target, the hash (``ByteKeys/hash(_:)``) of every bulkId that may have a row in `incarnations` (a
+    /// superset: loaded once, then grown by each commit, and dropped for a reload after a prune). A change
+    /// whose bulkId's hash is not in it needs no lookup: at 100k items that was 3,000 random index reads per
+    /// steady commit. Hashes, not the ids: 8 bytes per expired operation instead of a `String` (a heap block
+    /// for an id past 15 bytes), for a set that grows with every expiry the incarnation memory keeps (30
+    /// days); a collision only costs one lookup that finds nothing.
+    private let incarnationKeys = Mutex<[String: Set<UInt64>]>([:])
 
     /// At most this many bytes of event bodies stay cached after their commit. A first poll of 100k items
     /// (~45 MB of events) fits, so its delivery reads nothing back (in `bulkwatch-bench poll` that took the
@@ -298,10 +301,12 @@ package final class SQLiteStore: Store {
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
-        let knownKeys = incarnationKeys.withLock { $0[target] }
+        // Taken out, not copied: the commit grows the set in place (a shared one was copied whole by its first
+        // insert). A commit that fails leaves none behind, and the next one reloads it from the table.
+        let knownKeys = incarnationKeys.withLock { $0.removeValue(forKey: target) }
         let budget = recent.withLock { $0.byteBudget }
         let (summary, kept, keys, deltaBytes) = try await pool.write {
-            db -> (CommitSummary, [JournalEvent], Set<String>, Int) in
+            db -> (CommitSummary, [JournalEvent], Set<UInt64>, Int) in
             // In pieces, each bound in place: no copy of a first poll's whole delta is ever held.
             let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
             var deltaBytes = 0
@@ -873,13 +878,13 @@ package final class SQLiteStore: Store {
 private struct IncarnationBook {
     private let db: Database
     private let target: String
-    /// Every bulkId of `target` that may have a row (see `SQLiteStore.incarnationKeys`); grown here as rows
-    /// are written, and handed back to the store once the commit succeeded.
-    private(set) var keys: Set<String>
+    /// The hash of every bulkId of `target` that may have a row (see `SQLiteStore.incarnationKeys`); grown
+    /// here as rows are written, and handed back to the store once the commit succeeded.
+    private(set) var keys: Set<UInt64>
     /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
     private let upsert: RawStatement
 
-    init(_ db: Database, target: String, keys: Set<String>?) throws {
+    init(_ db: Database, target: String, keys: Set<UInt64>?) throws {
         self.db = db
         self.target = target
         upsert = try RawStatement(
@@ -892,16 +897,20 @@ private struct IncarnationBook {
         if let keys {
             self.keys = keys
         } else {
-            self.keys = Set(
-                try String.fetchAll(db, sql: "SELECT bulk_id FROM incarnations WHERE target = ?", arguments: [target]))
+            var loaded = Set<UInt64>()
+            let ids = try String.fetchCursor(
+                db, sql: "SELECT bulk_id FROM incarnations WHERE target = ?", arguments: [target])
+            while let id = try ids.next() { loaded.insert(ByteKeys.hash(id)) }
+            self.keys = loaded
         }
     }
 
     /// The incarnation `change` belongs to, recording a new life on `created` and an ended one on `expired`.
     mutating func incarnation(of change: DetectedChange, at time: String) throws -> Int64 {
         let bulkId = change.item.bulkId
+        let hash = ByteKeys.hash(bulkId)
         let recorded: Int64? =
-            keys.contains(bulkId)
+            keys.contains(hash)
             ? try Int64.fetchOne(
                 db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
                 arguments: [target, bulkId])
@@ -916,7 +925,7 @@ private struct IncarnationBook {
         case .expired:
             let current = recorded ?? 0
             try store(bulkId, current, expiredAt: time)
-            keys.insert(bulkId)
+            keys.insert(hash)
             return current
         }
     }

@@ -48,29 +48,14 @@ package struct WatchTarget: Sendable, Equatable {
     /// progress: we cannot tell it is done.
     ///
     /// Runs over every item of every poll (100k on a large tenant), on the status bytes where they lie in
-    /// the body: consecutive items mostly share a status, so each item is compared with the previous one's
-    /// bytes first and the handful of terminal statuses is scanned only when it differs.
+    /// the body; the handful of terminal statuses is scanned only when an item's status differs from the
+    /// previous item's (``BulkListing/countItems(byStatus:)``).
     package func activeCount(in listing: BulkListing) -> Int {
         let terminal = terminalStatuses.map { Array($0.utf8) }
-        var count = 0
-        var last: [UInt8] = []
-        var lastIsActive = true
-        listing.withKeys { reader in
-            for index in 0..<reader.count {
-                reader.keys(at: index) { keys in
-                    guard let status = keys.status else {
-                        count += 1
-                        return
-                    }
-                    if !last.elementsEqual(status) {
-                        last = Array(status)
-                        lastIsActive = !terminal.contains { $0.elementsEqual(status) }
-                    }
-                    if lastIsActive { count += 1 }
-                }
-            }
+        return listing.countItems { status in
+            guard let status else { return true }
+            return !terminal.contains { $0.elementsEqual(status) }
         }
-        return count
     }
 
     /// The cadence after a poll that saw `activeItems` in progress: `activeInterval` while any is.
@@ -292,8 +277,10 @@ package final class Watcher: Service {
 
     /// After the first successful poll of any target, start-up is over: what it alone ran (argument parsing,
     /// configuration, migrations, the first poll's encoder) need not stay resident for the life of the daemon
-    /// (``StartupPages``). Once per process; every later call returns at once.
-    private func releaseStartupPages() {
+    /// (``StartupPages``). Once per process; every later call returns at once. ``run()`` calls it after each
+    /// successful poll's housekeeping; a benchmark that drives polls with ``pollOnce()`` calls it at the same
+    /// point, so it measures the daemon's footprint.
+    package func releaseStartupPages() {
         guard let release = StartupPages.releaseOnce() else { return }
         FreedMemory.release()
         guard let before = release.residentBefore, let after = release.residentAfter else { return }

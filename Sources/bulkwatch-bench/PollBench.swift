@@ -369,6 +369,8 @@ private struct PollChild {
         try await watcher.maintainState()
         cycle.peakRSS = Bench.procStatus("VmHWM") ?? 0
         result.first = cycle
+        // As `bulkwatch run` does after its first successful poll: the pages only start-up ran go back.
+        watcher.releaseStartupPages()
 
         var steady: [PollSizeResult.Cycle] = []
         progress("\(warmup) warm-up + \(runs) steady polls (whole cycle)")
@@ -551,7 +553,8 @@ func idleBenchmark(arguments: [String]) async throws {
     try await simulator.start()
     let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-idle")
     defer { Bench.removeTree(directory) }
-    let child = try Bench.spawnIdleWatcher(binary: binary, simulator: simulator, directory: directory, name: "state")
+    let name = "state"
+    let child = try Bench.spawnIdleWatcher(binary: binary, simulator: simulator, directory: directory, name: name)
 
     Bench.progress("idle: warm-up \(warmup) s (pid \(child.pid))")
     try await Task.sleep(for: .seconds(warmup))
@@ -560,7 +563,7 @@ func idleBenchmark(arguments: [String]) async throws {
         throw BenchError("bulkwatch run ended during warm-up (\(exit))")
     }
     let eventsLines =
-        (try? String(contentsOfFile: "\(directory)/events.jsonl", encoding: .utf8))?.split(
+        (try? String(contentsOfFile: "\(directory)/\(name).jsonl", encoding: .utf8))?.split(
             separator: "\n"
         ).count ?? 0
 

@@ -1,10 +1,15 @@
 // bulkwatch-bench: performance figures printed as tables, never asserted.
 // Usage: swift build -c release --product bulkwatch-bench && .build/release/bulkwatch-bench <suite> [options]
+import BulkWatch
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let suite = arguments.first ?? "help"
 let rest = Array(arguments.dropFirst())
+if suite == "poll" && rest.contains("--single") {
+    // The measuring child is set up like the daemon: `bulkwatch`'s main caps glibc's arenas first thing.
+    FreedMemory.limitArenas(to: 2)
+}
 
 let benchUsage = """
     usage: bulkwatch-bench <suite> [options]

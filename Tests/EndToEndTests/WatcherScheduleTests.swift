@@ -188,4 +188,27 @@ struct ActiveCountTests {
         #expect(target.activeCount(in: BulkListing(items: [])) == 0)
         #expect(target.activeCount(in: BulkListing(items: [item(1, "FAILED"), item(2, "FAILED")])) == 0)
     }
+
+    /// A decoded listing reads statuses where they lie in the body, except items kept whole (an escaped
+    /// field): a run of equal statuses must not be judged by the bytes of a kept-whole item, which live only
+    /// while that item is read.
+    @Test func countsADecodedListingWithItemsKeptWholeAmongThem() throws {
+        let target = WatchTarget(
+            endpoint: BulkEndpoint(url: "http://127.0.0.1:1/bulk"), terminalStatuses: ["FINISHED", "FAILED"])
+        let objects = [
+            #"{"bulkId":"a","status":"FINISHED"}"#, #"{"bulkId":"b","status":"FINISHED"}"#,
+            #"{"bulkId":"c","status":"\u0046INISHED"}"#, #"{"bulkId":"d","status":"FINISHED"}"#,
+            #"{"bulkId":"e","status":"RUNNING"}"#, #"{"bulkId":"\u0066","status":"RUNNING"}"#,
+            #"{"bulkId":"g","status":"RUNNING"}"#, #"{"bulkId":"h"}"#, #"{"bulkId":"i","status":"FAILED"}"#,
+            #"{"bulkId":"j","status":null}"#, #"{"bulkId":"k","status":"FAILED"}"#,
+        ]
+        let listing = try BulkListDecoder.decode(Array(#"{"content":[\#(objects.joined(separator: ","))]}"#.utf8))
+        #expect(
+            listing.items.map(\.status) == [
+                "FINISHED", "FINISHED", "FINISHED", "FINISHED", "RUNNING", "RUNNING", "RUNNING", nil, "FAILED", nil,
+                "FAILED",
+            ])
+        #expect(target.activeCount(in: listing) == 5)
+        #expect(target.activeCount(in: BulkListing(items: listing.items)) == 5)
+    }
 }

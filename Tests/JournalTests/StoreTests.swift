@@ -168,6 +168,32 @@ struct StoreTests {
         #expect(back.first?.id == "c191b46d-1833-8992-9393-03958f373cf4")
     }
 
+    /// The SQLite store keeps the ids that ever expired in memory, and a commit takes that set out to grow it in
+    /// place. A commit that fails inside its transaction (here: the incarnations table is renamed away by
+    /// another process, then back) must not leave the store without them: the next commit reads them back from
+    /// the table, so a return is still a new incarnation.
+    @Test func aFailedCommitForgetsNoExpiredOperation() async throws {
+        let path = directory + "/state.db"
+        let journal = try SQLiteStore(path: path)
+        let life = item("b-1", "FINISHED")
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")), first: true)
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(item("b-2", "PENDING"))) }
+        #expect(snapshot["b-1"] == nil, "b-1 expired")
+
+        try sqliteShell(path, "ALTER TABLE incarnations RENAME TO incarnations_away")
+        var attempt = snapshot
+        await #expect(throws: (any Error).self) {
+            _ = try await poll(journal, &attempt, listing(life, item("b-2", "PENDING")))
+        }
+        try sqliteShell(path, "ALTER TABLE incarnations_away RENAME TO incarnations")
+
+        let back = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")))
+        #expect(back.map(\.kind) == [.created])
+        // The id of b-1's second life (anOperationBackAfterARestartIsStillANewIncarnation), not its first's.
+        #expect(back.first?.id == "c191b46d-1833-8992-9393-03958f373cf4")
+    }
+
     @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
         let journal = try await backend.open(directory)
         let loaded = try await journal.loadSnapshot(target: "default")
@@ -294,5 +320,17 @@ struct StoreTests {
         try await journal.maintain(target: "default", snapshot: snapshot)
         #expect(try await journal.allEvents().count == 3)
         #expect(try await journal.integrityCheck() == "ok")
+    }
+}
+
+/// Runs `sql` on the database at `path` in the `sqlite3` shell, another process, as an operator would.
+private func sqliteShell(_ path: String, _ sql: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = [path, sql]
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw JournalError(description: "sqlite3 exited with \(process.terminationStatus)")
     }
 }
