@@ -211,4 +211,22 @@ struct ActiveCountTests {
         #expect(target.activeCount(in: listing) == 5)
         #expect(target.activeCount(in: BulkListing(items: listing.items)) == 5)
     }
+
+    /// The decoder tallies items per distinct status as it goes, so counting asks about each status once; past
+    /// a few dozen distinct statuses it stops tallying, and counting reads every item instead. Both agree.
+    @Test func countsTheSameWithManyDistinctStatuses() throws {
+        let target = WatchTarget(
+            endpoint: BulkEndpoint(url: "http://127.0.0.1:1/bulk"), terminalStatuses: ["FINISHED", "FAILED"])
+        for distinct in [3, 31, 32, 33, 80] {
+            let statuses = (0..<(3 * distinct)).map { n in
+                n % 3 == 0 ? "FINISHED" : n % 3 == 1 ? "S\(n % distinct)" : n % 2 == 0 ? "FAILED" : "S\(n)"
+            }
+            let objects = statuses.enumerated().map { #"{"bulkId":"b-\#($0.offset)","status":"\#($0.element)"}"# }
+            let body = Array(#"{"content":[\#(objects.joined(separator: ","))]}"#.utf8)
+            let listing = try BulkListDecoder.decode(body)
+            let expected = statuses.filter { $0 != "FINISHED" && $0 != "FAILED" }.count
+            #expect(target.activeCount(in: listing) == expected, "\(distinct) distinct statuses")
+            #expect(target.activeCount(in: BulkListing(items: listing.items)) == expected)
+        }
+    }
 }
