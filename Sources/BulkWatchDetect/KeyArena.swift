@@ -22,12 +22,19 @@ struct KeyArena: Sendable {
         spans.append(store(item))
     }
 
+    /// Stores a new state for `position`; the old bytes stay behind as waste until ``withoutWaste()``.
     mutating func replace(_ position: Int, with item: BulkItem) {
         wasted += Self.length(spans[position])
         spans[position] = store(item)
-        if wasted > 1 << 16, wasted > bytes.count / 2 {
-            self = reordered(Array(spans.indices))
-        }
+    }
+
+    /// Bytes of replaced or cleared entries still in the buffer.
+    var wastedBytes: Int { wasted }
+
+    /// A copy without waste, entries in place, with room for a quarter more bytes (only the pages written
+    /// become resident), so the next polls' appends do not double the buffer.
+    func withoutWaste() -> KeyArena {
+        reordered(Array(spans.indices), spareFraction: 4)
     }
 
     mutating func withUnsafeMutableSpans<R>(_ body: (inout UnsafeMutableBufferPointer<UInt64>) -> R) -> R {
@@ -43,8 +50,9 @@ struct KeyArena: Sendable {
         spans[position] = Self.none
     }
 
-    /// A copy holding only the entries at `order`, in that order, without waste.
-    func reordered(_ order: [Int]) -> KeyArena {
+    /// A copy holding only the entries at `order`, in that order, without waste (and, with `spareFraction`
+    /// n, room for 1/n more bytes).
+    func reordered(_ order: [Int], spareFraction: Int = 0) -> KeyArena {
         var total = 0
         let newSpans = order.map { position in
             let span = spans[position]
@@ -57,7 +65,8 @@ struct KeyArena: Sendable {
         guard total > 0 else { return fresh }
         let oldSpans = spans
         fresh.bytes = bytes.withUnsafeBytes { old in
-            [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+            [UInt8](unsafeUninitializedCapacity: total + (spareFraction > 0 ? total / spareFraction : 0)) {
+                target, initialized in
                 let base = UnsafeMutableRawPointer(target.baseAddress!)
                 newSpans.withUnsafeBufferPointer { newSpans in
                     oldSpans.withUnsafeBufferPointer { oldSpans in

@@ -35,14 +35,21 @@ struct PayloadArena: Sendable {
         lengths.append(length)
     }
 
+    /// Stores a new record for `position`; the old one stays behind as waste until ``withoutWaste()``.
     mutating func replace(_ position: Int, with item: BulkItem, keysStored: Bool) {
         wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
         let (offset, length) = store(item, keysStored: keysStored)
         offsets[position] = offset
         lengths[position] = length
-        if wasted > 1 << 16, wasted > bytes.count / 2 {
-            self = reordered(Array(offsets.indices))
-        }
+    }
+
+    /// Bytes of replaced or cleared records still in the buffer.
+    var wastedBytes: Int { wasted }
+
+    /// A copy without waste, entries in place, with room for a quarter more bytes (only the pages written
+    /// become resident), so the next polls' appends do not double the buffer.
+    func withoutWaste() -> PayloadArena {
+        reordered(Array(offsets.indices), spareFraction: 4)
     }
 
     mutating func clear(_ position: Int) {
@@ -51,14 +58,16 @@ struct PayloadArena: Sendable {
         offsets[position] = 0
     }
 
-    /// A copy holding only the entries at `order`, in that order, without waste.
-    func reordered(_ order: [Int]) -> PayloadArena {
+    /// A copy holding only the entries at `order`, in that order, without waste (and, with `spareFraction`
+    /// n, room for 1/n more bytes).
+    func reordered(_ order: [Int], spareFraction: Int = 0) -> PayloadArena {
         var total = 0
         for position in order where lengths[position] != Self.cleared { total += Int(lengths[position]) }
         var fresh = PayloadArena()
         fresh.offsets.reserveCapacity(order.count)
         fresh.lengths.reserveCapacity(order.count)
-        fresh.bytes = [UInt8](unsafeUninitializedCapacity: total) { target, initialized in
+        let spare = spareFraction > 0 ? total / spareFraction : 0
+        fresh.bytes = [UInt8](unsafeUninitializedCapacity: total + spare) { target, initialized in
             var cursor = 0
             bytes.withUnsafeBytes { old in
                 for position in order {

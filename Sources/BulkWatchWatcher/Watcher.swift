@@ -461,13 +461,17 @@ private final class WatcherState: Sendable {
     /// Hands the committed snapshot to the store's housekeeping. The snapshot is taken out for the call
     /// and put back after it, so no second reference is alive when the next poll mutates it (which
     /// would copy 100k entries).
+    ///
+    /// Rewrites the snapshot's arenas first when replaced entries left too much behind in them
+    /// (``Snapshot/compactArenas()``): here, between polls, and not inside a poll's diff.
     func maintain(_ store: any Store, target: String) async throws {
-        let (snapshot, hasBaseline, stale) = storage.withLock { stored in
+        var (snapshot, hasBaseline, stale) = storage.withLock { stored in
             defer { stored.snapshot = Snapshot() }
             return (stored.snapshot, stored.hasBaseline, stored.stale)
         }
-        defer { storage.withLock { $0 = (snapshot, hasBaseline, stale) } }
+        defer { storage.withLock { [snapshot] in $0 = (snapshot, hasBaseline, stale) } }
         guard !stale else { return }
+        if snapshot.hasWastefulArenas { snapshot.compactArenas() }
         try await store.maintain(target: target, snapshot: snapshot)
     }
 }

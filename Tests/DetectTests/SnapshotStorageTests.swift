@@ -51,13 +51,22 @@ struct SnapshotStorageTests {
         for n in 0..<50 {
             snapshot.append(TrackedItem(item: item("op-\(n):QUEUED@0")), hash: ByteKeys.hash("op-\(n)"))
         }
-        // Enough replacements to make the arena's waste outgrow its live bytes several times over.
-        for round in 1...3_000 {
+        // Enough replacements to make the arenas' waste outgrow their live bytes many times over.
+        let padding = String(repeating: "z", count: 100)
+        for round in 1...12_000 {
             let n = round % 50
-            let padding = String(repeating: "z", count: 100)
             snapshot.replaceItem(at: n, with: item("op-\(n):S\(round % 7)@\(round)\(padding)"))
         }
-        #expect(snapshot.keys.bytes.count < 1 << 17)  // 3,000 × ~110 bytes written, waste reclaimed
+        // The old bytes stay until the watcher compacts between polls, never in the middle of a diff.
+        #expect(snapshot.keys.wastedBytes > 1 << 20)
+        #expect(snapshot.hasWastefulArenas)
+        let before = snapshot.trackedItems
+        snapshot.compactArenas()
+        #expect(!snapshot.hasWastefulArenas)
+        #expect(snapshot.keys.wastedBytes == 0 && snapshot.payloads.wastedBytes == 0)
+        #expect(snapshot.keys.bytes.count < 1 << 13)  // 50 live entries of ~115 bytes
+        #expect(snapshot.keys.bytes.capacity >= snapshot.keys.bytes.count * 5 / 4, "room to append into")
+        #expect(snapshot.trackedItems == before)
         for n in 0..<50 {
             let current = snapshot.entries[n].item
             #expect(snapshot.keys.stateEquals(n, status: current.status, updatedOn: current.updatedOn) == true)
