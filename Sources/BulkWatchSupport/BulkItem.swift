@@ -180,8 +180,10 @@ package struct BulkListing: Sendable {
     /// reading 1M statuses again (15 ms of a 1M poll, all of it memory traffic). nil once more than
     /// ``tallyLimit`` distinct statuses were seen; counting then reads every item.
     private var statusTally: [StatusCount]? = []
-    /// The tally slot of the previous item's status: consecutive items mostly share it.
-    private var lastTally = -1
+    /// The latest items in the body that share one status, not yet in ``statusTally``: where that status lies
+    /// (nil: they have none) and how many. Consecutive items mostly share their status, so appending one
+    /// costs a `memcmp` and an increment; updating the tally for each item cost more than counting later.
+    private var run: (status: Range<Int>?, length: Int) = (nil, 0)
     private static let tallyLimit = 32
 
     private struct StatusCount {
@@ -202,7 +204,7 @@ package struct BulkListing: Sendable {
         self.skippedWithoutId = skippedWithoutId
         self.resultStatus = resultStatus
         self.resultMessage = resultMessage
-        for item in items { tally(item.status) }
+        for item in items { tally(item.status, count: 1) }
     }
 
     /// An empty listing whose items the decoder appends as it finds them in `body`.
@@ -234,7 +236,7 @@ package struct BulkListing: Sendable {
         entries.removeAll(keepingCapacity: true)
         boxed.removeAll()
         statusTally = []
-        lastTally = -1
+        run = (nil, 0)
     }
 
     /// Appends an item found in the body: `raw` is the object, each field the byte range of its value as it
@@ -254,10 +256,11 @@ package struct BulkListing: Sendable {
             guard let range else { return (0, Entry.absent) }
             return (UInt16(truncatingIfNeeded: range.lowerBound - start), UInt16(truncatingIfNeeded: range.count))
         }
-        if let status {
-            body.withUnsafeBytes { tally(UnsafeRawBufferPointer(rebasing: $0[status])) }
+        if run.length > 0, sameStatus(status, run.status) {
+            run.length += 1
         } else {
-            tally(nil as UnsafeRawBufferPointer?)
+            endRun()
+            run = (status, 1)
         }
         let id = field(bulkId)
         let state = field(status)
@@ -274,27 +277,42 @@ package struct BulkListing: Sendable {
     package mutating func appendBoxed(_ item: BulkItem) {
         entries.append(Self.boxedEntry(boxed.count))
         boxed.append(item)
-        tally(item.status)
+        endRun()
+        tally(item.status, count: 1)
     }
 
-    private mutating func tally(_ status: String?) {
-        guard var status else { return tally(nil as UnsafeRawBufferPointer?) }
-        status.withUTF8 { tally(UnsafeRawBufferPointer($0)) }
+    /// Whether the body's bytes at `lhs` and `rhs` are the same status (or both are missing).
+    @inline(__always)
+    private func sameStatus(_ lhs: Range<Int>?, _ rhs: Range<Int>?) -> Bool {
+        guard let lhs, let rhs else { return lhs == nil && rhs == nil }
+        guard lhs.count == rhs.count else { return false }
+        return lhs.isEmpty
+            || body.withUnsafeBytes {
+                memcmp($0.baseAddress! + lhs.lowerBound, $0.baseAddress! + rhs.lowerBound, lhs.count) == 0
+            }
     }
 
-    /// Counts one more item with `status` in ``statusTally``.
-    private mutating func tally(_ status: UnsafeRawBufferPointer?) {
+    /// Moves the pending ``run`` into ``statusTally``.
+    private mutating func endRun() {
+        guard run.length > 0 else { return }
+        let (status, length) = run
+        run = (nil, 0)
+        guard let status else { return tally(nil as UnsafeRawBufferPointer?, count: length) }
+        body.withUnsafeBytes { tally(UnsafeRawBufferPointer(rebasing: $0[status]), count: length) }
+    }
+
+    private mutating func tally(_ status: String?, count: Int) {
+        guard var status else { return tally(nil as UnsafeRawBufferPointer?, count: count) }
+        status.withUTF8 { tally(UnsafeRawBufferPointer($0), count: count) }
+    }
+
+    /// Counts `count` more items with `status` in ``statusTally``.
+    private mutating func tally(_ status: UnsafeRawBufferPointer?, count: Int) {
         guard statusTally != nil else { return }
-        if lastTally >= 0, Self.sameBytes(statusTally![lastTally].status, status) {
-            statusTally![lastTally].count += 1
-            return
-        }
         if let slot = statusTally!.firstIndex(where: { Self.sameBytes($0.status, status) }) {
-            statusTally![slot].count += 1
-            lastTally = slot
+            statusTally![slot].count += count
         } else if statusTally!.count < Self.tallyLimit {
-            statusTally!.append(StatusCount(status: status.map { Array($0) }, count: 1))
-            lastTally = statusTally!.count - 1
+            statusTally!.append(StatusCount(status: status.map { Array($0) }, count: count))
         } else {
             statusTally = nil
         }
@@ -339,8 +357,11 @@ package struct BulkListing: Sendable {
     /// share a status, so `isCounted` is asked only when an item's status differs from the previous one's
     /// (one `memcmp`): a count over 100k items every poll, without a `String` or an array per item.
     package func countItems(byStatus isCounted: (UnsafeRawBufferPointer?) -> Bool) -> Int {
-        if let statusTally {
-            return statusTally.reduce(0) { total, slot in
+        if var tally = statusTally {
+            if run.length > 0 {
+                tally.append(StatusCount(status: run.status.map { Array(body[$0]) }, count: run.length))
+            }
+            return tally.reduce(0) { total, slot in
                 let counted =
                     slot.status.map { status in status.withUnsafeBytes { isCounted($0) } } ?? isCounted(nil)
                 return counted ? total + slot.count : total
