@@ -39,6 +39,8 @@ func diffBenchmark(arguments: [String]) async throws {
 
     print("diff: steady poll = 1 % changed, 1 % new, 1 % gone; expireAfter 2; median of \(runs)+ runs")
     print("shuffled = the same steady poll with the listing in a new random order each time")
+    print("listings are JSON bodies (36-character ids) decoded by BulkListDecoder, as the watcher gets them;")
+    print("rendering and decoding are outside the timings")
     print(
         pad("items", 10) + pad("first diff", 13) + pad("steady", 12) + pad("ns/item", 9)
             + pad("steady cpu", 12) + pad("shuffled", 12) + pad("ns/item", 9) + pad("naive dict", 13)
@@ -101,8 +103,9 @@ private func measure(size: Int, runs: Int) -> DiffBenchRow {
     for _ in 0..<runs {
         universe.step()
         let listing = universe.listing()
-        var shuffled = universe.listing()
-        shuffled.items.shuffle(using: &shuffler)
+        var order = Array(0..<universe.count)
+        order.shuffle(using: &shuffler)
+        let shuffled = universe.listing(order: order)
 
         let cpuStart = threadCPUSeconds()
         let start = ContinuousClock.now
@@ -135,7 +138,6 @@ private struct SyntheticUpstream {
     private var versions: [UInt32]
     private var nextSerial: UInt64
     private var random: SplitMix64
-    private let body: [UInt8]
     private static let statuses = ["QUEUED", "PROCESSING", "FINISHED", "FAILED"]
 
     init(size: Int, seed: UInt64) {
@@ -143,7 +145,6 @@ private struct SyntheticUpstream {
         versions = [UInt32](repeating: 0, count: size)
         nextSerial = UInt64(size)
         random = SplitMix64(seed: seed)
-        body = [UInt8](repeating: UInt8(ascii: " "), count: 64 * 1024)
     }
 
     mutating func step() {
@@ -175,22 +176,36 @@ private struct SyntheticUpstream {
         }
     }
 
-    /// A fresh listing, every string newly allocated, every rawJSON a slice of one body buffer.
-    func listing() -> BulkListing {
-        let body = Array(self.body)
-        var items: [BulkItem] = []
-        items.reserveCapacity(serials.count)
-        for (serial, version) in zip(serials, versions) {
-            let offset = Int(serial % 1_000) * 64
-            items.append(
-                BulkItem(
-                    bulkId: Self.uuid(serial),
-                    status: Self.statuses[Int(version) % Self.statuses.count],
-                    createdOn: Self.timestamp(millis: 1_764_000_000_000 + Int64(serial) * 7),
-                    updatedOn: Self.timestamp(millis: 1_764_000_000_000 + Int64(serial) * 7 + Int64(version) * 60_000),
-                    rawJSON: body[offset..<(offset + 64)]))
+    var count: Int { serials.count }
+
+    /// A fresh listing as the watcher gets one: a JSON body rendered in `order` (default: upstream order) and
+    /// decoded by ``BulkListDecoder``, so each item is offsets into the body (``BulkListing``). The rendering
+    /// and decoding are outside every timing.
+    func listing(order: [Int]? = nil) -> BulkListing {
+        var body = Array(#"{"content":["#.utf8)
+        body.reserveCapacity(serials.count * 160 + 64)
+        for (n, index) in (order ?? Array(serials.indices)).enumerated() {
+            let serial = serials[index]
+            let version = versions[index]
+            if n > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(contentsOf: #"{"bulkId":""#.utf8)
+            body.append(contentsOf: Self.uuid(serial).utf8)
+            body.append(contentsOf: #"","status":""#.utf8)
+            body.append(contentsOf: Self.statuses[Int(version) % Self.statuses.count].utf8)
+            body.append(contentsOf: #"","createdOn":""#.utf8)
+            body.append(contentsOf: Self.timestamp(millis: 1_764_000_000_000 + Int64(serial) * 7).utf8)
+            body.append(contentsOf: #"","updatedOn":""#.utf8)
+            body.append(
+                contentsOf: Self.timestamp(millis: 1_764_000_000_000 + Int64(serial) * 7 + Int64(version) * 60_000).utf8
+            )
+            body.append(contentsOf: #""}"#.utf8)
         }
-        return BulkListing(items: items)
+        body.append(contentsOf: "]}".utf8)
+        do {
+            return try BulkListDecoder.decode(body)
+        } catch {
+            preconditionFailure("the diff bench rendered an invalid body: \(error)")
+        }
     }
 
     private static let hex = Array("0123456789abcdef".utf8)
