@@ -4,8 +4,8 @@
 
 /// Asks the kernel to back a large, freshly reserved buffer with transparent huge pages.
 ///
-/// A poll's body is one buffer of up to a few hundred MB, allocated anew for every poll (keeping it between
-/// polls would keep it resident) and written once, front to back, as the bytes arrive. With 4 KiB pages that
+/// A poll's body is one buffer of up to a few hundred MB, written once, front to back, as the bytes arrive;
+/// the transport keeps the last one for the next poll, but the first, and any that outgrows it, is new. With 4 KiB pages that
 /// is one page fault per 4 KiB: ~30,000 faults, each zeroing its page, for a 120 MB body, a sizeable part
 /// of the transfer's time. Where transparent huge pages are enabled for regions that ask for them
 /// (`/sys/kernel/mm/transparent_hugepage/enabled` = `madvise`, the common default, or `always`), one fault

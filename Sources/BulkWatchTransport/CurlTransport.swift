@@ -56,6 +56,7 @@ package final class CurlTransport: Sendable {
     private let loopFinished = DispatchSemaphore(value: 0)
     /// System bundle + ``TransportConfiguration/caFile``, built once; nil without a `caFile`.
     private let caBundle: [UInt8]?
+    private let spareBodies = SpareBody()
 
     package init(configuration: TransportConfiguration = TransportConfiguration()) {
         CurlGlobal.initializeOnce()
@@ -84,7 +85,8 @@ package final class CurlTransport: Sendable {
     /// task was cancelled or the transport shut down.
     package func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         try Task.checkCancellation()
-        let transfer = try Transfer(request: request, configuration: configuration, caBundle: caBundle)
+        let transfer = try Transfer(
+            request: request, configuration: configuration, caBundle: caBundle, spare: spareBodies)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
                 transfer.continuation = continuation
@@ -227,11 +229,13 @@ private final class Transfer: @unchecked Sendable {
     private var body: [UInt8] = []
     private var headers = HTTPHeaders()
     private var exceededLimit = false
+    private let spare: SpareBody
     /// Below this a body grows like any array; past it, the buffer is sized for the whole limit
-    /// at once (see ``receive(_:count:)``).
-    private static let smallBodyBytes = 1 << 20
+    /// at once (see ``receive(_:count:)``), and it is the transport's spare (see ``SpareBody``).
+    fileprivate static let smallBodyBytes = 1 << 20
 
-    init(request: HTTPRequest, configuration: TransportConfiguration, caBundle: [UInt8]?) throws {
+    init(request: HTTPRequest, configuration: TransportConfiguration, caBundle: [UInt8]?, spare: SpareBody) throws {
+        self.spare = spare
         guard let scheme = request.url.split(separator: ":", maxSplits: 1).first?.lowercased(),
             scheme == "http" || scheme == "https"
         else {
@@ -356,8 +360,7 @@ private final class Transfer: @unchecked Sendable {
             return 0
         }
         if needed > body.capacity, needed > Self.smallBodyBytes {
-            body.reserveCapacity(maxResponseBytes)
-            HugePages.adviseCapacity(of: &body)
+            growLarge(to: maxResponseBytes)
         }
         body.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
         return count
@@ -375,15 +378,34 @@ private final class Transfer: @unchecked Sendable {
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
         headers.add(name, value)
         if name.caseInsensitiveEquals("content-length"), let length = Int(value), length <= maxResponseBytes {
-            body.reserveCapacity(length)
-            HugePages.adviseCapacity(of: &body)
+            if length > Self.smallBodyBytes {
+                growLarge(to: length)
+            } else {
+                body.reserveCapacity(length)
+            }
         }
+    }
+
+    /// Gives the body room for `capacity` bytes, in the transport's spare buffer when it is free and large
+    /// enough (its pages are already resident: no page faults, no zeroing), else in a new one.
+    private func growLarge(to capacity: Int) {
+        if body.capacity < capacity, var reused = spare.take() {
+            reused.removeAll(keepingCapacity: true)  // a new buffer if the last response is still in use
+            if reused.capacity >= capacity {
+                reused.append(contentsOf: body)
+                body = reused
+                return
+            }
+        }
+        body.reserveCapacity(capacity)
+        HugePages.adviseCapacity(of: &body)
     }
 
     func complete(with result: CURLcode) {
         if result == CURLE_OK {
             var status = 0
             _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            if body.capacity > Self.smallBodyBytes { spare.keep(body) }
             finish(.success(HTTPResponse(status: status, headers: headers, body: body)))
             return
         }
@@ -498,5 +520,25 @@ enum FormEncoding {
             }
         }
         return out
+    }
+}
+
+/// The last large response body, kept for the next one: a poll's body of 12 MB (100k operations) to 122 MB
+/// (1M) was a new allocation every time, and the kernel zeroed every page of it again as the bytes arrived
+/// (at 1M, more time than copying them). Kept here, the buffer is shared with the response: the next
+/// large transfer reuses it only once the caller has let go of the last response (Array's copy-on-write
+/// decides, see ``Transfer``), else it gets a new one. The cost: the buffer stays resident between polls.
+private final class SpareBody: Sendable {
+    private let body = Mutex<[UInt8]?>(nil)
+
+    func keep(_ buffer: [UInt8]) {
+        body.withLock { $0 = buffer }
+    }
+
+    func take() -> [UInt8]? {
+        body.withLock { spare in
+            defer { spare = nil }
+            return spare
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -87,6 +88,65 @@ struct CurlTransportTests {
             try await transport.send(HTTPRequest(url: server.baseURL, maxResponseBytes: 50_000))
         }
         #expect(error?.code == .responseTooLarge)
+    }
+
+    /// A large body (past 1 MiB) is received into the transport's spare buffer once the caller has let go
+    /// of the last one: same storage, no new pages to fault in. Both ways a body can arrive are covered:
+    /// announced by Content-Length, and read until the connection closes.
+    @Test(arguments: [true, false])
+    func reusesTheLastLargeBodyBufferOnceItIsReleased(announced: Bool) async throws {
+        let count = 3 << 20
+        let served = Mutex(0)
+        let server = try LoopbackHTTPServer { _ in
+            let fill = served.withLock { n -> UInt8 in
+                defer { n += 1 }
+                return UInt8(65 + n % 26)
+            }
+            let body = [UInt8](repeating: fill, count: count)
+            if announced { return .respond(status: 200, body: body) }
+            return .raw(Array("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".utf8) + body)
+        }
+        defer { server.stop() }
+        let request = HTTPRequest(url: server.baseURL, maxResponseBytes: 64 << 20)
+        var first = try await transport.send(request)
+        let firstBase = first.body.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(first.body.count == count && first.body.allSatisfy { $0 == 65 })
+        let capacity = first.body.capacity
+        first = HTTPResponse(status: 0, headers: HTTPHeaders(), body: [])  // let go of it
+        // Had the transport freed it, an allocation of the same size would most likely take its place, so the
+        // next body could not land at the same address by chance.
+        var blocker: [UInt8] = []
+        blocker.reserveCapacity(capacity)
+        blocker.append(1)
+        let second = try await transport.send(request)
+        withExtendedLifetime(blocker) {}
+        let secondBase = second.body.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(second.body.count == count && second.body.allSatisfy { $0 == 66 })
+        #expect(secondBase == firstBase, "the released buffer was not reused")
+    }
+
+    /// While the caller still holds a large response, the next one gets a buffer of its own: the held
+    /// bytes never change under it (a listing keeps offsets into its body for the whole poll).
+    @Test func neverReusesABodyBufferTheCallerStillHolds() async throws {
+        let count = 3 << 20
+        let served = Mutex(0)
+        let server = try LoopbackHTTPServer { _ in
+            let fill = served.withLock { n -> UInt8 in
+                defer { n += 1 }
+                return UInt8(65 + n)
+            }
+            return .respond(status: 200, body: [UInt8](repeating: fill, count: count))
+        }
+        defer { server.stop() }
+        let request = HTTPRequest(url: server.baseURL, maxResponseBytes: 64 << 20)
+        let first = try await transport.send(request)
+        let second = try await transport.send(request)
+        let third = try await transport.send(request)
+        #expect(first.body.count == count && first.body.allSatisfy { $0 == 65 })
+        #expect(second.body.count == count && second.body.allSatisfy { $0 == 66 })
+        #expect(third.body.count == count && third.body.allSatisfy { $0 == 67 })
+        let bases = [first, second, third].map { $0.body.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+        #expect(Set(bases).count == 3)
     }
 
     @Test func reportsATruncatedBodyAsAnError() async throws {
