@@ -11,7 +11,7 @@ enum CloudEventEncoder {
     /// What every event of one commit shares, worked out once per commit: the source as it is hashed
     /// into ids, and its `"source"` member without userinfo, JSON-escaped. Per event, stripping the
     /// userinfo alone (a Foundation substring search) was a third of a 3,000-event commit.
-    struct Source {
+    struct Source: Sendable {
         let raw: String
         let member: [UInt8]
 

@@ -307,29 +307,16 @@ package final class SQLiteStore: Store {
         let budget = recent.withLock { $0.byteBudget }
         let (summary, kept, keys, deltaBytes) = try await pool.write {
             db -> (CommitSummary, [JournalEvent], Set<UInt64>, Int) in
-            // In pieces, each bound in place: no copy of a first poll's whole delta is ever held.
-            let insertDelta = try RawStatement(db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
-            var deltaBytes = 0
-            for rows in SnapshotCodec.deltaPieces(of: outcome) {
-                let piece = SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded)
-                insertDelta.bind(target, at: 1)
-                try insertDelta.run(bindingInPlace: piece, at: 2)
-                deltaBytes += piece.count
-            }
-            try db.execute(
-                sql: """
-                    INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
-                    ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
-                        last_success = excluded.last_success
-                    """, arguments: [target, time])
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
-            var next = first
             let insert = try EventInsert(db, target: target, time: time)
             defer { insert.finish() }
             var incarnations = try IncarnationBook(db, target: target, keys: knownKeys)
+            // Read before anything is written: a change's own incarnation row is written later, and no bulkId
+            // appears twice among one poll's changes.
+            let lives = try incarnations.resolve(outcome.changes, at: time)
             let eventSource = CloudEventEncoder.Source(source)
-            // Only the newest events can stay in memory; the others are encoded into one reused buffer,
-            // bound in place and let go: no `String` or array per event for most of a first poll's million.
+            // Only the newest events can stay in memory; the others are encoded in chunks, bound in place and
+            // let go: no `String` or array per event for most of a first poll's million.
             let keepFrom = RecentEvents.firstKept(
                 of: outcome.changes.count, budget: budget,
                 bound: { CloudEventEncoder.bodyLengthBound(of: outcome.changes[$0], source: eventSource) },
@@ -339,31 +326,40 @@ package final class SQLiteStore: Store {
                 })
             var kept: [JournalEvent] = []
             kept.reserveCapacity(outcome.changes.count - keepFrom)
-            var body: [UInt8] = []
-            var id = [UInt8](repeating: 0, count: CloudEventEncoder.stableIDLength)
-            for (index, change) in outcome.changes.enumerated() {
-                let incarnation = try incarnations.incarnation(of: change, at: time)
-                id.withUnsafeMutableBufferPointer {
-                    CloudEventEncoder.writeStableID(
-                        source: eventSource.raw, change: change, incarnation: incarnation, to: $0.baseAddress!)
+            let plan = EventEncodingPipeline.Plan(
+                changes: outcome.changes, incarnations: lives.incarnations, source: eventSource,
+                firstSequence: first, time: time, target: target, keepFrom: keepFrom)
+            var deltaBytes = 0
+            try EventEncodingPipeline.run(plan) {
+                // While the first events are being encoded: the delta (in pieces, each bound in place: no copy
+                // of a first poll's whole delta is ever held), the counters and the incarnation rows.
+                let insertDelta = try RawStatement(
+                    db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
+                for rows in SnapshotCodec.deltaPieces(of: outcome) {
+                    let piece = SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded)
+                    insertDelta.bind(target, at: 1)
+                    try insertDelta.run(bindingInPlace: piece, at: 2)
+                    deltaBytes += piece.count
                 }
-                let kind = JournalEvent.Kind(change.kind)
-                try id.withUnsafeBytes { id in
-                    CloudEventEncoder.writeBody(
-                        change, source: eventSource, sequence: next, time: time, id: id, to: &body)
-                    try body.withUnsafeBytes { body in
-                        try insert.run(sequence: next, id: id, kind: kind, subject: change.item.bulkId, body: body)
+                try db.execute(
+                    sql: """
+                        INSERT INTO targets (target, successful_polls, last_success) VALUES (?, 1, ?)
+                        ON CONFLICT (target) DO UPDATE SET successful_polls = successful_polls + 1,
+                            last_success = excluded.last_success
+                        """, arguments: [target, time])
+                try incarnations.write(lives.writes, of: outcome.changes)
+            } consume: { chunk in
+                for j in 0..<chunk.count {
+                    let change = outcome.changes[chunk.start + j]
+                    try chunk.withEvent(j) { id, body in
+                        try insert.run(
+                            sequence: first + Int64(chunk.start + j), id: id, kind: JournalEvent.Kind(change.kind),
+                            subject: change.item.bulkId, body: body)
                     }
                 }
-                if index >= keepFrom {
-                    var event = JournalEvent(
-                        sequence: next, id: String(decoding: id, as: UTF8.self), kind: kind,
-                        subject: change.item.bulkId, time: time, body: body.withUnsafeBufferPointer { Array($0) })
-                    event.target = target
-                    kept.append(event)
-                }
-                next += 1
+                kept.append(contentsOf: chunk.kept)
             }
+            let next = first + Int64(outcome.changes.count)
             if next > first {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
@@ -883,6 +879,8 @@ private struct IncarnationBook {
     private(set) var keys: Set<UInt64>
     /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
     private let upsert: RawStatement
+    /// The commit's time, the `expired_at` of the rows ``write(_:of:)`` stores.
+    private var time = ""
 
     init(_ db: Database, target: String, keys: Set<UInt64>?) throws {
         self.db = db
@@ -905,28 +903,51 @@ private struct IncarnationBook {
         }
     }
 
-    /// The incarnation `change` belongs to, recording a new life on `created` and an ended one on `expired`.
-    mutating func incarnation(of change: DetectedChange, at time: String) throws -> Int64 {
-        let bulkId = change.item.bulkId
-        let hash = ByteKeys.hash(bulkId)
-        let recorded: Int64? =
-            keys.contains(hash)
-            ? try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
-                arguments: [target, bulkId])
-            : nil
-        switch change.kind {
-        case .created:
-            guard let recorded else { return 0 }
-            try store(bulkId, recorded + 1, expiredAt: nil)
-            return recorded + 1
-        case .changed:
-            return recorded ?? 0
-        case .expired:
-            let current = recorded ?? 0
-            try store(bulkId, current, expiredAt: time)
-            keys.insert(hash)
-            return current
+    /// A row ``write(_:of:)`` will store: change `index` starts a new life (`expired` false) or ended one.
+    struct Write {
+        let index: Int
+        let incarnation: Int64
+        let expired: Bool
+    }
+
+    /// The life each of `changes` belongs to (only those past their first life are listed: the others are in
+    /// life 0) and the rows that record them: a new life on a `created` that had expired before, an ended
+    /// one on `expired`. Reads only, so the rows can be written later in the same transaction.
+    mutating func resolve(
+        _ changes: [DetectedChange], at time: String
+    ) throws -> (incarnations: [Int: Int64], writes: [Write]) {
+        var incarnations: [Int: Int64] = [:]
+        var writes: [Write] = []
+        for (index, change) in changes.enumerated() {
+            let hash = ByteKeys.hash(change.item.bulkId)
+            let recorded: Int64? =
+                keys.contains(hash)
+                ? try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
+                    arguments: [target, change.item.bulkId])
+                : nil
+            let incarnation: Int64
+            switch change.kind {
+            case .created:
+                incarnation = recorded.map { $0 + 1 } ?? 0
+                if recorded != nil { writes.append(Write(index: index, incarnation: incarnation, expired: false)) }
+            case .changed:
+                incarnation = recorded ?? 0
+            case .expired:
+                incarnation = recorded ?? 0
+                writes.append(Write(index: index, incarnation: incarnation, expired: true))
+                keys.insert(hash)
+            }
+            if incarnation != 0 { incarnations[index] = incarnation }
+        }
+        self.time = time
+        return (incarnations, writes)
+    }
+
+    /// Stores the rows ``resolve(_:at:)`` returned for the same `changes`.
+    func write(_ writes: [Write], of changes: [DetectedChange]) throws {
+        for write in writes {
+            try store(changes[write.index].item.bulkId, write.incarnation, expiredAt: write.expired ? time : nil)
         }
     }
 

@@ -303,6 +303,55 @@ struct StoreTests {
         #expect(ids[5] == "89555fe2-889b-8cf2-95f6-6954c46f97e2")
     }
 
+    /// A commit large enough to be encoded on a second thread, in chunks (``EventEncodingPipeline``), stores
+    /// and keeps exactly what encoding each event on its own gives: same sequences, ids and bodies, and the
+    /// returning operations (straddling a chunk boundary) in their second life.
+    @Test(arguments: StoreBackend.allCases) func aLargeCommitStoresEveryEventAsEncodedOneByOne(
+        backend: StoreBackend
+    ) async throws {
+        let journal = try await backend.open(directory)
+        let source = "https://api.example.com/bulk"
+        let at = Date(timeIntervalSince1970: 1_764_325_000.25)
+        func ids(_ range: Range<Int>) -> [BulkItem] { range.map { item("op-\($0)", "IN_PROGRESS") } }
+        var snapshot = Snapshot()
+        let all = ids(0..<3000)
+        _ = try await poll(journal, &snapshot, BulkListing(items: all), first: true)
+        // 100 operations expire after two absent polls.
+        let leaving = 1000..<1100
+        let remaining = all.enumerated().filter { !leaving.contains($0.offset) }.map(\.element)
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, BulkListing(items: remaining)) }
+        // They come back amid 2,000 new ones: 2,100 created events, over the threaded threshold, the returning
+        // ones at 950..<1050, across the first chunk boundary.
+        let outcome = SnapshotDiffer.apply(
+            BulkListing(items: ids(3000..<3950) + all + ids(3950..<5000)), to: &snapshot, policy: DetectionPolicy(),
+            isFirstRun: false)
+        #expect(outcome.changes.count >= EventEncodingPipeline.threadedFrom)
+        let summary = try await journal.commit(
+            PollCommit(target: "default", source: source, outcome: outcome, snapshot: snapshot, detectedAt: at),
+            fence: .exclusive)
+        let first = try #require(summary.sequences?.lowerBound)
+        let expected = outcome.changes.enumerated().map { index, change in
+            let returning = leaving.contains(Int(change.item.bulkId.dropFirst(3))!)
+            return CloudEventEncoder.encode(
+                change, source: source, sequence: first + Int64(index), time: RFC3339.millisecondsUTC(at),
+                incarnation: returning ? 1 : 0)
+        }
+        let kept = try await journal.events(after: first - 1, limit: expected.count, filter: EventFilter())
+        // Compared field by field, so a failure names the first event that differs instead of printing them all.
+        func firstDifference(_ events: [JournalEvent]) -> Int? {
+            guard events.count == expected.count else { return -1 }
+            return Array(zip(events, expected)).firstIndex { $0 != $1 || $0.body != $1.body }
+        }
+        #expect(firstDifference(kept) == nil)
+        if let sqlite = journal as? SQLiteStore {
+            // The rows themselves, not the copies kept in memory for the sinks.
+            let stored = try sqlite.allEventsBlocking().filter { $0.sequence >= first }
+            #expect(firstDifference(stored) == nil)
+        }
+        let earlierIDs = Set(try await journal.allEvents().filter { $0.sequence < first }.map(\.id))
+        #expect(expected.filter { earlierIDs.contains($0.id) }.isEmpty)
+    }
+
     @Test func reportsAnUnopenableDatabaseInOneLine() async throws {
         let error = #expect(throws: JournalError.self) { try SQLiteStore(path: directory + "/missing/dir/state.db") }
         #expect(error?.description.contains("missing/dir/state.db") == true)
