@@ -1,5 +1,6 @@
 import BulkWatchDetect
 import Dispatch
+import Foundation
 import Synchronization
 
 /// Encodes a commit's events (stable id, CloudEvents body, and the copies kept in memory for the sinks) on a
@@ -75,7 +76,9 @@ enum EventEncodingPipeline {
             return
         }
         let channel = Channel()
-        DispatchQueue.global(qos: .userInitiated).async {
+        // A thread of its own, not a global dispatch queue: the writer blocks until the first chunk arrives, so
+        // the encoder must not wait for a worker of a pool that others (the cooperative pool included) share.
+        let encoder = Thread {
             for index in 0..<chunkCount {
                 channel.free.wait()
                 if channel.isCancelled { break }
@@ -83,6 +86,8 @@ enum EventEncodingPipeline {
             }
             channel.finished.signal()
         }
+        encoder.name = "bulkwatch-encode"
+        encoder.start()
         defer { channel.cancelAndWait() }
         try meanwhile()
         for index in 0..<chunkCount {
