@@ -305,7 +305,7 @@ package final class SQLiteStore: Store {
         // insert). A commit that fails leaves none behind, and the next one reloads it from the table.
         let knownKeys = incarnationKeys.withLock { $0.removeValue(forKey: target) }
         let budget = recent.withLock { $0.byteBudget }
-        let (summary, kept, keys, deltaBytes) = try await pool.write {
+        let (summary, kept, keys, deltaBytes) = try await committing {
             db -> (CommitSummary, [JournalEvent], Set<UInt64>, Int) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try EventInsert(db, target: target, time: time)
@@ -373,6 +373,18 @@ package final class SQLiteStore: Store {
         }
         recent.withLock { $0.append(kept) }
         return summary
+    }
+
+    /// Runs a poll's commit on the writer; a database error comes back as one ``JournalError`` line that names
+    /// the state file and SQLite's reason (GRDB's own error quotes the statement instead), as the PostgreSQL
+    /// store's do. The watcher's log line already names the target.
+    private func committing<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as DatabaseError {
+            let reason = error.message ?? "SQLite error \(error.resultCode.rawValue)"
+            throw JournalError(description: "cannot commit to \(path): \(reason)")
+        }
     }
 
     /// Folds `target`'s deltas into a new image once they are larger than half the image (at least
