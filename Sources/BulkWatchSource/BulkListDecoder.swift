@@ -46,16 +46,25 @@ package enum BulkListDecoder {
     /// limit as Foundation's JSON parser, so both refuse the same hostile inputs.
     package static let maximumDepth = 512
 
+    /// Bodies from this size on are parsed on two threads. At 1M items (122 MB) that took the decode from ~80 to
+    /// ~50 ms; at 100k (12 MB) it gained nothing measurable over the thread's start, so they stay on one.
+    package static let parallelBodyBytes = 16 << 20
+
     /// Decodes a complete 200 body.
     ///
     /// - Throws: ``BulkDecodingError`` for anything that is not a complete, well-formed body by the
     ///   rules above. Never traps, whatever the bytes.
-    package static func decode(_ body: [UInt8]) throws(BulkDecodingError) -> BulkListing {
+    ///
+    /// A body of `parallelFrom` bytes or more has its `content` array parsed in two halves at once, on two
+    /// threads, with the same result (tests pass a small value to check that on small bodies).
+    package static func decode(
+        _ body: [UInt8], parallelFrom: Int = parallelBodyBytes
+    ) throws(BulkDecodingError) -> BulkListing {
         try body.withUnsafeBufferPointer { (buffer) throws(BulkDecodingError) -> BulkListing in
             guard let base = buffer.baseAddress, buffer.count > 0 else {
                 throw BulkDecodingError(code: .truncated, offset: 0, detail: "empty body")
             }
-            var parser = BulkBodyParser(base: base, count: buffer.count, body: body)
+            var parser = BulkBodyParser(base: base, count: buffer.count, body: body, parallelFrom: parallelFrom)
             return try parser.parseDocument()
         }
     }

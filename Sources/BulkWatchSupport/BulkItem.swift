@@ -273,6 +273,38 @@ package struct BulkListing: Sendable {
                 createdCount: created.1, updatedOffset: updated.0, updatedCount: updated.1))
     }
 
+    /// Appends the items of `other`, decoded from a later part of the same body (the decoder's second half), as
+    /// if they had been appended here one by one.
+    package mutating func append(contentsOf other: BulkListing) {
+        var other = other
+        other.endRun()
+        endRun()
+        if other.boxed.isEmpty {
+            entries.append(contentsOf: other.entries)
+        } else {
+            let shift = UInt32(truncatingIfNeeded: boxed.count)
+            entries.append(
+                contentsOf: other.entries.lazy.map { entry in
+                    guard entry.rawCount == Entry.boxed else { return entry }
+                    var moved = entry
+                    moved.rawStart += shift
+                    return moved
+                })
+            boxed.append(contentsOf: other.boxed)
+        }
+        guard let counts = other.statusTally else {
+            statusTally = nil
+            return
+        }
+        for slot in counts {
+            guard let status = slot.status else {
+                tally(nil as UnsafeRawBufferPointer?, count: slot.count)
+                continue
+            }
+            status.withUnsafeBytes { tally($0, count: slot.count) }
+        }
+    }
+
     /// Appends an item kept whole (its `rawJSON` may be a slice of the body).
     package mutating func appendBoxed(_ item: BulkItem) {
         entries.append(Self.boxedEntry(boxed.count))

@@ -1,0 +1,118 @@
+// A large `content` array is parsed in two halves at once (BulkBodyParser's SecondHalf). These tests force the
+// split on small bodies (`parallelFrom: 0`) and require exactly what one thread finds: the same items in the same
+// order and form, the same skips, status counts and result, and the same error at the same offset.
+import Testing
+
+@testable import BulkWatch
+
+private struct Decoded: Equatable {
+    var items: [BulkItem]
+    var skipped: Int
+    var resultStatus: Int?
+    var resultMessage: String?
+    var running: Int
+    var withoutStatus: Int
+}
+
+private func decode(_ text: String, parallelFrom: Int) throws(BulkDecodingError) -> Decoded {
+    let listing = try BulkListDecoder.decode(Array(text.utf8), parallelFrom: parallelFrom)
+    return Decoded(
+        items: listing.items, skipped: listing.skippedWithoutId, resultStatus: listing.resultStatus,
+        resultMessage: listing.resultMessage,
+        running: listing.countItems { $0.map { String(decoding: $0, as: UTF8.self) == "RUNNING" } ?? false },
+        withoutStatus: listing.countItems { $0 == nil })
+}
+
+/// One thread and two agree, on a body that decodes, or on the error it is refused with.
+private func expectSameBothWays(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let alone = Result { () throws(BulkDecodingError) -> Decoded in try decode(text, parallelFrom: .max) }
+    let split = Result { () throws(BulkDecodingError) -> Decoded in try decode(text, parallelFrom: 0) }
+    switch (alone, split) {
+    case (.success(let one), .success(let two)):
+        #expect(one.items.count == two.items.count, sourceLocation: sourceLocation)
+        #expect(one == two, sourceLocation: sourceLocation)
+    case (.failure(let one), .failure(let two)):
+        #expect(one == two, sourceLocation: sourceLocation)
+    default:
+        Issue.record("one thread: \(alone), two: \(split)", sourceLocation: sourceLocation)
+    }
+}
+
+private let statuses = ["RUNNING", "DONE", "FAILED", "PENDING", "RUNNING"]
+
+/// `count` items of every kind the listing holds: plain ones (offsets), escaped ones (kept whole), literal ids,
+/// items without a usable id (skipped), without a status, and with nested values.
+private func items(_ count: Int, pretty: Bool = false) -> [String] {
+    (0..<count).map { index in
+        let status = statuses[index % statuses.count]
+        let sep = pretty ? ",\n    " : ","
+        switch index % 11 {
+        case 3:
+            return #"{"bulkId":"esc-\#(index)\u0041","status":"\#(status)"\#(sep)"updatedOn":"2026-11-28T10:00:00Z"}"#
+        case 5: return #"{"bulkId":\#(index)\#(sep)"status":"\#(status)"}"#
+        case 7: return #"{"bulkId":null,"status":"\#(status)"}"#
+        case 8: return #"{"bulkId":"b-\#(index)","nested":[{"a":1},{"b":{"c":[]}}]\#(sep)"status":"\#(status)"}"#
+        case 9: return #"{"bulkId":"b-\#(index)","updatedOn":"2026-11-28T10:00:0\#(index % 10)Z"}"#
+        default:
+            return
+                #"{"bulkId":"b-\#(index)","status":"\#(status)"\#(sep)"createdOn":"2026-11-28T09:00:00Z","updatedOn":"2026-11-28T10:00:00Z"}"#
+        }
+    }
+}
+
+private func body(
+    _ elements: [String], separator: String = ",", result: String = #","result":{"status":200,"message":"ok"}"#
+)
+    -> String
+{
+    #"{"content":["# + elements.joined(separator: separator) + "]" + result + "}"
+}
+
+@Suite("A large content array decoded in two halves at once")
+struct TwoHalvesDecodeTests {
+    @Test(arguments: [1, 2, 3, 50, 999, 2_000])
+    func twoHalvesFindWhatOneThreadFinds(count: Int) {
+        expectSameBothWays(body(items(count)))
+        expectSameBothWays(body(items(count, pretty: true), separator: " ,\n  "))
+    }
+
+    /// The split point is a guess: a `},{` inside a string or a nested array at the middle of the body must not
+    /// be taken for a boundary between items (the first half never reaches it, and parses on alone).
+    @Test func aGuessInsideAStringOrANestedValueChangesNothing() {
+        let decoy = String(repeating: #"},{"#, count: 4_000)
+        let inString = items(40) + [#"{"bulkId":"decoy","note":"\#(decoy)","status":"DONE"}"#] + items(40)
+        expectSameBothWays(body(inString))
+        let nested = (0..<2_000).map { #"{"x":\#($0)}"# }.joined(separator: ",")
+        let inArray = items(40) + [#"{"bulkId":"decoy","list":[\#(nested)],"status":"DONE"}"#] + items(40)
+        expectSameBothWays(body(inArray))
+        // Both decoy bodies are valid (37 + 1 + 37 items, 6 skipped): two listings are compared, not two errors.
+        #expect((try? decode(body(inString), parallelFrom: .max))?.items.count == 75)
+        #expect((try? decode(body(inArray), parallelFrom: .max))?.items.count == 75)
+    }
+
+    /// An error in either half is reported as one thread reports it: the same code at the same offset.
+    @Test func anErrorInEitherHalfIsTheSameError() {
+        var broken = items(400)
+        broken[300] = #"{"bulkId":"b-300","status":"DONE",}"#  // trailing comma
+        expectSameBothWays(body(broken))
+        broken = items(400)
+        broken[100] = #"{"bulkId":"b-100","status":"DO\qNE"}"#  // invalid escape
+        expectSameBothWays(body(broken))
+        broken = items(400)
+        broken[350] = "17"  // not an object
+        expectSameBothWays(body(broken))
+        let truncated = body(items(400))
+        expectSameBothWays(String(truncated.dropLast(200)))
+    }
+
+    /// With `content` twice the last array wins, also when the first one was split.
+    @Test func aRepeatedContentKeyKeepsTheLastArray() {
+        let first = #"{"content":["# + items(300).joined(separator: ",") + "],"
+        let second = #""content":["# + items(20).joined(separator: ",") + "]}"
+        expectSameBothWays(first + second)
+        let reversed =
+            #"{"content":["# + items(20).joined(separator: ",") + "]," + #""content":["#
+            + items(300).joined(separator: ",") + "]}"
+        expectSameBothWays(reversed)
+    }
+}
