@@ -15,7 +15,11 @@ private struct Decoded: Equatable {
 }
 
 private func decode(_ text: String, parallelFrom: Int) throws(BulkDecodingError) -> Decoded {
-    let listing = try BulkListDecoder.decode(Array(text.utf8), parallelFrom: parallelFrom)
+    try decode(Array(text.utf8), parallelFrom: parallelFrom)
+}
+
+private func decode(_ bytes: [UInt8], parallelFrom: Int) throws(BulkDecodingError) -> Decoded {
+    let listing = try BulkListDecoder.decode(bytes, parallelFrom: parallelFrom)
     return Decoded(
         items: listing.items, skipped: listing.skippedWithoutId, resultStatus: listing.resultStatus,
         resultMessage: listing.resultMessage,
@@ -25,8 +29,12 @@ private func decode(_ text: String, parallelFrom: Int) throws(BulkDecodingError)
 
 /// One thread and two agree, on a body that decodes, or on the error it is refused with.
 private func expectSameBothWays(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let alone = Result { () throws(BulkDecodingError) -> Decoded in try decode(text, parallelFrom: .max) }
-    let split = Result { () throws(BulkDecodingError) -> Decoded in try decode(text, parallelFrom: 0) }
+    expectSameBothWays(Array(text.utf8), sourceLocation: sourceLocation)
+}
+
+private func expectSameBothWays(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+    let alone = Result { () throws(BulkDecodingError) -> Decoded in try decode(bytes, parallelFrom: .max) }
+    let split = Result { () throws(BulkDecodingError) -> Decoded in try decode(bytes, parallelFrom: 0) }
     switch (alone, split) {
     case (.success(let one), .success(let two)):
         #expect(one.items.count == two.items.count, sourceLocation: sourceLocation)
@@ -103,6 +111,18 @@ struct TwoHalvesDecodeTests {
         expectSameBothWays(body(broken))
         let truncated = body(items(400))
         expectSameBothWays(String(truncated.dropLast(200)))
+    }
+
+    /// The decoder's conformance corpus, valid, with repeated keys and invalid, and every prefix of the valid
+    /// bodies: the same listing or the same error both ways.
+    @Test(arguments: decoderValidCorpus + decoderDuplicateKeyCorpus + decoderInvalidCorpus)
+    func theConformanceCorpusDecodesTheSameBothWays(_ body: DecoderCorpusBody) {
+        expectSameBothWays(body.bytes)
+        if !decoderInvalidCorpus.contains(where: { $0.bytes == body.bytes }) {
+            for length in stride(from: 0, to: body.bytes.count, by: 1) {
+                expectSameBothWays(Array(body.bytes[..<length]))
+            }
+        }
     }
 
     /// With `content` twice the last array wins, also when the first one was split.
