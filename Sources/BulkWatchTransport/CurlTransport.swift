@@ -393,6 +393,9 @@ private final class Transfer: @unchecked Sendable {
             reused.removeAll(keepingCapacity: true)  // a new buffer if the last response is still in use
             if reused.capacity >= capacity {
                 reused.append(contentsOf: body)
+                // Already advised when it is the kept buffer; a new one (the last response still in use) is not.
+                // Advised while `reused` is the only reference: a mutable access to a shared array copies it.
+                HugePages.adviseCapacity(of: &reused)
                 body = reused
                 return
             }
@@ -406,7 +409,11 @@ private final class Transfer: @unchecked Sendable {
             var status = 0
             _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
             if body.capacity > Self.smallBodyBytes { spare.keep(body) }
-            finish(.success(HTTPResponse(status: status, headers: headers, body: body)))
+            let response = HTTPResponse(status: status, headers: headers, body: body)
+            // Let go at once: the curl thread may still hold this transfer when the caller is done with the
+            // response, and a reference left here would keep the next transfer from reusing the buffer.
+            body = []
+            finish(.success(response))
             return
         }
         finish(.failure(error(for: result)))
