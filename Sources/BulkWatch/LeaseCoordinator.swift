@@ -45,8 +45,11 @@ final class LeaseCoordinator: Service {
         /// When the last renewal round that reached the database started: every lease held is valid,
         /// by the database's clock, until at least this plus the TTL.
         var confirmed: ContinuousClock.Instant = .now
-        /// Leases whose holder had a write fenced out: the next round drops them.
-        var fencedOut: Set<String> = []
+        /// Leases whose holder had a write fenced out, with the epoch it wrote under: the next round drops
+        /// them if that is still the epoch held. A holder stopped late (its lease lost while the database was
+        /// unreachable) reports its last writes fenced out after the lease was taken again under a new epoch;
+        /// counted by name, those reports dropped the new holding, round after round.
+        var fencedOut: [String: Int64] = [:]
         var failures = 0
         var stopping = false
     }
@@ -141,9 +144,11 @@ final class LeaseCoordinator: Service {
         let started = ContinuousClock.now
         var next = started + settings.renewInterval
         let ttl = settings.leaseTTL
-        for name in state.withLock({ state in
-            defer { state.fencedOut = [] }; return state.fencedOut
-        }) {
+        let fenced = state.withLock { state -> [String] in
+            defer { state.fencedOut = [:] }
+            return state.fencedOut.filter { state.held[$0.key]?.lease.epoch == $0.value }.keys.sorted()
+        }
+        for name in fenced {
             await lose(name, because: "a write under it was fenced out")
         }
         do {
@@ -367,8 +372,13 @@ final class LeaseCoordinator: Service {
     /// that goes through after a failover ends it, and its duration is recorded.
     private func reported(name: String, fence: StoreFence, fencedOut: FencedOut?) {
         if fencedOut != nil {
-            state.withLock { _ = $0.fencedOut.insert(name) }
-            doorbell.ring()
+            // Only a refusal of the epoch held now concerns the lease; an earlier holder's is history.
+            let current = state.withLock { state -> Bool in
+                guard state.held[name]?.lease.epoch == fence.epoch else { return false }
+                state.fencedOut[name] = fence.epoch
+                return true
+            }
+            if current { doorbell.ring() }
             return
         }
         let failover = state.withLock { state -> Duration? in

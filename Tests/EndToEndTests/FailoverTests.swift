@@ -339,10 +339,27 @@ struct FailoverTests {
             print("cut off from the database: stopped polling \(noticed) after the cut (TTL 2s)")
 
             try await fixture.store.client.query(PostgresQuery(unsafeSQL: "ALTER ROLE \(role) LOGIN"), logger: logger)
+            // Within a few TTLs. It took ~30 s in about two runs of five when a write its old watchers had left
+            // in flight, fenced out once the database was back, dropped the leases the replica had just
+            // taken again (a report by lease name, not by epoch).
+            let back = ContinuousClock.now
             #expect(
                 await ChildProcess.eventually(timeout: .seconds(30)) {
                     ReplicaFixture.targets.map(fixture.polls(of:)) != polls
-                }, "the replica did not resume once the database was back")
+                }, "the replica did not resume once the database was back: \(fixture.stderr(id).suffix(2000))")
+            let resumed = ContinuousClock.now - back
+            #expect(
+                resumed <= ReplicaFixture.ttl * 4,
+                "it took \(resumed) to resume polling: \(fixture.stderr(id).suffix(3000))")
+            print("database back: polling resumed \(resumed) later")
+            // And it keeps what it took again: nothing but this replica writes here, so no lease taken after the
+            // database came back (epoch 2 on) may be lost to a fenced-out write. Before the fix, writes its old
+            // watchers had left in flight, refused once the database was back, dropped them (by lease name).
+            try await Task.sleep(for: ReplicaFixture.ttl)
+            let stolen = fixture.stderr(id).split(separator: "\n").filter {
+                $0.contains("a write under it was fenced out") && !$0.contains("epoch 1)")
+            }
+            #expect(stolen.isEmpty, "leases taken again were dropped: \(stolen.joined(separator: "\n"))")
             _ = await fixture.stopAll()
             await fixture.simulator.stop()
             fixture.receiver.stop()
