@@ -240,24 +240,24 @@ struct BulkBodyParser {
         while index < limit {
             defer { index += 1 }
             guard base[index] == Byte.closeBrace else { continue }
-            var next = index + 1
-            while next < limit,
-                base[next] == Byte.space || base[next] == Byte.lineFeed || base[next] == Byte.tab
-                    || base[next] == Byte.carriageReturn
-            {
-                next += 1
-            }
-            guard next < limit, base[next] == Byte.comma else { continue }
-            next += 1
-            while next < limit,
-                base[next] == Byte.space || base[next] == Byte.lineFeed || base[next] == Byte.tab
-                    || base[next] == Byte.carriageReturn
-            {
-                next += 1
-            }
-            if next < limit, base[next] == Byte.openBrace { return next }
+            let comma = afterWhitespace(index + 1, limit: limit)
+            guard comma < limit, base[comma] == Byte.comma else { continue }
+            let open = afterWhitespace(comma + 1, limit: limit)
+            if open < limit, base[open] == Byte.openBrace { return open }
         }
         return nil
+    }
+
+    /// The first offset from `start` (up to `limit`) that is not JSON whitespace.
+    private func afterWhitespace(_ start: Int, limit: Int) -> Int {
+        var index = start
+        while index < limit {
+            switch base[index] {
+            case Byte.space, Byte.lineFeed, Byte.carriageReturn, Byte.tab: index += 1
+            default: return index
+            }
+        }
+        return index
     }
 
     /// Parses `content`'s elements from `start` (a `{`) to the end of the array, into a listing of their own:
