@@ -277,6 +277,9 @@ private final class Transfer: @unchecked Sendable {
         _ = ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         _ = ccurl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        // 128 KiB receive reads instead of curl's 16 KiB: a 12 MB listing takes ~100 reads and write callbacks,
+        // not ~750 (transport of a 100k-item body on loopback: ~6 ms to ~5 in `bulkwatch-bench fetch`).
+        _ = ccurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 128 * 1024)
         _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = ccurl_easy_setopt_string(easy, CURLOPT_USERAGENT, configuration.userAgent)
         // "" = every encoding this libcurl can decode (gzip, deflate, ...); curl decompresses.
