@@ -183,7 +183,10 @@ let package = Package(
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // Linked as the daemon is, so the poll child's resident pages (runtime and Foundation) are the ones
+            // `bulkwatch run` has, not those of the shared libraries.
+            linkerSettings: leanDaemonLink
         ),
         .target(
             name: "TestSupport",
