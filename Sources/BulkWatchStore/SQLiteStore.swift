@@ -19,7 +19,8 @@ package struct JournalError: Error, Sendable, CustomStringConvertible {
 /// A poll's events and its snapshot delta are committed in **one transaction** (WAL,
 /// `synchronous=FULL`), so after a crash either both are there or neither is. The commit only
 /// appends: events under their sequence (no secondary index), one delta blob for the snapshot
-/// (``SnapshotCodec``), one row of counters per target. ``maintain(target:snapshot:)`` folds the
+/// (``SnapshotCodec``), a row per expired or returning operation to the incarnation log, and it
+/// updates one row of counters per target. ``maintain(target:snapshot:)`` folds the
 /// deltas into a new image once they outgrow it, and checkpoints the WAL, between polls.
 ///
 /// All work runs on GRDB's own serial writer queue and reader pool, never on the cooperative
@@ -34,13 +35,13 @@ package final class SQLiteStore: Store {
     private let sizes = Mutex<[String: (image: Int, deltas: Int)]>([:])
     /// The events committed last, so sinks that keep up read them from memory (``RecentEvents``).
     private let recent: Mutex<RecentEvents>
-    /// Per target, the hash (``ByteKeys/hash(_:)``) of every bulkId that may have a row in `incarnations` (a
-    /// superset: loaded once, then grown by each commit, and dropped for a reload after a prune). A change
-    /// whose bulkId's hash is not in it needs no lookup: at 100k items that was 3,000 random index reads per
-    /// steady commit. Hashes, not the ids: 8 bytes per expired operation instead of a `String` (a heap block
-    /// for an id past 15 bytes), for a set that grows with every expiry the incarnation memory keeps (30
-    /// days); a collision only costs one lookup that finds nothing.
-    private let incarnationKeys = Mutex<[String: Set<UInt64>]>([:])
+    /// Per target, for the hash (``ByteKeys/hash(_:)``) of every bulkId with a row in `incarnation_log`, the
+    /// `seq` of the newest such row (loaded once, then kept up by each commit, and dropped for a reload after
+    /// a prune). A change whose bulkId's hash is not in it needs no lookup: at 100k items that was 3,000
+    /// random index reads per steady commit; one that is in it reads that one row by its key. Hashes, not the
+    /// ids: no `String` (a heap block for an id past 15 bytes) per expired operation, for a map that grows
+    /// with every expiry the incarnation memory keeps (30 days); a collision is caught by the row's bulkId.
+    private let incarnationRows = Mutex<[String: [UInt64: Int64]]>([:])
 
     /// At most this many bytes of event bodies stay cached after their commit. A first poll of 100k items
     /// (~45 MB of events) fits, so its delivery reads nothing back (in `bulkwatch-bench poll` that took the
@@ -240,6 +241,24 @@ package final class SQLiteStore: Store {
         migrator.registerMigration("sink-filtered-count") { db in
             try db.execute(sql: "ALTER TABLE cursors ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
         }
+        // Incarnations move from one row per operation, upserted at random keys (1,000 B-tree leaves rewritten
+        // per steady 100k poll, more as the table grows), to rows appended under their sequence: an
+        // operation's newest row is its state. Existing rows are copied over as they are.
+        migrator.registerMigration("v4-incarnation-log") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE incarnation_log (
+                        seq INTEGER PRIMARY KEY,
+                        target TEXT NOT NULL,
+                        bulk_id TEXT NOT NULL,
+                        incarnation INTEGER NOT NULL,
+                        expired_at TEXT
+                    );
+                    INSERT INTO incarnation_log (target, bulk_id, incarnation, expired_at)
+                        SELECT target, bulk_id, incarnation, expired_at FROM incarnations;
+                    DROP TABLE incarnations;
+                    """)
+        }
         return migrator
     }
 
@@ -306,14 +325,14 @@ package final class SQLiteStore: Store {
         let source = poll.source
         // Taken out, not copied: the commit grows the set in place (a shared one was copied whole by its first
         // insert). A commit that fails leaves none behind, and the next one reloads it from the table.
-        let knownKeys = incarnationKeys.withLock { $0.removeValue(forKey: target) }
+        let knownRows = incarnationRows.withLock { $0.removeValue(forKey: target) }
         let budget = recent.withLock { $0.byteBudget }
-        let (summary, kept, keys, deltaBytes) = try await committing {
-            db -> (CommitSummary, [JournalEvent], Set<UInt64>, Int) in
+        let (summary, kept, rows, deltaBytes) = try await committing {
+            db -> (CommitSummary, [JournalEvent], [UInt64: Int64], Int) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try EventInsert(db, target: target, time: time)
             defer { insert.finish() }
-            var incarnations = try IncarnationBook(db, target: target, keys: knownKeys)
+            var incarnations = try IncarnationBook(db, target: target, rows: knownRows)
             // Read before anything is written: a change's own incarnation row is written later, and no bulkId
             // appears twice among one poll's changes.
             let lives = try incarnations.resolve(outcome.changes, at: time)
@@ -366,9 +385,9 @@ package final class SQLiteStore: Store {
             if next > first {
                 try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next - 1])
             }
-            return (CommitSummary(outcome, firstSequence: first), kept, incarnations.keys, deltaBytes)
+            return (CommitSummary(outcome, firstSequence: first), kept, incarnations.rows, deltaBytes)
         }
-        incarnationKeys.withLock { $0[target] = keys }
+        incarnationRows.withLock { $0[target] = rows }
         sizes.withLock { sizes in
             var entry = sizes[target] ?? (0, 0)
             entry.deltas += deltaBytes
@@ -846,15 +865,22 @@ package final class SQLiteStore: Store {
                 arguments: [target, cutoffText, delivered])
             let removed = db.changesCount
             if let incarnationText {
+                // Rows a newer one of the same operation superseded first, so that forgetting an old expiry
+                // never leaves an earlier row of that operation as its newest.
                 try db.execute(
-                    sql: "DELETE FROM incarnations WHERE target = ? AND expired_at IS NOT NULL AND expired_at < ?",
+                    sql: """
+                        DELETE FROM incarnation_log WHERE target = ? AND seq NOT IN
+                            (SELECT MAX(seq) FROM incarnation_log WHERE target = ? GROUP BY bulk_id)
+                        """, arguments: [target, target])
+                try db.execute(
+                    sql: "DELETE FROM incarnation_log WHERE target = ? AND expired_at IS NOT NULL AND expired_at < ?",
                     arguments: [target, incarnationText])
             }
             return removed
         }
         // A cached event must never outlive its row: a rewound cursor would be answered with it.
         if removed > 0 { recent.withLock { $0.removeAll() } }
-        if incarnationCutoff != nil { incarnationKeys.withLock { $0[target] = nil } }
+        if incarnationCutoff != nil { incarnationRows.withLock { $0[target] = nil } }
         return removed
     }
 
@@ -883,44 +909,44 @@ package final class SQLiteStore: Store {
 /// Which life of an operation a change belongs to (DESIGN.md §3, §4): an operation that expired and
 /// comes back is a new incarnation, and its events get new stable ids.
 ///
-/// Only operations that expired at least once have a row, so the table stays small, and a target none
-/// of whose operations ever expired costs one lookup per commit. The first life is incarnation 0, whose
-/// ids are exactly those bulkwatch gave before incarnations existed.
+/// Only operations that expired at least once have rows, so the log stays small, and a target none of
+/// whose operations ever expired costs no lookup. Rows are only appended (an expiry, a return), never
+/// updated in place: an operation's newest row is its state, and ``SQLiteStore/prune`` removes the
+/// superseded ones. The first life is incarnation 0, whose ids are exactly those bulkwatch gave before
+/// incarnations existed.
 private struct IncarnationBook {
     private let db: Database
     private let target: String
-    /// The hash of every bulkId of `target` that may have a row (see `SQLiteStore.incarnationKeys`); grown
-    /// here as rows are written, and handed back to the store once the commit succeeded.
-    private(set) var keys: Set<UInt64>
-    /// One upsert per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
-    private let upsert: RawStatement
+    /// For each bulkId hash of `target` with a row, the `seq` of its newest row (see
+    /// `SQLiteStore.incarnationRows`); kept up here as rows are appended, and handed back to the store once
+    /// the commit succeeded.
+    private(set) var rows: [UInt64: Int64]
+    /// One append per expired or returning operation: 1,000 of them in a steady 100k poll with 1 % expiring.
+    private let append: RawStatement
     /// The commit's time, the `expired_at` of the rows ``write(_:of:)`` stores.
     private var time = ""
 
-    init(_ db: Database, target: String, keys: Set<UInt64>?) throws {
+    init(_ db: Database, target: String, rows: [UInt64: Int64]?) throws {
         self.db = db
         self.target = target
-        upsert = try RawStatement(
-            db,
-            sql: """
-                INSERT INTO incarnations (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT (target, bulk_id) DO UPDATE SET incarnation = excluded.incarnation,
-                    expired_at = excluded.expired_at
-                """)
-        if let keys {
-            self.keys = keys
+        append = try RawStatement(
+            db, sql: "INSERT INTO incarnation_log (target, bulk_id, incarnation, expired_at) VALUES (?, ?, ?, ?)")
+        if let rows {
+            self.rows = rows
         } else {
-            var loaded = Set<UInt64>()
-            let ids = try String.fetchCursor(
-                db, sql: "SELECT bulk_id FROM incarnations WHERE target = ?", arguments: [target])
-            while let id = try ids.next() { loaded.insert(ByteKeys.hash(id)) }
-            self.keys = loaded
+            var loaded: [UInt64: Int64] = [:]
+            let cursor = try Row.fetchCursor(
+                db, sql: "SELECT seq, bulk_id FROM incarnation_log WHERE target = ? ORDER BY seq",
+                arguments: [target])
+            while let row = try cursor.next() { loaded[ByteKeys.hash(row[1] as String)] = row[0] }
+            self.rows = loaded
         }
     }
 
     /// A row ``write(_:of:)`` will store: change `index` starts a new life (`expired` false) or ended one.
     struct Write {
         let index: Int
+        let hash: UInt64
         let incarnation: Int64
         let expired: Bool
     }
@@ -935,23 +961,19 @@ private struct IncarnationBook {
         var writes: [Write] = []
         for (index, change) in changes.enumerated() {
             let hash = ByteKeys.hash(change.item.bulkId)
-            let recorded: Int64? =
-                keys.contains(hash)
-                ? try Int64.fetchOne(
-                    db.cachedStatement(sql: "SELECT incarnation FROM incarnations WHERE target = ? AND bulk_id = ?"),
-                    arguments: [target, change.item.bulkId])
-                : nil
+            let recorded = try rows[hash].flatMap { try recordedIncarnation(of: change.item.bulkId, newestRow: $0) }
             let incarnation: Int64
             switch change.kind {
             case .created:
                 incarnation = recorded.map { $0 + 1 } ?? 0
-                if recorded != nil { writes.append(Write(index: index, incarnation: incarnation, expired: false)) }
+                if recorded != nil {
+                    writes.append(Write(index: index, hash: hash, incarnation: incarnation, expired: false))
+                }
             case .changed:
                 incarnation = recorded ?? 0
             case .expired:
                 incarnation = recorded ?? 0
-                writes.append(Write(index: index, incarnation: incarnation, expired: true))
-                keys.insert(hash)
+                writes.append(Write(index: index, hash: hash, incarnation: incarnation, expired: true))
             }
             if incarnation != 0 { incarnations[index] = incarnation }
         }
@@ -959,19 +981,32 @@ private struct IncarnationBook {
         return (incarnations, writes)
     }
 
-    /// Stores the rows ``resolve(_:at:)`` returned for the same `changes`.
-    func write(_ writes: [Write], of changes: [DetectedChange]) throws {
-        for write in writes {
-            try store(changes[write.index].item.bulkId, write.incarnation, expiredAt: write.expired ? time : nil)
+    /// The incarnation `bulkId`'s newest row records: the row at `newestRow` when it is `bulkId`'s (one read
+    /// by key), else, when another id shares the hash, the newest of `bulkId`'s own rows (a scan of the log).
+    private func recordedIncarnation(of bulkId: String, newestRow: Int64) throws -> Int64? {
+        if let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT bulk_id, incarnation FROM incarnation_log WHERE seq = ?"),
+            arguments: [newestRow]), row[0] as String == bulkId
+        {
+            return row[1]
         }
+        return try Int64.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT incarnation FROM incarnation_log WHERE target = ? AND bulk_id = ? ORDER BY seq DESC LIMIT 1
+                    """), arguments: [target, bulkId])
     }
 
-    private func store(_ bulkId: String, _ incarnation: Int64, expiredAt: String?) throws {
-        upsert.bind(target, at: 1)
-        upsert.bind(bulkId, at: 2)
-        upsert.bind(incarnation, at: 3)
-        upsert.bind(expiredAt, at: 4)
-        try upsert.run()
+    /// Appends the rows ``resolve(_:at:)`` returned for the same `changes`.
+    mutating func write(_ writes: [Write], of changes: [DetectedChange]) throws {
+        for write in writes {
+            append.bind(target, at: 1)
+            append.bind(changes[write.index].item.bulkId, at: 2)
+            append.bind(write.incarnation, at: 3)
+            append.bind(write.expired ? time : nil, at: 4)
+            try append.run()
+            rows[write.hash] = db.lastInsertedRowID
+        }
     }
 }
 

@@ -181,20 +181,58 @@ struct StoreTests {
         for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(item("b-2", "PENDING"))) }
         #expect(snapshot["b-1"] == nil, "b-1 expired")
 
-        try sqliteShell(path, "ALTER TABLE incarnations RENAME TO incarnations_away")
+        try sqliteShell(path, "ALTER TABLE incarnation_log RENAME TO incarnations_away")
         var attempt = snapshot
         let error = await #expect(throws: JournalError.self) {
             _ = try await poll(journal, &attempt, listing(life, item("b-2", "PENDING")))
         }
         // One line naming the file and SQLite's reason, not GRDB's quote of the statement.
         #expect(
-            error?.description == "cannot commit to \(path): no such table: incarnations")
-        try sqliteShell(path, "ALTER TABLE incarnations_away RENAME TO incarnations")
+            error?.description == "cannot commit to \(path): no such table: incarnation_log")
+        try sqliteShell(path, "ALTER TABLE incarnations_away RENAME TO incarnation_log")
 
         let back = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")))
         #expect(back.map(\.kind) == [.created])
         // The id of b-1's second life (anOperationBackAfterARestartIsStillANewIncarnation), not its first's.
         #expect(back.first?.id == "c191b46d-1833-8992-9393-03958f373cf4")
+    }
+
+    /// A state file written before incarnations became an appended log (one row per operation in
+    /// `incarnations`) keeps every expired operation through the migration; the log's superseded rows go at the
+    /// next incarnation prune, and the newest row of each operation stays its state.
+    @Test func incarnationsSurviveTheMoveToALogAndItsPruning() async throws {
+        let path = directory + "/state.db"
+        let life = item("b-1", "FINISHED")
+        var snapshot = Snapshot()
+        do {
+            let journal = try SQLiteStore(path: path)
+            _ = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")), first: true)
+            for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(item("b-2", "PENDING"))) }
+        }
+        // Back to the layout before the log, as an older bulkwatch left it.
+        try sqliteShell(
+            path,
+            """
+            CREATE TABLE incarnations (target TEXT NOT NULL, bulk_id TEXT NOT NULL, incarnation INTEGER NOT NULL,
+                expired_at TEXT, PRIMARY KEY (target, bulk_id)) WITHOUT ROWID;
+            INSERT INTO incarnations SELECT target, bulk_id, incarnation, expired_at FROM incarnation_log;
+            DROP TABLE incarnation_log;
+            DELETE FROM grdb_migrations WHERE identifier = 'v4-incarnation-log';
+            """)
+        let journal = try SQLiteStore(path: path)
+        let back = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")))
+        // The id of b-1's second life (anOperationBackAfterARestartIsStillANewIncarnation).
+        #expect(back.map(\.id) == ["c191b46d-1833-8992-9393-03958f373cf4"])
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(item("b-2", "PENDING"))) }
+        #expect(try sqliteShell(path, "SELECT COUNT(*) FROM incarnation_log") == "3")
+
+        // No life ended before this cutoff: only the rows that newer ones superseded go.
+        _ = try await journal.prune(
+            target: "default", olderThan: .distantPast, sinks: [], incarnationCutoff: .distantPast)
+        #expect(try sqliteShell(path, "SELECT bulk_id, incarnation FROM incarnation_log") == "b-1|1")
+        let third = try await poll(journal, &snapshot, listing(life, item("b-2", "PENDING")))
+        #expect(third.map(\.kind) == [.created])
+        #expect(third.first.map { ["c191b46d-1833-8992-9393-03958f373cf4", back[0].id].contains($0.id) } == false)
     }
 
     @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
@@ -306,6 +344,38 @@ struct StoreTests {
         #expect(ids[5] == "89555fe2-889b-8cf2-95f6-6954c46f97e2")
     }
 
+    /// The incarnation memory (``Store/prune(target:olderThan:sinks:incarnationCutoff:)``) forgets the operations
+    /// whose last life ended before the cutoff, and only those: one that came back and is alive keeps its life.
+    @Test(arguments: StoreBackend.allCases) func pruningIncarnationsForgetsOnlyLivesThatEndedBeforeTheCutoff(
+        backend: StoreBackend
+    ) async throws {
+        let journal = try await backend.open(directory)
+        var snapshot = Snapshot()
+        let gone = item("b-1", "FINISHED")
+        let back = item("b-2", "FINISHED")
+        let stays = item("b-3", "PENDING")
+        let twice = item("b-4", "FINISHED")
+        let firstIDs = try await poll(journal, &snapshot, listing(gone, back, stays, twice), first: true).map(\.id)
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(stays)) }
+        let returned = try await poll(journal, &snapshot, listing(back, stays, twice))
+        #expect(returned.map(\.kind) == [.created, .created] && returned[0].id != firstIDs[1], "second lives")
+        // b-4's second life ends too, before the cutoff: all of it is forgotten, not only its first end.
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(back, stays)) }
+
+        let afterEveryExpiry = Date(timeIntervalSince1970: 1_764_325_000 + 60)
+        _ = try await journal.prune(
+            target: "default", olderThan: .distantPast, sinks: [], incarnationCutoff: afterEveryExpiry)
+        // b-1 and b-4 are forgotten: back again, each is in its first life, with its first life's ids.
+        let again = try await poll(journal, &snapshot, listing(gone, back, stays, twice))
+        #expect(again.map(\.kind) == [.created, .created])
+        #expect(again.map(\.id) == [firstIDs[0], firstIDs[3]])
+        // b-2 was alive in its second life: that is kept, so its next return is its third.
+        for _ in 1...2 { _ = try await poll(journal, &snapshot, listing(gone, stays)) }
+        let third = try await poll(journal, &snapshot, listing(gone, back, stays))
+        #expect(third.map(\.kind) == [.created])
+        #expect(third.first.map { [firstIDs[1], returned[0].id].contains($0.id) } == false, "b-2's third life")
+    }
+
     /// A commit large enough to be encoded on a second thread, in chunks (``EventEncodingPipeline``), stores
     /// and keeps exactly what encoding each event on its own gives: same sequences, ids and bodies, and the
     /// returning operations (straddling a chunk boundary) in their second life.
@@ -375,14 +445,20 @@ struct StoreTests {
     }
 }
 
-/// Runs `sql` on the database at `path` in the `sqlite3` shell, another process, as an operator would.
-private func sqliteShell(_ path: String, _ sql: String) throws {
+/// Runs `sql` on the database at `path` in the `sqlite3` shell, another process, as an operator would; returns
+/// what it printed, trimmed.
+@discardableResult
+private func sqliteShell(_ path: String, _ sql: String) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
     process.arguments = [path, sql]
+    let output = Pipe()
+    process.standardOutput = output
     try process.run()
+    let printed = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
         throw JournalError(description: "sqlite3 exited with \(process.terminationStatus)")
     }
+    return String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
