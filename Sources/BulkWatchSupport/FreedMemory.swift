@@ -26,6 +26,23 @@ package enum FreedMemory {
         #endif
     }
 
+    /// Fixes glibc's mmap threshold at `bytes` unless the environment already chose (`MALLOC_MMAP_THRESHOLD_`).
+    ///
+    /// By default glibc raises the threshold to the size of each mmapped block it frees (up to 32 MiB), after
+    /// which blocks of that size come from the heap, and the holes they leave there stay resident. In a daemon
+    /// that frees a few blocks of 2–12 MB every poll (the listing's entries, the snapshot's arenas rewritten
+    /// between polls) the steady 100k poll's peak crept from ~64 to ~74 MB over 40 polls in
+    /// `bulkwatch-bench poll --runs 40`, and stayed at ~60–66 with the threshold fixed at 1 MiB. Fixing it also
+    /// fixes the trim threshold (glibc stops adjusting both). Call it first thing in `main`.
+    package static func fixMmapThreshold(at bytes: Int32) {
+        #if canImport(Glibc)
+            guard getenv("MALLOC_MMAP_THRESHOLD_") == nil, let symbol = dlsym(nil, "mallopt") else { return }
+            typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+            let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD, <malloc.h>
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(mmapThreshold, bytes)
+        #endif
+    }
+
     package static func release() {
         #if canImport(Glibc)
             if let symbol = dlsym(nil, "malloc_trim") {

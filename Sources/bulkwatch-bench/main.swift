@@ -9,6 +9,7 @@ let rest = Array(arguments.dropFirst())
 if suite == "poll" && rest.contains("--single") {
     // The measuring child is set up like the daemon: `bulkwatch`'s main caps glibc's arenas first thing.
     FreedMemory.limitArenas(to: 2)
+    FreedMemory.fixMmapThreshold(at: 1 << 20)
 }
 
 let benchUsage = """

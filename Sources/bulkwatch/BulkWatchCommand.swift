@@ -28,6 +28,7 @@ struct BulkWatchCommand: AsyncParsableCommand {
         signal(SIGHUP, SIG_IGN)
         unblockShutdownSignals()
         FreedMemory.limitArenas(to: 2)
+        FreedMemory.fixMmapThreshold(at: 1 << 20)
         // Messages below may quote upstream data (a DruID error field, a bulkId): control
         // characters are escaped like in text logs, so they cannot forge lines (issue 11).
         do {
