@@ -54,11 +54,18 @@ struct KeyArena: Sendable {
     /// n, room for 1/n more bytes).
     func reordered(_ order: [Int], spareFraction: Int = 0) -> KeyArena {
         var total = 0
-        let newSpans = order.map { position in
+        var newSpans: [UInt64] = []
+        // The spans get the same spare room as the bytes: appended to at the exact size, the array would be
+        // copied into one twice as large by the next poll's first new entry.
+        newSpans.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
+        for position in order {
             let span = spans[position]
-            guard span != Self.none else { return Self.none }
-            defer { total += Self.length(span) }
-            return span & ~0xFF_FFFF_FFFF | UInt64(total)
+            guard span != Self.none else {
+                newSpans.append(Self.none)
+                continue
+            }
+            newSpans.append(span & ~0xFF_FFFF_FFFF | UInt64(total))
+            total += Self.length(span)
         }
         var fresh = KeyArena()
         fresh.spans = newSpans

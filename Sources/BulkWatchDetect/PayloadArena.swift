@@ -77,8 +77,9 @@ struct PayloadArena: Sendable {
         var fresh = PayloadArena()
         // Records are copied as they are, so their shape codes keep their meaning.
         fresh.shapes = shapes
-        fresh.offsets.reserveCapacity(order.count)
-        fresh.lengths.reserveCapacity(order.count)
+        // The per-entry arrays get the same spare room as the bytes (see `KeyArena.reordered`).
+        fresh.offsets.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
+        fresh.lengths.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
         let spare = spareFraction > 0 ? total / spareFraction : 0
         fresh.bytes = [UInt8](unsafeUninitializedCapacity: total + spare) { target, initialized in
             var cursor = 0

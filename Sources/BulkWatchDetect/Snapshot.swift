@@ -326,9 +326,12 @@ package struct Snapshot: Sendable {
     private static let hole = BulkItem(bulkId: "", rawJSON: [])
 
     /// Whether replaced and removed entries leave enough bytes behind in the arenas to be worth rewriting
-    /// them (``compactArenas()``): more than a quarter of the live bytes, and at least 1 MiB.
+    /// them (``compactArenas()``): more than a seventh of the live bytes, and at least 256 KiB. Each poll
+    /// appends about as many bytes as it leaves behind, so the rewrite must come before the spare room a
+    /// rewrite leaves runs out: at a quarter of the live bytes and 1 MiB (the thresholds before) it ran out
+    /// first, and at 100k items the arena was copied into one twice its size one poll before each rewrite.
     package var hasWastefulArenas: Bool {
-        func wasteful(_ wasted: Int, _ total: Int) -> Bool { wasted > 1 << 20 && wasted * 5 > total }
+        func wasteful(_ wasted: Int, _ total: Int) -> Bool { wasted > 256 << 10 && wasted * 8 > total }
         return wasteful(keys.wastedBytes, keys.bytes.count) || wasteful(payloads.wastedBytes, payloads.bytes.count)
     }
 
@@ -346,20 +349,42 @@ package struct Snapshot: Sendable {
         payloads = payloads.withoutWaste()
     }
 
-    /// Closes the holes, keeping the live entries in their order.
-    mutating func closeHoles() {
-        compact(order: hashes.indices.filter { !isDead($0) })
+    /// Closes the holes, keeping the live entries in their order; with `spareFraction` n, every array keeps
+    /// room for 1/n more entries and bytes (only the pages written become resident).
+    mutating func closeHoles(spareFraction: Int = 0) {
+        compact(order: hashes.indices.filter { !isDead($0) }, spareFraction: spareFraction)
+    }
+
+    /// Whether expired entries left enough holes to be worth closing between polls (``closeHoles(spareFraction:)``):
+    /// more than an eighth of the positions. Each hole costs ~45 bytes in the per-position arrays and the
+    /// index, and the differ itself closes them only once they are half the positions (2× the live count).
+    package var hasManyHoles: Bool { deadCount > 64 && deadCount * 8 > positions }
+
+    /// Whether ``compactBetweenPolls()`` would rewrite the storage.
+    package var needsCompaction: Bool { hasManyHoles || hasWastefulArenas }
+
+    /// The housekeeping the watcher does between polls (``Watcher/maintainState()``): when there are many
+    /// holes or much waste in the arenas, rewrites everything without either in one go (two rewrites a few
+    /// polls apart cost twice). Every array keeps room for half as much again, reserved but not resident
+    /// until written, so the polls until the next rewrite append without copying any of them into a buffer
+    /// twice its size. Returns whether it rewrote anything.
+    @discardableResult
+    package mutating func compactBetweenPolls() -> Bool {
+        guard needsCompaction else { return false }
+        closeHoles(spareFraction: 2)
+        return true
     }
 
     /// Rewrites the storage without holes, live entries in `order` (positions; every live one
     /// exactly once), and rebuilds the index.
-    mutating func compact(order: [Int]) {
+    mutating func compact(order: [Int], spareFraction: Int = 0) {
         var newHashes: [UInt64] = []
         var newFlags: [UInt8] = []
         var newAbsent: [Int] = []
-        newHashes.reserveCapacity(order.count)
-        newFlags.reserveCapacity(order.count)
-        newAbsent.reserveCapacity(order.count)
+        let capacity = order.count + (spareFraction > 0 ? order.count / spareFraction : 0)
+        newHashes.reserveCapacity(capacity)
+        newFlags.reserveCapacity(capacity)
+        newAbsent.reserveCapacity(capacity)
         for position in order {
             newHashes.append(hashes[position])
             newFlags.append(flags[position])
@@ -368,8 +393,8 @@ package struct Snapshot: Sendable {
         hashes = newHashes
         flags = newFlags
         absentCounts = newAbsent
-        keys = keys.reordered(order)
-        payloads = payloads.reordered(order)
+        keys = keys.reordered(order, spareFraction: spareFraction)
+        payloads = payloads.reordered(order, spareFraction: spareFraction)
         deadCount = 0
         index.rebuild(hashes: hashes, flags: flags)
     }
