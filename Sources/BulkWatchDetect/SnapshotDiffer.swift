@@ -31,13 +31,21 @@ package import BulkWatchSupport
 package enum SnapshotDiffer {
     /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
     /// updated without a copy when uniquely referenced: what the watcher should call every poll.
+    ///
+    /// With `rowsOfNewSnapshot` false, a diff that starts from an empty snapshot does not list its rows in
+    /// ``DiffOutcome/upserted`` (every entry of the snapshot, a `TrackedItem` each: ~12 MB at 100k items,
+    /// beside the events at a first poll's peak) and sets ``DiffOutcome/upsertedIsWholeSnapshot`` instead:
+    /// the rows to persist are then the snapshot's entries, which the stores read in place.
     package static func apply(
         _ listing: BulkListing,
         to snapshot: inout Snapshot,
         policy: DetectionPolicy,
-        isFirstRun: Bool
+        isFirstRun: Bool,
+        rowsOfNewSnapshot: Bool = true
     ) -> DiffOutcome {
-        var run = DiffRun(listing: listing, policy: policy, isFirstRun: isFirstRun)
+        var run = DiffRun(
+            listing: listing, policy: policy, isFirstRun: isFirstRun,
+            rowsAreWholeSnapshot: !rowsOfNewSnapshot && snapshot.isEmpty)
         run.execute(on: &snapshot)
         return run.outcome
     }
@@ -64,8 +72,11 @@ package struct DiffOutcome: Sendable {
     /// absence-counter move (incremented, or reset on reappearance); present items first, in
     /// listing order. Nothing else changes in the snapshot (an unchanged item keeps the bytes it
     /// was stored with), so applying exactly these rows and ``removed`` to the journal keeps it
-    /// equal to the in-memory snapshot.
+    /// equal to the in-memory snapshot. Empty when ``upsertedIsWholeSnapshot``.
     package var upserted: [TrackedItem]
+    /// The diff started from an empty snapshot and was asked not to list its rows: every entry of the
+    /// snapshot after it is a row to persist (``SnapshotDiffer/apply(_:to:policy:isFirstRun:rowsOfNewSnapshot:)``).
+    package var upsertedIsWholeSnapshot = false
     /// `bulkId`s that expired and left the snapshot, in the order of their `expired` events.
     package var removed: [String]
     /// Whether ``Snapshot/removalGuardedIDs`` changed: persist the new set when true.
@@ -163,7 +174,7 @@ private struct DiffRun {
         var hash: UInt64
     }
 
-    init(listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool) {
+    init(listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool, rowsAreWholeSnapshot: Bool) {
         self.listing = listing
         self.policy = policy
         announceCreated = !(isFirstRun && policy.initial == .skip)
@@ -171,6 +182,7 @@ private struct DiffRun {
         stats.listed = listing.count
         stats.skippedWithoutId = listing.skippedWithoutId
         outcome = DiffOutcome(changes: [], upserted: [], removed: [], removalGuardChanged: false, stats: stats)
+        outcome.upsertedIsWholeSnapshot = rowsAreWholeSnapshot
     }
 
     mutating func execute(on snapshot: inout Snapshot) {
@@ -354,7 +366,7 @@ private struct DiffRun {
     /// Pass 2: applies the candidates that won their entry, in listing order.
     private mutating func applyPresent(to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32]) {
         outcome.changes.reserveCapacity(candidates.count)
-        outcome.upserted.reserveCapacity(candidates.count)
+        if !outcome.upsertedIsWholeSnapshot { outcome.upserted.reserveCapacity(candidates.count) }
         for candidate in candidates {
             let position = Int(candidate.position)
             let i = Int(candidate.listed)
@@ -367,7 +379,7 @@ private struct DiffRun {
                 // ``appendNew`` stored the winning occurrence already (its bytes copied into the arenas).
                 let item = listing.item(at: i)
                 outcome.stats.created += 1
-                outcome.upserted.append(TrackedItem(item: item))
+                if !outcome.upsertedIsWholeSnapshot { outcome.upserted.append(TrackedItem(item: item)) }
                 if announceCreated {
                     outcome.changes.append(DetectedChange(kind: .created, item: item))
                 }

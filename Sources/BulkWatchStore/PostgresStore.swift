@@ -206,8 +206,9 @@ package final class PostgresStore: Store, Service {
             // In pieces, as the SQLite store writes them: a first poll's whole delta is ~200 MB at 1M items.
             var deltaID: Int64 = 0
             var deltaBytes = 0
-            for rows in SnapshotCodec.deltaPieces(of: outcome) {
-                let piece = Data(SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded))
+            for rows in SnapshotCodec.deltaPieces(of: outcome, snapshot: poll.snapshot) {
+                let piece = Data(
+                    SnapshotCodec.delta(of: outcome, snapshot: poll.snapshot, rows: rows, guarded: guarded))
                 deltaBytes += piece.count
                 for try await id in try await connection.query(
                     "INSERT INTO snapshot_deltas (target, delta) VALUES (\(target), \(piece)) RETURNING id",

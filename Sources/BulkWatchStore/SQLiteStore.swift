@@ -357,8 +357,8 @@ package final class SQLiteStore: Store {
                 // of a first poll's whole delta is ever held), the counters and the incarnation rows.
                 let insertDelta = try RawStatement(
                     db, sql: "INSERT INTO snapshot_deltas (target, delta) VALUES (?, ?)")
-                for rows in SnapshotCodec.deltaPieces(of: outcome) {
-                    let piece = SnapshotCodec.delta(of: outcome, rows: rows, guarded: guarded)
+                for rows in SnapshotCodec.deltaPieces(of: outcome, snapshot: poll.snapshot) {
+                    let piece = SnapshotCodec.delta(of: outcome, snapshot: poll.snapshot, rows: rows, guarded: guarded)
                     insertDelta.bind(target, at: 1)
                     try insertDelta.run(bindingInPlace: piece, at: 2)
                     deltaBytes += piece.count

@@ -359,7 +359,10 @@ package final class Watcher: Service {
         }
         try Task.checkCancellation()
         var (snapshot, hasBaseline) = try await state.take(reloadingFrom: store, target: target.name)
-        let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline)
+        // A first poll's rows are the new snapshot itself: the stores read them from it (no `TrackedItem`
+        // per item beside the events at the poll's peak).
+        let outcome = SnapshotDiffer.apply(
+            listing, to: &snapshot, policy: target.policy, isFirstRun: !hasBaseline, rowsOfNewSnapshot: false)
         return (outcome, snapshot, listing.count, target.activeCount(in: listing))
     }
 

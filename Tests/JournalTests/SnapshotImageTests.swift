@@ -156,6 +156,59 @@ struct SnapshotImageTests {
         #expect(fromPieces.count == 47)
     }
 
+    /// The watcher's first poll does not list its rows (``DiffOutcome/upsertedIsWholeSnapshot``): the stores
+    /// write them from the snapshot itself, in pieces. Also after every item expired, when the snapshot is
+    /// empty but still has holes. Either way a reopened store loads exactly the snapshot in memory.
+    @Test(arguments: StoreBackend.allCases) func aPollWhoseRowsAreTheWholeSnapshotReloadsToIt(
+        backend: StoreBackend
+    ) async throws {
+        let policy = DetectionPolicy()
+        let store = try await backend.open(directory)
+        func poll(_ items: [BulkItem], into snapshot: inout Snapshot, target: String, first: Bool = false)
+            async throws -> DiffOutcome
+        {
+            let outcome = SnapshotDiffer.apply(
+                BulkListing(items: items), to: &snapshot, policy: policy, isFirstRun: first, rowsOfNewSnapshot: false)
+            _ = try await store.commit(
+                PollCommit(
+                    target: target, source: "https://api.example.com/bulk", outcome: outcome, snapshot: snapshot,
+                    detectedAt: Date(timeIntervalSince1970: 1_764_325_000)),
+                fence: .exclusive)
+            return outcome
+        }
+        func expectReloadMatches(_ snapshot: Snapshot, target: String, _ when: Comment) async throws {
+            let loaded = try await backend.open(directory).loadSnapshot(target: target)
+            #expect(loaded.snapshot.count == snapshot.count, when)
+            #expect(Self.differences(loaded.snapshot, snapshot) == [], when)
+        }
+        // Past one piece of 4,096 rows.
+        var large = Snapshot()
+        let first = try await poll(
+            (0..<9000).map { Self.bulkItem("op-\($0)", status: "PENDING") }, into: &large, target: "large", first: true)
+        #expect(first.upsertedIsWholeSnapshot && first.upserted.isEmpty && first.changes.count == 9000)
+        try await expectReloadMatches(large, target: "large", "after the first poll")
+        // A steady poll lists its rows as always.
+        let steady = try await poll(
+            (0..<9000).map { Self.bulkItem("op-\($0)", status: $0 < 5 ? "DONE" : "PENDING") }, into: &large,
+            target: "large")
+        #expect(!steady.upsertedIsWholeSnapshot && steady.upserted.count == 5)
+        try await expectReloadMatches(large, target: "large", "after a steady poll")
+
+        // Everything expires (after the mass-removal guard's doubled confirmations); the empty snapshot keeps
+        // its holes (too few for the differ to close), and fills again without listing its rows.
+        var small = Snapshot()
+        _ = try await poll(
+            (0..<40).map { Self.bulkItem("s-\($0)", status: "PENDING") }, into: &small, target: "small", first: true)
+        for _ in 1...8 where !small.isEmpty { _ = try await poll([], into: &small, target: "small") }
+        #expect(small.isEmpty && small.positions == 40)
+        try await expectReloadMatches(small, target: "small", "after everything expired")
+        let again = try await poll(
+            (0..<5000).map { Self.bulkItem("back-\($0)", status: "PENDING") }, into: &small, target: "small")
+        #expect(again.upsertedIsWholeSnapshot && again.changes.count == 5000)
+        try await expectReloadMatches(small, target: "small", "after the snapshot filled again")
+        try await expectReloadMatches(large, target: "large", "the other target untouched")
+    }
+
     /// A fold (image streamed into a zero blob), more polls as deltas after it, a second fold over the first
     /// image's row: after each, a reopened store loads exactly the snapshot in memory.
     @Test(arguments: StoreBackend.allCases) func foldedImagesAndTheirDeltasReloadToTheSnapshotInMemory(
