@@ -89,21 +89,14 @@ enum SnapshotCodec {
         }
         let size =
             deltaMagic.count + Writer.varintLength(count) + itemBytes
-            + Writer.stringsLength(last ? outcome.removed : [])
-            + 1 + (last ? guarded.map(Writer.stringsLength) ?? 0 : 0)
+            + Writer.deltaEndLength(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
         var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(count)
         for position in rows where !snapshot.isDead(position) {
             snapshot.withEntryBytes(at: position) { out.item($0) }
         }
-        out.strings(last ? outcome.removed : [])
-        if last, let guarded {
-            out.varint(1)
-            out.strings(guarded)
-        } else {
-            out.varint(0)
-        }
+        out.deltaEnd(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
         return out.bytes
     }
 
@@ -135,19 +128,12 @@ enum SnapshotCodec {
         let size =
             outcome.upserted[rows].reduce(deltaMagic.count + Writer.varintLength(rows.count)) {
                 $0 + Writer.itemLength($1)
-            } + Writer.stringsLength(last ? outcome.removed : []) + 1
-            + (last ? guarded.map(Writer.stringsLength) ?? 0 : 0)
+            } + Writer.deltaEndLength(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
         var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(rows.count)
         for row in outcome.upserted[rows] { out.item(row) }
-        out.strings(last ? outcome.removed : [])
-        if last, let guarded {
-            out.varint(1)
-            out.strings(guarded)
-        } else {
-            out.varint(0)
-        }
+        out.deltaEnd(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
         return out.bytes
     }
 
@@ -271,6 +257,22 @@ enum SnapshotCodec {
             varint(entry.rawJSON.count)
             bytes.append(contentsOf: entry.rawJSON)
             varint(entry.absentPolls)
+        }
+
+        /// A delta's end: the removed ids, then 0 (guard set unchanged) or 1 and the guarded ids.
+        mutating func deltaEnd(removed: [String], guarded: [String]?) {
+            strings(removed)
+            if let guarded {
+                varint(1)
+                strings(guarded)
+            } else {
+                varint(0)
+            }
+        }
+
+        /// The exact length ``deltaEnd(removed:guarded:)`` writes.
+        static func deltaEndLength(removed: [String], guarded: [String]?) -> Int {
+            stringsLength(removed) + 1 + (guarded.map(stringsLength) ?? 0)
         }
 
         mutating func strings(_ list: [String]) {

@@ -79,7 +79,7 @@ struct ItemShapeTests {
     }
 
     @Test func randomLayoutsAndValuesComeBackExactThroughReplacementsAndCompactions() throws {
-        var random = ShapeRandom(seed: 12)
+        var random = StorageRandom(seed: 12)
         let pieces = ["QUEUED", "DONE", "", "bulkId", "status", "a\\\"b", "\\u00e9t\\u00e9", "2026", "x y", "op"]
         func value() -> String { pieces[Int(random.next() % UInt64(pieces.count))] }
         func object(_ id: String) -> String {
@@ -177,19 +177,5 @@ extension String {
     fileprivate func replacingFirst(_ pattern: some RegexComponent, with replacement: String) -> String {
         guard let match = firstMatch(of: pattern) else { return self }
         return replacingCharacters(in: match.range, with: replacement)
-    }
-}
-
-private struct ShapeRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

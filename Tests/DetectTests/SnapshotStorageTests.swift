@@ -141,7 +141,8 @@ struct SnapshotStorageTests {
     }
 }
 
-private struct StorageRandom: RandomNumberGenerator {
+/// A small seeded generator (SplitMix64), so a failing history can be replayed.
+struct StorageRandom: RandomNumberGenerator {
     private var state: UInt64
 
     init(seed: UInt64) { state = seed }
