@@ -18,12 +18,7 @@ package enum FreedMemory {
     /// (BENCHMARKS.md, idle footprint), which the systemd and Docker examples used to set by hand. Call it
     /// first thing in `main`, before other threads allocate.
     package static func limitArenas(to count: Int32) {
-        #if canImport(Glibc)
-            guard getenv("MALLOC_ARENA_MAX") == nil, let symbol = dlsym(nil, "mallopt") else { return }
-            typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-            let arenaMax: Int32 = -8  // M_ARENA_MAX, <malloc.h>
-            _ = unsafeBitCast(symbol, to: Mallopt.self)(arenaMax, count)
-        #endif
+        mallopt(-8, count, unlessSet: "MALLOC_ARENA_MAX")  // M_ARENA_MAX, <malloc.h>
     }
 
     /// Fixes glibc's mmap threshold at `bytes` unless the environment already chose (`MALLOC_MMAP_THRESHOLD_`).
@@ -31,15 +26,19 @@ package enum FreedMemory {
     /// By default glibc raises the threshold to the size of each mmapped block it frees (up to 32 MiB), after
     /// which blocks of that size come from the heap, and the holes they leave there stay resident. In a daemon
     /// that frees a few blocks of 2–12 MB every poll (the listing's entries, the snapshot's arenas rewritten
-    /// between polls) the steady 100k poll's peak crept from ~64 to ~74 MB over 40 polls in
-    /// `bulkwatch-bench poll --runs 40`, and stayed at ~60–66 with the threshold fixed at 1 MiB. Fixing it also
-    /// fixes the trim threshold (glibc stops adjusting both). Call it first thing in `main`.
+    /// between polls) the steady 100k poll's peak over 40 polls was 86.4 MB with the default and 78.1 MB with
+    /// the threshold fixed at 1 MiB (`bulkwatch-bench poll --sizes 100000 --runs 40`). Fixing it also fixes the
+    /// trim threshold (glibc stops adjusting both). Call it first thing in `main`.
     package static func fixMmapThreshold(at bytes: Int32) {
+        mallopt(-3, bytes, unlessSet: "MALLOC_MMAP_THRESHOLD_")  // M_MMAP_THRESHOLD, <malloc.h>
+    }
+
+    /// glibc's `mallopt(option, value)`, unless `variable` is set in the environment (the operator chose).
+    private static func mallopt(_ option: Int32, _ value: Int32, unlessSet variable: String) {
         #if canImport(Glibc)
-            guard getenv("MALLOC_MMAP_THRESHOLD_") == nil, let symbol = dlsym(nil, "mallopt") else { return }
+            guard getenv(variable) == nil, let symbol = dlsym(nil, "mallopt") else { return }
             typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-            let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD, <malloc.h>
-            _ = unsafeBitCast(symbol, to: Mallopt.self)(mmapThreshold, bytes)
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(option, value)
         #endif
     }
 
