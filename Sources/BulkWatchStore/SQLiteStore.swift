@@ -43,12 +43,14 @@ package final class SQLiteStore: Store {
     /// with every expiry the incarnation memory keeps (30 days); a collision is caught by the row's bulkId.
     private let incarnationRows = Mutex<[String: [UInt64: Int64]]>([:])
 
-    /// At most this many bytes of event bodies stay cached after their commit. A first poll of 100k items
-    /// (~45 MB of events) fits, so its delivery reads nothing back (in `bulkwatch-bench poll` that took the
-    /// first poll's delivery from ~550 to ~200 ms); a steady poll's (~1.5 MB) fits many times over. Events
-    /// leave as soon as every configured sink is past them, so this much stays resident only while a sink
-    /// is behind; a first poll of 1M keeps only its newest 64 MiB.
-    package static let recentEventsBudget = 64 << 20
+    /// At most this many bytes of event bodies stay cached after their commit. A steady poll's fit: ~1.5 MB at
+    /// 100k items, ~14.5 MB at 1M. A first poll of 100k items (~45 MB of events) keeps only its newest ~35k,
+    /// and its delivery reads the others back. With a 64 MiB budget it kept them all, and they were the largest
+    /// part of that poll's peak: the first 100k peak in `bulkwatch-bench poll` went from 152 to 113 MB, and
+    /// its delivery from 134–169 to 195–212 ms (the reads go through SQLite's C API, `events(after:)`); at 1M
+    /// the first peak went from 571 to 497 MB, the steady poll unchanged. Events leave as soon as every
+    /// configured sink is past them, so this much stays resident only while a sink is behind.
+    package static let recentEventsBudget = 16 << 20
 
     /// Opens or creates the state, migrating it to the current schema. `recentEventBytes` bounds the
     /// event bodies kept in memory after their commit for the sinks' next reads (``RecentEvents``).
