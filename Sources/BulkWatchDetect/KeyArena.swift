@@ -22,7 +22,7 @@ struct KeyArena: Sendable {
         spans.append(store(item))
     }
 
-    /// Stores a new state for `position`; the old bytes stay behind as waste until ``withoutWaste()``.
+    /// Stores a new state for `position`; the old bytes stay behind as waste until ``reordered(_:spareFraction:)``.
     mutating func replace(_ position: Int, with item: BulkItem) {
         wasted += Self.length(spans[position])
         spans[position] = store(item)
@@ -30,12 +30,6 @@ struct KeyArena: Sendable {
 
     /// Bytes of replaced or cleared entries still in the buffer.
     var wastedBytes: Int { wasted }
-
-    /// A copy without waste, entries in place, with room for a quarter more bytes (only the pages written
-    /// become resident), so the next polls' appends do not double the buffer.
-    func withoutWaste() -> KeyArena {
-        reordered(Array(spans.indices), spareFraction: 4)
-    }
 
     mutating func withUnsafeMutableSpans<R>(_ body: (inout UnsafeMutableBufferPointer<UInt64>) -> R) -> R {
         spans.withUnsafeMutableBufferPointer(body)

@@ -46,7 +46,7 @@ struct PayloadArena: Sendable {
         lengths.append(length)
     }
 
-    /// Stores a new record for `position`; the old one stays behind as waste until ``withoutWaste()``.
+    /// Stores a new record for `position`; the old one stays behind as waste until ``reordered(_:spareFraction:)``.
     mutating func replace(_ position: Int, with item: BulkItem, keysStored: Bool) {
         wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])
         let (offset, length) = store(item, keysStored: keysStored)
@@ -56,12 +56,6 @@ struct PayloadArena: Sendable {
 
     /// Bytes of replaced or cleared records still in the buffer.
     var wastedBytes: Int { wasted }
-
-    /// A copy without waste, entries in place, with room for a quarter more bytes (only the pages written
-    /// become resident), so the next polls' appends do not double the buffer.
-    func withoutWaste() -> PayloadArena {
-        reordered(Array(offsets.indices), spareFraction: 4)
-    }
 
     mutating func clear(_ position: Int) {
         wasted += Int(lengths[position] == Self.cleared ? 0 : lengths[position])

@@ -326,27 +326,13 @@ package struct Snapshot: Sendable {
     private static let hole = BulkItem(bulkId: "", rawJSON: [])
 
     /// Whether replaced and removed entries leave enough bytes behind in the arenas to be worth rewriting
-    /// them (``compactArenas()``): more than a seventh of the live bytes, and at least 256 KiB. Each poll
+    /// them (``compactBetweenPolls()``): more than a seventh of the live bytes, and at least 256 KiB. Each poll
     /// appends about as many bytes as it leaves behind, so the rewrite must come before the spare room a
     /// rewrite leaves runs out: at a quarter of the live bytes and 1 MiB (the thresholds before) it ran out
     /// first, and at 100k items the arena was copied into one twice its size one poll before each rewrite.
     package var hasWastefulArenas: Bool {
         func wasteful(_ wasted: Int, _ total: Int) -> Bool { wasted > 256 << 10 && wasted * 8 > total }
         return wasteful(keys.wastedBytes, keys.bytes.count) || wasteful(payloads.wastedBytes, payloads.bytes.count)
-    }
-
-    /// Rewrites the arenas without the bytes replaced and removed entries left behind, entries in place.
-    ///
-    /// Every changed item's new state is appended to the arenas and its old bytes stay behind, ~2 % of
-    /// the arenas per steady poll of the benchmark's churn. The differ used to rewrite an arena in the
-    /// middle of a poll once its waste outgrew its live bytes: at 1M items a 150 MB copy beside the body,
-    /// the listing and the events, the poll's peak made ~300 MB higher. The watcher calls this between polls
-    /// instead (``Watcher/maintainState()``), when nothing of a poll is held, and sooner (a quarter of the
-    /// live bytes). The new arenas keep a quarter of spare room, which costs nothing resident until it
-    /// is written, so the next polls' appends do not copy them into buffers twice their size.
-    package mutating func compactArenas() {
-        keys = keys.withoutWaste()
-        payloads = payloads.withoutWaste()
     }
 
     /// Closes the holes, keeping the live entries in their order; with `spareFraction` n, every array keeps
@@ -365,7 +351,8 @@ package struct Snapshot: Sendable {
 
     /// The housekeeping the watcher does between polls (``Watcher/maintainState()``): when there are many
     /// holes or much waste in the arenas, rewrites everything without either in one go (two rewrites a few
-    /// polls apart cost twice). Every array keeps room for half as much again, reserved but not resident
+    /// polls apart cost twice). Between polls, not in a diff: at 1M items a rewrite in the middle of a poll
+    /// sat beside the body, the listing and the events, and made the poll's peak ~300 MB higher. Every array keeps room for half as much again, reserved but not resident
     /// until written, so the polls until the next rewrite append without copying any of them into a buffer
     /// twice its size. Returns whether it rewrote anything.
     @discardableResult

@@ -26,7 +26,7 @@ struct ItemShapeTests {
         // createdOn (25 bytes and its length) and a shape code: no raw bytes at all.
         #expect(snapshot.payloads.bytes.count < items.count * 30, "\(snapshot.payloads.bytes.count) bytes")
         expectExact(snapshot, items)
-        snapshot.compactArenas()
+        snapshot.closeHoles(spareFraction: 2)
         expectExact(snapshot, items)
     }
 
@@ -105,7 +105,7 @@ struct ItemShapeTests {
                 }
                 model[item.bulkId] = item
             }
-            if round % 9 == 0 { snapshot.compactArenas() }
+            if round % 9 == 0 { snapshot.closeHoles(spareFraction: 2) }
             if round % 13 == 0 {
                 var order = Array(0..<snapshot.positions)
                 order.shuffle(using: &random)
