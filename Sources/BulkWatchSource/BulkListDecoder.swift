@@ -47,8 +47,11 @@ package enum BulkListDecoder {
     package static let maximumDepth = 512
 
     /// Bodies from this size on are parsed on two threads. At 1M items (122 MB) that took the decode from ~80 to
-    /// ~50 ms; at 100k (12 MB) it gained nothing measurable over the thread's start, so they stay on one.
-    package static let parallelBodyBytes = 16 << 20
+    /// ~50 ms. At 100k (12 MB) it takes `bulkwatch-bench decode` from 7.2–9.4 to 4.7–7.4 ms, and the steady poll
+    /// cycle of `bulkwatch-bench poll --runs 30` from 49.8–51.1 to 46.5–48.3 ms (alternated pairs, first peak
+    /// unchanged); an earlier, single-run measurement had found no gain there, so the line was at 16 MiB.
+    /// Below ~4 MiB (~30k items) the thread's start is a sizeable part of what it saves.
+    package static let parallelBodyBytes = 4 << 20
 
     /// Decodes a complete 200 body.
     ///

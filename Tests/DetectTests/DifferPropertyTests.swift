@@ -241,6 +241,9 @@ private struct HistoryRun {
     /// The same history diffed from listings built of ``BulkItem`` values (each item kept whole) instead of
     /// decoded ones (offsets into the body): every outcome must be the same.
     var builtSnapshot = Snapshot()
+    /// The same history diffed with every listing's lookups split over two threads (``SnapshotDiffer``'s
+    /// `parallelFrom: 1`), as a large listing's are: every outcome must be the same as on one thread.
+    var splitSnapshot = Snapshot()
     var model: ReferenceModel
     /// Rows as a journal would hold them, built only from `upserted` and `removed`.
     var journal: [String: TrackedItem] = [:]
@@ -386,6 +389,7 @@ private struct HistoryRun {
                 let rows = journal.values.sorted { $0.item.bulkId < $1.item.bulkId }
                 snapshot = Snapshot(tracked: rows, removalGuarded: journalGuarded)
                 builtSnapshot = snapshot
+                splitSnapshot = snapshot
             }
             let isFirstRun = !hasBaseline
             let outcome = SnapshotDiffer.apply(answer, to: &snapshot, policy: policy, isFirstRun: isFirstRun)
@@ -399,6 +403,14 @@ private struct HistoryRun {
                 || builtOutcome.stats != outcome.stats
             {
                 return "poll \(n): a listing built of items diffed differently from the decoded one"
+            }
+            let splitOutcome = SnapshotDiffer.apply(
+                answer, to: &splitSnapshot, policy: policy, isFirstRun: isFirstRun, parallelFrom: 1)
+            if splitOutcome.changes.map(describe) != outcome.changes.map(describe)
+                || splitOutcome.upserted != outcome.upserted || splitOutcome.removed != outcome.removed
+                || splitOutcome.stats != outcome.stats
+            {
+                return "poll \(n): the lookups split over two threads diffed differently from one thread's"
             }
             let expected = model.poll(answer, isFirstRun: isFirstRun)
             hasBaseline = true
