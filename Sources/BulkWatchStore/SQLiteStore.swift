@@ -43,14 +43,17 @@ package final class SQLiteStore: Store {
     /// with every expiry the incarnation memory keeps (30 days); a collision is caught by the row's bulkId.
     private let incarnationRows = Mutex<[String: [UInt64: Int64]]>([:])
 
-    /// At most this many bytes of event bodies stay cached after their commit. A steady poll's fit: ~1.5 MB at
-    /// 100k items, ~14.5 MB at 1M. A first poll of 100k items (~45 MB of events) keeps only its newest ~35k,
-    /// and its delivery reads the others back. With a 64 MiB budget it kept them all, and they were the largest
-    /// part of that poll's peak: the first 100k peak in `bulkwatch-bench poll` went from 152 to 113 MB, and
-    /// its delivery from 134–169 to 195–212 ms (the reads go through SQLite's C API, `events(after:)`); at 1M
-    /// the first peak went from 571 to 497 MB, the steady poll unchanged. Events leave as soon as every
-    /// configured sink is past them, so this much stays resident only while a sink is behind.
-    package static let recentEventsBudget = 16 << 20
+    /// At most this many bytes of event bodies stay cached after their commit. A steady 100k poll's fit (~1.5 MB);
+    /// a steady 1M poll's (~14.5 MB) and a first poll's (~45 MB at 100k) keep their newest events, and the sinks
+    /// read the others back (through SQLite's C API, `events(after:)`). Each cached event also holds its id and
+    /// subject strings beside the body, so the budget's bytes are ~1.3x that resident.
+    /// - 64 MiB held a whole first poll of 100k: its peak in `bulkwatch-bench poll` was 152 MB.
+    /// - 16 MiB: 113 MB, the delivery 134–169 to 195–212 ms; at 1M, first peak 571 to 497 MB.
+    /// - 8 MiB: 113–114 to 99 MB (three alternated pairs), the first poll's wall unchanged; at 1M, the steady
+    ///   poll's read-back 11–12 to 19–26 ms of a ~370 ms cycle, its wall and both 1M peaks unchanged.
+    /// Events leave as soon as every configured sink is past them, so this much stays resident only while a
+    /// sink is behind.
+    package static let recentEventsBudget = 8 << 20
 
     /// Opens or creates the state, migrating it to the current schema. `recentEventBytes` bounds the
     /// event bodies kept in memory after their commit for the sinks' next reads (``RecentEvents``).
