@@ -18,17 +18,24 @@ import Foundation
     import Glibc
 #endif
 
+/// What `body` returned or threw, as a value: both sides of a lockstep `compare` run at once, and one's failure must
+/// not cancel the other's measurement.
+private func measuredOutcome<T: Sendable>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}
+
 /// Entry point for `bulkwatch-bench compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N]
 /// [--once-sizes 100000] [--once-runs N] [--idle-seconds N] [--webhook-events N] [--python PATH] [--script PATH]`.
 func compareBenchmark(arguments: [String]) async throws {
     let usage =
         "compare [--sizes 1000,100000,1000000] [--runs N] [--warmup N] [--once-sizes 100000|none] [--once-runs 3]"
         + " [--idle-seconds 30] [--webhook-events 5000] [--python python3] [--script bench/pywatcher.py]"
+        + " [--order lockstep|sequential]"
     let flags = try BenchFlags(
         arguments,
         known: [
             "--sizes", "--runs", "--warmup", "--once-sizes", "--once-runs", "--idle-seconds", "--webhook-events",
-            "--python", "--script",
+            "--python", "--script", "--order",
         ], usage: usage)
     let sizes = try flags["--sizes"].map(Bench.parseSizes) ?? [1_000, 100_000, 1_000_000]
     let fixedRuns = try flags["--runs"].map { try Bench.positiveInt($0, "--runs") }
@@ -38,6 +45,12 @@ func compareBenchmark(arguments: [String]) async throws {
     let idleSeconds = try flags["--idle-seconds"].map { try Bench.positiveInt($0, "--idle-seconds") } ?? 30
     let webhookEvents = try flags["--webhook-events"].map { try Bench.positiveInt($0, "--webhook-events") } ?? 5_000
     let python = try PyWatcher(interpreter: flags["--python"] ?? "python3", script: flags["--script"])
+    let lockstep: Bool
+    switch flags["--order"] ?? "lockstep" {
+    case "lockstep": lockstep = true
+    case "sequential": lockstep = false
+    case let other: throw BenchError("--order \(other): lockstep or sequential; usage: \(usage)")
+    }
     let load = LoadAverage.sample()
 
     print("compare: bulkwatch vs \(python.script) (\(python.version)), the stdlib-only watcher a user would write;")
@@ -48,6 +61,13 @@ func compareBenchmark(arguments: [String]) async throws {
     print("read/cursor); pywatcher's are timed inside the script with time.perf_counter (--timing). Peak RSS = child")
     print("VmHWM: first = lifetime peak through the first poll; steady = VmHWM reset after malloc_trim (both sides)")
     print("just before the steady polls. ratio = pywatcher / bulkwatch (above 1: bulkwatch faster or smaller).")
+    if lockstep {
+        print("The two sides take turns (--order lockstep): pywatcher's poll k, then bulkwatch's poll k, each with its")
+        print("world's move before it, so both meet the same minutes of this shared machine; only one side is active")
+        print("at a time. bulkwatch's phase split (its stages called one by one) runs after pywatcher's last poll.")
+    } else {
+        print("pywatcher's polls first, then bulkwatch's (--order sequential): each side meets other minutes.")
+    }
     print("MB = 10^6 bytes. Load average at start: \(load.description) on \(LoadAverage.processors) CPUs.")
     print("")
 
@@ -55,17 +75,25 @@ func compareBenchmark(arguments: [String]) async throws {
     for size in sizes {
         let runs = fixedRuns ?? (size <= 10_000 ? 11 : size <= 200_000 ? 7 : 3)
         var failure: [String] = []
+        let turns = lockstep ? PollTurns() : nil
+        async let pythonMeasured = measuredOutcome {
+            try await python.measure(size: size, runs: runs, warmup: warmup, turns: turns)
+        }
+        if !lockstep { _ = await pythonMeasured }
+        async let bulkwatchMeasured = measuredOutcome {
+            try await runPollChild(size: size, runs: runs, warmup: warmup, turns: turns)
+        }
         var pythonResult: PythonResult?
-        do {
-            pythonResult = try await python.measure(size: size, runs: runs, warmup: warmup)
-        } catch {
+        switch await pythonMeasured {
+        case .success(let result): pythonResult = result
+        case .failure(let error):
             Bench.progress("compare \(size): pywatcher: \(error)")
             failure.append("pywatcher: \(error)")
         }
         var bulkwatchResult: PollSizeResult?
-        do {
-            bulkwatchResult = try await runPollChild(size: size, runs: runs, warmup: warmup)
-        } catch {
+        switch await bulkwatchMeasured {
+        case .success(let result): bulkwatchResult = result
+        case .failure(let error):
             Bench.progress("compare \(size): bulkwatch: \(error)")
             failure.append("bulkwatch: \(error)")
         }
@@ -248,28 +276,44 @@ struct PyWatcher {
     }
 
     /// First poll, `warmup` polls, then `runs` measured steady polls, the world moved before each by the same
-    /// ``WorldMutator`` sequence the bulkwatch child sees.
-    func measure(size: Int, runs: Int, warmup: Int) async throws -> PythonResult {
-        Bench.progress("compare \(size): pywatcher: building the simulator")
-        let simulator = try await compareSimulator(items: size)
-        let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-py")
-        defer { Bench.removeTree(directory) }
-        var mutator = WorldMutator(size: size)
-        let child = try BenchChild.spawn(
-            interpreter,
-            [
-                script, "--url", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id", Bench.clientID,
-                "--client-secret", Bench.clientSecret, "--state", directory + "/py.db", "--out",
-                directory + "/py.jsonl", "--step-stdin", "--timing",
-            ], pipes: true)
-        var result = PythonResult()
+    /// ``WorldMutator`` sequence the bulkwatch child sees. With `turns`, each poll (with the world's move before it,
+    /// and the start-up before the first) waits for its turn, and the child and its simulator are let go only once
+    /// the bulkwatch side has finished, so their exit never overlaps a poll of the other side.
+    func measure(size: Int, runs: Int, warmup: Int, turns: PollTurns? = nil) async throws -> PythonResult {
+        await turns?.begin(.python)
+        var inTurn = true
+        var started: (simulator: DruIDSimulator, child: BenchChild, directory: String)?
         do {
+            Bench.progress("compare \(size): pywatcher: building the simulator")
+            let simulator = try await compareSimulator(items: size)
+            let directory = try Bench.makeTemporaryDirectory("bulkwatch-bench-py")
+            let child: BenchChild
+            do {
+                child = try BenchChild.spawn(
+                    interpreter,
+                    [
+                        script, "--url", simulator.bulkURL, "--token-url", simulator.tokenURL, "--client-id",
+                        Bench.clientID, "--client-secret", Bench.clientSecret, "--state", directory + "/py.db", "--out",
+                        directory + "/py.jsonl", "--step-stdin", "--timing",
+                    ], pipes: true)
+            } catch {
+                Bench.removeTree(directory)
+                await simulator.stop()
+                throw error
+            }
+            started = (simulator, child, directory)
+            var mutator = WorldMutator(size: size)
+            var result = PythonResult()
             Bench.progress("compare \(size): pywatcher: first poll")
             result.first = try await poll(child)
             result.firstPeak = Bench.procStatus("VmHWM", pid: child.pid) ?? 0
             var steady: [PythonResult.Poll] = []
             Bench.progress("compare \(size): pywatcher: \(warmup) warm-up + \(runs) steady polls")
             for round in 0..<(warmup + runs) {
+                await turns?.end(.python)
+                inTurn = false
+                await turns?.begin(.python)
+                inTurn = true
                 mutator.step(simulator)
                 _ = simulator.currentListBody()
                 if round == warmup {
@@ -282,17 +326,25 @@ struct PyWatcher {
             }
             result.steadyPeak = Bench.procStatus("VmHWM", pid: child.pid) ?? 0
             result.steady = PythonResult.Poll.median(steady)
-        } catch {
+            await turns?.finish(.python, duringTurn: true)
+            inTurn = false
+            await turns?.waitUntilFinished(.bulkwatch)
             child.closePipes()
-            kill(child.pid, SIGKILL)
             _ = await child.wait()
+            Bench.removeTree(directory)
             await simulator.stop()
+            return result
+        } catch {
+            await turns?.finish(.python, duringTurn: inTurn)
+            if let (simulator, child, directory) = started {
+                child.closePipes()
+                kill(child.pid, SIGKILL)
+                _ = await child.wait()
+                Bench.removeTree(directory)
+                await simulator.stop()
+            }
             throw error
         }
-        child.closePipes()
-        _ = await child.wait()
-        await simulator.stop()
-        return result
     }
 
     private func poll(_ child: BenchChild) async throws -> PythonResult.Poll {

@@ -144,7 +144,33 @@ private func pollTarget(size: Int, steady: Bool) -> String {
 
 /// Starts the simulator for `size`, runs the child that measures it, mutates the world whenever the child asks.
 /// `backend` postgres: each phase of the child gets a fresh database on the bench's PostgreSQL cluster.
-func runPollChild(size: Int, runs: Int, warmup: Int, backend: BenchBackend = .sqlite) async throws -> PollSizeResult {
+/// With `turns` (`compare`'s lockstep), the start-up and first poll, then each poll with the world's move before it,
+/// wait for bulkwatch's turn; a turn ends when the child asks for the next move.
+func runPollChild(
+    size: Int, runs: Int, warmup: Int, backend: BenchBackend = .sqlite, turns: PollTurns? = nil
+) async throws -> PollSizeResult {
+    await turns?.begin(.bulkwatch)
+    var inTurn = true
+    do {
+        let result = try await measurePollChild(
+            size: size, runs: runs, warmup: warmup, backend: backend,
+            betweenPolls: {
+                await turns?.end(.bulkwatch)
+                inTurn = false
+                await turns?.begin(.bulkwatch)
+                inTurn = true
+            })
+        await turns?.finish(.bulkwatch, duringTurn: inTurn)
+        return result
+    } catch {
+        await turns?.finish(.bulkwatch, duringTurn: inTurn)
+        throw error
+    }
+}
+
+private func measurePollChild(
+    size: Int, runs: Int, warmup: Int, backend: BenchBackend, betweenPolls: () async -> Void
+) async throws -> PollSizeResult {
     let postgresFlags =
         backend == .postgres
         ? [
@@ -169,14 +195,21 @@ func runPollChild(size: Int, runs: Int, warmup: Int, backend: BenchBackend = .sq
     // child's own allocations, without the simulator, which stays in this process.
     let wrapper = (ProcessInfo.processInfo.environment["BULKWATCH_BENCH_CHILD_WRAPPER"] ?? "")
         .split(separator: " ").map(String.init)
-    let child = try BenchChild.spawn(
-        wrapper.first ?? Bench.executablePath,
-        wrapper.dropFirst() + (wrapper.isEmpty ? [] : [Bench.executablePath]) + childArguments, pipes: true)
+    let child: BenchChild
+    do {
+        child = try BenchChild.spawn(
+            wrapper.first ?? Bench.executablePath,
+            wrapper.dropFirst() + (wrapper.isEmpty ? [] : [Bench.executablePath]) + childArguments, pipes: true)
+    } catch {
+        await simulator.stop()
+        throw error
+    }
     var result: PollSizeResult?
     var rounds = 0
     while let line = await child.output?.nextLine() {
         if line == "@@MUTATE" {
             rounds += 1
+            await betweenPolls()
             mutator.step(simulator)
             _ = simulator.currentListBody()
             child.send("OK")
