@@ -235,6 +235,29 @@ struct StoreTests {
         #expect(third.first.map { ["c191b46d-1833-8992-9393-03958f373cf4", back[0].id].contains($0.id) } == false)
     }
 
+    /// A new state file has 16 KiB pages (fewer WAL frames, so fewer system calls per commit); one written with
+    /// SQLite's 4 KiB default, as every state file before, keeps its pages and goes on working.
+    @Test func newStateFilesHaveLargePagesAndOldOnesKeepTheirs() async throws {
+        let path = directory + "/state.db"
+        var snapshot = Snapshot()
+        do {
+            let journal = try SQLiteStore(path: path)
+            _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING")), first: true)
+        }
+        #expect(try sqliteShell(path, "PRAGMA page_size") == "\(SQLiteStore.pageSize)")
+        _ = try sqliteShell(
+            path, "PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL")
+        #expect(try sqliteShell(path, "PRAGMA page_size") == "4096")
+
+        let journal = try SQLiteStore(path: path)
+        let changed = try await poll(
+            journal, &snapshot, listing(item("b-1", "FINISHED", updatedOn: "2026-11-28T11:00:00Z")))
+        #expect(changed.map(\.kind) == [.changed])
+        #expect(try await journal.events(after: 0).map(\.subject) == ["b-1", "b-1"])
+        #expect(try sqliteShell(path, "PRAGMA page_size") == "4096")
+        #expect(try sqliteShell(path, "PRAGMA integrity_check") == "ok")
+    }
+
     @Test(arguments: StoreBackend.allCases) func aFreshStateHasNoBaseline(backend: StoreBackend) async throws {
         let journal = try await backend.open(directory)
         let loaded = try await journal.loadSnapshot(target: "default")
