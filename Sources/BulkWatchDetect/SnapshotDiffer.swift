@@ -32,8 +32,8 @@ import Synchronization
 /// `expired` in UTF-8 byte order of `bulkId`.
 package enum SnapshotDiffer {
     /// Listings from this many items on are matched against the snapshot on two threads. At 100k items that
-    /// took a steady diff from ~7.5 to ~5 ms (`bulkwatch-bench diff`); below ~10k the hand-off costs about
-    /// what it saves.
+    /// took `bulkwatch-bench diff`'s steady diff from 8.6–9.2 to 7.6–8.7 ms and its shuffled one from 39–47 to
+    /// 20–28 ms (three alternated pairs); below ~10k items the hand-off costs about what it saves.
     package static let parallelListingItems = 32_768
 
     /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
@@ -332,13 +332,14 @@ private struct DiffRun {
     /// ``probe(_:_:_:into:)`` for every listed item: on the calling thread alone below `threshold` items, else
     /// in two halves, the second on another thread. Returns a probe per item and the lookups that missed.
     ///
-    /// Why two threads: at 100k items the probes were ~5 of a steady diff's ~7.5 ms, and a poll's other work
-    /// waits for them on a machine with a second core idle (the decode before has finished, the commit after has
-    /// not started). Reading a snapshot and a listing that nothing mutates meanwhile is safe from any thread.
+    /// Why two threads: the lookups are most of this pass, which was ~45 % of a steady 100k diff's CPU (`perf`),
+    /// and the poll waits for them with the second core idle (the decode before has finished, the commit after
+    /// has not started). Reading a snapshot and a listing that nothing mutates meanwhile is safe from any thread.
     private static func probeInParallel(
         _ listing: BulkListing, _ snapshot: Snapshot, from threshold: Int
     ) -> (probes: [UInt32], misses: Int) {
         let count = listing.count
+        guard count > 0 else { return ([], 0) }
         var misses = (0, 0)
         let probes = [UInt32](unsafeUninitializedCapacity: count) { buffer, initialized in
             let output = ProbeOutput(base: buffer.baseAddress!)

@@ -7,7 +7,7 @@
 // minutes, as the A/B pairs of every other measurement here do. Only one side is active at a time: the other's
 // child waits on its pipe, and its simulator is idle.
 
-/// Strict alternation between the two sides of a `compare`, pywatcher first. A side that ``finish(_:)``ed takes
+/// Strict alternation between the two sides of a `compare`, pywatcher first. A side that called ``finish(_:duringTurn:)`` takes
 /// no more turns, and the other then goes on alone.
 actor PollTurns {
     enum Side: Sendable { case python, bulkwatch }
