@@ -68,6 +68,8 @@ struct DiffHarness {
     var snapshot = Snapshot()
     var policy: DetectionPolicy
     private(set) var polls = 0
+    /// ``SnapshotDiffer``'s `parallelFrom`: 1 splits every listing's lookups over two threads.
+    var parallelFrom = SnapshotDiffer.parallelListingItems
 
     init(expireAfter: Int = 2, initial: DetectionPolicy.InitialMode = .emit) {
         policy = DetectionPolicy(expireAfter: expireAfter, initial: initial)
@@ -80,7 +82,8 @@ struct DiffHarness {
 
     @discardableResult
     mutating func poll(_ listing: BulkListing) -> DiffOutcome {
-        let outcome = SnapshotDiffer.apply(listing, to: &snapshot, policy: policy, isFirstRun: polls == 0)
+        let outcome = SnapshotDiffer.apply(
+            listing, to: &snapshot, policy: policy, isFirstRun: polls == 0, parallelFrom: parallelFrom)
         polls += 1
         return outcome
     }
