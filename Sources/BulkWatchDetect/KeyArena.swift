@@ -51,7 +51,7 @@ struct KeyArena: Sendable {
         var newSpans: [UInt64] = []
         // The spans get the same spare room as the bytes: appended to at the exact size, the array would be
         // copied into one twice as large by the next poll's first new entry.
-        newSpans.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
+        newSpans.reserveCapacity(withSpareRoom(order.count, spareFraction: spareFraction))
         for position in order {
             let span = spans[position]
             guard span != Self.none else {
@@ -66,7 +66,7 @@ struct KeyArena: Sendable {
         guard total > 0 else { return fresh }
         let oldSpans = spans
         fresh.bytes = bytes.withUnsafeBytes { old in
-            [UInt8](unsafeUninitializedCapacity: total + (spareFraction > 0 ? total / spareFraction : 0)) {
+            [UInt8](unsafeUninitializedCapacity: withSpareRoom(total, spareFraction: spareFraction)) {
                 target, initialized in
                 let base = UnsafeMutableRawPointer(target.baseAddress!)
                 newSpans.withUnsafeBufferPointer { newSpans in

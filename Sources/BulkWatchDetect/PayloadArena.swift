@@ -72,10 +72,10 @@ struct PayloadArena: Sendable {
         // Records are copied as they are, so their shape codes keep their meaning.
         fresh.shapes = shapes
         // The per-entry arrays get the same spare room as the bytes (see `KeyArena.reordered`).
-        fresh.offsets.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
-        fresh.lengths.reserveCapacity(order.count + (spareFraction > 0 ? order.count / spareFraction : 0))
-        let spare = spareFraction > 0 ? total / spareFraction : 0
-        fresh.bytes = [UInt8](unsafeUninitializedCapacity: total + spare) { target, initialized in
+        fresh.offsets.reserveCapacity(withSpareRoom(order.count, spareFraction: spareFraction))
+        fresh.lengths.reserveCapacity(withSpareRoom(order.count, spareFraction: spareFraction))
+        fresh.bytes = [UInt8](unsafeUninitializedCapacity: withSpareRoom(total, spareFraction: spareFraction)) {
+            target, initialized in
             var cursor = 0
             bytes.withUnsafeBytes { old in
                 for position in order {

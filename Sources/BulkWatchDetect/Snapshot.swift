@@ -368,7 +368,7 @@ package struct Snapshot: Sendable {
         var newHashes: [UInt64] = []
         var newFlags: [UInt8] = []
         var newAbsent: [Int] = []
-        let capacity = order.count + (spareFraction > 0 ? order.count / spareFraction : 0)
+        let capacity = withSpareRoom(order.count, spareFraction: spareFraction)
         newHashes.reserveCapacity(capacity)
         newFlags.reserveCapacity(capacity)
         newAbsent.reserveCapacity(capacity)
@@ -385,4 +385,11 @@ package struct Snapshot: Sendable {
         deadCount = 0
         index.rebuild(hashes: hashes, flags: flags)
     }
+}
+
+/// `count` plus room for 1/`spareFraction` more (nothing more for 0): the capacity a rewrite of the snapshot's
+/// storage gives each array and arena, so the appends of the polls until the next rewrite never copy one into a
+/// buffer twice its size. Reserved, not resident, until written.
+func withSpareRoom(_ count: Int, spareFraction: Int) -> Int {
+    count + (spareFraction > 0 ? count / spareFraction : 0)
 }

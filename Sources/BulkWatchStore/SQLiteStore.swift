@@ -46,7 +46,8 @@ package final class SQLiteStore: Store {
     /// At most this many bytes of event bodies stay cached after their commit. A steady 100k poll's fit (~1.5 MB);
     /// a steady 1M poll's (~14.5 MB) and a first poll's (~45 MB at 100k) keep their newest events, and the sinks
     /// read the others back (through SQLite's C API, `events(after:)`). Each cached event also holds its id and
-    /// subject strings beside the body, so the budget's bytes are ~1.3x that resident.
+    /// subject strings beside the body, so what stays resident is somewhat more than the budget (~1.3x, estimated
+    /// from the strings' sizes).
     /// - 64 MiB held a whole first poll of 100k: its peak in `bulkwatch-bench poll` was 152 MB.
     /// - 16 MiB: 113 MB, the delivery 134–169 to 195–212 ms; at 1M, first peak 571 to 497 MB.
     /// - 8 MiB: 113–114 to 99 MB (three alternated pairs), the first poll's wall unchanged; at 1M, the steady

@@ -205,16 +205,21 @@ private func measurePollChild(
         throw error
     }
     var result: PollSizeResult?
-    var rounds = 0
+    // Kept until the child and the simulator are stopped, so a figures line that does not decode leaves neither
+    // running.
+    var unreadable: (any Error)?
     while let line = await child.output?.nextLine() {
         if line == "@@MUTATE" {
-            rounds += 1
             await betweenPolls()
             mutator.step(simulator)
             _ = simulator.currentListBody()
             child.send("OK")
         } else if line.hasPrefix("@@RESULT ") {
-            result = try JSONDecoder().decode(PollSizeResult.self, from: Data(line.dropFirst(9).utf8))
+            do {
+                result = try JSONDecoder().decode(PollSizeResult.self, from: Data(line.dropFirst(9).utf8))
+            } catch {
+                unreadable = error
+            }
         } else if line.hasPrefix("@@PROGRESS ") {
             Bench.progress("poll \(size): \(line.dropFirst(11))")
         }
@@ -222,6 +227,7 @@ private func measurePollChild(
     child.closePipes()
     let exit = await child.wait()
     await simulator.stop()
+    if let unreadable { throw unreadable }
     guard let result else {
         throw BenchError("child for \(size) items ended (\(exit?.description ?? "?")) without figures")
     }
