@@ -339,16 +339,19 @@ package final class SQLiteStore: Store {
         let time = RFC3339.millisecondsUTC(poll.detectedAt)
         let target = poll.target
         let source = poll.source
-        // Taken out, not copied: the commit grows the set in place (a shared one was copied whole by its first
-        // insert). A commit that fails leaves none behind, and the next one reloads it from the table.
-        let knownRows = incarnationRows.withLock { $0.removeValue(forKey: target) }
         let budget = recent.withLock { $0.byteBudget }
         let (summary, kept, rows, deltaBytes) = try await committing {
             db -> (CommitSummary, [JournalEvent], [UInt64: Int64], Int) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try EventInsert(db, target: target, time: time)
             defer { insert.finish() }
-            var incarnations = try IncarnationBook(db, target: target, rows: knownRows)
+            // Taken out of the store here, on the writer, and handed over: the book then holds the only reference
+            // and grows the map in place. Taken out before the closure (a captured `let`), it was shared with the
+            // closure's context, and the book's first append copied the whole map: every commit, O(every
+            // operation that ever expired) and twice its memory. A commit that fails leaves none behind, and the
+            // next one reloads it from the table.
+            var incarnations = try IncarnationBook(
+                db, target: target, rows: self.incarnationRows.withLock { $0.removeValue(forKey: target) })
             // Read before anything is written: a change's own incarnation row is written later, and no bulkId
             // appears twice among one poll's changes.
             let lives = try incarnations.resolve(outcome.changes, at: time)
@@ -942,7 +945,7 @@ private struct IncarnationBook {
     /// The commit's time, the `expired_at` of the rows ``write(_:of:)`` stores.
     private var time = ""
 
-    init(_ db: Database, target: String, rows: [UInt64: Int64]?) throws {
+    init(_ db: Database, target: String, rows: consuming [UInt64: Int64]?) throws {
         self.db = db
         self.target = target
         append = try RawStatement(
