@@ -63,11 +63,22 @@ package enum BulkListDecoder {
     package static func decode(
         _ body: [UInt8], parallelFrom: Int = parallelBodyBytes
     ) throws(BulkDecodingError) -> BulkListing {
-        try body.withUnsafeBufferPointer { (buffer) throws(BulkDecodingError) -> BulkListing in
+        try decode(body, parallelFrom: parallelFrom, arrived: nil)
+    }
+
+    /// ``decode(_:parallelFrom:)``, taking over what `arrived` parsed of `body` while it arrived (see
+    /// ``ArrivingContent``); the outcome is the same as without it. Waits for its reader to stop either way.
+    package static func decode(
+        _ body: [UInt8], parallelFrom: Int = parallelBodyBytes, arrived: ArrivingContent?
+    ) throws(BulkDecodingError) -> BulkListing {
+        defer { arrived?.finish() }
+        return try body.withUnsafeBufferPointer { (buffer) throws(BulkDecodingError) -> BulkListing in
             guard let base = buffer.baseAddress, buffer.count > 0 else {
                 throw BulkDecodingError(code: .truncated, offset: 0, detail: "empty body")
             }
-            var parser = BulkBodyParser(base: base, count: buffer.count, body: body, parallelFrom: parallelFrom)
+            var parser = BulkBodyParser(
+                base: base, count: buffer.count, body: body, parallelFrom: parallelFrom,
+                arrived: arrived?.hasReader == true ? arrived : nil)
             return try parser.parseDocument()
         }
     }

@@ -1,6 +1,7 @@
 import BulkWatchSupport
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Byte constants, named so the scanner reads like the grammar.
 private enum Byte {
@@ -52,12 +53,19 @@ struct BulkBodyParser {
     private var position = 0
     /// A `content` array of at least this many bytes is parsed in two halves at once (``SecondHalf``).
     private let parallelFrom: Int
+    /// What a reader parsed of the body while it arrived, taken over by the first `content` array that starts
+    /// where it did (``ArrivingContent``); nil once taken.
+    private var arrived: ArrivingContent?
 
-    init(base: UnsafePointer<UInt8>, count: Int, body: [UInt8], parallelFrom: Int = .max) {
+    init(
+        base: UnsafePointer<UInt8>, count: Int, body: [UInt8], parallelFrom: Int = .max,
+        arrived: ArrivingContent? = nil
+    ) {
         self.base = base
         self.count = count
         self.body = body
         self.parallelFrom = parallelFrom
+        self.arrived = arrived
     }
 
     // MARK: Document
@@ -190,38 +198,90 @@ struct BulkBodyParser {
 
     private mutating func parseContent(into items: inout BulkListing, skipped: inout Int) throws(BulkDecodingError) {
         position += 1
-        if items.count == 0 {
+        skipWhitespace()
+        // Whether this array starts at the byte the reader of the arriving body started from.
+        let takesOver = arrived.map { position == $0.start } ?? false
+        if items.count == 0, !takesOver {
             // Generous on purpose: a large array is mapped fresh and only the pages actually written
             // become resident, while growing past the estimate would copy the whole array into one
             // twice its size. 60 bytes is less than any item with a bulkId and a status or timestamp.
             items = BulkListing(decoding: body, expectedItems: count / 60 + 4)
         }
-        skipWhitespace()
         if try peek() == Byte.closeBracket {
             position += 1
             return
         }
-        let second = count - position >= parallelFrom ? splitPoint().map { SecondHalf(self, from: $0) } : nil
+        var second: SecondHalf?
+        var tail: (start: Int, items: BulkListing, skipped: Int, end: Int)?
+        // Whether `position` is just after an element rather than at one (where the reader stopped).
+        var separatorDue = false
+        if takesOver, let arrived {
+            self.arrived = nil
+            // This array starts at the byte the reader started from: what it parsed is what this loop would have.
+            tail = try takeOver(arrived, into: &items, skipped: &skipped)
+            if arrived.closedArray { return }
+            separatorDue = arrived.separatorDue
+        } else if count - position >= parallelFrom {
+            second = splitPoint(from: position).map { SecondHalf(self, from: $0) }
+        }
         defer { _ = second?.finish() }
         while true {
-            if let second, position == second.start, let half = second.finish() {
-                // This parse reached the very byte the other half started from, an element of this array: the
-                // other half parsed the rest exactly as this loop would have.
-                items.append(contentsOf: half.items)
-                skipped += half.skipped
-                position = half.end
-                return
+            if !separatorDue {
+                if let half = tail, position == half.start {
+                    // As below, but the other part was parsed on this thread while the reader finished its own.
+                    items.append(contentsOf: half.items)
+                    skipped += half.skipped
+                    position = half.end
+                    return
+                }
+                if let second, position == second.start, let half = second.finish() {
+                    // This parse reached the very byte the other half started from, an element of this array: the
+                    // other half parsed the rest exactly as this loop would have.
+                    items.append(contentsOf: half.items)
+                    skipped += half.skipped
+                    position = half.end
+                    return
+                }
+                if try !parseElement(appendingTo: &items) {
+                    skipped += 1
+                }
             }
-            if try !parseElement(appendingTo: &items) {
-                skipped += 1
-            }
+            separatorDue = false
             if try endOfMember(close: Byte.closeBracket, what: "']'") { break }
         }
     }
 
+    /// Takes over what the reader of the arriving body parsed (`arrived`, starting at `position`): asks it to stop
+    /// in the middle of what is left, parses from there to the end on this thread meanwhile, then appends the
+    /// reader's items and moves to where it stopped. Returns the part parsed here, for the caller to append when
+    /// it gets to its first byte (it does at once when the reader stopped exactly there).
+    private mutating func takeOver(
+        _ arrived: ArrivingContent, into items: inout BulkListing, skipped: inout Int
+    ) throws(BulkDecodingError) -> (start: Int, items: BulkListing, skipped: Int, end: Int)? {
+        let reached = max(position, arrived.progress)
+        let split = count - reached >= arrived.smallestSplit ? splitPoint(from: reached) : nil
+        arrived.stop(at: split ?? Int.max)
+        var tail: (start: Int, items: BulkListing, skipped: Int, end: Int)?
+        if let split {
+            var other = self
+            other.arrived = nil
+            // A failure here is found again, at its true offset, by the loop that reaches it.
+            if let part = try? other.parseElements(from: split) {
+                tail = (split, part.items, part.skipped, part.end)
+            }
+        }
+        arrived.finish()
+        let found = arrived.takeItems()
+        items = found.listing
+        items.adoptBody(body)
+        skipped += found.skipped
+        position = arrived.position
+        return tail
+    }
+
     /// Parses one element of `content` at `position`; false when it is an item without a usable `bulkId`.
     @inline(__always)
-    private mutating func parseElement(appendingTo items: inout BulkListing) throws(BulkDecodingError) -> Bool {
+    private mutating func parseElement(appendingTo items: inout some ParsedItems) throws(BulkDecodingError) -> Bool {
         guard try peek() == Byte.openBrace else {
             if isValueStart(base[position]) {
                 throw error(.itemNotObject, "element of 'content' is not an object")
@@ -231,11 +291,11 @@ struct BulkBodyParser {
         return try parseItem(appendingTo: &items)
     }
 
-    /// Where a second thread could start parsing `content`'s elements: the first `{` after the middle of what is
-    /// left of the body that follows a `}` and a `,` (whitespace allowed). A guess: it may lie inside a string
+    /// Where a second thread could start parsing `content`'s elements: the first `{` after the middle of the body
+    /// from `start` that follows a `}` and a `,` (whitespace allowed). A guess: it may lie inside a string
     /// or a nested value, and then the first half never reaches it and parses on alone (``parseContent``).
-    private func splitPoint() -> Int? {
-        var index = position + (count - position) / 2
+    private func splitPoint(from start: Int) -> Int? {
+        var index = start + (count - start) / 2
         let limit = min(count, index + (1 << 16))
         while index < limit {
             defer { index += 1 }
@@ -282,7 +342,7 @@ struct BulkBodyParser {
     /// Parses one `{...}` element of `content` and appends it; false when it has no usable `bulkId`.
     /// An item whose fields need no unescaping is recorded as offsets into the body
     /// (``BulkListing/appendFound(raw:bulkId:status:createdOn:updatedOn:)``): no string, no slice.
-    private mutating func parseItem(appendingTo items: inout BulkListing) throws(BulkDecodingError) -> Bool {
+    private mutating func parseItem(appendingTo items: inout some ParsedItems) throws(BulkDecodingError) -> Bool {
         let itemStart = position
         position += 1
         var bulkId = FieldSlot()
@@ -336,10 +396,11 @@ struct BulkBodyParser {
             || updatedOn.kind == .escapedString
         {
             guard let id = string(bulkId) else { return false }
-            items.appendBoxed(
+            items.appendWhole(from: itemStart) {
                 BulkItem(
                     bulkId: id, status: string(status), createdOn: text(createdOn, itemStart: itemStart),
-                    updatedOn: text(updatedOn, itemStart: itemStart), rawJSON: body[itemStart..<position]))
+                    updatedOn: text(updatedOn, itemStart: itemStart), rawJSON: body[itemStart..<position])
+            }
             return true
         }
         items.appendFound(
@@ -940,5 +1001,111 @@ private final class SecondHalf: @unchecked Sendable {
             finished = true
         }
         return result
+    }
+}
+
+// MARK: - The arriving body
+
+/// Where a parser puts the items it finds: the listing, or the reader of an arriving body's records.
+protocol ParsedItems {
+    /// An item recorded as offsets into the body (no escapes), as ``BulkListing/appendFound(raw:bulkId:status:createdOn:updatedOn:)``.
+    mutating func appendFound(
+        raw: Range<Int>, bulkId: Range<Int>, status: Range<Int>?, createdOn: Range<Int>?, updatedOn: Range<Int>?)
+    /// An item that needs to be kept whole (its fields have escapes), starting at `start`; `item` builds it.
+    mutating func appendWhole(from start: Int, _ item: () -> BulkItem)
+}
+
+extension BulkListing: ParsedItems {
+    mutating func appendWhole(from start: Int, _ item: () -> BulkItem) {
+        appendBoxed(item())
+    }
+}
+
+/// How a run of ``BulkBodyParser/parseArriving(from:separatorDue:into:stopAt:)`` ended.
+enum ArrivingStep {
+    /// The bytes published so far end inside the next element or separator: wait for more.
+    case needsBytes
+    /// At an element that starts at or after the offset the final parse asked the reader to stop at.
+    case stopped
+    /// The array's `]` was read.
+    case closedArray
+    /// Something this parse will not go past (an error, or a value the listing must see whole): the final parse
+    /// takes it from here.
+    case leftToFinalParse
+}
+
+extension BulkBodyParser {
+    /// Parses `content`'s elements from `start` as far as the `count` bytes at hand allow, for the reader of an
+    /// arriving body (``ArrivingContent``). `start` is an element's first byte, or just after an element when
+    /// `separatorDue`. Returns where the parse is, in the same terms, and why it ended.
+    ///
+    /// Why this gives what the final parse would: an element is kept only once its closing brace was read, and
+    /// every decision before it was made on bytes before `count`, which are final. Where the bytes ran out the
+    /// parser throws ``BulkDecodingError/Code/truncated`` (every bound check does), and the element is parsed
+    /// again from its first byte once more have come. Any other error stops here, untouched: the final parse
+    /// reaches it and reports it at its true offset.
+    mutating func parseArriving(
+        from start: Int, separatorDue: Bool, into items: inout ArrivingItems, stopAt: borrowing Atomic<Int>,
+        reached: borrowing Atomic<Int>
+    ) -> (position: Int, separatorDue: Bool, step: ArrivingStep) {
+        position = start
+        var separatorDue = separatorDue
+        while true {
+            if separatorDue {
+                skipWhitespace()
+                guard position < count else { return (position, true, .needsBytes) }
+                let next = base[position]
+                if next == Byte.closeBracket { return (position + 1, false, .closedArray) }
+                guard next == Byte.comma else { return (position, true, .leftToFinalParse) }
+                position += 1
+                skipWhitespace()
+                separatorDue = false
+            }
+            guard position < count else { return (position, false, .needsBytes) }
+            if position >= stopAt.load(ordering: .relaxed) { return (position, false, .stopped) }
+            let elementStart = position
+            do throws(BulkDecodingError) {
+                if try !parseElement(appendingTo: &items) { items.skipped += 1 }
+            } catch {
+                return (elementStart, false, error.code == .truncated ? .needsBytes : .leftToFinalParse)
+            }
+            if items.refused { return (elementStart, false, .leftToFinalParse) }
+            separatorDue = true
+            reached.store(position, ordering: .relaxed)
+        }
+    }
+
+    /// Where a reader of the arriving body can start: the first element of a `content` array within the first
+    /// `limit` bytes, found by its bytes alone (`"content"`, `:`, `[`, `{`, whitespace between). A guess, which the
+    /// final parse checks before it uses anything parsed from there (``ArrivingContent``).
+    enum ContentStart: Equatable {
+        case found(Int)
+        /// Not decided by the bytes at hand: ask again with more.
+        case undecided
+        /// Not within `limit`, or the array is empty: no reader.
+        case none
+    }
+
+    func guessContentStart(limit: Int) -> ContentStart {
+        let key = Array(#""content""#.utf8)
+        let end = min(count, limit)
+        var index = 0
+        while index < end {
+            defer { index += 1 }
+            guard base[index] == Byte.quote else { continue }
+            guard index + key.count < end else { break }
+            guard (0..<key.count).allSatisfy({ base[index + $0] == key[$0] }) else { continue }
+            var next = afterWhitespace(index + key.count, limit: end)
+            guard next < end else { break }
+            guard base[next] == Byte.colon else { continue }
+            next = afterWhitespace(next + 1, limit: end)
+            guard next < end else { break }
+            guard base[next] == Byte.openBracket else { continue }
+            next = afterWhitespace(next + 1, limit: end)
+            guard next < end else { break }
+            return base[next] == Byte.openBrace ? .found(next) : .none
+        }
+        // Ran out of bytes before the limit: more may decide it.
+        return end < limit ? .undecided : .none
     }
 }

@@ -80,20 +80,22 @@ package struct BulkStatusClient: Sendable {
 
     /// One complete, validated listing, or a ``FetchError``. Cancellation propagates as is.
     package func fetch() async throws -> BulkListing {
-        let response = try await authorizedGet()
-        return try Self.interpret(response)
+        let (response, arrived) = try await authorizedGet()
+        return try Self.interpret(response, arrived: arrived)
     }
 
-    private func authorizedGet() async throws -> HTTPResponse {
+    /// The answer, and what was parsed of its body while it arrived.
+    private func authorizedGet() async throws -> (HTTPResponse, ArrivingContent) {
         var token = try await obtainToken()
-        var response = try await get(with: token)
+        var (response, arrived) = try await get(with: token)
         if response.status == 401, tokens.canRefresh {
+            arrived.finish()
             logger.info("bulk endpoint answered 401; refreshing the app token and retrying once")
             await tokens.invalidate(token)
             token = try await obtainToken()
-            response = try await get(with: token)
+            (response, arrived) = try await get(with: token)
         }
-        return response
+        return (response, arrived)
     }
 
     private func obtainToken() async throws -> Secret {
@@ -104,7 +106,7 @@ package struct BulkStatusClient: Sendable {
         }
     }
 
-    private func get(with token: Secret) async throws -> HTTPResponse {
+    private func get(with token: Secret) async throws -> (HTTPResponse, ArrivingContent) {
         var headers = HTTPHeaders([
             ("Authorization", "Bearer \(token.revealed)"),
             ("Content-Type", "application/json"),
@@ -113,24 +115,32 @@ package struct BulkStatusClient: Sendable {
         if let language = endpoint.acceptLanguage {
             headers.add("Accept-Language", language)
         }
+        // A large answer is parsed as it arrives (``ArrivingContent``); its reader is always waited for before
+        // this fetch returns or throws.
+        let arrived = ArrivingContent()
         let request = HTTPRequest(
             url: endpoint.url, headers: headers, timeout: endpoint.timeout,
-            maxResponseBytes: endpoint.maxResponseBytes)
+            maxResponseBytes: endpoint.maxResponseBytes, arrivingBody: arrived.body())
         do {
-            return try await transport.send(request)
+            return (try await transport.send(request), arrived)
         } catch let error as TransportError {
+            arrived.finish()
             throw FetchError(code: .transport, detail: error.description)
+        } catch {
+            arrived.finish()
+            throw error
         }
     }
 
     /// Maps a response to a listing or a typed failure. Internal so tests can feed it directly.
-    static func interpret(_ response: HTTPResponse) throws -> BulkListing {
+    static func interpret(_ response: HTTPResponse, arrived: ArrivingContent? = nil) throws -> BulkListing {
+        defer { arrived?.finish() }
         let retryAfter = RetryAfter.parse(response.headers["Retry-After"])
         let code: FetchError.Code
         switch response.status {
         case 200:
             do {
-                return try BulkListDecoder.decode(response.body)
+                return try BulkListDecoder.decode(response.body, arrived: arrived)
             } catch {
                 let looksLikeHTML = response.headers["Content-Type"]?.lowercased().contains("html") ?? false
                 let detail = looksLikeHTML ? "HTML page instead of JSON (\(error))" : "\(error)"

@@ -171,8 +171,18 @@ package struct BulkListing: Sendable {
         static let absent = UInt16.max
     }
 
-    /// The body the entries point into (empty when every item is boxed).
-    private let body: [UInt8]
+    /// The body the entries point into (empty when every item is boxed, or while it is still arriving).
+    private var body: [UInt8]
+    /// The bytes that have arrived of a body still arriving (``init(arriving:expectedItems:)``); nil once the body
+    /// is here (``adoptBody(_:)``), and for every other listing.
+    private var arrived: ArrivedBytes?
+
+    /// A pointer to bytes the listing does not own. Sendable because only the thread building the listing reads
+    /// it, inside the window in which the arriving body keeps it valid; the listing is handed over, and sent
+    /// anywhere, only after ``adoptBody(_:)`` has dropped it.
+    private struct ArrivedBytes: @unchecked Sendable {
+        let bytes: UnsafeRawBufferPointer
+    }
     private var entries: [Entry]
     private var boxed: [BulkItem]
     /// How many items carry each distinct `status` (nil: none), counted as the items are appended, while
@@ -218,6 +228,40 @@ package struct BulkListing: Sendable {
         skippedWithoutId = 0
     }
 
+    /// An empty listing built while its body is still arriving, by a decoder reading the bytes that have arrived
+    /// (`arrived`; ``rebase(_:)`` when they move). Only items that fit as offsets are appended
+    /// (``holdsAsOffsets(_:)``): an item kept whole would need the complete body. Usable once the complete body is
+    /// handed over (``adoptBody(_:)``).
+    package init(arriving arrived: UnsafeRawBufferPointer, expectedItems: Int) {
+        self.init(decoding: [], expectedItems: expectedItems)
+        self.arrived = ArrivedBytes(bytes: arrived)
+    }
+
+    /// The arriving bytes, where they are now (the same offsets, a longer or a moved buffer).
+    package mutating func rebase(_ arrived: UnsafeRawBufferPointer) {
+        precondition(self.arrived != nil, "rebase of a listing whose body is here")
+        self.arrived = ArrivedBytes(bytes: arrived)
+    }
+
+    /// The complete body that the arriving bytes were the start of.
+    package mutating func adoptBody(_ body: [UInt8]) {
+        self.body = body
+        arrived = nil
+    }
+
+    /// Whether an item spanning `raw` is kept as offsets by ``appendFound(raw:bulkId:status:createdOn:updatedOn:)``
+    /// (shorter than 64 KiB, within the first 4 GiB of the body), not whole.
+    package static func holdsAsOffsets(_ raw: Range<Int>) -> Bool {
+        raw.count < Int(Entry.absent) && raw.upperBound <= Int(UInt32.max)
+    }
+
+    /// The body's bytes while the listing is being built: the arriving ones until the body is adopted.
+    @inline(__always)
+    private func withBuildingBytes<R>(_ read: (UnsafeRawBufferPointer) -> R) -> R {
+        if let arrived { return read(arrived.bytes) }
+        return body.withUnsafeBytes(read)
+    }
+
     /// Number of listed items (duplicates included: they are resolved later, by the differ).
     package var count: Int { entries.count }
 
@@ -244,7 +288,8 @@ package struct BulkListing: Sendable {
     package mutating func appendFound(
         raw: Range<Int>, bulkId: Range<Int>, status: Range<Int>?, createdOn: Range<Int>?, updatedOn: Range<Int>?
     ) {
-        guard raw.count < Int(Entry.absent), raw.upperBound <= Int(UInt32.max) else {
+        guard Self.holdsAsOffsets(raw) else {
+            precondition(arrived == nil, "an item kept whole in a listing whose body is still arriving")
             let item = BulkItem(
                 bulkId: text(bulkId), status: status.map(text), createdOn: createdOn.map(text),
                 updatedOn: updatedOn.map(text), rawJSON: body[raw])
@@ -319,7 +364,7 @@ package struct BulkListing: Sendable {
         guard let lhs, let rhs else { return lhs == nil && rhs == nil }
         guard lhs.count == rhs.count else { return false }
         return lhs.isEmpty
-            || body.withUnsafeBytes {
+            || withBuildingBytes {
                 memcmp($0.baseAddress! + lhs.lowerBound, $0.baseAddress! + rhs.lowerBound, lhs.count) == 0
             }
     }
@@ -330,6 +375,10 @@ package struct BulkListing: Sendable {
         let (status, length) = run
         run = (nil, 0)
         guard let status else { return tally(nil as UnsafeRawBufferPointer?, count: length) }
+        if let arrived {
+            return tally(UnsafeRawBufferPointer(rebasing: arrived.bytes[status]), count: length)
+        }
+        let body = self.body  // a reference, so that `tally` can change `self` meanwhile
         body.withUnsafeBytes { tally(UnsafeRawBufferPointer(rebasing: $0[status]), count: length) }
     }
 

@@ -230,6 +230,13 @@ private final class Transfer: @unchecked Sendable {
     private var headers = HTTPHeaders()
     private var exceededLimit = false
     private let spare: SpareBody
+    /// Where the body is published while it arrives (``HTTPRequest/arrivingBody``); nil once the answer turned
+    /// out not to be a 200 or a second response began.
+    private var arriving: ArrivingBody?
+    /// Whether the status was checked at the first body byte (``receive(_:count:)``).
+    private var checkedStatus = false
+    /// Whether ``arriving`` has been given a pointer into ``body``, which must then be withdrawn before it moves.
+    private var published = false
     /// Below this a body grows like any array; past it, the buffer is sized for the whole limit
     /// at once (see ``receive(_:count:)``), and it is the transport's spare (see ``SpareBody``).
     fileprivate static let smallBodyBytes = 1 << 20
@@ -247,6 +254,7 @@ private final class Transfer: @unchecked Sendable {
         }
         self.easy = easy
         self.maxResponseBytes = request.maxResponseBytes
+        self.arriving = request.arrivingBody
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         configure(request: request, configuration: configuration, caBundle: caBundle)
     }
@@ -363,10 +371,33 @@ private final class Transfer: @unchecked Sendable {
             return 0
         }
         if needed > body.capacity, needed > Self.smallBodyBytes {
+            if published {
+                arriving?.withdraw()
+                published = false
+            }
             growLarge(to: maxResponseBytes)
         }
         body.append(contentsOf: UnsafeBufferPointer(start: pointer, count: count))
+        if arriving != nil { publishArrived() }
         return count
+    }
+
+    /// Publishes the body so far to ``arriving`` when it is a 200's and sits in its large buffer (small ones
+    /// still move as they grow, and are not worth a second thread).
+    private func publishArrived() {
+        if !checkedStatus {
+            checkedStatus = true
+            var status = 0
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            if status != 200 {
+                arriving?.end(with: nil)
+                arriving = nil
+                return
+            }
+        }
+        guard let arriving, body.capacity > Self.smallBodyBytes else { return }
+        body.withUnsafeBufferPointer { arriving.publish($0.baseAddress!, count: $0.count) }
+        published = true
     }
 
     fileprivate func receiveHeader(_ pointer: UnsafePointer<UInt8>, count: Int) {
@@ -374,6 +405,11 @@ private final class Transfer: @unchecked Sendable {
         if line.hasPrefix("HTTP/") {
             // A new response starts (after 100 Continue or a followed redirect): keep only the last.
             headers = HTTPHeaders()
+            if checkedStatus {
+                // Bytes of an earlier response may have been published: that reader is done.
+                arriving?.end(with: nil)
+                arriving = nil
+            }
             return
         }
         guard let colon = line.firstIndex(of: ":") else { return }
@@ -381,6 +417,7 @@ private final class Transfer: @unchecked Sendable {
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
         headers.add(name, value)
         if name.caseInsensitiveEquals("content-length"), let length = Int(value), length <= maxResponseBytes {
+            arriving?.expect(length: length)
             if length > Self.smallBodyBytes {
                 growLarge(to: length)
             } else {
@@ -412,6 +449,7 @@ private final class Transfer: @unchecked Sendable {
             var status = 0
             _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
             if body.capacity > Self.smallBodyBytes { spare.keep(body) }
+            arriving?.end(with: status == 200 ? body : nil)
             let response = HTTPResponse(status: status, headers: headers, body: body)
             // Let go at once: the curl thread may still hold this transfer when the caller is done with the
             // response, and a reference left here would keep the next transfer from reusing the buffer.
@@ -449,6 +487,8 @@ private final class Transfer: @unchecked Sendable {
 
     /// Resumes the awaiting task exactly once.
     func finish(_ result: Result<HTTPResponse, any Error>) {
+        // Before the buffer can be let go: a reader of the arriving body must be out of it (no-op after a success).
+        arriving?.end(with: nil)
         guard let continuation else { return }
         self.continuation = nil
         continuation.resume(with: result)

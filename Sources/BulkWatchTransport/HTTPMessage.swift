@@ -56,6 +56,8 @@ package struct HTTPRequest: Sendable {
     package var followRedirects: Bool
     /// Optional HTTP Basic credentials (user, password); never logged.
     package var basicAuth: (user: String, password: String)?
+    /// Where a 200's body is published while it arrives, for a reader that wants to start on it early.
+    package var arrivingBody: ArrivingBody?
 
     package init(
         method: Method = .get,
@@ -65,7 +67,8 @@ package struct HTTPRequest: Sendable {
         timeout: Duration = .seconds(30),
         maxResponseBytes: Int = 64 << 20,
         followRedirects: Bool = false,
-        basicAuth: (user: String, password: String)? = nil
+        basicAuth: (user: String, password: String)? = nil,
+        arrivingBody: ArrivingBody? = nil
     ) {
         self.method = method
         self.url = url
@@ -75,6 +78,7 @@ package struct HTTPRequest: Sendable {
         self.maxResponseBytes = maxResponseBytes
         self.followRedirects = followRedirects
         self.basicAuth = basicAuth
+        self.arrivingBody = arrivingBody
     }
 }
 

@@ -50,6 +50,28 @@ struct ClientFixture {
 
 @Suite("Bulk client against the DruID simulator")
 struct BulkStatusClientTests {
+    /// A listing past 1 MiB is parsed while it arrives (a reader thread) and taken over by the decode: the fetch
+    /// returns what decoding the same body alone returns, escaped ids and extra fields included.
+    @Test func aLargeListingParsedWhileItArrivesIsTheListingItself() async throws {
+        let fixture = try await ClientFixture(options: .manual())
+        for index in 0..<15_000 {
+            let bulkId = index == 9_000 ? "quote\"d-\(index)" : "b-\(index)"
+            fixture.simulator.upsert(
+                bulkId: bulkId, status: index.isMultiple(of: 3) ? "RUNNING" : "DONE",
+                extraJSONFields: index.isMultiple(of: 7) ? #""note":"x\u0041y""# : "")
+        }
+        let body = fixture.simulator.currentListBody()
+        #expect(body.count > 1 << 20)
+        let listing = try await fixture.client.fetch()
+        let alone = try BulkListDecoder.decode(body, parallelFrom: .max)
+        #expect(listing.count == 15_000)
+        #expect(listing.items == alone.items)
+        #expect(listing.items.contains { $0.bulkId == "quote\"d-9000" })
+        #expect(
+            listing.countItems { $0.map { String(decoding: $0, as: UTF8.self) == "RUNNING" } ?? false } == 5_000)
+        await fixture.stop()
+    }
+
     @Test func sendsExactlyTheDocumentedHeaders() async throws {
         let fixture = try await ClientFixture(acceptLanguage: "fr-FR")
         fixture.simulator.upsert(bulkId: "b-1", status: "PENDING")

@@ -1,0 +1,235 @@
+// A large answer's `content` array is parsed while the answer arrives (ArrivingContent, on a thread of its own),
+// and the decode of the complete body takes that work over. These tests stand in for the transport: they publish
+// a body in chunks to an ArrivingBody, as the curl thread does, with the reader started from the first byte, then
+// decode the complete body. They require exactly what the decode finds alone: the same items in the same order
+// and form, the same skips, status counts and result, and the same error at the same offset.
+import Foundation
+import Testing
+
+@testable import BulkWatch
+
+private struct Decoded: Equatable {
+    var items: [BulkItem]
+    var skipped: Int
+    var resultStatus: Int?
+    var resultMessage: String?
+    var running: Int
+    var withoutStatus: Int
+
+    init(_ listing: BulkListing) {
+        items = listing.items
+        skipped = listing.skippedWithoutId
+        resultStatus = listing.resultStatus
+        resultMessage = listing.resultMessage
+        running = listing.countItems { $0.map { String(decoding: $0, as: UTF8.self) == "RUNNING" } ?? false }
+        withoutStatus = listing.countItems { $0 == nil }
+    }
+}
+
+/// How the test publishes a body: in chunks of `chunk` bytes, pausing now and then so that the reader catches up
+/// and waits for bytes; `moveAt` moves the buffer once that many bytes are published (as the transport does when a
+/// compressed body outgrows its announced length); `smallestSplit` decides whether the decode splits what is left.
+private struct Arrival: CustomTestStringConvertible {
+    var chunk: Int
+    var pauses = true
+    var moveAt: Int?
+    var smallestSplit = 0
+
+    var testDescription: String {
+        "chunks of \(chunk)" + (pauses ? "" : ", no pauses") + (moveAt.map { ", moved at \($0)" } ?? "")
+            + (smallestSplit == 0 ? "" : ", no split")
+    }
+}
+
+private let arrivals = [
+    Arrival(chunk: 1), Arrival(chunk: 7), Arrival(chunk: 100), Arrival(chunk: 4_096), Arrival(chunk: 1 << 20),
+    Arrival(chunk: 100, pauses: false), Arrival(chunk: 333, moveAt: 2_000), Arrival(chunk: 64, smallestSplit: .max),
+]
+
+/// Publishes `bytes` as `arrival` says, then decodes the complete body, taking over what the reader parsed.
+/// Returns the listing and whether the reader had started.
+private func decodeArriving(
+    _ bytes: [UInt8], _ arrival: Arrival
+) -> (Result<Decoded, BulkDecodingError>, readerStarted: Bool) {
+    let arrived = ArrivingContent(threshold: 1, smallestSplit: arrival.smallestSplit)
+    let body = arrived.body()
+    var buffer: [UInt8] = []
+    buffer.reserveCapacity(bytes.count)
+    var sent = 0
+    var moved = false
+    while sent < bytes.count {
+        let end = min(bytes.count, sent + arrival.chunk)
+        if let moveAt = arrival.moveAt, !moved, end > moveAt {
+            // The storage changes: withdrawn first, then published again from its new place.
+            body.withdraw()
+            var bigger: [UInt8] = []
+            bigger.reserveCapacity(bytes.count + 1)
+            bigger.append(contentsOf: buffer)
+            buffer = bigger
+            moved = true
+        }
+        buffer.append(contentsOf: bytes[sent..<end])
+        buffer.withUnsafeBufferPointer { body.publish($0.baseAddress!, count: $0.count) }
+        // A pause every 8 KiB: the reader catches up, and waits for bytes in the middle of an element.
+        if arrival.pauses, sent >> 13 != end >> 13 { usleep(300) }
+        sent = end
+    }
+    body.end(with: buffer)
+    let started = arrived.hasReader
+    let result = Result { () throws(BulkDecodingError) -> Decoded in
+        Decoded(try BulkListDecoder.decode(buffer, parallelFrom: .max, arrived: arrived))
+    }
+    return (result, started)
+}
+
+private func decodeAlone(_ bytes: [UInt8]) -> Result<Decoded, BulkDecodingError> {
+    Result { () throws(BulkDecodingError) -> Decoded in Decoded(try BulkListDecoder.decode(bytes, parallelFrom: .max)) }
+}
+
+/// The decode alone and the decode that takes over agree, on a body that decodes or on the error it is refused
+/// with.
+private func expectSameAsAlone(
+    _ bytes: [UInt8], _ arrival: Arrival, readerStarts: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let alone = decodeAlone(bytes)
+    let (arriving, started) = decodeArriving(bytes, arrival)
+    switch (alone, arriving) {
+    case (.success(let one), .success(let two)):
+        #expect(one.items.count == two.items.count, sourceLocation: sourceLocation)
+        #expect(one == two, sourceLocation: sourceLocation)
+    case (.failure(let one), .failure(let two)):
+        #expect(one == two, sourceLocation: sourceLocation)
+    default:
+        Issue.record("alone: \(alone), arriving: \(arriving)", sourceLocation: sourceLocation)
+    }
+    if let readerStarts {
+        #expect(started == readerStarts, sourceLocation: sourceLocation)
+    }
+}
+
+private let statuses = ["RUNNING", "DONE", "FAILED", "PENDING", "RUNNING"]
+
+/// `count` items of every kind the listing holds: plain ones (offsets), escaped ones (kept whole, which the reader
+/// leaves to the decode), literal ids, items without a usable id (skipped), without a status, with nested values.
+private func items(_ count: Int, escapedEvery: Int = 11) -> [String] {
+    (0..<count).map { index in
+        let status = statuses[index % statuses.count]
+        if index % escapedEvery == 3 {
+            return #"{"bulkId":"esc-\#(index)\u0041","status":"\#(status)","updatedOn":"2026-11-28T10:00:00Z"}"#
+        }
+        switch index % 11 {
+        case 5: return #"{"bulkId":\#(index), "status":"\#(status)"}"#
+        case 7: return #"{"bulkId":null,"status":"\#(status)"}"#
+        case 8: return #"{"bulkId":"b-\#(index)","nested":[{"a":1},{"b":{"c":[]}}],"status":"\#(status)"}"#
+        case 9: return #"{ "bulkId" : "b-\#(index)" , "updatedOn":"2026-11-28T10:00:0\#(index % 10)Z" }"#
+        default:
+            return
+                #"{"bulkId":"b-\#(index)","status":"\#(status)","createdOn":"2026-11-28T09:00:00Z","updatedOn":"2026-11-28T10:00:00Z"}"#
+        }
+    }
+}
+
+private func body(_ elements: [String], separator: String = ",", before: String = "", after: String? = nil)
+    -> [UInt8]
+{
+    let result = after ?? #","result":{"status":200,"message":"ok"}"#
+    return Array((#"{"# + before + #""content":["# + elements.joined(separator: separator) + "]" + result + "}").utf8)
+}
+
+@Suite("A large answer decoded while it arrives")
+struct ArrivingDecodeTests {
+    @Test(arguments: arrivals)
+    fileprivate func whatArrivesIsDecodedAsTheCompleteBodyIs(_ arrival: Arrival) {
+        // Escapes every 11th item: the reader leaves the rest to the decode at the first one.
+        expectSameAsAlone(body(items(2_000)), arrival, readerStarts: true)
+        // No escapes: the reader gets through the whole array unless the decode stops it.
+        expectSameAsAlone(body(items(2_000, escapedEvery: .max)), arrival, readerStarts: true)
+        expectSameAsAlone(body(items(700, escapedEvery: .max), separator: " ,\n  "), arrival, readerStarts: true)
+        expectSameAsAlone(body(items(1, escapedEvery: .max)), arrival, readerStarts: true)
+    }
+
+    /// The reader guesses where the array starts from the bytes alone. A `"content":[{` inside a string before
+    /// the array, an array that is not the top-level `content`, or a second `content` key must not change what the
+    /// decode finds.
+    @Test(arguments: arrivals.prefix(4))
+    fileprivate func aWrongGuessOfWhereTheArrayStartsChangesNothing(_ arrival: Arrival) {
+        let plain = items(500, escapedEvery: .max)
+        let decoy = #""result":{"status":200,"message":"\"content\":[{\"bulkId\":\"x\"}]"},"#
+        expectSameAsAlone(body(plain, before: decoy, after: ""), arrival)
+        let nested = #""meta":{"content":[{"bulkId":"nested"}]},"#
+        expectSameAsAlone(body(plain, before: nested), arrival)
+        // Twice: the last array wins, also when the reader parsed the first.
+        let first = #""content":["# + items(300, escapedEvery: .max).joined(separator: ",") + "],"
+        expectSameAsAlone(body(items(20), before: first), arrival)
+        let second = #","content":["# + items(300, escapedEvery: .max).joined(separator: ",") + "]"
+        expectSameAsAlone(body(items(20, escapedEvery: .max), after: second), arrival)
+        // `content` that is not an array, or is empty.
+        expectSameAsAlone(Array(#"{"content":{"bulkId":"a"}}"#.utf8), arrival)
+        expectSameAsAlone(Array(#"{"content":[],"result":{"status":200}}"#.utf8), arrival)
+        expectSameAsAlone(Array(#"{"content":[ ] }"#.utf8), arrival)
+    }
+
+    /// An error anywhere is reported as the decode alone reports it: the same code at the same offset, whether the
+    /// reader met it, the decode's own part did, or the body ends early.
+    @Test(arguments: arrivals.prefix(6))
+    fileprivate func anErrorIsTheSameError(_ arrival: Arrival) {
+        var broken = items(400, escapedEvery: .max)
+        broken[300] = #"{"bulkId":"b-300","status":"DONE",}"#  // trailing comma
+        expectSameAsAlone(body(broken), arrival)
+        broken = items(400, escapedEvery: .max)
+        broken[10] = #"{"bulkId":"b-10","status":"DO\qNE"}"#  // invalid escape
+        expectSameAsAlone(body(broken), arrival)
+        broken = items(400, escapedEvery: .max)
+        broken[350] = "17"  // not an object
+        expectSameAsAlone(body(broken), arrival)
+        broken = items(400, escapedEvery: .max)
+        broken[200] = #"{"bulkId":"b-200","status":"\#u{1}"}"#  // control character
+        expectSameAsAlone(body(broken), arrival)
+        let whole = body(items(400, escapedEvery: .max))
+        for cut in [1, 2, 20, 200, whole.count / 2, whole.count - 3] {
+            expectSameAsAlone(Array(whole.dropLast(cut)), arrival)
+        }
+    }
+
+    /// An item of 64 KiB or more cannot be kept as offsets; the reader leaves it, and the rest, to the decode.
+    @Test func aLargeItemIsLeftToTheDecode() {
+        let large = #"{"bulkId":"large","status":"DONE","note":""# + String(repeating: "n", count: 70_000) + #""}"#
+        let elements = items(300, escapedEvery: .max) + [large] + items(300, escapedEvery: .max)
+        for arrival in [Arrival(chunk: 512), Arrival(chunk: 1 << 20)] {
+            expectSameAsAlone(body(elements), arrival, readerStarts: true)
+        }
+    }
+
+    /// Every prefix of the conformance corpus's valid bodies, and the corpus itself, published one byte at a time.
+    @Test(arguments: decoderValidCorpus + decoderDuplicateKeyCorpus + decoderInvalidCorpus)
+    func theConformanceCorpusDecodesTheSame(_ body: DecoderCorpusBody) {
+        expectSameAsAlone(body.bytes, Arrival(chunk: 1))
+        expectSameAsAlone(body.bytes, Arrival(chunk: 5, pauses: false))
+        if !decoderInvalidCorpus.contains(where: { $0.bytes == body.bytes }) {
+            for length in stride(from: 0, to: body.bytes.count, by: 3) {
+                expectSameAsAlone(Array(body.bytes[..<length]), Arrival(chunk: 2))
+            }
+        }
+    }
+
+    /// A body that never reaches the threshold starts no reader, and a failed transfer leaves the decode nothing to
+    /// take over: the reader stops where the bytes stopped, and is waited for.
+    @Test func noReaderBelowTheThresholdAndNoneLeftBehindAfterAFailure() {
+        let small = ArrivingContent(threshold: 1 << 20)
+        let smallBody = small.body()
+        let bytes = body(items(10))
+        bytes.withUnsafeBufferPointer { smallBody.publish($0.baseAddress!, count: $0.count) }
+        smallBody.end(with: bytes)
+        #expect(!small.hasReader)
+        #expect((try? BulkListDecoder.decode(bytes, arrived: small))?.count == 9)  // one of the ten has no id
+
+        let failed = ArrivingContent(threshold: 1)
+        let failedBody = failed.body()
+        let half = Array(body(items(400))[..<5_000])
+        half.withUnsafeBufferPointer { failedBody.publish($0.baseAddress!, count: $0.count) }
+        failedBody.end(with: nil)
+        #expect(failed.hasReader)
+        failed.finish()  // returns: the reader saw the end
+        failed.finish()  // and again
+    }
+}
