@@ -14,8 +14,9 @@ import Synchronization
 /// (``BulkBodyParser/guessContentStart(limit:)``), and the decode uses its work only if its own parse of the
 /// complete body reaches a `content` array whose first element starts at exactly that byte. From there the parse
 /// is determined by the bytes, which are final once published, and the reader keeps an element only once it has
-/// read all of it (``BulkBodyParser/parseArriving(from:separatorDue:into:stopAt:reached:)``). An item it cannot
-/// keep as offsets (escapes, 64 KiB or more) is recorded by its offset and parsed again by the decode.
+/// read all of it (``BulkBodyParser/parseArriving(from:separatorDue:into:stopAt:reached:)``). At an item it cannot
+/// keep as offsets (escapes, 64 KiB or more: the listing would need the complete body), and at anything it cannot
+/// parse, it stops and leaves the rest to the decode.
 package final class ArrivingContent: @unchecked Sendable {
     /// Bodies of at least this many bytes get a reader: below, a thread costs about what it saves.
     let threshold: Int

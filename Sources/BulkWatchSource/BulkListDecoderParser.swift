@@ -227,19 +227,17 @@ struct BulkBodyParser {
         defer { _ = second?.finish() }
         while true {
             if !separatorDue {
-                if let half = tail, position == half.start {
-                    // As below, but the other part was parsed on this thread while the reader finished its own.
-                    items.append(contentsOf: half.items)
-                    skipped += half.skipped
-                    position = half.end
-                    return
-                }
-                if let second, position == second.start, let half = second.finish() {
-                    // This parse reached the very byte the other half started from, an element of this array: the
-                    // other half parsed the rest exactly as this loop would have.
-                    items.append(contentsOf: half.items)
-                    skipped += half.skipped
-                    position = half.end
+                // This parse reached the very byte where another part started, an element of this array (parsed by
+                // the second half's thread, or by this one while the reader finished): that part holds the rest
+                // exactly as this loop would have parsed it.
+                let rest: (items: BulkListing, skipped: Int, end: Int)? =
+                    if let tail, position == tail.start {
+                        (items: tail.items, skipped: tail.skipped, end: tail.end)
+                    } else if let second, position == second.start { second.finish() } else { nil }
+                if let rest {
+                    items.append(contentsOf: rest.items)
+                    skipped += rest.skipped
+                    position = rest.end
                     return
                 }
                 if try !parseElement(appendingTo: &items) {
@@ -1006,7 +1004,7 @@ private final class SecondHalf: @unchecked Sendable {
 
 // MARK: - The arriving body
 
-/// Where a parser puts the items it finds: the listing, or the reader of an arriving body's records.
+/// Where a parser puts the items it finds: the listing, or the listing of the reader of an arriving body.
 protocol ParsedItems {
     /// An item recorded as offsets into the body (no escapes), as ``BulkListing/appendFound(raw:bulkId:status:createdOn:updatedOn:)``.
     mutating func appendFound(
@@ -1021,7 +1019,7 @@ extension BulkListing: ParsedItems {
     }
 }
 
-/// How a run of ``BulkBodyParser/parseArriving(from:separatorDue:into:stopAt:)`` ended.
+/// How a run of ``BulkBodyParser/parseArriving(from:separatorDue:into:stopAt:reached:)`` ended.
 enum ArrivingStep {
     /// The bytes published so far end inside the next element or separator: wait for more.
     case needsBytes
