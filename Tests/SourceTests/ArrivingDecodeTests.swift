@@ -8,24 +8,6 @@ import Testing
 
 @testable import BulkWatch
 
-private struct Decoded: Equatable {
-    var items: [BulkItem]
-    var skipped: Int
-    var resultStatus: Int?
-    var resultMessage: String?
-    var running: Int
-    var withoutStatus: Int
-
-    init(_ listing: BulkListing) {
-        items = listing.items
-        skipped = listing.skippedWithoutId
-        resultStatus = listing.resultStatus
-        resultMessage = listing.resultMessage
-        running = listing.countItems { $0.map { String(decoding: $0, as: UTF8.self) == "RUNNING" } ?? false }
-        withoutStatus = listing.countItems { $0 == nil }
-    }
-}
-
 /// How the test publishes a body: in chunks of `chunk` bytes, pausing now and then so that the reader catches up
 /// and waits for bytes; `moveAt` moves the buffer once that many bytes are published (as the transport does when a
 /// compressed body outgrows its announced length); `smallestSplit` decides whether the decode splits what is left.
@@ -50,7 +32,7 @@ private let arrivals = [
 /// Returns the listing and whether the reader had started.
 private func decodeArriving(
     _ bytes: [UInt8], _ arrival: Arrival
-) -> (Result<Decoded, BulkDecodingError>, readerStarted: Bool) {
+) -> (Result<DecodedListing, BulkDecodingError>, readerStarted: Bool) {
     let arrived = ArrivingContent(threshold: 1, smallestSplit: arrival.smallestSplit)
     let body = arrived.body()
     var buffer: [UInt8] = []
@@ -76,14 +58,16 @@ private func decodeArriving(
     }
     body.end(with: buffer)
     let started = arrived.hasReader
-    let result = Result { () throws(BulkDecodingError) -> Decoded in
-        Decoded(try BulkListDecoder.decode(buffer, parallelFrom: .max, arrived: arrived))
+    let result = Result { () throws(BulkDecodingError) -> DecodedListing in
+        DecodedListing(try BulkListDecoder.decode(buffer, parallelFrom: .max, arrived: arrived))
     }
     return (result, started)
 }
 
-private func decodeAlone(_ bytes: [UInt8]) -> Result<Decoded, BulkDecodingError> {
-    Result { () throws(BulkDecodingError) -> Decoded in Decoded(try BulkListDecoder.decode(bytes, parallelFrom: .max)) }
+private func decodeAlone(_ bytes: [UInt8]) -> Result<DecodedListing, BulkDecodingError> {
+    Result { () throws(BulkDecodingError) -> DecodedListing in
+        DecodedListing(try BulkListDecoder.decode(bytes, parallelFrom: .max))
+    }
 }
 
 /// The decode alone and the decode that takes over agree, on a body that decodes or on the error it is refused
@@ -91,49 +75,23 @@ private func decodeAlone(_ bytes: [UInt8]) -> Result<Decoded, BulkDecodingError>
 private func expectSameAsAlone(
     _ bytes: [UInt8], _ arrival: Arrival, readerStarts: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    let alone = decodeAlone(bytes)
     let (arriving, started) = decodeArriving(bytes, arrival)
-    switch (alone, arriving) {
-    case (.success(let one), .success(let two)):
-        #expect(one.items.count == two.items.count, sourceLocation: sourceLocation)
-        #expect(one == two, sourceLocation: sourceLocation)
-    case (.failure(let one), .failure(let two)):
-        #expect(one == two, sourceLocation: sourceLocation)
-    default:
-        Issue.record("alone: \(alone), arriving: \(arriving)", sourceLocation: sourceLocation)
-    }
+    expectSameOutcome(decodeAlone(bytes), arriving, names: ("alone", "arriving"), sourceLocation: sourceLocation)
     if let readerStarts {
         #expect(started == readerStarts, sourceLocation: sourceLocation)
     }
 }
 
-private let statuses = ["RUNNING", "DONE", "FAILED", "PENDING", "RUNNING"]
-
-/// `count` items of every kind the listing holds: plain ones (offsets), escaped ones (kept whole, which the reader
-/// leaves to the decode), literal ids, items without a usable id (skipped), without a status, with nested values.
 private func items(_ count: Int, escapedEvery: Int = 11) -> [String] {
-    (0..<count).map { index in
-        let status = statuses[index % statuses.count]
-        if index % escapedEvery == 3 {
-            return #"{"bulkId":"esc-\#(index)\u0041","status":"\#(status)","updatedOn":"2026-11-28T10:00:00Z"}"#
-        }
-        switch index % 11 {
-        case 5: return #"{"bulkId":\#(index), "status":"\#(status)"}"#
-        case 7: return #"{"bulkId":null,"status":"\#(status)"}"#
-        case 8: return #"{"bulkId":"b-\#(index)","nested":[{"a":1},{"b":{"c":[]}}],"status":"\#(status)"}"#
-        case 9: return #"{ "bulkId" : "b-\#(index)" , "updatedOn":"2026-11-28T10:00:0\#(index % 10)Z" }"#
-        default:
-            return
-                #"{"bulkId":"b-\#(index)","status":"\#(status)","createdOn":"2026-11-28T09:00:00Z","updatedOn":"2026-11-28T10:00:00Z"}"#
-        }
-    }
+    decodeTestItems(count, escapedEvery: escapedEvery)
 }
 
 private func body(_ elements: [String], separator: String = ",", before: String = "", after: String? = nil)
     -> [UInt8]
 {
-    let result = after ?? #","result":{"status":200,"message":"ok"}"#
-    return Array((#"{"# + before + #""content":["# + elements.joined(separator: separator) + "]" + result + "}").utf8)
+    Array(
+        (after.map { decodeTestBody(elements, separator: separator, before: before, after: $0) }
+            ?? decodeTestBody(elements, separator: separator, before: before)).utf8)
 }
 
 @Suite("A large answer decoded while it arrives")

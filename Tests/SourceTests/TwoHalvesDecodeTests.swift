@@ -5,26 +5,12 @@ import Testing
 
 @testable import BulkWatch
 
-private struct Decoded: Equatable {
-    var items: [BulkItem]
-    var skipped: Int
-    var resultStatus: Int?
-    var resultMessage: String?
-    var running: Int
-    var withoutStatus: Int
-}
-
-private func decode(_ text: String, parallelFrom: Int) throws(BulkDecodingError) -> Decoded {
+private func decode(_ text: String, parallelFrom: Int) throws(BulkDecodingError) -> DecodedListing {
     try decode(Array(text.utf8), parallelFrom: parallelFrom)
 }
 
-private func decode(_ bytes: [UInt8], parallelFrom: Int) throws(BulkDecodingError) -> Decoded {
-    let listing = try BulkListDecoder.decode(bytes, parallelFrom: parallelFrom)
-    return Decoded(
-        items: listing.items, skipped: listing.skippedWithoutId, resultStatus: listing.resultStatus,
-        resultMessage: listing.resultMessage,
-        running: listing.countItems { $0.map { String(decoding: $0, as: UTF8.self) == "RUNNING" } ?? false },
-        withoutStatus: listing.countItems { $0 == nil })
+private func decode(_ bytes: [UInt8], parallelFrom: Int) throws(BulkDecodingError) -> DecodedListing {
+    DecodedListing(try BulkListDecoder.decode(bytes, parallelFrom: parallelFrom))
 }
 
 /// One thread and two agree, on a body that decodes, or on the error it is refused with.
@@ -33,47 +19,15 @@ private func expectSameBothWays(_ text: String, sourceLocation: SourceLocation =
 }
 
 private func expectSameBothWays(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
-    let alone = Result { () throws(BulkDecodingError) -> Decoded in try decode(bytes, parallelFrom: .max) }
-    let split = Result { () throws(BulkDecodingError) -> Decoded in try decode(bytes, parallelFrom: 0) }
-    switch (alone, split) {
-    case (.success(let one), .success(let two)):
-        #expect(one.items.count == two.items.count, sourceLocation: sourceLocation)
-        #expect(one == two, sourceLocation: sourceLocation)
-    case (.failure(let one), .failure(let two)):
-        #expect(one == two, sourceLocation: sourceLocation)
-    default:
-        Issue.record("one thread: \(alone), two: \(split)", sourceLocation: sourceLocation)
-    }
+    let alone = Result { () throws(BulkDecodingError) -> DecodedListing in try decode(bytes, parallelFrom: .max) }
+    let split = Result { () throws(BulkDecodingError) -> DecodedListing in try decode(bytes, parallelFrom: 0) }
+    expectSameOutcome(alone, split, names: ("one thread", "two"), sourceLocation: sourceLocation)
 }
 
-private let statuses = ["RUNNING", "DONE", "FAILED", "PENDING", "RUNNING"]
+private func items(_ count: Int, pretty: Bool = false) -> [String] { decodeTestItems(count, pretty: pretty) }
 
-/// `count` items of every kind the listing holds: plain ones (offsets), escaped ones (kept whole), literal ids,
-/// items without a usable id (skipped), without a status, and with nested values.
-private func items(_ count: Int, pretty: Bool = false) -> [String] {
-    (0..<count).map { index in
-        let status = statuses[index % statuses.count]
-        let sep = pretty ? ",\n    " : ","
-        switch index % 11 {
-        case 3:
-            return #"{"bulkId":"esc-\#(index)\u0041","status":"\#(status)"\#(sep)"updatedOn":"2026-11-28T10:00:00Z"}"#
-        case 5: return #"{"bulkId":\#(index)\#(sep)"status":"\#(status)"}"#
-        case 7: return #"{"bulkId":null,"status":"\#(status)"}"#
-        case 8: return #"{"bulkId":"b-\#(index)","nested":[{"a":1},{"b":{"c":[]}}]\#(sep)"status":"\#(status)"}"#
-        case 9: return #"{"bulkId":"b-\#(index)","updatedOn":"2026-11-28T10:00:0\#(index % 10)Z"}"#
-        default:
-            return
-                #"{"bulkId":"b-\#(index)","status":"\#(status)"\#(sep)"createdOn":"2026-11-28T09:00:00Z","updatedOn":"2026-11-28T10:00:00Z"}"#
-        }
-    }
-}
-
-private func body(
-    _ elements: [String], separator: String = ",", result: String = #","result":{"status":200,"message":"ok"}"#
-)
-    -> String
-{
-    #"{"content":["# + elements.joined(separator: separator) + "]" + result + "}"
+private func body(_ elements: [String], separator: String = ",") -> String {
+    decodeTestBody(elements, separator: separator)
 }
 
 @Suite("A large content array decoded in two halves at once")

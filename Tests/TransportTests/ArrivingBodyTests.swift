@@ -68,14 +68,7 @@ struct ArrivingBodyTests {
                 : .raw(Array("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".utf8) + bytes)
         }
         defer { server.stop() }
-        let reader = CopyingReader()
-        let response = try await transport.send(
-            HTTPRequest(url: server.baseURL, maxResponseBytes: 64 << 20, arrivingBody: reader.body()))
-        #expect(response.body == bytes)
-        #expect(reader.started == 1)
-        let seen = reader.seen()
-        #expect(seen.count == bytes.count)
-        #expect(seen == bytes)
+        try await expectSeenWhole(bytes, from: server)
     }
 
     @Test func aBodyBelowTheThresholdStartsNoReader() async throws {
@@ -126,12 +119,22 @@ struct ArrivingBodyTests {
         let head = "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: \(compressed.count)\r\n\r\n"
         let server = try LoopbackHTTPServer { _ in .raw(Array(head.utf8) + compressed) }
         defer { server.stop() }
+        try await expectSeenWhole(bytes, from: server)
+    }
+
+    /// Fetches `server`'s answer with a reader: the response is `bytes`, one reader was started, and it saw
+    /// exactly `bytes`.
+    private func expectSeenWhole(
+        _ bytes: [UInt8], from server: LoopbackHTTPServer, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
         let reader = CopyingReader()
         let response = try await transport.send(
             HTTPRequest(url: server.baseURL, maxResponseBytes: 64 << 20, arrivingBody: reader.body()))
-        #expect(response.body == bytes)
-        #expect(reader.started == 1)
-        #expect(reader.seen() == bytes)
+        #expect(response.body == bytes, sourceLocation: sourceLocation)
+        #expect(reader.started == 1, sourceLocation: sourceLocation)
+        let seen = reader.seen()
+        #expect(seen.count == bytes.count, sourceLocation: sourceLocation)
+        #expect(seen == bytes, sourceLocation: sourceLocation)
     }
 
     /// `gzip -c`, a real one.
