@@ -27,15 +27,14 @@ package final class ArrivingContent: @unchecked Sendable {
     private let stopOffset = Atomic<Int>(.max)
     /// How far the reader has parsed, for the decode to choose where to split what is left.
     private let reached = Atomic<Int>(0)
-    private let done = DispatchSemaphore(value: 0)
-    /// Whether a reader thread was started, and whether it was waited for.
-    private let state = Mutex((started: false, joined: false))
+    /// The reader, once started.
+    private let reader = Mutex<JoinableThread?>(nil)
 
     // Set before the reader thread starts (on the curl thread), then read-only:
     /// The first element's offset, as guessed; -1 without a reader.
     private(set) var start = -1
 
-    // Written by the reader thread before it signals `done`; read only after ``finish()``:
+    // Written by the reader thread; read only after ``finish()`` has joined it:
     /// What the reader found; taken by the decode (``takeItems()``).
     private var items = ArrivingItems(listing: BulkListing(items: []))
     /// Where the reader stopped: an element's first byte, or just after an element when ``separatorDue``.
@@ -56,7 +55,7 @@ package final class ArrivingContent: @unchecked Sendable {
     }
 
     /// Whether a reader was started (the decode then hands it to its parser).
-    package var hasReader: Bool { state.withLock { $0.started } }
+    package var hasReader: Bool { reader.withLock { $0 != nil } }
 
     /// How far the reader has got.
     var progress: Int { reached.load(ordering: .relaxed) }
@@ -74,11 +73,7 @@ package final class ArrivingContent: @unchecked Sendable {
 
     /// Waits for the reader to stop; afterwards its results can be read. Idempotent, and a no-op without a reader.
     package func finish() {
-        let wait = state.withLock { state -> Bool in
-            defer { state.joined = true }
-            return state.started && !state.joined
-        }
-        if wait { done.wait() }
+        reader.withLock { $0 }?.join()
     }
 
     /// Called on the curl thread once the body is large enough, and again as it grows while the bytes do not yet
@@ -101,14 +96,11 @@ package final class ArrivingContent: @unchecked Sendable {
             let expected = (body.expectedLength ?? 2 * arrived) / 60 + 4
             items = ArrivingItems(
                 listing: BulkListing(arriving: UnsafeRawBufferPointer(start: nil, count: 0), expectedItems: expected))
-            state.withLock { $0.started = true }
-            let thread = Thread { [self] in
+            let thread = JoinableThread(name: "bulkwatch-decode") { [self] in
                 read(body)
                 body.readerFinished()
-                done.signal()
             }
-            thread.name = "bulkwatch-decode"
-            thread.start()
+            reader.withLock { $0 = thread }
             return true
         }
     }

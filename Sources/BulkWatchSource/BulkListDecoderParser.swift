@@ -968,7 +968,7 @@ struct BulkBodyParser {
 /// The second half of a large `content` array, parsed on a thread of its own while the decoding thread parses the
 /// first: at 1M items (122 MB) decoding was ~80 ms of a ~440 ms steady poll, on one of two cores.
 ///
-/// Why this is safe: the second half starts at a guessed element boundary (``BulkBodyParser/splitPoint()``) and
+/// Why this is safe: the second half starts at a guessed element boundary (``BulkBodyParser/splitPoint(from:)``) and
 /// its result is used only if the first half's own parse arrives at exactly that byte as the start of an element
 /// of the same array. From there the parse is fully determined by the bytes, so the second half's items, skips
 /// and end are what the first half would have found. A wrong guess, or a second half that failed (the first half
@@ -976,28 +976,21 @@ struct BulkBodyParser {
 private final class SecondHalf: @unchecked Sendable {
     let start: Int
     private var parser: BulkBodyParser
-    private let done = DispatchSemaphore(value: 0)
-    /// Written by the second thread before it signals `done`; read only after waiting for it.
+    /// Written by the second thread; read only after joining it.
     private var result: (items: BulkListing, skipped: Int, end: Int)?
-    private var finished = false
+    private var thread: JoinableThread?
 
     init(_ parser: BulkBodyParser, from start: Int) {
         self.start = start
         self.parser = parser
-        let thread = Thread { [self] in
+        thread = JoinableThread(name: "bulkwatch-decode") { [self] in
             result = try? self.parser.parseElements(from: start)
-            done.signal()
         }
-        thread.name = "bulkwatch-decode"
-        thread.start()
     }
 
-    /// Waits for the second half (the first call only); nil when its parse failed.
+    /// Waits for the second half; nil when its parse failed.
     func finish() -> (items: BulkListing, skipped: Int, end: Int)? {
-        if !finished {
-            done.wait()
-            finished = true
-        }
+        thread?.join()
         return result
     }
 }

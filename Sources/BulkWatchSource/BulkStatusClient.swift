@@ -81,6 +81,7 @@ package struct BulkStatusClient: Sendable {
     /// One complete, validated listing, or a ``FetchError``. Cancellation propagates as is.
     package func fetch() async throws -> BulkListing {
         let (response, arrived) = try await authorizedGet()
+        defer { arrived.finish() }  // no reader outlives the fetch, whatever the answer
         return try Self.interpret(response, arrived: arrived)
     }
 
@@ -134,7 +135,6 @@ package struct BulkStatusClient: Sendable {
 
     /// Maps a response to a listing or a typed failure. Internal so tests can feed it directly.
     static func interpret(_ response: HTTPResponse, arrived: ArrivingContent? = nil) throws -> BulkListing {
-        defer { arrived?.finish() }
         let retryAfter = RetryAfter.parse(response.headers["Retry-After"])
         let code: FetchError.Code
         switch response.status {

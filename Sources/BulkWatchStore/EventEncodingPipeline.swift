@@ -1,4 +1,5 @@
 import BulkWatchDetect
+import BulkWatchSupport
 import Dispatch
 import Foundation
 import Synchronization
@@ -78,17 +79,17 @@ enum EventEncodingPipeline {
         let channel = Channel()
         // A thread of its own, not a global dispatch queue: the writer blocks until the first chunk arrives, so
         // the encoder must not wait for a worker of a pool that others (the cooperative pool included) share.
-        let encoder = Thread {
+        let encoder = JoinableThread(name: "bulkwatch-encode") {
             for index in 0..<chunkCount {
                 channel.free.wait()
                 if channel.isCancelled { break }
                 channel.put(encode(chunk: index, of: plan), at: index)
             }
-            channel.finished.signal()
         }
-        encoder.name = "bulkwatch-encode"
-        encoder.start()
-        defer { channel.cancelAndWait() }
+        defer {
+            channel.cancel()
+            encoder.join()
+        }
         try meanwhile()
         for index in 0..<chunkCount {
             channel.ready.wait()
@@ -142,7 +143,6 @@ enum EventEncodingPipeline {
     private final class Channel: Sendable {
         let ready = DispatchSemaphore(value: 0)
         let free = DispatchSemaphore(value: EventEncodingPipeline.depth)
-        let finished = DispatchSemaphore(value: 0)
         private let slots = Mutex([Chunk?](repeating: nil, count: EventEncodingPipeline.depth))
         private let cancelled = Atomic(false)
 
@@ -160,11 +160,10 @@ enum EventEncodingPipeline {
             }
         }
 
-        /// Stops the encoder at its next chunk (it may be waiting for a free slot) and waits until it has.
-        func cancelAndWait() {
+        /// Stops the encoder at its next chunk (it may be waiting for a free slot).
+        func cancel() {
             cancelled.store(true, ordering: .releasing)
             for _ in 0..<EventEncodingPipeline.depth { free.signal() }
-            finished.wait()
         }
     }
 }

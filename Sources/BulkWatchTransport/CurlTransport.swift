@@ -51,9 +51,10 @@ package final class CurlTransport: Sendable {
 
     private let multi: MultiHandle
     private let configuration: TransportConfiguration
-    private let inbox = Mailbox()
+    private let inbox: Mailbox
     private let stopped = Mutex(false)
-    private let loopFinished = DispatchSemaphore(value: 0)
+    /// The thread that drives the multi handle.
+    private let loop: JoinableThread
     /// System bundle + ``TransportConfiguration/caFile``, built once; nil without a `caFile`.
     private let caBundle: [UInt8]?
     private let spareBodies = SpareBody()
@@ -71,13 +72,12 @@ package final class CurlTransport: Sendable {
         self.multi = multi
         _ = ccurl_multi_setopt_long(raw, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxConnectionsPerHost)
         _ = ccurl_multi_setopt_long(raw, CURLMOPT_MAXCONNECTS, configuration.maxIdleConnections)
-        let loop = Thread { [multi, inbox, loopFinished] in
+        let inbox = Mailbox()
+        self.inbox = inbox
+        loop = JoinableThread(name: "bulkwatch-curl") { [multi, inbox] in
             var transferLoop = TransferLoop(multi: multi, inbox: inbox)
             transferLoop.run()
-            loopFinished.signal()
         }
-        loop.name = "bulkwatch-curl"
-        loop.start()
     }
 
     /// Sends `request` and returns the complete response, whatever its status code.
@@ -109,7 +109,7 @@ package final class CurlTransport: Sendable {
             box.shuttingDown = true
             curl_multi_wakeup(multi.raw)
         }
-        loopFinished.wait()
+        loop.join()
         curl_multi_cleanup(multi.raw)
     }
 

@@ -9,15 +9,15 @@ import Testing
 @testable import BulkWatch
 
 /// Reads an arriving body on a thread of its own once the transport says it is large, keeping a copy.
-private final class CopyingReader: @unchecked Sendable {
+private final class CopyingReader: Sendable {
+    private let reader = Mutex<JoinableThread?>(nil)
     private let starts = Mutex(0)
     private let copy = Mutex<[UInt8]>([])
-    private let done = DispatchSemaphore(value: 0)
 
     func body(threshold: Int = 1 << 20) -> ArrivingBody {
         ArrivingBody(threshold: threshold) { [self] body in
             starts.withLock { $0 += 1 }
-            let thread = Thread { [self] in
+            let thread = JoinableThread(name: "test-reader") { [self] in
                 var seen = 0
                 while let more = body.read(
                     after: seen, { base, count in Array(UnsafeBufferPointer(start: base + seen, count: count - seen)) })
@@ -27,9 +27,8 @@ private final class CopyingReader: @unchecked Sendable {
                     usleep(100)  // slower than the transfer, so that it is still reading when the transfer ends
                 }
                 body.readerFinished()
-                done.signal()
             }
-            thread.start()
+            reader.withLock { $0 = thread }
             return true
         }
     }
@@ -37,9 +36,9 @@ private final class CopyingReader: @unchecked Sendable {
     /// How many times a reader was started.
     var started: Int { starts.withLock { $0 } }
 
-    /// What the reader saw, once it has stopped.
+    /// What the reader saw, once it has stopped (nothing when none was started).
     func seen() -> [UInt8] {
-        done.wait()
+        reader.withLock { $0 }?.join()
         return copy.withLock { $0 }
     }
 }
