@@ -1049,9 +1049,10 @@ extension BulkBodyParser {
                 if next == Byte.closeBracket { return (position + 1, false, .closedArray) }
                 guard next == Byte.comma else { return (position, true, .leftToFinalParse) }
                 position += 1
-                skipWhitespace()
                 separatorDue = false
             }
+            // Also when resuming: the bytes at hand may have ended inside the whitespace before this element.
+            skipWhitespace()
             guard position < count else { return (position, false, .needsBytes) }
             if position >= stopAt.load(ordering: .relaxed) { return (position, false, .stopped) }
             let elementStart = position
