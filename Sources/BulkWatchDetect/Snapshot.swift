@@ -168,7 +168,13 @@ package struct Snapshot: Sendable {
 
     /// Calls `body` with the live entry at `position` as bytes of the arenas, valid only during the call.
     /// The store writes an image of 100k entries this way without a `String` or an array per entry.
-    package func withEntryBytes<R>(at position: Int, _ body: (EntryBytes) throws -> R) rethrows -> R {
+    ///
+    /// Not generic on purpose: a generic one, called from the store's module, ran unspecialized and built its
+    /// closures' generic metadata at run time on every call (`_swift_getGenericMetadata` in a `perf record` of
+    /// `bulkwatch-bench poll`, where every image fold and first-poll delta reads each entry this way); this one
+    /// has the arenas' readers specialized here. With the one-pass delta (``SnapshotCodec``) the first 100k
+    /// poll's cycle went from 494 / 513 / 498 to 442 / 435 / 455 ms (three alternated pairs).
+    package func withEntryBytes(at position: Int, _ body: (EntryBytes) throws -> Void) rethrows {
         precondition(!isDead(position), "Snapshot.withEntryBytes: position \(position) is a hole")
         return try payloads.withEntryBytes(at: position, keys: keys) { entry in
             var entry = entry
