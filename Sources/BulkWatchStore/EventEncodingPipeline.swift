@@ -34,29 +34,12 @@ enum EventEncodingPipeline {
     struct Chunk: Sendable {
         /// Index of the first change in the chunk.
         let start: Int
-        /// ``CloudEventEncoder/stableIDLength`` ASCII bytes per event.
-        var ids: [UInt8]
-        /// The bodies back to back; event `j` ends at `ends[j]`.
-        var bodies: [UInt8]
-        var ends: [Int]
+        /// The chunk's events as the store keeps them (``EventBlock``).
+        var block: EventBlock.Writer
         /// The chunk's events at or after ``Plan/keepFrom``, for the sinks.
         var kept: [JournalEvent]
 
-        var count: Int { ends.count }
-
-        /// Calls `body` with event `j`'s id and body bytes.
-        func withEvent<R>(_ j: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) rethrows -> R
-        {
-            let idLength = CloudEventEncoder.stableIDLength
-            let bodyStart = j == 0 ? 0 : ends[j - 1]
-            return try ids.withUnsafeBytes { ids in
-                try bodies.withUnsafeBytes { bodies in
-                    try body(
-                        UnsafeRawBufferPointer(rebasing: ids[j * idLength..<(j + 1) * idLength]),
-                        UnsafeRawBufferPointer(rebasing: bodies[bodyStart..<ends[j]]))
-                }
-            }
-        }
+        var count: Int { block.count }
     }
 
     static let chunkSize = 1024
@@ -103,22 +86,24 @@ enum EventEncodingPipeline {
     static func encode(chunk index: Int, of plan: Plan) -> Chunk {
         let idLength = CloudEventEncoder.stableIDLength
         let range = index * chunkSize..<min(plan.changes.count, (index + 1) * chunkSize)
+        var bodyBytes = 0
+        for i in range {
+            bodyBytes += CloudEventEncoder.bodyLengthBound(of: plan.changes[i], source: plan.source)
+        }
         var chunk = Chunk(
-            start: range.lowerBound, ids: [UInt8](repeating: 0, count: range.count * idLength), bodies: [], ends: [],
+            start: range.lowerBound, block: EventBlock.Writer(reservingBodyBytes: bodyBytes, events: range.count),
             kept: [])
-        chunk.ends.reserveCapacity(range.count)
+        var id = [UInt8](repeating: 0, count: idLength)
         var body: [UInt8] = []
         for i in range {
             let change = plan.changes[i]
-            let offset = (i - range.lowerBound) * idLength
-            chunk.ids.withUnsafeMutableBufferPointer {
+            id.withUnsafeMutableBufferPointer {
                 CloudEventEncoder.writeStableID(
                     source: plan.source.raw, change: change, incarnation: plan.incarnations[i] ?? 0,
-                    to: $0.baseAddress! + offset)
+                    to: $0.baseAddress!)
             }
             let sequence = plan.firstSequence + Int64(i)
-            chunk.ids.withUnsafeBytes { ids in
-                let id = UnsafeRawBufferPointer(rebasing: ids[offset..<offset + idLength])
+            id.withUnsafeBytes { id in
                 CloudEventEncoder.writeBody(
                     change, source: plan.source, sequence: sequence, time: plan.time, id: id, to: &body)
                 if i >= plan.keepFrom {
@@ -131,9 +116,11 @@ enum EventEncodingPipeline {
                     event.target = plan.target
                     chunk.kept.append(event)
                 }
+                body.withUnsafeBytes { body in
+                    chunk.block.append(
+                        kind: JournalEvent.Kind(change.kind), id: id, subject: change.item.bulkId, body: body)
+                }
             }
-            chunk.bodies.append(contentsOf: body)
-            chunk.ends.append(chunk.bodies.count)
         }
         return chunk
     }

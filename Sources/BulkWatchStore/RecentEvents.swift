@@ -99,7 +99,7 @@ struct RecentEvents {
 
     /// Mirrors `appendConditions` of the SQL read: kinds by their `bulk.*` type (so operational events never
     /// match a kind filter), subject and target by equality.
-    private static func matches(_ event: JournalEvent, _ filter: EventFilter) -> Bool {
+    static func matches(_ event: JournalEvent, _ filter: EventFilter) -> Bool {
         if let kinds = filter.kinds {
             guard let kind = event.kind.change, kinds.contains(kind) else { return false }
         }

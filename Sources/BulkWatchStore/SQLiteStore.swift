@@ -18,9 +18,10 @@ package struct JournalError: Error, Sendable, CustomStringConvertible {
 ///
 /// A poll's events and its snapshot delta are committed in **one transaction** (WAL,
 /// `synchronous=FULL`), so after a crash either both are there or neither is. The commit only
-/// appends: events under their sequence (no secondary index), one delta blob for the snapshot
-/// (``SnapshotCodec``), a row per expired or returning operation to the incarnation log, and it
-/// updates one row of counters per target. ``maintain(target:snapshot:)`` folds the
+/// appends: its events in blocks of up to 1,024 under their first sequence (``EventBlock``; no secondary
+/// index), one delta blob for the snapshot (``SnapshotCodec``), a row per expired or returning operation to
+/// the incarnation log, and it updates one row of counters per target. Operational events are rows of
+/// `events`, as every event was before blocks; the readers merge both by sequence. ``maintain(target:snapshot:)`` folds the
 /// deltas into a new image once they outgrow it, and checkpoints the WAL, between polls.
 ///
 /// All work runs on GRDB's own serial writer queue and reader pool, never on the cooperative
@@ -275,6 +276,20 @@ package final class SQLiteStore: Store {
                     DROP TABLE incarnations;
                     """)
         }
+        // A commit's events move from a row each to a row per chunk of them (``EventBlock``); existing rows stay
+        // where they are and are read beside the blocks.
+        migrator.registerMigration("v5-event-blocks") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE event_blocks (
+                        first_seq INTEGER PRIMARY KEY,
+                        last_seq INTEGER NOT NULL,
+                        target TEXT NOT NULL,
+                        time TEXT NOT NULL,
+                        events BLOB NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 
@@ -343,8 +358,7 @@ package final class SQLiteStore: Store {
         let (summary, kept, rows, deltaBytes) = try await committing {
             db -> (CommitSummary, [JournalEvent], [UInt64: Int64], Int) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
-            let insert = try EventInsert(db, target: target, time: time)
-            defer { insert.finish() }
+            let insert = try BlockInsert(db, target: target, time: time)
             // Taken out of the store here, on the writer, and handed over: the book then holds the only reference
             // and grows the map in place. Taken out before the closure (a captured `let`), it was shared with the
             // closure's context, and the book's first append copied the whole map: every commit, O(every
@@ -390,14 +404,7 @@ package final class SQLiteStore: Store {
                         """, arguments: [target, time])
                 try incarnations.write(lives.writes, of: outcome.changes)
             } consume: { chunk in
-                for j in 0..<chunk.count {
-                    let change = outcome.changes[chunk.start + j]
-                    try chunk.withEvent(j) { id, body in
-                        try insert.run(
-                            sequence: first + Int64(chunk.start + j), id: id, kind: JournalEvent.Kind(change.kind),
-                            subject: change.item.bulkId, body: body)
-                    }
-                }
+                try insert.run(first: first + Int64(chunk.start), chunk.block)
                 kept.append(contentsOf: chunk.kept)
             }
             let next = first + Int64(outcome.changes.count)
@@ -547,8 +554,9 @@ package final class SQLiteStore: Store {
     /// How many events are cached for readers (``RecentEvents``); for tests and the bench.
     package var cachedEventCount: Int { recent.withLock { $0.count } }
 
-    /// The one query behind ``events(after:limit:filter:)`` and ``routableEvents(after:limit:targets:)``;
-    /// every event carries its target.
+    /// The one read behind ``events(after:limit:filter:)`` and ``routableEvents(after:limit:targets:)``: the
+    /// first `limit` events after `after` that pass `filter`, from the rows of `events` and from the blocks
+    /// (``EventBlock``), merged by sequence. Every event carries its target.
     private static func events(_ db: Database, after: Int64, limit: Int, filter: EventFilter) throws
         -> [JournalEvent]
     {
@@ -557,7 +565,123 @@ package final class SQLiteStore: Store {
         appendConditions(filter, to: &sql, &arguments)
         sql += " ORDER BY seq LIMIT ?"
         _ = arguments.append(contentsOf: [limit])
-        return try readEvents(db, sql: sql, arguments: arguments)
+        let rows = try readEvents(db, sql: sql, arguments: arguments)
+        var blocked: [JournalEvent] = []
+        if limit > 0 {
+            try forEachBlockEvent(db, .after(after), targets: filter.targets) { event, time, target in
+                if matches(event, filter), let built = event.event(time: time, target: target) {
+                    blocked.append(built)
+                }
+                return blocked.count < limit
+            }
+        }
+        guard !rows.isEmpty else { return blocked }
+        guard !blocked.isEmpty else { return rows }
+        var merged: [JournalEvent] = []
+        merged.reserveCapacity(min(limit, rows.count + blocked.count))
+        var (r, b) = (0, 0)
+        while merged.count < limit, r < rows.count || b < blocked.count {
+            if b == blocked.count || (r < rows.count && rows[r].sequence < blocked[b].sequence) {
+                merged.append(rows[r])
+                r += 1
+            } else {
+                merged.append(blocked[b])
+                b += 1
+            }
+        }
+        return merged
+    }
+
+    /// Which blocks ``forEachBlockEvent(_:_:targets:_:)`` reads, and in which order.
+    private enum BlockSelection {
+        /// Those with an event after this sequence, oldest first.
+        case after(Int64)
+        /// The one holding this sequence.
+        case holding(Int64)
+        /// All, newest first.
+        case newestFirst
+    }
+
+    /// Calls `body` with each event of the blocks `selection` names (and of `targets`' blocks, when given), with
+    /// its block's time and target, until it returns false. With ``BlockSelection/after(_:)``, only the events
+    /// after that sequence. A block that does not decode throws ``EventBlock/Corrupt``.
+    private static func forEachBlockEvent(
+        _ db: Database, _ selection: BlockSelection, targets: Set<String>?,
+        _ body: (EventBlock.EventBytes, _ time: String, _ target: String) throws -> Bool
+    ) throws {
+        var sql = "SELECT first_seq, last_seq, target, time, events FROM event_blocks"
+        var arguments: StatementArguments
+        var after = Int64.min
+        // By `first_seq` (the table's key): the block that may hold `sequence` is the last one starting at or
+        // before it. A condition on `last_seq` alone would read every block.
+        switch selection {
+        case .after(let sequence):
+            sql += " WHERE first_seq >= \(Self.blockHolding) AND last_seq > ?"
+            arguments = [sequence + 1, sequence]
+            after = sequence
+        case .holding(let sequence):
+            sql += " WHERE first_seq = \(Self.blockHolding) AND last_seq >= ?"
+            arguments = [sequence, sequence]
+        case .newestFirst:
+            sql += " WHERE 1"
+            arguments = []
+        }
+        if let targets {
+            sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+            for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
+        }
+        if case .newestFirst = selection { sql += " ORDER BY first_seq DESC" } else { sql += " ORDER BY first_seq" }
+        let statement = try db.cachedStatement(sql: sql)
+        try statement.setArguments(arguments)
+        let handle = statement.sqliteStatement
+        defer { sqlite3_reset(handle) }
+        var time = RepeatedText()
+        var target = RepeatedText()
+        var more = true
+        while more {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { break }
+            guard code == SQLITE_ROW else { throw sqliteError(db, code, sql: sql) }
+            let blockTime = time.column(handle, 3)
+            let blockTarget = target.column(handle, 2)
+            let blob = sqlite3_column_blob(handle, 4)
+            let events = UnsafeRawBufferPointer(
+                start: blob, count: blob == nil ? 0 : Int(sqlite3_column_bytes(handle, 4)))
+            try EventBlock.forEach(
+                in: events, first: sqlite3_column_int64(handle, 0), last: sqlite3_column_int64(handle, 1)
+            ) { event in
+                guard event.sequence > after else { return true }
+                more = try body(event, blockTime, blockTarget)
+                return more
+            }
+        }
+    }
+
+    /// The `first_seq` of the block that holds the sequence bound to it, if any does: the last block starting
+    /// at or before it (0 when none does).
+    private static let blockHolding = "COALESCE((SELECT MAX(first_seq) FROM event_blocks WHERE first_seq <= ?), 0)"
+
+    /// ``RecentEvents``' filter (and the SQL's) on an event of a block, before any of it is copied out; the
+    /// targets are chosen by the query.
+    private static func matches(_ event: EventBlock.EventBytes, _ filter: EventFilter) -> Bool {
+        if let kinds = filter.kinds {
+            guard let kind = event.kind?.change, kinds.contains(kind) else { return false }
+        }
+        if var subject = filter.subject {
+            return subject.withUTF8 { $0.elementsEqual(event.subject) }
+        }
+        return true
+    }
+
+    /// The event with sequence `sequence` if a block holds it.
+    private static func blockEvent(_ db: Database, sequence: Int64) throws -> JournalEvent? {
+        var found: JournalEvent?
+        try forEachBlockEvent(db, .holding(sequence), targets: nil) { event, time, target in
+            guard event.sequence == sequence else { return true }
+            found = event.event(time: time, target: target)
+            return false
+        }
+        return found
     }
 
     /// Every event row `sql` selects (`seq, id, type, subject, time, body, target`, in that order), read
@@ -596,7 +720,26 @@ package final class SQLiteStore: Store {
             var sql = "SELECT COUNT(*) FROM events WHERE seq > ?"
             var arguments: StatementArguments = [after]
             Self.appendConditions(filter, to: &sql, &arguments)
-            return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+            let rows = try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+            guard filter.kinds == nil, filter.subject == nil else {
+                var blocked = 0
+                try Self.forEachBlockEvent(db, .after(after), targets: filter.targets) { event, _, _ in
+                    if Self.matches(event, filter) { blocked += 1 }
+                    return true
+                }
+                return rows + blocked
+            }
+            // A block's sequences have no gaps: its count after `after` is arithmetic.
+            var blockSQL = """
+                SELECT COALESCE(SUM(last_seq - MAX(first_seq, ?) + 1), 0) FROM event_blocks
+                WHERE first_seq >= \(Self.blockHolding) AND last_seq > ?
+                """
+            var blockArguments: StatementArguments = [after + 1, after + 1, after]
+            if let targets = filter.targets {
+                blockSQL += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+                for target in targets.sorted() { _ = blockArguments.append(contentsOf: [target]) }
+            }
+            return rows + (try Int.fetchOne(db, sql: blockSQL, arguments: blockArguments) ?? 0)
         }
     }
 
@@ -609,7 +752,7 @@ package final class SQLiteStore: Store {
             try Self.readEvents(
                 db, sql: "SELECT seq, id, type, subject, time, body, target FROM events WHERE seq = ?",
                 arguments: [sequence]
-            ).first
+            ).first ?? Self.blockEvent(db, sequence: sequence)
         }
     }
 
@@ -617,13 +760,27 @@ package final class SQLiteStore: Store {
     /// look events up by id, and the commit path keeps no index for them.
     package func event(id: String) async throws -> JournalEvent? {
         try await pool.read { db in
-            try Self.readEvents(
+            let row = try Self.readEvents(
                 db,
                 sql: """
                     SELECT seq, id, type, subject, time, body, target FROM events WHERE id = ?
                     ORDER BY seq DESC LIMIT 1
                     """, arguments: [id]
             ).first
+            // The newest block first, and within the first block that holds the id, its last event with it:
+            // once the scan reaches a lower sequence than that, it is in an older block and can stop.
+            var blocked: JournalEvent?
+            var wanted = id
+            try wanted.withUTF8 { wanted in
+                try Self.forEachBlockEvent(db, .newestFirst, targets: nil) { event, time, target in
+                    if let found = blocked, event.sequence < found.sequence { return false }
+                    if event.id.elementsEqual(wanted), row.map({ event.sequence > $0.sequence }) ?? true {
+                        blocked = event.event(time: time, target: target) ?? blocked
+                    }
+                    return true
+                }
+            }
+            return blocked ?? row
         }
     }
 
@@ -823,6 +980,9 @@ package final class SQLiteStore: Store {
                 {
                     event = JournalEvent(
                         sequence: row[1], id: id, kind: kind, subject: row[8], time: row[9], body: Array(body))
+                } else if var blocked = try Self.blockEvent(db, sequence: row[1]) {
+                    blocked.target = nil
+                    event = blocked
                 }
                 return DeadLetter(
                     sink: row[0], sequence: row[1], eventID: row[2], reason: row[3], attempts: row[4],
@@ -882,7 +1042,8 @@ package final class SQLiteStore: Store {
                         AND seq NOT IN (SELECT seq FROM dead_letters)
                     """,
                 arguments: [target, cutoffText, delivered])
-            let removed = db.changesCount
+            var removed = db.changesCount
+            removed += try Self.pruneBlocks(db, target: target, before: cutoffText, delivered: delivered)
             if let incarnationText {
                 // Rows a newer one of the same operation superseded first, so that forgetting an old expiry
                 // never leaves an earlier row of that operation as its newest.
@@ -900,6 +1061,54 @@ package final class SQLiteStore: Store {
         // A cached event must never outlive its row: a rewound cursor would be answered with it.
         if removed > 0 { recent.withLock { $0.removeAll() } }
         if incarnationCutoff != nil { incarnationRows.withLock { $0[target] = nil } }
+        return removed
+    }
+
+    /// Prunes `target`'s events of blocks (``EventBlock``) as the rows of `events` are pruned: detected before
+    /// `cutoff`, delivered (at or before `delivered`) and not dead-lettered. Returns how many went.
+    ///
+    /// A block of which every event may go is deleted. One of which only some may go (a sink's cursor inside
+    /// it, a dead letter among its events) becomes rows of `events` for the events that stay: retention stays
+    /// exact per event, and pruning (rare) pays for it, not the commit.
+    private static func pruneBlocks(_ db: Database, target: String, before cutoff: String, delivered: Int64) throws
+        -> Int
+    {
+        let deadLettered = "SELECT 1 FROM dead_letters d WHERE d.seq BETWEEN first_seq AND last_seq"
+        let whole = """
+            FROM event_blocks WHERE target = ? AND time < ? AND last_seq <= ? AND NOT EXISTS (\(deadLettered))
+            """
+        var removed =
+            try Int.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) " + whole,
+                arguments: [target, cutoff, delivered]) ?? 0
+        try db.execute(sql: "DELETE " + whole, arguments: [target, cutoff, delivered])
+        let partial = try Int64.fetchAll(
+            db,
+            sql: """
+                SELECT first_seq FROM event_blocks WHERE target = ? AND time < ? AND first_seq <= ?
+                    AND (last_seq > ? OR EXISTS (\(deadLettered)))
+                """, arguments: [target, cutoff, delivered, delivered])
+        guard !partial.isEmpty else { return removed }
+        let kept = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM dead_letters"))
+        for first in partial {
+            var staying: [JournalEvent] = []
+            try forEachBlockEvent(db, .holding(first), targets: nil) { event, time, target in
+                if event.sequence <= delivered, !kept.contains(event.sequence) {
+                    removed += 1
+                } else if let stays = event.event(time: time, target: target) {
+                    staying.append(stays)
+                }
+                return true
+            }
+            for event in staying {
+                try db.execute(
+                    sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        event.sequence, event.id, event.target, event.type, event.subject, event.time, Data(event.body),
+                    ])
+            }
+            try db.execute(sql: "DELETE FROM event_blocks WHERE first_seq = ?", arguments: [first])
+        }
         return removed
     }
 
@@ -1118,38 +1327,27 @@ private struct RawStatement {
     }
 }
 
-/// The commit's one insert per event. The commit's target and time are bound once (copied); the rest is
-/// bound in place for the one step that reads it, so an event costs SQLite no copy of its own.
-private struct EventInsert {
+/// The commit's one insert per chunk of events (``EventBlock``), the block bound in place for the one step
+/// that reads it.
+private struct BlockInsert {
     private let statement: RawStatement
+    private let target: String
+    private let time: String
 
     init(_ db: Database, target: String, time: String) throws {
         statement = try RawStatement(
-            db, sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            db, sql: "INSERT INTO event_blocks (first_seq, last_seq, target, time, events) VALUES (?, ?, ?, ?, ?)")
+        self.target = target
+        self.time = time
+    }
+
+    func run(first: Int64, _ block: EventBlock.Writer) throws {
+        guard block.count > 0 else { return }
+        statement.bind(first, at: 1)
+        statement.bind(first + Int64(block.count) - 1, at: 2)
         statement.bind(target, at: 3)
-        statement.bind(time, at: 6)
-    }
-
-    func run(
-        sequence: Int64, id: UnsafeRawBufferPointer, kind: JournalEvent.Kind, subject: String,
-        body: UnsafeRawBufferPointer
-    ) throws {
-        statement.bind(sequence, at: 1)
-        statement.bindInPlace(text: id, at: 2)
-        let type = kind.staticType
-        statement.bindInPlace(
-            text: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount), at: 4)
-        var subject = subject
-        try subject.withUTF8 { subject in
-            statement.bindInPlace(text: UnsafeRawBufferPointer(subject), at: 5)
-            statement.bindInPlace(blob: body, at: 7)
-            try statement.run()
-        }
-    }
-
-    /// Clears every binding, so none outlives the bytes it points at in GRDB's statement cache.
-    func finish() {
-        statement.clearBindings()
+        statement.bind(time, at: 4)
+        try statement.run(bindingInPlace: block.bytes, at: 5)
     }
 }
 

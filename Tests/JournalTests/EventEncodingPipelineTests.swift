@@ -20,8 +20,9 @@ struct EventEncodingPipelineTests {
             firstSequence: 41, time: "2026-12-06T10:00:00.000Z", target: "default", keepFrom: keepFrom)
     }
 
-    /// Every event arrives once, in order, as ``CloudEventEncoder/encode(_:source:sequence:time:incarnation:)``
-    /// gives it on its own; only those from `keepFrom` on are kept, on both paths (inline and threaded).
+    /// Every event arrives once, in order, in its chunk's block (``EventBlock``) as
+    /// ``CloudEventEncoder/encode(_:source:sequence:time:incarnation:)`` gives it on its own; only those from
+    /// `keepFrom` on are kept, on both paths (inline and threaded).
     @Test(arguments: [10, 2048, 5000])
     func handsOverEveryEventInOrder(count: Int) throws {
         let plan = plan(events: count, keepFrom: count - 3)
@@ -32,14 +33,11 @@ struct EventEncodingPipelineTests {
             ranMeanwhile = true
         } consume: { chunk in
             #expect(chunk.start == seen.count)
-            for j in 0..<chunk.count {
-                let index = chunk.start + j
-                chunk.withEvent(j) { id, body in
-                    seen.append(
-                        JournalEvent(
-                            sequence: 41 + Int64(index), id: String(decoding: id, as: UTF8.self),
-                            kind: JournalEvent.Kind.created,
-                            subject: plan.changes[index].item.bulkId, time: plan.time, body: Array(body)))
+            let first = 41 + Int64(chunk.start)
+            try chunk.block.bytes.withUnsafeBytes { block in
+                try EventBlock.forEach(in: block, first: first, last: first + Int64(chunk.count) - 1) { event in
+                    seen.append(try #require(event.event(time: plan.time, target: "default")))
+                    return true
                 }
             }
             kept += chunk.kept

@@ -466,6 +466,107 @@ struct StoreTests {
         #expect(try await journal.allEvents().count == 3)
         #expect(try await journal.integrityCheck() == "ok")
     }
+
+    /// A poll's events are kept in blocks (``EventBlock``) and operational events (and those of state files from
+    /// before blocks) as rows: every read sees one journal, in sequence order, whichever holds an event. Read
+    /// from the file (no events cached in memory), as `bulkwatch events` and a restarted watcher read it.
+    @Test func eventsOfBlocksAndRowsReadAsOneJournal() async throws {
+        let journal = try SQLiteStore(path: directory + "/state.db", recentEventBytes: 0)
+        var snapshot = Snapshot()
+        _ = try await poll(
+            journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")),
+            first: true)
+        let failing = OperationalEvent(
+            kind: .targetFailing, target: "default", since: Date(timeIntervalSince1970: 1_764_325_100),
+            failedAttempts: 3, lastError: "HTTP 500", at: Date(timeIntervalSince1970: 1_764_325_200))
+        let operational = try #require(
+            try await journal.append(
+                operational: failing, target: "default", source: "https://api.example.com/bulk", fence: .exclusive))
+        _ = try await poll(
+            journal, &snapshot,
+            listing(
+                item("b-1", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"),
+                item("b-2", "FINISHED", updatedOn: "2026-11-28T12:00:00Z"), item("b-3", "PENDING")))
+        let all = try await journal.allEvents()
+        #expect(all.map(\.sequence) == [1, 2, 3, 4, 5, 6])
+        #expect(all.map(\.kind) == [.created, .created, .created, .targetFailing, .changed, .changed])
+        #expect(all.allSatisfy { $0.target == "default" })
+        #expect(all[3] == operational)
+        // Limits and starting points that cut a block, a row, or both.
+        for after in Int64(0)...6 {
+            for limit in 0...7 {
+                let expected = Array(all.filter { $0.sequence > after }.prefix(limit))
+                #expect(
+                    try await journal.events(after: after, limit: limit, filter: EventFilter()) == expected,
+                    "after \(after), limit \(limit)")
+            }
+            #expect(
+                try await journal.count(after: after, filter: EventFilter()) == all.filter { $0.sequence > after }.count
+            )
+        }
+        let changed = EventFilter(kinds: [.changed])
+        #expect(try await journal.events(after: 0, limit: 10, filter: changed).map(\.sequence) == [5, 6])
+        #expect(try await journal.count(after: 5, filter: changed) == 1)
+        let b2 = EventFilter(subject: "b-2")
+        #expect(try await journal.events(after: 0, limit: 10, filter: b2).map(\.sequence) == [2, 6])
+        #expect(try await journal.count(after: 0, filter: b2) == 2)
+        #expect(try await journal.events(after: 0, limit: 10, filter: EventFilter(targets: ["other"])).isEmpty)
+        #expect(try await journal.count(after: 0, filter: EventFilter(targets: ["other"])) == 0)
+        for event in all {
+            #expect(try await journal.event(sequence: event.sequence) == event)
+            #expect(try await journal.event(id: event.id) == event)
+        }
+        #expect(try await journal.event(sequence: 7) == nil)
+        #expect(try await journal.event(id: "no-such-id") == nil)
+    }
+
+    /// Pruning stays exact per event when a block is only partly prunable: the events a sink has not delivered,
+    /// and a dead-lettered one, stay (and still read as before), the others of the block go.
+    @Test func pruningInsideABlockKeepsExactlyWhatMustStay() async throws {
+        let path = directory + "/state.db"
+        let journal = try SQLiteStore(path: path, recentEventBytes: 0)
+        var snapshot = Snapshot()
+        _ = try await poll(
+            journal, &snapshot,
+            listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING"), item("b-4", "PENDING")),
+            first: true)
+        let all = try await journal.allEvents()
+        #expect(
+            try await journal.deadLetter(
+                sink: "webhook:w", events: [all[1]], reason: "HTTP 410", attempts: 5, cursorFrom: 0,
+                fence: .exclusive))
+        try await journal.moveCursor(sink: "webhook:w", to: 3)
+        try await journal.moveCursor(sink: "stdout", to: 4)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        // 1 and 3 go; 2 is dead-lettered, 4 is not delivered to the webhook yet.
+        #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["webhook:w", "stdout"]) == 2)
+        #expect(try await journal.allEvents() == [all[1], all[3]])
+        #expect(try await journal.count(after: 0, filter: EventFilter()) == 2)
+        #expect(try await journal.deadLetters(sink: "webhook:w").map(\.event) == [all[1]])
+        // Once delivered and forgiven, they go too; sequences go on from the journal's last.
+        _ = try await journal.removeDeadLetter(sink: "webhook:w", sequence: 2)
+        try await journal.moveCursor(sink: "webhook:w", to: 4)
+        #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["webhook:w", "stdout"]) == 2)
+        #expect(try await journal.allEvents().isEmpty)
+        let next = try await poll(journal, &snapshot, listing(item("b-5", "PENDING")))
+        #expect(next.first?.sequence == 5)
+        #expect(try await journal.integrityCheck() == "ok")
+    }
+
+    /// A dead letter whose event is in a block reads with its event, as one of a row does.
+    @Test func aDeadLetterOfABlockedEventCarriesItsEvent() async throws {
+        let journal = try SQLiteStore(path: directory + "/state.db", recentEventBytes: 0)
+        var snapshot = Snapshot()
+        _ = try await poll(journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING")), first: true)
+        let all = try await journal.allEvents()
+        #expect(
+            try await journal.deadLetter(
+                sink: "webhook:w", events: [all[1]], reason: "HTTP 410", attempts: 5, cursorFrom: 0,
+                fence: .exclusive))
+        let letters = try await journal.deadLetters(sink: "webhook:w")
+        #expect(letters.map(\.sequence) == [2])
+        #expect(letters.map(\.event) == [all[1]])
+    }
 }
 
 /// Runs `sql` on the database at `path` in the `sqlite3` shell, another process, as an operator would; returns
