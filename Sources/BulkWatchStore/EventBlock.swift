@@ -18,10 +18,26 @@ enum EventBlock {
         private(set) var bytes: [UInt8]
         private(set) var count = 0
 
-        init(reservingBodyBytes: Int, events: Int) {
+        /// A block with room for `capacity` bytes (its magic included) before it grows.
+        init(reserving capacity: Int) {
             bytes = []
-            bytes.reserveCapacity(magic.count + reservingBodyBytes + events * 96)
+            bytes.reserveCapacity(capacity)
             bytes.append(contentsOf: magic)
+        }
+
+        /// What ``append(kind:id:subject:body:)`` adds for an event with fields of these lengths.
+        static func length(id: Int, subject: Int, body: Int) -> Int {
+            1 + varintLength(id) + id + varintLength(subject) + subject + varintLength(body) + body
+        }
+
+        private static func varintLength(_ value: Int) -> Int {
+            var length = 1
+            var rest = UInt(value) >> 7
+            while rest > 0 {
+                length += 1
+                rest >>= 7
+            }
+            return length
         }
 
         mutating func append(

@@ -53,9 +53,11 @@ package final class SQLiteStore: Store {
     /// - 16 MiB: 113 MB, the delivery 134–169 to 195–212 ms; at 1M, first peak 571 to 497 MB.
     /// - 8 MiB: 113–114 to 99 MB (three alternated pairs), the first poll's wall unchanged; at 1M, the steady
     ///   poll's read-back 11–12 to 19–26 ms of a ~370 ms cycle, its wall and both 1M peaks unchanged.
+    /// - 6 MiB, once events were kept in blocks (``EventBlock``), which had raised a first 100k poll's peak by
+    ///   ~3 MB (in both of its modes, ~97 and ~107 MB; five alternated runs each): back to 94–106 MB.
     /// Events leave as soon as every configured sink is past them, so this much stays resident only while a
     /// sink is behind.
-    package static let recentEventsBudget = 8 << 20
+    package static let recentEventsBudget = 6 << 20
 
     /// The page size of a state file this store creates (see the `PRAGMA page_size` in ``init(path:recentEventBytes:)``).
     package static let pageSize = 16 << 10

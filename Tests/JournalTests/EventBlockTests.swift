@@ -20,7 +20,7 @@ struct EventBlockTests {
     ]
 
     private func block(_ events: [Written]) -> [UInt8] {
-        var writer = EventBlock.Writer(reservingBodyBytes: 0, events: events.count)
+        var writer = EventBlock.Writer(reserving: 0)
         for event in events {
             var id = event.id
             var body = event.body
@@ -33,6 +33,10 @@ struct EventBlockTests {
             }
         }
         #expect(writer.count == events.count)
+        let lengths = events.map {
+            EventBlock.Writer.length(id: $0.id.utf8.count, subject: $0.subject.utf8.count, body: $0.body.utf8.count)
+        }
+        #expect(writer.bytes.count == EventBlock.magic.count + lengths.reduce(0, +))
         return writer.bytes
     }
 
