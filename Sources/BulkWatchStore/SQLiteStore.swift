@@ -536,10 +536,16 @@ package final class SQLiteStore: Store {
             sql += " AND subject = ?"
             _ = arguments.append(contentsOf: [subject])
         }
-        if let targets = filter.targets {
-            sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
-            for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
-        }
+        appendTargets(filter.targets, to: &sql, &arguments)
+    }
+
+    /// The condition that keeps only the events (rows or blocks) of `targets`, when given.
+    private static func appendTargets(
+        _ targets: Set<String>?, to sql: inout String, _ arguments: inout StatementArguments
+    ) {
+        guard let targets else { return }
+        sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
+        for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
     }
 
     package func events(after: Int64, limit: Int, filter: EventFilter) async throws -> [JournalEvent] {
@@ -628,10 +634,7 @@ package final class SQLiteStore: Store {
             sql += " WHERE 1"
             arguments = []
         }
-        if let targets {
-            sql += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
-            for target in targets.sorted() { _ = arguments.append(contentsOf: [target]) }
-        }
+        appendTargets(targets, to: &sql, &arguments)
         if case .newestFirst = selection { sql += " ORDER BY first_seq DESC" } else { sql += " ORDER BY first_seq" }
         let statement = try db.cachedStatement(sql: sql)
         try statement.setArguments(arguments)
@@ -737,10 +740,7 @@ package final class SQLiteStore: Store {
                 WHERE first_seq >= \(Self.blockHolding) AND last_seq > ?
                 """
             var blockArguments: StatementArguments = [after + 1, after + 1, after]
-            if let targets = filter.targets {
-                blockSQL += " AND target IN (\(targets.map { _ in "?" }.joined(separator: ",")))"
-                for target in targets.sorted() { _ = blockArguments.append(contentsOf: [target]) }
-            }
+            Self.appendTargets(filter.targets, to: &blockSQL, &blockArguments)
             return rows + (try Int.fetchOne(db, sql: blockSQL, arguments: blockArguments) ?? 0)
         }
     }
