@@ -21,8 +21,9 @@ package struct JournalError: Error, Sendable, CustomStringConvertible {
 /// appends: its events in blocks of up to 1,024 under their first sequence (``EventBlock``; no secondary
 /// index), one delta blob for the snapshot (``SnapshotCodec``), a row per expired or returning operation to
 /// the incarnation log, and it updates one row of counters per target. Operational events are rows of
-/// `events`, as every event was before blocks; the readers merge both by sequence. ``maintain(target:snapshot:)`` folds the
-/// deltas into a new image once they outgrow it, and checkpoints the WAL, between polls.
+/// `events`, as every event was before blocks; the readers merge both by sequence.
+/// ``maintain(target:snapshot:)`` folds the deltas into a new image once they outgrow it, and checkpoints the
+/// WAL, between polls.
 ///
 /// All work runs on GRDB's own serial writer queue and reader pool, never on the cooperative
 /// thread pool: a 100k-item commit does not stall the tasks that fetch, deliver or serve
@@ -625,7 +626,7 @@ package final class SQLiteStore: Store {
         switch selection {
         case .after(let sequence):
             sql += " WHERE first_seq >= \(Self.blockHolding) AND last_seq > ?"
-            arguments = [sequence + 1, sequence]
+            arguments = [sequence &+ 1, sequence]
             after = sequence
         case .holding(let sequence):
             sql += " WHERE first_seq = \(Self.blockHolding) AND last_seq >= ?"
@@ -739,7 +740,7 @@ package final class SQLiteStore: Store {
                 SELECT COALESCE(SUM(last_seq - MAX(first_seq, ?) + 1), 0) FROM event_blocks
                 WHERE first_seq >= \(Self.blockHolding) AND last_seq > ?
                 """
-            var blockArguments: StatementArguments = [after + 1, after + 1, after]
+            var blockArguments: StatementArguments = [after &+ 1, after &+ 1, after]
             Self.appendTargets(filter.targets, to: &blockSQL, &blockArguments)
             return rows + (try Int.fetchOne(db, sql: blockSQL, arguments: blockArguments) ?? 0)
         }
@@ -1071,7 +1072,9 @@ package final class SQLiteStore: Store {
     ///
     /// A block of which every event may go is deleted. One of which only some may go (a sink's cursor inside
     /// it, a dead letter among its events) becomes rows of `events` for the events that stay: retention stays
-    /// exact per event, and pruning (rare) pays for it, not the commit.
+    /// exact per event, and pruning (rare) pays for it, not the commit. Such a block that holds an event of a
+    /// kind this version does not know (a newer version wrote it) is left whole: it could not be rewritten
+    /// as rows without losing that event.
     private static func pruneBlocks(_ db: Database, target: String, before cutoff: String, delivered: Int64) throws
         -> Int
     {
@@ -1094,14 +1097,20 @@ package final class SQLiteStore: Store {
         let kept = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM dead_letters"))
         for first in partial {
             var staying: [JournalEvent] = []
+            var going = 0
+            var unknown = false
             try forEachBlockEvent(db, .holding(first), targets: nil) { event, time, target in
                 if event.sequence <= delivered, !kept.contains(event.sequence) {
-                    removed += 1
+                    going += 1
                 } else if let stays = event.event(time: time, target: target) {
                     staying.append(stays)
+                } else {
+                    unknown = true
                 }
-                return true
+                return !unknown
             }
+            guard !unknown else { continue }
+            removed += going
             for event in staying {
                 try db.execute(
                     sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",

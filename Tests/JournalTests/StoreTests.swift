@@ -553,6 +553,38 @@ struct StoreTests {
         #expect(try await journal.integrityCheck() == "ok")
     }
 
+    /// A block that holds an event of a kind this version does not know (a newer version wrote it) is left
+    /// whole by a pruning that would have to rewrite it: nothing of it is lost, and the events this version
+    /// knows still read.
+    @Test func pruningLeavesWholeABlockWithAnEventOfAnUnknownKind() async throws {
+        let path = directory + "/state.db"
+        let journal = try SQLiteStore(path: path, recentEventBytes: 0)
+        var snapshot = Snapshot()
+        _ = try await poll(
+            journal, &snapshot, listing(item("b-1", "PENDING"), item("b-2", "PENDING"), item("b-3", "PENDING")),
+            first: true)
+        let known = try await journal.allEvents()
+        // The third event's kind byte (after the magic and two events) becomes one this version has no name for.
+        let block = Array(try sqliteShell(path, "SELECT hex(events) FROM event_blocks").utf8)
+        var bytes = stride(from: 0, to: block.count, by: 2).map {
+            UInt8(String(decoding: block[$0..<$0 + 2], as: UTF8.self), radix: 16)!
+        }
+        var offset = EventBlock.magic.count
+        for event in known.prefix(2) {
+            offset += EventBlock.Writer.length(
+                id: event.id.utf8.count, subject: event.subject.utf8.count, body: event.body.count)
+        }
+        bytes[offset] = 200
+        let hex = bytes.map { String(format: "%02X", $0) }.joined()
+        try sqliteShell(path, "UPDATE event_blocks SET events = X'\(hex)'")
+        #expect(try await journal.allEvents() == Array(known.prefix(2)))
+        try await journal.moveCursor(sink: "stdout", to: 1)
+        let future = Date(timeIntervalSince1970: 1_764_325_000 + 86400)
+        #expect(try await journal.prune(target: "default", olderThan: future, sinks: ["stdout"]) == 0)
+        #expect(try sqliteShell(path, "SELECT first_seq, last_seq FROM event_blocks") == "1|3")
+        #expect(try await journal.allEvents() == Array(known.prefix(2)))
+    }
+
     /// A dead letter whose event is in a block reads with its event, as one of a row does.
     @Test func aDeadLetterOfABlockedEventCarriesItsEvent() async throws {
         let journal = try SQLiteStore(path: directory + "/state.db", recentEventBytes: 0)
