@@ -8,10 +8,15 @@
 /// neither is repeated per event. Operational events, which come one at a time, and the events of journals
 /// written before blocks existed stay rows of `events`; the readers merge both by sequence.
 ///
-/// Format: the magic `BWE1`, then per event its kind (one byte: the index of its ``JournalEvent/Kind`` in
-/// `allCases`), and its id, subject and body, each as a little-endian varint length and the bytes.
+/// Format: the magic `BWE1`, then per event its kind (one byte: its index in ``storedKinds``), and its id,
+/// subject and body, each as a little-endian varint length and the bytes.
 enum EventBlock {
     static let magic: [UInt8] = Array("BWE1".utf8)
+
+    /// The kinds by their stored byte. Part of the file format, spelled out rather than taken from the enum's
+    /// `allCases`, so that reordering or adding a case there never changes what stored bytes mean: a new kind
+    /// goes at the end.
+    static let storedKinds: [JournalEvent.Kind] = [.created, .changed, .expired, .targetFailing, .targetRecovered]
 
     /// Appends events to a block.
     struct Writer {
@@ -43,7 +48,7 @@ enum EventBlock {
         mutating func append(
             kind: JournalEvent.Kind, id: UnsafeRawBufferPointer, subject: String, body: UnsafeRawBufferPointer
         ) {
-            bytes.append(UInt8(JournalEvent.Kind.allCases.firstIndex(of: kind)!))
+            bytes.append(UInt8(EventBlock.storedKinds.firstIndex(of: kind)!))
             field(id)
             var subject = subject
             subject.withUTF8 { field(UnsafeRawBufferPointer($0)) }
@@ -100,8 +105,7 @@ enum EventBlock {
             guard sequence <= last, let code = reader.byte(), let id = reader.field(), let subject = reader.field(),
                 let eventBody = reader.field()
             else { throw Corrupt(firstSequence: first) }
-            let kinds = JournalEvent.Kind.allCases
-            let kind = Int(code) < kinds.count ? kinds[Int(code)] : nil
+            let kind = Int(code) < storedKinds.count ? storedKinds[Int(code)] : nil
             let more = try body(
                 EventBytes(sequence: sequence, kind: kind, id: id, subject: subject, body: eventBody))
             if !more { return }

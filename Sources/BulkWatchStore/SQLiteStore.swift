@@ -805,11 +805,7 @@ package final class SQLiteStore: Store {
                     db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE target = ? AND type = ? AND id = ?)",
                     arguments: [target, stored.type, stored.id]) ?? false
             guard !seen else { return nil }
-            try db.execute(
-                sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [
-                    stored.sequence, stored.id, target, stored.type, stored.subject, stored.time, Data(stored.body),
-                ])
+            try Self.insertRow(stored, db)
             try db.execute(sql: "UPDATE journal SET last_sequence = ?", arguments: [next])
             return stored
         }
@@ -1067,6 +1063,16 @@ package final class SQLiteStore: Store {
         return removed
     }
 
+    /// Stores `event` as a row of `events` (an operational event, or one that stays of a pruned block); its
+    /// target must be set.
+    private static func insertRow(_ event: JournalEvent, _ db: Database) throws {
+        try db.execute(
+            sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            arguments: [
+                event.sequence, event.id, event.target, event.type, event.subject, event.time, Data(event.body),
+            ])
+    }
+
     /// Prunes `target`'s events of blocks (``EventBlock``) as the rows of `events` are pruned: detected before
     /// `cutoff`, delivered (at or before `delivered`) and not dead-lettered. Returns how many went.
     ///
@@ -1111,13 +1117,7 @@ package final class SQLiteStore: Store {
             }
             guard !unknown else { continue }
             removed += going
-            for event in staying {
-                try db.execute(
-                    sql: "INSERT INTO events (seq, id, target, type, subject, time, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    arguments: [
-                        event.sequence, event.id, event.target, event.type, event.subject, event.time, Data(event.body),
-                    ])
-            }
+            for event in staying { try insertRow(event, db) }
             try db.execute(sql: "DELETE FROM event_blocks WHERE first_seq = ?", arguments: [first])
         }
         return removed

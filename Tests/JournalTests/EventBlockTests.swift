@@ -61,6 +61,15 @@ struct EventBlockTests {
         #expect(events.allSatisfy { $0.target == "t" && $0.time == "2026-12-07T09:00:00.000Z" })
     }
 
+    /// Every kind has a stored byte, each its own, and the bytes already in state files keep their meaning.
+    @Test func everyKindHasItsOwnStoredByte() throws {
+        #expect(Set(EventBlock.storedKinds) == Set(JournalEvent.Kind.allCases))
+        #expect(EventBlock.storedKinds.count == JournalEvent.Kind.allCases.count)
+        #expect(Array(EventBlock.storedKinds.prefix(3)) == [.created, .changed, .expired])
+        let bytes = block(written)
+        #expect(bytes[EventBlock.magic.count] == 0)
+    }
+
     /// A reader can stop part-way; the events after are not read.
     @Test func stopsWhereTheReaderStops() throws {
         var seen: [Int64] = []
