@@ -96,7 +96,7 @@ package final class ArrivingContent: @unchecked Sendable {
             let expected = (body.expectedLength ?? 2 * arrived) / 60 + 4
             items = ArrivingItems(
                 listing: BulkListing(arriving: UnsafeRawBufferPointer(start: nil, count: 0), expectedItems: expected))
-            let thread = JoinableThread(name: "bulkwatch-decode") { [self] in
+            let thread = JoinableThread(name: "bulkwatch-read") { [self] in
                 read(body)
                 body.readerFinished()
             }

@@ -983,7 +983,7 @@ private final class SecondHalf: @unchecked Sendable {
     init(_ parser: BulkBodyParser, from start: Int) {
         self.start = start
         self.parser = parser
-        thread = JoinableThread(name: "bulkwatch-decode") { [self] in
+        thread = JoinableThread(name: "bulkwatch-half") { [self] in
             result = try? self.parser.parseElements(from: start)
         }
     }

@@ -62,7 +62,7 @@ enum EventEncodingPipeline {
         let channel = Channel()
         // A thread of its own, not a global dispatch queue: the writer blocks until the first chunk arrives, so
         // the encoder must not wait for a worker of a pool that others (the cooperative pool included) share.
-        let encoder = JoinableThread(name: "bulkwatch-encode") {
+        let encoder = JoinableThread(name: "bulkwatch-enc") {
             for index in 0..<chunkCount {
                 channel.free.wait()
                 if channel.isCancelled { break }
