@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import BulkWatch
+@testable import BulkWatchDelivery
 
 #if canImport(Glibc)
     import Glibc
@@ -28,6 +29,26 @@ struct FileSinkTests {
             #expect(object?["specversion"] as? String == "1.0")
         }
         #expect(sink.name == "file:\(path)")
+    }
+
+    /// A batch goes out in writes of whole lines from a buffer kept between batches (FileLog.pieceBytes): lines
+    /// across piece boundaries, and a line longer than a piece, land exactly as handed, and the next batch
+    /// continues the file.
+    @Test func writesABatchOfManyPiecesAndALineLongerThanAPieceExactly() async throws {
+        let directory = try makeTemporaryDirectory("file-sink")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/events.jsonl"
+        let sink = try FileSink(path: path)
+        var batch = SampleEvent.batch(1...3_000)
+        let long = String(repeating: "x", count: FileLog.pieceBytes + 1_000)
+        batch[1_500] = SampleEvent.make(1_501, .created, extra: #","note":"\#(long)""#)
+        let total = batch.reduce(0) { $0 + $1.body.count + 1 }
+        #expect(total > 3 * FileLog.pieceBytes)
+        try await sink.deliver(batch)
+        try await sink.deliver(SampleEvent.batch(3_001...3_002))
+        await sink.close()
+        #expect(try contents(path) == SampleEvent.lines(batch + SampleEvent.batch(3_001...3_002)))
+        #expect(try await FileSink(path: path).lastDelivered()?.sequence == 3_002)
     }
 
     @Test func createsTheFileReadableOnlyByItsOwner() async throws {
@@ -289,6 +310,28 @@ struct FileSinkTests {
         await sink.close()
         let restarted = try FileSink(path: path)
         #expect(try await restarted.lastDelivered()?.sequence == delivered)
+    }
+
+    /// A batch of several pieces that fills the disk in its second or a later write is rolled back whole: the
+    /// file keeps only the batches before it, and a smaller batch goes in afterwards.
+    @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"))
+    func fullDiskInALaterPieceRollsTheWholeBatchBack() async throws {
+        let mountPoint = try TinyFilesystem.mount(kilobytes: 640)
+        defer { TinyFilesystem.unmount(mountPoint) }
+        let path = mountPoint + "/events.jsonl"
+        let sink = try FileSink(path: path)
+        try await sink.deliver(SampleEvent.batch(1...10))
+        let before = try contents(path)
+        // ~1 MB of lines: the first two pieces (256 KiB each) fit, a later one does not.
+        let batch = SampleEvent.batch(11...3_000)
+        #expect(batch.reduce(0) { $0 + $1.body.count + 1 } > 2 * FileLog.pieceBytes + 640 * 1024)
+        let error = await #expect(throws: SinkIOError.self) { try await sink.deliver(batch) }
+        #expect(error?.code == .noSpace)
+        #expect(error?.description.contains("rolled back") == true)
+        #expect(try contents(path) == before)
+        try await sink.deliver(SampleEvent.batch(11...20))
+        #expect(try sequences(path) == Array(1...20))
+        await sink.close()
     }
 
     /// `tail -F` follows the file by name across rotations. It can only follow a file it gets to see before
