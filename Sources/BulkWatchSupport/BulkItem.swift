@@ -195,6 +195,8 @@ package struct BulkListing: Sendable {
     /// costs a `memcmp` and an increment; updating the tally for each item cost more than counting later.
     private var run: (status: Range<Int>?, length: Int) = (nil, 0)
     private static let tallyLimit = 32
+    /// Entry arrays reserved this large are backed by huge pages where the kernel has them (``HugePages``).
+    private static let hugePagesFrom = 4 << 20
 
     private struct StatusCount {
         var status: [UInt8]?
@@ -224,6 +226,10 @@ package struct BulkListing: Sendable {
         // Generous on purpose: a large array is mapped fresh and only the pages actually written become
         // resident, while growing past the estimate would copy the whole array into one twice its size.
         entries.reserveCapacity(expectedItems)
+        // Mapped fresh every poll, and written front to back while the body is parsed: in 4 KiB pages the
+        // ~2.4 MB of a 100k listing's entries cost ~600 page faults (~2 µs each here, ~1.2 ms of the poll), in
+        // 2 MiB pages a few. Resident grows by at most the last huge page's unwritten part, while the poll lasts.
+        HugePages.adviseCapacity(of: &entries, minimum: Self.hugePagesFrom)
         boxed = []
         skippedWithoutId = 0
     }

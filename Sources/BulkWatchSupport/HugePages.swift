@@ -18,10 +18,11 @@ package enum HugePages {
 
     private static let hugePageBytes = 2 << 20
 
-    /// Advises `byteCount` bytes from `base` (a buffer not yet written, or only partly) for huge pages.
-    package static func advise(_ base: UnsafeMutableRawPointer, byteCount: Int) {
+    /// Advises `byteCount` bytes from `base` (a buffer not yet written, or only partly) for huge pages, when they
+    /// are at least `minimum`.
+    package static func advise(_ base: UnsafeMutableRawPointer, byteCount: Int, minimum: Int = minimumBytes) {
         #if os(Linux)
-            guard byteCount >= minimumBytes else { return }
+            guard byteCount >= minimum else { return }
             let start = (UInt(bitPattern: base) + UInt(hugePageBytes - 1)) & ~UInt(hugePageBytes - 1)
             let end = (UInt(bitPattern: base) + UInt(byteCount)) & ~UInt(hugePageBytes - 1)
             guard end > start, let aligned = UnsafeMutableRawPointer(bitPattern: start) else { return }
@@ -29,14 +30,18 @@ package enum HugePages {
         #endif
     }
 
-    /// Advises the spare capacity of `array` (reserved but not yet written) for huge pages.
-    package static func adviseCapacity(of array: inout [UInt8]) {
+    /// Advises the spare capacity of `array` (reserved but not yet written) for huge pages, when it is at least
+    /// `minimum` bytes.
+    package static func adviseCapacity<Element: BitwiseCopyable>(
+        of array: inout [Element], minimum: Int = minimumBytes
+    ) {
+        let stride = MemoryLayout<Element>.stride
+        let spare = (array.capacity - array.count) * stride
+        guard spare >= minimum else { return }
         let written = array.count
-        let capacity = array.capacity
-        guard capacity - written >= minimumBytes else { return }
         array.withUnsafeMutableBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
-            advise(UnsafeMutableRawPointer(base + written), byteCount: capacity - written)
+            advise(UnsafeMutableRawPointer(base + written), byteCount: spare, minimum: minimum)
         }
     }
 }
