@@ -68,8 +68,11 @@ package enum BulkListDecoder {
 
     /// ``decode(_:parallelFrom:)``, taking over what `arrived` parsed of `body` while it arrived (see
     /// ``ArrivingContent``); the outcome is the same as without it. Waits for its reader to stop either way.
+    ///
+    /// `compactItems: false` parses every item on the general path (``BulkBodyParser``'s fast path for the
+    /// compact item shape off), for tests that compare the two.
     package static func decode(
-        _ body: [UInt8], parallelFrom: Int = parallelBodyBytes, arrived: ArrivingContent?
+        _ body: [UInt8], parallelFrom: Int = parallelBodyBytes, arrived: ArrivingContent?, compactItems: Bool = true
     ) throws(BulkDecodingError) -> BulkListing {
         defer { arrived?.finish() }
         return try body.withUnsafeBufferPointer { (buffer) throws(BulkDecodingError) -> BulkListing in
@@ -78,7 +81,7 @@ package enum BulkListDecoder {
             }
             var parser = BulkBodyParser(
                 base: base, count: buffer.count, body: body, parallelFrom: parallelFrom,
-                arrived: arrived?.hasReader == true ? arrived : nil)
+                arrived: arrived?.hasReader == true ? arrived : nil, compactItems: compactItems)
             return try parser.parseDocument()
         }
     }
