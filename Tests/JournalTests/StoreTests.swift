@@ -18,6 +18,9 @@ private func item(_ id: String, _ status: String, updatedOn: String = "2026-11-2
 
 private func listing(_ items: BulkItem...) -> BulkListing { BulkListing(items: items) }
 
+/// A file's bytes.
+private func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
 /// Diffs and commits like the watcher does, returning the stored events.
 private func poll(
     _ journal: any Store, _ snapshot: inout Snapshot, _ listing: BulkListing, first: Bool = false,
@@ -446,6 +449,44 @@ struct StoreTests {
         }
         let earlierIDs = Set(try await journal.allEvents().filter { $0.sequence < first }.map(\.id))
         #expect(expected.filter { earlierIDs.contains($0.id) }.isEmpty)
+    }
+
+    /// `maintain` checkpoints the WAL after every fourth poll, or sooner once 8 MiB of deltas and events were
+    /// committed, or after a fold, not after every poll (a commit into a checkpointed WAL pays an `fdatasync` of its
+    /// header). A checkpoint is the only write to the database file itself, so the file's bytes show when one ran.
+    @Test func theWALIsCheckpointedEveryFewPollsOrAfterMuchWriting() async throws {
+        let path = directory + "/checkpoints.db"
+        let journal = try SQLiteStore(path: path)
+        var snapshot = Snapshot()
+        let items = (0..<200).map { item("op-\($0)", "IN_PROGRESS") }
+        _ = try await poll(journal, &snapshot, BulkListing(items: items), first: true)
+        try await journal.maintain(target: "default", snapshot: snapshot)
+        try await journal.checkpoint()
+        let settled = try fileBytes(path)
+        let every = SQLiteStore.checkpointEvery.commits
+        for round in 1..<every {
+            let changed = items.enumerated().map { $0.offset == round ? item($0.element.bulkId, "DONE") : $0.element }
+            _ = try await poll(journal, &snapshot, BulkListing(items: changed))
+            try await journal.maintain(target: "default", snapshot: snapshot)
+            #expect(try fileBytes(path) == settled, "checkpointed after poll \(round) of \(every)")
+        }
+        _ = try await poll(journal, &snapshot, BulkListing(items: items))
+        try await journal.maintain(target: "default", snapshot: snapshot)
+        #expect(try fileBytes(path) != settled, "not checkpointed after poll \(every)")
+
+        // A poll that writes more than the byte bound is checkpointed at once (a small bound here).
+        let small = try SQLiteStore(path: directory + "/small-bound.db", checkpointEvery: (commits: 100, bytes: 4_000))
+        var other = Snapshot()
+        _ = try await poll(small, &other, BulkListing(items: Array(items.prefix(5))), first: true)
+        try await small.maintain(target: "default", snapshot: other)
+        try await small.checkpoint()
+        let quiet = try fileBytes(directory + "/small-bound.db")
+        _ = try await poll(small, &other, BulkListing(items: Array(items.prefix(6))))  // one event, a few hundred bytes
+        try await small.maintain(target: "default", snapshot: other)
+        #expect(try fileBytes(directory + "/small-bound.db") == quiet, "checkpointed below the byte bound")
+        _ = try await poll(small, &other, BulkListing(items: Array(items.prefix(40))))  // 34 events, past 4,000 bytes
+        try await small.maintain(target: "default", snapshot: other)
+        #expect(try fileBytes(directory + "/small-bound.db") != quiet, "not checkpointed past the byte bound")
     }
 
     @Test func reportsAnUnopenableDatabaseInOneLine() async throws {
