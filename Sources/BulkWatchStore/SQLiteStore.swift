@@ -1155,8 +1155,9 @@ package final class SQLiteStore: Store {
 
     /// Copies committed WAL pages into the database file (passive: never waits for readers).
     package func checkpoint() async throws {
-        sinceCheckpoint.withLock { $0 = (0, 0) }
         try await pool.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+        // After it, so a checkpoint that failed is tried again after the next poll.
+        sinceCheckpoint.withLock { $0 = (0, 0) }
     }
 
     /// Every retained event, read on the calling thread: for tools and test probes that cannot await
