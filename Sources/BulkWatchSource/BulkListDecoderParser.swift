@@ -499,15 +499,7 @@ struct BulkBodyParser {
     /// ASCII without an escape; nil at any other byte first, or at the end of the bytes at hand.
     @inline(__always)
     private func plainStringEnd(from start: Int) -> Int? {
-        var index = start
-        while index &+ 8 <= count {
-            let flags = Self.specialBytes(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
-            if flags != 0 {
-                let special = index &+ Int(flags.trailingZeroBitCount &>> 3)
-                return base[special] == Byte.quote ? special : nil
-            }
-            index &+= 8
-        }
+        var index = skipPlainWords(from: start)
         while index < count {
             let byte = base[index]
             if byte == Byte.quote { return index }
@@ -649,16 +641,7 @@ struct BulkBodyParser {
         var index = position
         var escaped = false
         while true {
-            // Eight bytes at a time until one is a quote, a backslash, a control character or non-ASCII.
-            while index &+ 8 <= count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let flags = Self.specialBytes(word)
-                if flags != 0 {
-                    index &+= Int(flags.trailingZeroBitCount &>> 3)
-                    break
-                }
-                index &+= 8
-            }
+            index = skipPlainWords(from: index)
             guard index < count else {
                 position = count
                 throw truncated()
@@ -679,6 +662,20 @@ struct BulkBodyParser {
                 index &+= 1
             }
         }
+    }
+
+    /// From `start`, eight bytes at a time: the offset of the first byte that is a quote, a backslash, a control
+    /// character or non-ASCII, or, if none comes first, of the last fewer than eight bytes, which the caller reads
+    /// one by one. The scan of every string value (``scanString()``, ``plainStringEnd(from:)``).
+    @inline(__always)
+    private func skipPlainWords(from start: Int) -> Int {
+        var index = start
+        while index &+ 8 <= count {
+            let flags = Self.specialBytes(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+            if flags != 0 { return index &+ Int(flags.trailingZeroBitCount &>> 3) }
+            index &+= 8
+        }
+        return index
     }
 
     /// High bit set in the lowest byte of `word` that is `"`, `\`, below 0x20 or above 0x7F (higher bytes
