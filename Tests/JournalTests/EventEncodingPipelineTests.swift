@@ -22,8 +22,9 @@ struct EventEncodingPipelineTests {
 
     /// Every event arrives once, in order, in its chunk's block (``EventBlock``) as
     /// ``CloudEventEncoder/encode(_:source:sequence:time:incarnation:)`` gives it on its own; only those from
-    /// `keepFrom` on are kept, on both paths (inline and threaded).
-    @Test(arguments: [10, 2048, 5000])
+    /// `keepFrom` on are kept, on every path: inline, one encoder (two chunks), two encoders (three chunks, a
+    /// steady 100k commit's shape, and five).
+    @Test(arguments: [10, 2048, 3 * EventEncodingPipeline.chunkSize, 5000])
     func handsOverEveryEventInOrder(count: Int) throws {
         let plan = plan(events: count, keepFrom: count - 3)
         var seen: [JournalEvent] = []
@@ -52,6 +53,25 @@ struct EventEncodingPipelineTests {
         #expect(Array(zip(seen, expected)).firstIndex { $0 != $1 || $0.body != $1.body } == nil)
         #expect(kept == Array(expected.suffix(3)))
         #expect(kept.allSatisfy { $0.target == "default" })
+    }
+
+    /// Two encoders ahead of a writer slower than they are: they wait for free slots, take chunks in turn and
+    /// finish them in either order, and the writer still gets every chunk once, in order, each whole.
+    @Test func twoEncodersHandOverInOrderBehindASlowWriter() throws {
+        let chunks = 3 * EventEncodingPipeline.depth
+        let plan = plan(events: chunks * EventEncodingPipeline.chunkSize - 5, keepFrom: 0)
+        #expect(chunks >= EventEncodingPipeline.secondEncoderFrom)
+        var starts: [Int] = []
+        var subjects: [String] = []
+        try EventEncodingPipeline.run(plan) {
+        } consume: { chunk in
+            starts.append(chunk.start)
+            subjects += chunk.kept.map(\.subject)
+            #expect(chunk.count == chunk.kept.count)
+            usleep(10_000)
+        }
+        #expect(starts == Array(stride(from: 0, to: plan.changes.count, by: EventEncodingPipeline.chunkSize)))
+        #expect(subjects == plan.changes.map(\.item.bulkId))
     }
 
     /// A writer that fails part-way (an insert refused) stops the encoder and gets its error back: no hang,
