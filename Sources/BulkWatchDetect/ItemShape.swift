@@ -93,9 +93,18 @@ struct ItemShape: Sendable, Equatable {
         return total
     }
 
-    /// Writes the raw JSON this shape gives with `values` into `target`, which is ``length(_:)`` long.
-    func render(_ values: Values, into target: UnsafeMutableRawBufferPointer) {
+    /// Where ``render(_:into:)`` put the timestamps' values in the raw JSON (nil: the shape has no such field).
+    struct Placed {
+        var createdOn: Int?
+        var updatedOn: Int?
+    }
+
+    /// Writes the raw JSON this shape gives with `values` into `target`, which is ``length(_:)`` long, and says
+    /// where the timestamps went (a rebuilt item points at them instead of holding `String`s of its own).
+    @discardableResult
+    func render(_ values: Values, into target: UnsafeMutableRawBufferPointer) -> Placed {
         var cursor = 0
+        var placed = Placed()
         func put(_ piece: UnsafeRawBufferPointer) {
             guard piece.count > 0 else { return }
             (target.baseAddress! + cursor).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
@@ -103,9 +112,12 @@ struct ItemShape: Sendable, Equatable {
         }
         for (index, field) in fields.enumerated() {
             literals[index].withUnsafeBytes { put($0) }
+            if field == .createdOn { placed.createdOn = cursor }
+            if field == .updatedOn { placed.updatedOn = cursor }
             if let value = values[field] { put(value) }
         }
         literals[fields.count].withUnsafeBytes { put($0) }
+        return placed
     }
 
     /// The offset of the first `"value"` in `raw` at or after `from`, pointing at the value (past the quote).

@@ -291,20 +291,26 @@ private struct DiffRun {
         if !snapshot.isEmpty {
             (probes, misses) = Self.probeInParallel(listing, snapshot, from: parallelProbeFrom)
         }
+        // The steady majority first: known, same state, present, not taken by an earlier occurrence. Such an item
+        // only takes its entry, here through raw buffers; the loop below, with its array accesses checked one by
+        // one, took ~1 ms of a steady 100k diff for 100k items, almost all of them this kind (traced). `bulkwatch-
+        // bench diff --sizes 100000 --runs 41`, three alternated pairs: steady 7.96 / 7.68 / 7.56 → 7.37 / 7.31 /
+        // 7.55 ms.
+        let slow = probes.isEmpty ? nil : Self.takeUnchanged(probes, snapshot, owner: &owner)
         listing.withKeys { reader in
-            for i in 0..<reader.count {
+            func visit(_ i: Int) {
                 let probe = probes.isEmpty ? 0 : probes[i]
                 guard probe != 0 else {
                     // Hashed here, once for both the append and its lookup in ``appendNew``.
                     let hash = reader.keys(at: i) { ByteKeys.hash($0.bulkId) }
                     candidates.append(
                         Candidate(listed: Int32(i), position: Self.notFound, verdict: .created, hash: hash))
-                    continue
+                    return
                 }
                 let position = Int(probe & ~Self.sameState) - 1
                 let earlier = Int(owner[position])
                 if earlier >= 0, !laterWins(i, over: earlier, duplicateExamples: &duplicateExamples) {
-                    continue
+                    return
                 }
                 owner[position] = Int32(i)
                 let verdict: Verdict
@@ -317,8 +323,50 @@ private struct DiffRun {
                     candidates.append(Candidate(listed: Int32(i), position: Int32(position), verdict: verdict, hash: 0))
                 }
             }
+            if let slow {
+                for i in slow { visit(Int(i)) }
+            } else {
+                for i in 0..<reader.count { visit(i) }
+            }
         }
         return (candidates, misses)
+    }
+
+    /// Gives every listed item that is known, in the same state and present its entry in `owner`, unless an
+    /// earlier occurrence of its id took the entry first, and returns the others (listing indices, in order) for
+    /// the rules. Returns nil, with `owner` as it was, when an item taken here has an earlier occurrence among the
+    /// others: the rules compare duplicates in listing order, so that listing goes through them whole.
+    private static func takeUnchanged(_ probes: [UInt32], _ snapshot: Snapshot, owner: inout [Int32]) -> [Int32]? {
+        var others: [Int32] = []
+        others.reserveCapacity(64 + probes.count / 16)
+        let same = sameState
+        let absent = Snapshot.Flags.absent
+        let inOrder = probes.withUnsafeBufferPointer { probes in
+            snapshot.flags.withUnsafeBufferPointer { flags in
+                owner.withUnsafeMutableBufferPointer { owner in
+                    for i in 0..<probes.count {
+                        let probe = probes[i]
+                        if probe & same != 0 {
+                            let position = Int(probe & ~same) &- 1
+                            if owner[position] < 0 && flags[position] & absent == 0 {
+                                owner[position] = Int32(truncatingIfNeeded: i)
+                                continue
+                            }
+                        }
+                        others.append(Int32(truncatingIfNeeded: i))
+                    }
+                    // A taken entry whose taker comes after one of the others with the same id.
+                    for i in others where probes[Int(i)] != 0 {
+                        if owner[Int(probes[Int(i)] & ~same) &- 1] > i {
+                            owner.update(repeating: notFound)
+                            return false
+                        }
+                    }
+                    return true
+                }
+            }
+        }
+        return inOrder ? others : nil
     }
 
     /// Where the probes go; each thread writes only its own half's slots, and the array is read after both

@@ -143,6 +143,10 @@ struct RuleCase: Sendable, CustomTestStringConvertible {
                 (["a:FIRST@\(t2)", "a:OLDER@\(t1)", "a:TIED@\(t2)"], ["created a TIED \(t2)"]),
                 (["a:NEWER@\(t3)", "a:OLDER@\(t1)"], ["changed a NEWER \(t3) (was TIED \(t2))"]),
                 (["a:OLDER@\(t1)", "a:NEWER@\(t3)"], []),
+                // An occurrence in the stored state after a changed one: the tie still goes to the later one,
+                // whichever of the two the differ looked at first.
+                (["a:CHANGED@\(t3)", "a:NEWER@\(t3)"], []),
+                (["a:NEWER@\(t3)", "a:CHANGED@\(t3)"], ["changed a CHANGED \(t3) (was NEWER \(t3))"]),
             ]),
         RuleCase(
             name: "initial emit announces every item of the first poll",
