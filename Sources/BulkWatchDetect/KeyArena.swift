@@ -114,6 +114,14 @@ struct KeyArena: Sendable {
         }
     }
 
+    /// The entry's `status` and `updatedOn` as strings, without its `bulkId`'s (a judged change needs only these);
+    /// nil when the entry has no copy (or is cleared).
+    func state(at position: Int) -> (status: String?, updatedOn: String?)? {
+        withFieldBytes(at: position) { _, status, updatedOn in
+            (status.map { String(decoding: $0, as: UTF8.self) }, updatedOn.map { String(decoding: $0, as: UTF8.self) })
+        }
+    }
+
     /// Calls `body` with the entry's key fields as bytes of the arena (`status` and `updatedOn` nil when
     /// absent); returns nil without calling it when the entry has no copy (or is cleared).
     func withFieldBytes<R>(

@@ -185,7 +185,7 @@ package struct Snapshot: Sendable {
 
     /// The stored `status` and `updatedOn` at `position`, without rebuilding the rest.
     func state(at position: Int) -> (status: String?, updatedOn: String?) {
-        if let stored = keys.fields(at: position) { return (stored.status, stored.updatedOn) }
+        if let stored = keys.state(at: position) { return stored }
         let long = payloads.longKeyFields(at: position)
         return (long.status, long.updatedOn)
     }

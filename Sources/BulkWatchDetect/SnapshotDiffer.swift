@@ -317,7 +317,14 @@ private struct DiffRun {
                 if probe & Self.sameState != 0 {
                     verdict = .same
                 } else {
-                    verdict = Self.judge(stored: snapshot.state(at: position), received: listing.item(at: i))
+                    // Only the two fields judged, as strings: no item, no `String` of the id.
+                    let received = reader.keys(at: i) { keys in
+                        (
+                            status: keys.status.map { String(decoding: $0, as: UTF8.self) },
+                            updatedOn: keys.updatedOn.map { String(decoding: $0, as: UTF8.self) }
+                        )
+                    }
+                    verdict = Self.judge(stored: snapshot.state(at: position), received: received)
                 }
                 if verdict != .same || snapshot.isAbsent(position) {
                     candidates.append(Candidate(listed: Int32(i), position: Int32(position), verdict: verdict, hash: 0))
@@ -482,7 +489,9 @@ private struct DiffRun {
         }
     }
 
-    private static func judge(stored: (status: String?, updatedOn: String?), received: BulkItem) -> Verdict {
+    private static func judge(
+        stored: (status: String?, updatedOn: String?), received: (status: String?, updatedOn: String?)
+    ) -> Verdict {
         let sameStatus = stored.status == received.status
         let sameUpdated = stored.updatedOn == received.updatedOn
         if sameUpdated { return sameStatus ? .same : .changed }
