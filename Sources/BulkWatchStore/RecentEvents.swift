@@ -32,8 +32,8 @@ struct RecentEvents {
     /// How many events are held (for tests and the bench).
     var count: Int { events.count }
 
-    /// Adds the events of one commit (in sequence order, each carrying its target). A batch that does not
-    /// continue the run replaces it, so the run stays contiguous.
+    /// Adds the events of one commit, or of one of its chunks (in sequence order, each carrying its target). A
+    /// batch that does not continue the run replaces it, so the run stays contiguous.
     mutating func append(_ batch: [JournalEvent]) {
         guard let first = batch.first else { return }
         if let last = events.last, last.sequence + 1 != first.sequence {
@@ -48,7 +48,13 @@ struct RecentEvents {
             taken += batch[start].body.count
         }
         if start > batch.startIndex { removeAll() }
-        events.append(contentsOf: batch[start...])
+        if events.isEmpty && start == batch.startIndex {
+            // The usual case once every sink has caught up: the batch's array itself, no event copied (a copy
+            // retains each event's strings and body; ~0.3 ms for a steady 100k commit's 3,000 events).
+            events = batch
+        } else {
+            events.append(contentsOf: batch[start...])
+        }
         bytes += taken
         evict()
     }

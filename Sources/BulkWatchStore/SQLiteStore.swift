@@ -368,7 +368,7 @@ package final class SQLiteStore: Store {
         let source = poll.source
         let budget = recent.withLock { $0.byteBudget }
         let (summary, kept, rows, written) = try await committing {
-            db -> (CommitSummary, [JournalEvent], [UInt64: Int64], (delta: Int, total: Int)) in
+            db -> (CommitSummary, [[JournalEvent]], [UInt64: Int64], (delta: Int, total: Int)) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try BlockInsert(db, target: target, time: time)
             // Taken out of the store here, on the writer, and handed over: the book then holds the only reference
@@ -391,8 +391,8 @@ package final class SQLiteStore: Store {
                     CloudEventEncoder.bodyLength(
                         of: outcome.changes[$0], source: eventSource, sequence: first + Int64($0), time: time)
                 })
-            var kept: [JournalEvent] = []
-            kept.reserveCapacity(outcome.changes.count - keepFrom)
+            // Chunk by chunk, as encoded: the recent events take each chunk's array whole (``RecentEvents``).
+            var kept: [[JournalEvent]] = []
             let plan = EventEncodingPipeline.Plan(
                 changes: outcome.changes, incarnations: lives.incarnations, source: eventSource,
                 firstSequence: first, time: time, target: target, keepFrom: keepFrom)
@@ -418,7 +418,7 @@ package final class SQLiteStore: Store {
                 try incarnations.write(lives.writes, of: outcome.changes)
             } consume: { chunk in
                 try insert.run(first: first + Int64(chunk.start), chunk.block)
-                kept.append(contentsOf: chunk.kept)
+                kept.append(chunk.kept)
                 blockBytes += chunk.block.bytes.count
             }
             let next = first + Int64(outcome.changes.count)
@@ -440,7 +440,9 @@ package final class SQLiteStore: Store {
             entry.deltas += written.delta
             sizes[target] = entry
         }
-        recent.withLock { $0.append(kept) }
+        recent.withLock { recent in
+            for chunk in kept { recent.append(chunk) }
+        }
         return summary
     }
 
