@@ -73,8 +73,11 @@ struct RecentEvents {
             first.sequence <= cursor + 1
         else { return nil }
         guard cursor < last.sequence, limit > 0 else { return [] }
-        var answer: [JournalEvent] = []
         var index = Int(max(0, cursor + 1 - first.sequence))
+        // A sink that keeps up asks for exactly the run, unfiltered: the run's array itself, no event copied (a
+        // copy retains each event's strings and body; ~0.25 ms for a steady 100k poll's 3,000 events).
+        if index == 0, events.count <= limit, filter == EventFilter() { return events }
+        var answer: [JournalEvent] = []
         while index < events.count, answer.count < limit {
             let event = events[index]
             if Self.matches(event, filter) { answer.append(event) }
