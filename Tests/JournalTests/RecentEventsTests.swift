@@ -87,6 +87,27 @@ struct RecentEventsTests {
         try await expectSameAnswers(store, cursors: [0, 1, 2, 3, 4, 5, 6, 7])
     }
 
+    /// A commit encoded in chunks by two encoders (``EventEncodingPipeline``) reaches the cache chunk by chunk, the
+    /// first becoming the run itself: the run holds every event once, in order, and answers as the file does,
+    /// also across chunk boundaries and after a second such commit.
+    @Test func aCommitOfSeveralChunksIsCachedWholeAndInOrder() async throws {
+        let store = try SQLiteStore(path: path)
+        var snapshot = Snapshot()
+        let count = 3 * EventEncodingPipeline.chunkSize - 100
+        #expect(count >= EventEncodingPipeline.threadedFrom)
+        let items = (0..<count).map { item("a-\($0)", "PENDING") }
+        try await poll(store, &snapshot, items, first: true, target: "a")
+        #expect(store.cachedEventCount == count)
+        let changed = items.map { item($0.bulkId, "FINISHED", updatedOn: "2026-11-28T11:00:00Z") }
+        try await poll(store, &snapshot, changed, target: "a")
+        #expect(store.cachedEventCount == 2 * count)
+        let all = try await store.events(after: 0, limit: 3 * count)
+        #expect(all.map(\.sequence) == Array(1...Int64(2 * count)))
+        let chunk = Int64(EventEncodingPipeline.chunkSize)
+        try await expectSameAnswers(
+            store, cursors: [0, chunk - 1, chunk, 2 * chunk + 1, Int64(count), Int64(count + 1)])
+    }
+
     @Test func eventsAnotherWriterAppendedAreReadFromTheFile() async throws {
         let store = try SQLiteStore(path: path)
         var snapshot = Snapshot()
