@@ -104,18 +104,13 @@ struct KeyArena: Sendable {
         return offset | UInt64(idCount) << 40 | UInt64(statusCount + 1) << 48 | UInt64(updatedCount + 1) << 56
     }
 
-    /// The entry's key fields as strings; nil when the entry has no copy (or is cleared).
-    func fields(at position: Int) -> (bulkId: String, status: String?, updatedOn: String?)? {
-        withFieldBytes(at: position) { bulkId, status, updatedOn in
-            (
-                String(decoding: bulkId, as: UTF8.self), status.map { String(decoding: $0, as: UTF8.self) },
-                updatedOn.map { String(decoding: $0, as: UTF8.self) }
-            )
-        }
+    /// The entry's `bulkId` as a string; nil when the entry has no copy (or is cleared).
+    func bulkId(at position: Int) -> String? {
+        withFieldBytes(at: position) { bulkId, _, _ in String(decoding: bulkId, as: UTF8.self) }
     }
 
-    /// The entry's `status` and `updatedOn` as strings, without its `bulkId`'s (a judged change needs only these);
-    /// nil when the entry has no copy (or is cleared).
+    /// The entry's `status` and `updatedOn` as strings (a judged change needs only these); nil when the entry has
+    /// no copy (or is cleared).
     func state(at position: Int) -> (status: String?, updatedOn: String?)? {
         withFieldBytes(at: position) { _, status, updatedOn in
             (status.map { String(decoding: $0, as: UTF8.self) }, updatedOn.map { String(decoding: $0, as: UTF8.self) })

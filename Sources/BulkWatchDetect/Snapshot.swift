@@ -192,7 +192,7 @@ package struct Snapshot: Sendable {
 
     /// The stored `bulkId` at `position`.
     func bulkId(at position: Int) -> String {
-        keys.fields(at: position)?.bulkId ?? payloads.longKeyFields(at: position).bulkId
+        keys.bulkId(at: position) ?? payloads.longKeyFields(at: position).bulkId
     }
 
     func absentPolls(at position: Int) -> Int { absentCounts[position] }
