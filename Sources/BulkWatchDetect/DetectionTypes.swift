@@ -44,6 +44,18 @@ package struct TrackedItem: Sendable, Equatable {
     }
 }
 
+/// An absent item that stays (not expired) and the absence counter it now has: all a poll changes of it, so
+/// all a store writes of it (``DiffOutcome/absenceCounts``), not the whole row.
+package struct AbsenceCount: Sendable, Equatable {
+    package var bulkId: String
+    package var absentPolls: Int
+
+    package init(bulkId: String, absentPolls: Int) {
+        self.bulkId = bulkId
+        self.absentPolls = absentPolls
+    }
+}
+
 /// Knobs of DESIGN.md §3.
 package struct DetectionPolicy: Sendable, Equatable {
     package enum InitialMode: String, Sendable, Equatable {

@@ -106,6 +106,12 @@ package struct Snapshot: Sendable {
         }
     }
 
+    /// Replays a persisted absence counter (a delta's ``DiffOutcome/absenceCounts``) into a snapshot being
+    /// loaded; unknown ids are ignored, as ``unload(_:)`` ignores them.
+    package mutating func loadAbsentPolls(_ bulkId: String, _ count: Int) {
+        if let position = position(of: bulkId) { setAbsentPolls(position, max(0, count)) }
+    }
+
     /// Removes `bulkId` from a snapshot being loaded (a delta's removed id); unknown ids are ignored.
     package mutating func unload(_ bulkId: String) {
         if let position = position(of: bulkId) { remove(positions: [position]) }

@@ -39,9 +39,8 @@ package enum SnapshotDiffer {
     /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
     /// updated without a copy when uniquely referenced: what the watcher should call every poll.
     ///
-    /// A listing of `parallelFrom` items or more has its items looked up in the snapshot on two threads, and
-    /// the entries its absences touch rebuilt on two, with the same outcome (tests pass a small value to check
-    /// that on small listings).
+    /// A listing of `parallelFrom` items or more has its items looked up in the snapshot on two threads, with
+    /// the same outcome (tests pass a small value to check that on small listings).
     ///
     /// With `rowsOfNewSnapshot` false, a diff that starts from an empty snapshot does not list its rows in
     /// ``DiffOutcome/upserted`` (every entry of the snapshot, a `TrackedItem` each: ~12 MB at 100k items,
@@ -80,12 +79,16 @@ package enum SnapshotDiffer {
 package struct DiffOutcome: Sendable {
     /// `created`/`changed` in listing order, then `expired` in UTF-8 byte order of `bulkId`.
     package var changes: [DetectedChange]
-    /// Rows whose stored state changed: new items, changed items, re-spelled timestamps, and every
-    /// absence-counter move (incremented, or reset on reappearance); present items first, in
-    /// listing order. Nothing else changes in the snapshot (an unchanged item keeps the bytes it
-    /// was stored with), so applying exactly these rows and ``removed`` to the journal keeps it
-    /// equal to the in-memory snapshot. Empty when ``upsertedIsWholeSnapshot``.
+    /// Rows whose stored state changed: new items, changed items, re-spelled timestamps, and items back from
+    /// absence (counter reset), in listing order. Nothing else changes in the snapshot (an unchanged item
+    /// keeps the bytes it was stored with), so applying exactly these rows, ``absenceCounts`` and ``removed``
+    /// to the journal keeps it equal to the in-memory snapshot. Empty when ``upsertedIsWholeSnapshot``.
     package var upserted: [TrackedItem]
+    /// Items absent from this listing that stay (not expired), with their incremented counters, in snapshot
+    /// order. Only the counter moved, so only it is persisted: a steady 100k poll has ~1,000 of them, and
+    /// writing each as a whole row (its raw JSON rendered back from the arenas, ~220 bytes) cost the diff
+    /// and the commit more than every other row but the new and changed ones.
+    package var absenceCounts: [AbsenceCount] = []
     /// The diff started from an empty snapshot and was asked not to list its rows: every entry of the
     /// snapshot after it is a row to persist (``SnapshotDiffer/apply(_:to:policy:isFirstRun:rowsOfNewSnapshot:)``).
     package var upsertedIsWholeSnapshot = false
@@ -609,8 +612,10 @@ private struct DiffRun {
             }
         }
         outcome.stats.absentPending = absent.count - expiring.count
-        let (rows, expired) = Self.rebuild(counted, expiring, of: snapshot, parallelFrom: parallelProbeFrom)
-        outcome.upserted.append(contentsOf: rows)
+        outcome.absenceCounts = counted.map {
+            AbsenceCount(bulkId: snapshot.bulkId(at: $0), absentPolls: snapshot.absentPolls(at: $0))
+        }
+        let expired = expiring.map { snapshot.item(at: $0) }
         guard !expiring.isEmpty else { return absent.count }
 
         let byId = expired.indices.sorted { ByteKeys.less(expired[$0].bulkId, expired[$1].bulkId) }
@@ -623,35 +628,6 @@ private struct DiffRun {
         }
         snapshot.remove(positions: expiring)
         return absent.count
-    }
-
-    /// The rows of the entries whose absence counter moved (`counted`) and the items of those that expire
-    /// (`expiring`), rebuilt from the snapshot's arenas: a `String` per field, a thousand of each in a steady
-    /// 100k poll (~1 ms on one thread). Once the counters have moved nothing mutates the snapshot until the
-    /// rebuilt values are used, so when both lists have entries and together at least `threshold / 64` (512 by
-    /// default; fewer cost about what a hand-off saves) the two are rebuilt at once, the second on another
-    /// thread, as the lookups are (``probeInParallel(_:_:from:)``). `bulkwatch-bench diff --sizes 100000
-    /// --runs 41`, four alternated pairs: the steady diff 9.71 / 9.83 / 8.98 / 9.38 → 8.31 / 7.74 / 8.54 / 8.91 ms.
-    private static func rebuild(
-        _ counted: [Int], _ expiring: [Int], of snapshot: Snapshot, parallelFrom threshold: Int
-    ) -> (rows: [TrackedItem], expired: [BulkItem]) {
-        guard counted.count + expiring.count >= threshold / 64, !counted.isEmpty, !expiring.isEmpty else {
-            return (counted.map { snapshot.tracked(at: $0) }, expiring.map { snapshot.item(at: $0) })
-        }
-        let rows = Mutex<[TrackedItem]>([])
-        let expired = Mutex<[BulkItem]>([])
-        // As in ``probeInParallel(_:_:from:)``: the calling thread runs one list and, if no worker is free, the
-        // other after it.
-        DispatchQueue.concurrentPerform(iterations: 2) { list in
-            if list == 0 {
-                let built = counted.map { snapshot.tracked(at: $0) }
-                rows.withLock { $0 = built }
-            } else {
-                let built = expiring.map { snapshot.item(at: $0) }
-                expired.withLock { $0 = built }
-            }
-        }
-        return (rows.withLock { $0 }, expired.withLock { $0 })
     }
 }
 

@@ -14,13 +14,17 @@ import BulkWatchSupport
 /// Format (little-endian varints, strings as UTF-8 with their length; an optional string's length is
 /// stored plus one, 0 meaning absent): a 4-byte magic and version, then
 /// - image: item count, items, guarded-id count, guarded ids;
-/// - delta: upserted count, items, removed count, removed ids, then 0 (guard set unchanged) or 1
-///   followed by the guarded-id count and ids.
+/// - delta (`BWD2`): upserted count, items, removed count, removed ids, then 0 (guard set unchanged) or 1
+///   followed by the guarded-id count and ids, then the absence-counter count and that many `bulkId` and
+///   counter pairs (``DiffOutcome/absenceCounts``: absent items whose counter alone moved). A `BWD1` delta,
+///   written before the counters had their own section, ends after the guard set; it still loads.
 ///
 /// An item is `bulkId`, `status`, `createdOn`, `updatedOn`, raw JSON, absence counter.
 enum SnapshotCodec {
     static let imageMagic: [UInt8] = Array("BWI1".utf8)
-    static let deltaMagic: [UInt8] = Array("BWD1".utf8)
+    static let deltaMagic: [UInt8] = Array("BWD2".utf8)
+    /// Deltas of state files written before ``DiffOutcome/absenceCounts``: the same without the counters.
+    static let deltaMagicWithoutCounts: [UInt8] = Array("BWD1".utf8)
 
     struct Corrupt: Error, CustomStringConvertible {
         var what: String
@@ -87,14 +91,14 @@ enum SnapshotCodec {
         let count = rows.reduce(0) { snapshot.isDead($1) ? $0 : $0 + 1 }
         let size =
             deltaMagic.count + Writer.varintLength(count) + count * guessedRowBytes
-            + Writer.deltaEndLength(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
+            + (last ? Writer.deltaEndLength(of: outcome, guarded: guarded) : Writer.emptyDeltaEndLength)
         var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(count)
         for position in rows where !snapshot.isDead(position) {
             snapshot.withEntryBytes(at: position) { out.item($0) }
         }
-        out.deltaEnd(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
+        if last { out.deltaEnd(of: outcome, guarded: guarded) } else { out.emptyDeltaEnd() }
         return out.bytes
     }
 
@@ -122,19 +126,19 @@ enum SnapshotCodec {
     }
 
     /// One piece of `outcome`'s delta (``deltaPieces(of:rowsEach:)``): a complete delta of those rows, with the
-    /// removals and the guard set when it is the last piece.
+    /// removals, the guard set and the absence counters when it is the last piece.
     static func delta(of outcome: DiffOutcome, rows: Range<Int>, guarded: [String]?) -> [UInt8] {
         let last = rows.upperBound == outcome.upserted.endIndex
         // Its exact size: a steady poll's piece is a few hundred kB, an idle one a dozen bytes.
         let size =
             outcome.upserted[rows].reduce(deltaMagic.count + Writer.varintLength(rows.count)) {
                 $0 + Writer.itemLength($1)
-            } + Writer.deltaEndLength(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
+            } + (last ? Writer.deltaEndLength(of: outcome, guarded: guarded) : Writer.emptyDeltaEndLength)
         var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(rows.count)
         for row in outcome.upserted[rows] { out.item(row) }
-        out.deltaEnd(removed: last ? outcome.removed : [], guarded: last ? guarded : nil)
+        if last { out.deltaEnd(of: outcome, guarded: guarded) } else { out.emptyDeltaEnd() }
         return out.bytes
     }
 
@@ -167,10 +171,14 @@ enum SnapshotCodec {
 
         mutating func delta(_ bytes: UnsafeRawBufferPointer) throws {
             var reader = Reader(bytes)
-            try reader.expect(deltaMagic, "delta header")
+            let withCounts = try reader.expect(oneOf: [deltaMagic, deltaMagicWithoutCounts], "delta header") == 0
             for _ in 0..<(try reader.varint()) { snapshot.load(try reader.item()) }
             for bulkId in try reader.strings() { snapshot.unload(bulkId) }
             if try reader.varint() == 1 { guarded = try reader.strings() }
+            guard withCounts else { return }
+            let counts = try reader.varint()
+            guard counts <= bytes.count else { throw Corrupt(what: "absence-counter count \(counts)") }
+            for _ in 0..<counts { snapshot.loadAbsentPolls(try reader.string(), try reader.varint()) }
         }
 
         consuming func finish() -> Snapshot {
@@ -260,21 +268,35 @@ enum SnapshotCodec {
             varint(entry.absentPolls)
         }
 
-        /// A delta's end: the removed ids, then 0 (guard set unchanged) or 1 and the guarded ids.
-        mutating func deltaEnd(removed: [String], guarded: [String]?) {
-            strings(removed)
+        /// A delta's end: the removed ids, then 0 (guard set unchanged) or 1 and the guarded ids, then the
+        /// absence counters.
+        mutating func deltaEnd(of outcome: DiffOutcome, guarded: [String]?) {
+            strings(outcome.removed)
             if let guarded {
                 varint(1)
                 strings(guarded)
             } else {
                 varint(0)
             }
+            varint(outcome.absenceCounts.count)
+            for count in outcome.absenceCounts {
+                string(count.bulkId)
+                varint(count.absentPolls)
+            }
         }
 
-        /// The exact length ``deltaEnd(removed:guarded:)`` writes.
-        static func deltaEndLength(removed: [String], guarded: [String]?) -> Int {
-            stringsLength(removed) + 1 + (guarded.map(stringsLength) ?? 0)
+        /// The exact length ``deltaEnd(of:guarded:)`` writes.
+        static func deltaEndLength(of outcome: DiffOutcome, guarded: [String]?) -> Int {
+            outcome.absenceCounts.reduce(
+                stringsLength(outcome.removed) + 1 + (guarded.map(stringsLength) ?? 0)
+                    + varintLength(outcome.absenceCounts.count)
+            ) { $0 + stringLength($1.bulkId.utf8.count) + varintLength($1.absentPolls) }
         }
+
+        /// The end of a delta piece before the last: nothing removed, guard set unchanged, no counters.
+        mutating func emptyDeltaEnd() { bytes.append(contentsOf: [0, 0, 0]) }
+
+        static let emptyDeltaEndLength = 3
 
         mutating func strings(_ list: [String]) {
             varint(list.count)
@@ -316,10 +338,17 @@ enum SnapshotCodec {
         init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
         mutating func expect(_ magic: [UInt8], _ what: String) throws {
-            guard bytes.count >= magic.count, bytes.prefix(magic.count).elementsEqual(magic) else {
-                throw Corrupt(what: what)
+            _ = try expect(oneOf: [magic], what)
+        }
+
+        /// Reads the header, which must be one of `magics` (all of one length); returns which.
+        mutating func expect(oneOf magics: [[UInt8]], _ what: String) throws -> Int {
+            for (index, magic) in magics.enumerated()
+            where bytes.count >= magic.count && bytes.prefix(magic.count).elementsEqual(magic) {
+                offset = magic.count
+                return index
             }
-            offset = magic.count
+            throw Corrupt(what: what)
         }
 
         mutating func varint() throws -> Int {

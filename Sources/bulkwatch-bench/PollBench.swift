@@ -512,8 +512,8 @@ private struct PollChild {
             let stats = outcome.stats
             result.lastStats =
                 "\(stats.listed) listed, \(stats.created) created, \(stats.changed) changed, \(stats.expired) expired,"
-                + " \(stats.newlyAbsent) newly absent; commit wrote \(outcome.upserted.count) snapshot rows, deleted"
-                + " \(outcome.removed.count), \(events.count) events"
+                + " \(stats.newlyAbsent) newly absent; commit wrote \(outcome.upserted.count) snapshot rows and"
+                + " \(outcome.absenceCounts.count) absence counters, deleted \(outcome.removed.count), \(events.count) events"
         }
         result.steadyPieces = PollSizeResult.Pieces.median(steady)
         await sink.close()

@@ -400,6 +400,7 @@ private struct HistoryRun {
             if n % 5 == 4 { snapshot.closeHoles(spareFraction: 2) }
             if builtOutcome.changes.map(describe) != outcome.changes.map(describe)
                 || builtOutcome.upserted != outcome.upserted || builtOutcome.removed != outcome.removed
+                || builtOutcome.absenceCounts != outcome.absenceCounts
                 || builtOutcome.stats != outcome.stats
             {
                 return "poll \(n): a listing built of items diffed differently from the decoded one"
@@ -408,6 +409,7 @@ private struct HistoryRun {
                 answer, to: &splitSnapshot, policy: policy, isFirstRun: isFirstRun, parallelFrom: 1)
             if splitOutcome.changes.map(describe) != outcome.changes.map(describe)
                 || splitOutcome.upserted != outcome.upserted || splitOutcome.removed != outcome.removed
+                || splitOutcome.absenceCounts != outcome.absenceCounts
                 || splitOutcome.stats != outcome.stats
             {
                 return "poll \(n): the lookups split over two threads diffed differently from one thread's"
@@ -456,6 +458,14 @@ private struct HistoryRun {
                 return "upserted an unchanged row \(row.item.bulkId)"
             }
             journal[row.item.bulkId] = row
+        }
+        for count in outcome.absenceCounts {
+            guard !written.contains(count.bulkId), var row = journal[count.bulkId] else {
+                return "absence counter of \(count.bulkId): not a stored row, or also upserted"
+            }
+            guard row.absentPolls != count.absentPolls else { return "unchanged absence counter \(count.bulkId)" }
+            row.absentPolls = count.absentPolls
+            journal[count.bulkId] = row
         }
         for bulkId in outcome.removed {
             guard journal.removeValue(forKey: bulkId) != nil else { return "removed unknown \(bulkId)" }

@@ -339,17 +339,19 @@ struct DifferRuleTests {
 
         // a unchanged, b changed, e new, c and d missing once.
         let second = harness.poll(["a:Q@1", "b:R@2", "e:Q@1"])
-        #expect(rows(second.upserted) == ["b R 0", "e Q 0", "c Q 1", "d Q 1"])
+        #expect(rows(second.upserted) == ["b R 0", "e Q 0"])
+        #expect(second.absenceCounts == [.init(bulkId: "c", absentPolls: 1), .init(bulkId: "d", absentPolls: 1)])
         #expect(second.removed.isEmpty)
 
         // c is back (counter reset), d is gone for the second time.
         let third = harness.poll(["a:Q@1", "b:R@2", "e:Q@1", "c:Q@1"])
         #expect(rows(third.upserted) == ["c Q 0"])
+        #expect(third.absenceCounts.isEmpty)
         #expect(third.removed == ["d"])
         #expect(third.stats.reappeared == 1)
 
         let quiet = harness.poll(["a:Q@1", "b:R@2", "e:Q@1", "c:Q@1"])
-        #expect(quiet.upserted.isEmpty)
+        #expect(quiet.upserted.isEmpty && quiet.absenceCounts.isEmpty)
         #expect(quiet.removed.isEmpty)
         #expect(quiet.changes.isEmpty)
         #expect(quiet.stats.unchanged == 4)

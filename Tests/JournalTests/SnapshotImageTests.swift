@@ -137,23 +137,59 @@ struct SnapshotImageTests {
         let kept = Array(first.dropLast(10))
         _ = SnapshotDiffer.apply(BulkListing(items: kept), to: &snapshot, policy: policy, isFirstRun: false)
         let base = SnapshotCodec.image(of: snapshot)
-        // …then one poll with changes, new items, and their expiry (second absence).
-        var next = kept.map { Self.bulkItem($0.bulkId, status: "DONE", updatedOn: "2026-11-29T00:00:00Z") }
+        // …then one poll with changes, new items, their expiry (second absence), and five more missing once
+        // (only their absence counters are written).
+        var next = kept.dropLast(5).map {
+            Self.bulkItem($0.bulkId, status: "DONE", updatedOn: "2026-11-29T00:00:00Z")
+        }
         next += (0..<7).map { Self.bulkItem("new-\($0)", status: "PENDING") }
         let outcome = SnapshotDiffer.apply(BulkListing(items: next), to: &snapshot, policy: policy, isFirstRun: false)
-        #expect(outcome.upserted.count == 47)
+        #expect(outcome.upserted.count == 42)
+        #expect(outcome.absenceCounts == (35..<40).map { AbsenceCount(bulkId: "op-\($0)", absentPolls: 1) })
         #expect(outcome.removed.count == 10)
         let guarded = ["op-1"]
         let ranges = SnapshotCodec.deltaPieces(of: outcome, rowsEach: 3)
-        #expect(ranges.count == 16 && ranges.first == 0..<3 && ranges.last == 45..<47)
+        #expect(ranges.count == 14 && ranges.first == 0..<3 && ranges.last == 39..<42)
         let pieces = ranges.map { SnapshotCodec.delta(of: outcome, rows: $0, guarded: guarded) }
         let whole = SnapshotCodec.delta(of: outcome, guarded: guarded)
-        #expect(SnapshotCodec.deltaPieces(of: outcome, rowsEach: .max) == [0..<47])
+        #expect(SnapshotCodec.deltaPieces(of: outcome, rowsEach: .max) == [0..<42])
         let fromPieces = try SnapshotCodec.snapshot(image: base, deltas: pieces)
         let fromWhole = try SnapshotCodec.snapshot(image: base, deltas: [whole])
         #expect(Self.differences(fromPieces, fromWhole) == [])
         #expect(Self.differences(fromPieces, snapshot) == [])
         #expect(fromPieces.count == 47)
+    }
+
+    /// State files written before the absence counters had their own section hold `BWD1` deltas, in which an
+    /// absent item's counter came as a whole row: such a delta still loads, and one now written carries the
+    /// counter alone (a `bulkId` and a varint), which loads to the same snapshot.
+    @Test func aDeltaWrittenBeforeTheAbsenceCountersStillLoads() throws {
+        let policy = DetectionPolicy()
+        var snapshot = Snapshot()
+        let first = (0..<20).map { Self.bulkItem("op-\($0)", status: "PENDING") }
+        _ = SnapshotDiffer.apply(BulkListing(items: first), to: &snapshot, policy: policy, isFirstRun: true)
+        let base = SnapshotCodec.image(of: snapshot)
+        let outcome = SnapshotDiffer.apply(
+            BulkListing(items: Array(first.dropLast(3))), to: &snapshot, policy: policy, isFirstRun: false)
+        #expect(outcome.upserted.isEmpty && outcome.absenceCounts.count == 3)
+        let delta = SnapshotCodec.delta(of: outcome, guarded: nil)
+        #expect(delta.starts(with: Array("BWD2".utf8)))
+        #expect(delta.count < 4 + 4 + 3 * 8)
+        #expect(Self.differences(try SnapshotCodec.snapshot(image: base, deltas: [delta]), snapshot) == [])
+
+        // The same change as a BWD1 delta: the three rows whole, no counter section.
+        var rowsOnly = outcome
+        rowsOnly.upserted = outcome.absenceCounts.map {
+            TrackedItem(item: Self.bulkItem($0.bulkId, status: "PENDING"), absentPolls: $0.absentPolls)
+        }
+        rowsOnly.absenceCounts = []
+        let current = SnapshotCodec.delta(of: rowsOnly, guarded: nil)
+        #expect(current.last == 0)
+        let old = Array("BWD1".utf8) + current.dropFirst(4).dropLast()
+        #expect(Self.differences(try SnapshotCodec.snapshot(image: base, deltas: [old]), snapshot) == [])
+        #expect(throws: SnapshotCodec.Corrupt.self) {
+            try SnapshotCodec.snapshot(image: base, deltas: [Array("BWD3".utf8) + current.dropFirst(4)])
+        }
     }
 
     /// The watcher's first poll does not list its rows (``DiffOutcome/upsertedIsWholeSnapshot``): the stores
