@@ -88,6 +88,28 @@ struct StartupPagesTests {
         #expect(Array(UnsafeBufferPointer(start: view, count: bytes.count)) == bytes, "the pages read back the file")
     }
 
+    /// The executable's cached pages are dropped after the release (how a fault maps them back depends on how
+    /// they are cached): the same advice on a file of which this process maps, but never touched, every page.
+    @Test func theCachedPagesOfAFileNobodyTouchesAreDropped() throws {
+        let pages = 256
+        let (path, _) = try makeFile(pages: pages)
+        // Mapped but never touched: mincore reports the page cache's pages, not this process's.
+        let probe = try MappedFile(path, pages: pages, protection: PROT_READ)
+        func cachedPages() throws -> Int {
+            var resident = [UInt8](repeating: 0, count: pages)
+            try #require(mincore(probe.start, probe.length, &resident) == 0)
+            return resident.reduce(0) { $0 + Int($1 & 1) }
+        }
+        let before = try cachedPages()
+        #expect(before >= pages * 9 / 10, "written and synced: \(before) of \(pages) pages cached")
+
+        #expect(StartupPages.dropCachedPages(ofFile: path))
+
+        let after = try cachedPages()
+        #expect(after <= pages / 10, "\(after) of \(pages) pages still cached")
+        #expect(!StartupPages.dropCachedPages(ofFile: path + ".missing"))
+    }
+
     /// Relocated read-only data: written once (copied on write), then made read-only, as the loader does with
     /// RELRO. Unmapping it would bring the file's bytes back in place of the written ones.
     @Test func aReadOnlyMappingWithCopiedOnWritePagesIsNeverUnmapped() throws {
