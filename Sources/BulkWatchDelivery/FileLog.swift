@@ -66,13 +66,16 @@ struct FileLog {
         do throws(PartialWrite) {
             piece.removeAll(keepingCapacity: true)
             piece.reserveCapacity(Self.pieceBytes)
-            for event in events {
-                if !piece.isEmpty, piece.count + event.body.count + 1 > Self.pieceBytes {
+            // By index, reading only the body in place: `for event in events` copied each event, a retain and
+            // a release of its five strings and arrays (~0.2 ms of a steady 100k poll's 3,000 events, `perf`).
+            for index in events.indices {
+                let length = events[index].body.count
+                if !piece.isEmpty, piece.count + length + 1 > Self.pieceBytes {
                     try writeFully(fd, piece)
                     written += piece.count
                     piece.removeAll(keepingCapacity: true)
                 }
-                piece += event.body
+                events[index].body.withUnsafeBufferPointer { piece.append(contentsOf: $0) }
                 piece.append(UInt8(ascii: "\n"))
             }
             try writeFully(fd, piece)

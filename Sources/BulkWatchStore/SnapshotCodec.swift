@@ -137,7 +137,10 @@ enum SnapshotCodec {
         var out = Writer(reserving: size)
         out.append(deltaMagic)
         out.varint(rows.count)
-        for row in outcome.upserted[rows] { out.item(row) }
+        // Read in place (`for row in upserted[rows]` copied each row: a retain and release of its strings).
+        outcome.upserted.withUnsafeBufferPointer { upserted in
+            for index in rows { out.item(upserted[index]) }
+        }
         if last { out.deltaEnd(of: outcome, guarded: guarded) } else { out.emptyDeltaEnd() }
         return out.bytes
     }
@@ -221,10 +224,17 @@ enum SnapshotCodec {
         }
 
         mutating func string(_ text: String) {
-            var text = text
-            text.withUTF8 { utf8 in
+            // Native strings are contiguous: read in place. `withUTF8` needs a `var` copy (a retain) to make one so.
+            let done: Void? = text.utf8.withContiguousStorageIfAvailable { utf8 in
                 varint(utf8.count)
                 bytes.append(contentsOf: utf8)
+            }
+            if done == nil {
+                var text = text
+                text.withUTF8 { utf8 in
+                    varint(utf8.count)
+                    bytes.append(contentsOf: utf8)
+                }
             }
         }
 
