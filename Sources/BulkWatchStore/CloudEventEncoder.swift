@@ -50,7 +50,8 @@ enum CloudEventEncoder {
         _ change: DetectedChange, source: Source, sequence: Int64, time: String, id: UnsafeRawBufferPointer,
         to out: inout [UInt8]
     ) {
-        let item = change.item
+        // The item's fields are read through `change` (a `let item = change.item` copied the item, a retain and a
+        // release of each of its strings per event).
         out.removeAll(keepingCapacity: true)
         // The bound, not ``bodyLength``: working out the exact length per event was 5 % of a steady commit.
         out.reserveCapacity(bodyLengthBound(of: change, source: source))
@@ -63,13 +64,13 @@ enum CloudEventEncoder {
         append(Literal.type, to: &out)
         append(JournalEvent.Kind(change.kind).staticType, to: &out)
         append(Literal.subject, to: &out)
-        JSONText.appendString(item.bulkId, to: &out)
+        JSONText.appendString(change.item.bulkId, to: &out)
         append(Literal.time, to: &out)
         append(time, to: &out)
         append(Literal.sequence, to: &out)
         appendDecimal(sequence, to: &out)
         append(Literal.data, to: &out)
-        appendData(item.rawJSON, previous: change.previous, to: &out)
+        appendData(change.item.rawJSON, previous: change.previous, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 
@@ -77,16 +78,15 @@ enum CloudEventEncoder {
     /// writing it: the commit adds these up from its newest event backwards to know which events can stay
     /// in memory at all, before it builds any of them.
     static func bodyLength(of change: DetectedChange, source: Source, sequence: Int64, time: String) -> Int {
-        let item = change.item
         return Literal.fixedLength + stableIDLength + source.member.count
-            + JournalEvent.Kind(change.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(item.bulkId)
-            + time.utf8.count + decimalLength(sequence) + dataLength(item.rawJSON, previous: change.previous) + 1
+            + JournalEvent.Kind(change.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(change.item.bulkId)
+            + time.utf8.count + decimalLength(sequence) + dataLength(change.item.rawJSON, previous: change.previous) + 1
     }
 
     /// At least ``bodyLength(of:source:sequence:time:)`` for any sequence and an RFC 3339 time, without
     /// reading a byte of the item: every value counted as if each of its bytes needed a six-byte escape.
     static func bodyLengthBound(of change: DetectedChange, source: Source) -> Int {
-        let previous = change.previous.map { (($0.status?.utf8.count ?? 0) + ($0.updatedOn?.utf8.count ?? 0)) * 6 } ?? 0
+        let previous = ((change.previous?.status?.utf8.count ?? 0) + (change.previous?.updatedOn?.utf8.count ?? 0)) * 6
         return Literal.fixedLength + stableIDLength + source.member.count + 64 + change.item.bulkId.utf8.count * 6
             + change.item.rawJSON.count + 128 + previous
     }
@@ -237,21 +237,20 @@ enum CloudEventEncoder {
         // part, swift-crypto's update costs more than hashing the few bytes it is given (this runs once
         // per event, 100k times on a first poll). Each part is copied by a function that returns where the
         // next one goes, so no closure captures a variable (which cost an exclusivity check per access).
-        let item = change.item
         let number = incarnation != 0 ? String(incarnation) : ""
         let kind = change.kind.rawValue
-        let status = item.status ?? ""
+        let status = change.item.status ?? ""
         let length =
-            source.utf8.count + item.bulkId.utf8.count + (incarnation != 0 ? number.utf8.count + 1 : 0)
-            + kind.utf8.count + status.utf8.count + (item.updatedOnUTF8Count ?? 0) + 5
+            source.utf8.count + change.item.bulkId.utf8.count + (incarnation != 0 ? number.utf8.count + 1 : 0)
+            + kind.utf8.count + status.utf8.count + (change.item.updatedOnUTF8Count ?? 0) + 5
         let digest = withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { buffer in
             var next = buffer.baseAddress!
             next = part(copying: source, to: next)
-            next = part(copying: item.bulkId, to: next)
+            next = part(copying: change.item.bulkId, to: next)
             if incarnation != 0 { next = part(copying: number, to: next) }
             next = part(copying: kind, to: next)
             next = part(copying: status, to: next)
-            next = item.withUpdatedOnUTF8 {
+            next = change.item.withUpdatedOnUTF8 {
                 part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
             }
             var hasher = SHA256()
