@@ -225,17 +225,15 @@ enum SnapshotCodec {
 
         mutating func string(_ text: String) {
             // Native strings are contiguous: read in place. `withUTF8` needs a `var` copy (a retain) to make one so.
-            let done: Void? = text.utf8.withContiguousStorageIfAvailable { utf8 in
-                varint(utf8.count)
-                bytes.append(contentsOf: utf8)
-            }
-            if done == nil {
-                var text = text
-                text.withUTF8 { utf8 in
-                    varint(utf8.count)
-                    bytes.append(contentsOf: utf8)
-                }
-            }
+            if text.utf8.withContiguousStorageIfAvailable({ counted(UnsafeRawBufferPointer($0)) }) != nil { return }
+            var text = text
+            text.withUTF8 { counted(UnsafeRawBufferPointer($0)) }
+        }
+
+        /// Bytes preceded by their length.
+        private mutating func counted(_ utf8: UnsafeRawBufferPointer) {
+            varint(utf8.count)
+            bytes.append(contentsOf: utf8)
         }
 
         mutating func optional(_ text: String?) {
