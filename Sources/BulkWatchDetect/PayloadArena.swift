@@ -213,9 +213,10 @@ struct PayloadArena: Sendable {
     ///
     /// An entry kept as a shape (``ItemShape``) is rendered straight into the item's raw JSON, and the item's
     /// timestamps point into it (``BulkItem/Text/inRaw(offset:count:)``) instead of being `String`s of their
-    /// own: a steady 100k diff rebuilds ~2,000 entries (those its absences touch), and the two `String`s and the
-    /// copy of the rendered bytes were three of their five allocations. `bulkwatch-bench diff --sizes 100000
-    /// --runs 41`, three alternated pairs: steady 7.49 / 7.24 / 7.25 → 6.76 / 6.79 / 6.93 ms.
+    /// own: a steady 100k diff rebuilds an item for each operation that expires (~1,000; ~2,000 before the absence
+    /// counters were written alone), and the two `String`s and the copy of the rendered bytes were three of their
+    /// five allocations. `bulkwatch-bench diff --sizes 100000 --runs 41`, three alternated pairs: steady 7.49 /
+    /// 7.24 / 7.25 → 6.76 / 6.79 / 6.93 ms.
     func item(at position: Int, keys: KeyArena) -> BulkItem {
         withFields(at: position, keys: keys) { values, layout, stored in
             func text(_ bytes: UnsafeRawBufferPointer?) -> String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
