@@ -45,6 +45,20 @@ enum Bench {
         seconds(ContinuousClock.now - start)
     }
 
+    /// Writes everything still dirty in the page cache to disk (`sync(2)`): in `compare`, between the two sides'
+    /// turns (``PollTurns``) and after each whole-process cycle, outside both sides' timings.
+    ///
+    /// Why: pywatcher does not `fsync` (a steady 100k poll leaves ~23 MB of its database and event file in the page
+    /// cache, a first poll ~75 MB), so the kernel wrote its data back during bulkwatch's turn, and bulkwatch's own
+    /// `fsync`s (the journal commit, the file sink) queued behind that writeback: the file sink stage took 4.75–4.88
+    /// ms in some `compare` runs against 1.2–1.9 ms in `poll`, where nothing else writes; `poll --sizes 100000
+    /// --runs 30` while a `sync` wrote back 1.5 GB of another file: 3.7–4.0 against 1.3 ms (seventeenth round).
+    /// bulkwatch's writes are on disk when its turn ends (it syncs them itself), so this costs its turn nothing;
+    /// pywatcher's poll times do not include its writeback either way.
+    static func settleWrites() {
+        sync()
+    }
+
     static func median(_ values: [Double]) -> Double {
         guard !values.isEmpty else { return .nan }
         let sorted = values.sorted()

@@ -68,6 +68,8 @@ func compareBenchmark(arguments: [String]) async throws {
     } else {
         print("pywatcher's polls first, then bulkwatch's (--order sequential): each side meets other minutes.")
     }
+    print("Between turns, and after each whole-process cycle, sync(2) writes back what a side left in the page cache")
+    print("(pywatcher does not fsync), outside both timings, so it is never written back during the other's turn.")
     print("MB = 10^6 bytes. Load average at start: \(load.description) on \(LoadAverage.processors) CPUs.")
     print("")
 
@@ -79,7 +81,10 @@ func compareBenchmark(arguments: [String]) async throws {
         async let pythonMeasured = measuredOutcome {
             try await python.measure(size: size, runs: runs, warmup: warmup, turns: turns)
         }
-        if !lockstep { _ = await pythonMeasured }
+        if !lockstep {
+            _ = await pythonMeasured
+            Bench.settleWrites()
+        }
         async let bulkwatchMeasured = measuredOutcome {
             try await runPollChild(size: size, runs: runs, warmup: warmup, turns: turns)
         }

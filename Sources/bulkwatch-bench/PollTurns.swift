@@ -5,7 +5,8 @@
 // pywatcher's polls, then all of bulkwatch's), each side met other minutes, and the same code's steady 100k ratio
 // came out anywhere from 6.8x to 9.7x in runs minutes apart. Alternated poll by poll, both sides meet the same
 // minutes, as the A/B pairs of every other measurement here do. Only one side is active at a time: the other's
-// child waits on its pipe, and its simulator is idle.
+// child waits on its pipe, and its simulator is idle, and what it wrote is on disk before the turn passes
+// (``Bench/settleWrites()``).
 
 /// Strict alternation between the two sides of a `compare`, pywatcher first. A side that called ``finish(_:duringTurn:)`` takes
 /// no more turns, and the other then goes on alone.
@@ -25,8 +26,9 @@ actor PollTurns {
         busy = true
     }
 
-    /// Ends `side`'s turn: the other side's is next.
+    /// Ends `side`'s turn: the other side's is next, once `side`'s writes are on disk.
     func end(_ side: Side) {
+        Bench.settleWrites()
         busy = false
         next = Self.other(side)
         wakeAll()
@@ -34,6 +36,7 @@ actor PollTurns {
 
     /// `side` takes no more turns (also on failure, so the other side never waits for it); ends its turn if it was in one.
     func finish(_ side: Side, duringTurn: Bool) {
+        Bench.settleWrites()
         finished.insert(side)
         if duringTurn { busy = false }
         next = Self.other(side)
