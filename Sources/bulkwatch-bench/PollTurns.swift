@@ -26,7 +26,9 @@ actor PollTurns {
         busy = true
     }
 
-    /// Ends `side`'s turn: the other side's is next, once `side`'s writes are on disk.
+    /// Ends `side`'s turn: the other side's is next, once `side`'s writes are on disk. The `sync(2)` blocks the
+    /// actor's thread while it lasts (up to a few hundred ms after a first poll); by design nothing of either side
+    /// runs meanwhile, and the simulators serve from threads of their own.
     func end(_ side: Side) {
         Bench.settleWrites()
         busy = false
