@@ -83,4 +83,16 @@ package enum ByteKeys {
     }
 
     static func less(_ lhs: String, _ rhs: String) -> Bool { compare(lhs, rhs) < 0 }
+
+    /// The first 8 UTF-8 bytes of `text` as a big-endian number, zero-padded: of two texts whose prefixes differ,
+    /// the one with the smaller prefix comes first in ``less(_:_:)``'s order (equal prefixes decide nothing).
+    static func orderPrefix(_ text: String) -> UInt64 {
+        withBytes(text) { bytes in
+            var prefix: UInt64 = 0
+            for offset in 0..<8 {
+                prefix = prefix << 8 | UInt64(offset < bytes.count ? bytes[offset] : 0)
+            }
+            return prefix
+        }
+    }
 }

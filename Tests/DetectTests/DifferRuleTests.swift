@@ -138,6 +138,26 @@ struct RuleCase: Sendable, CustomTestStringConvertible {
                 (["n:Q@1", "k:R@2", "m:R@2"], ["expired B Q 1", "expired x Q 1", "expired y Q 1"]),
             ]),
         RuleCase(
+            // The sort decides by an id's first 8 bytes first: "op-2024-" is 8 bytes, "op-2024" 7.
+            name: "expired ids that share their first 8 bytes follow bulkId byte order too",
+            polls: [
+                (
+                    ["op-2024-b:Q@1", "op-2024-a2:Q@1", "op-2024-\u{E9}:Q@1", "op-2024-a:Q@1", "op-2024:Q@1", "z:Q@1"],
+                    [
+                        "created op-2024-b Q 1", "created op-2024-a2 Q 1", "created op-2024-\u{E9} Q 1",
+                        "created op-2024-a Q 1", "created op-2024 Q 1", "created z Q 1",
+                    ]
+                ),
+                (["z:Q@1"], []),
+                (
+                    ["z:Q@1"],
+                    [
+                        "expired op-2024 Q 1", "expired op-2024-a Q 1", "expired op-2024-a2 Q 1",
+                        "expired op-2024-b Q 1", "expired op-2024-\u{E9} Q 1",
+                    ]
+                ),
+            ]),
+        RuleCase(
             name: "duplicates in one answer: the newest updatedOn wins, ties go to the later one",
             polls: [
                 (["a:FIRST@\(t2)", "a:OLDER@\(t1)", "a:TIED@\(t2)"], ["created a TIED \(t2)"]),
