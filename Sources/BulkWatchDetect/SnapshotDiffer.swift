@@ -36,11 +36,18 @@ package enum SnapshotDiffer {
     /// 20–28 ms (three alternated pairs); below ~10k items the hand-off costs about what it saves.
     package static let parallelListingItems = 32_768
 
+    /// Up to this many items that need a write are built before pass 2 writes anything, beside the lookups of
+    /// pass 3 (``DiffRun``'s `readAhead`); more are built one by one as pass 2 applies them, as a first poll's
+    /// always are. Each built ahead is held twice until pass 2 has applied it (~160 bytes more at the poll's
+    /// peak): ~10 MB at this limit, where a first 1M poll's million would be ~150 MB.
+    package static let readAheadItems = 65_536
+
     /// Applies `listing` to `snapshot` in place and returns what changed. The snapshot's storage is
     /// updated without a copy when uniquely referenced: what the watcher should call every poll.
     ///
     /// A listing of `parallelFrom` items or more has its items looked up in the snapshot on two threads, with
-    /// the same outcome (tests pass a small value to check that on small listings).
+    /// the same outcome (tests pass a small value to check that on small listings). So does building ahead up to
+    /// `readAheadLimit` items that need a write (``readAheadItems``; tests pass 0 to build none ahead).
     ///
     /// With `rowsOfNewSnapshot` false, a diff that starts from an empty snapshot does not list its rows in
     /// ``DiffOutcome/upserted`` (every entry of the snapshot, a `TrackedItem` each: ~12 MB at 100k items,
@@ -52,11 +59,13 @@ package enum SnapshotDiffer {
         policy: DetectionPolicy,
         isFirstRun: Bool,
         rowsOfNewSnapshot: Bool = true,
-        parallelFrom: Int = parallelListingItems
+        parallelFrom: Int = parallelListingItems,
+        readAheadLimit: Int = readAheadItems
     ) -> DiffOutcome {
         var run = DiffRun(
             listing: listing, policy: policy, isFirstRun: isFirstRun,
-            rowsAreWholeSnapshot: !rowsOfNewSnapshot && snapshot.isEmpty, parallelProbeFrom: parallelFrom)
+            rowsAreWholeSnapshot: !rowsOfNewSnapshot && snapshot.isEmpty, parallelProbeFrom: parallelFrom,
+            readAheadLimit: readAheadLimit)
         run.execute(on: &snapshot)
         return run.outcome
     }
@@ -171,6 +180,7 @@ private struct DiffRun {
     let policy: DetectionPolicy
     let announceCreated: Bool
     let parallelProbeFrom: Int
+    let readAheadLimit: Int
     var outcome: DiffOutcome
 
     private static let exampleLimit = 8
@@ -192,10 +202,11 @@ private struct DiffRun {
 
     init(
         listing: BulkListing, policy: DetectionPolicy, isFirstRun: Bool, rowsAreWholeSnapshot: Bool,
-        parallelProbeFrom: Int
+        parallelProbeFrom: Int, readAheadLimit: Int
     ) {
         self.listing = listing
         self.parallelProbeFrom = parallelProbeFrom
+        self.readAheadLimit = readAheadLimit
         self.policy = policy
         announceCreated = !(isFirstRun && policy.initial == .skip)
         var stats = DiffStats()
@@ -217,10 +228,12 @@ private struct DiffRun {
                 .duplicateIDs(count: outcome.stats.duplicatesResolved, examples: duplicateExamples))
         }
         // What passes 2 and 3 read before they write, gathered at once: the received items and prior states of the
-        // candidates from the listing, the absences and the expired items from the snapshot.
+        // candidates from the listing, the absences and the expired items from the snapshot. Against an empty
+        // snapshot (a first poll) nothing is absent, and every item is new: pass 2 builds each as it goes.
+        let buildsAhead = known > 0 && candidates.count <= readAheadLimit
         let (received, absence) = Self.readAhead(
-            listing, snapshot, candidates: candidates, owner: owner, stored: stored, known: known, policy: policy,
-            split: known > 0 && listing.count >= parallelProbeFrom)
+            listing, snapshot, candidates: buildsAhead ? candidates : [], owner: owner, stored: stored, known: known,
+            policy: policy, split: buildsAhead && listing.count >= parallelProbeFrom)
         applyPresent(to: &snapshot, candidates: candidates, owner: owner, received: received)
         let absent = applyAbsent(to: &snapshot, absence)
         let stats = outcome.stats
@@ -599,7 +612,8 @@ private struct DiffRun {
         return received
     }
 
-    /// Pass 2: applies the candidates that won their entry, in listing order.
+    /// Pass 2: applies the candidates that won their entry, in listing order, with what ``receivedItems`` built
+    /// of them ahead (none: each is built here).
     private mutating func applyPresent(
         to snapshot: inout Snapshot, candidates: [Candidate], owner: [Int32], received: [Received]
     ) {
@@ -612,10 +626,11 @@ private struct DiffRun {
             var rowChanged = false
             /// The row's new item when it is the received one; otherwise the stored one is kept.
             var receivedItem: BulkItem?
+            let ahead = k < received.count ? received[k] : nil
             switch candidate.verdict {
             case .created:
                 // ``appendNew`` stored the winning occurrence already (its bytes copied into the arenas).
-                let item = received[k].item ?? listing.item(at: i)
+                let item = ahead?.item ?? listing.item(at: i)
                 outcome.stats.created += 1
                 if !outcome.upsertedIsWholeSnapshot { outcome.upserted.append(TrackedItem(item: item)) }
                 if announceCreated {
@@ -625,7 +640,7 @@ private struct DiffRun {
             case .same:
                 break
             case .reformatted:
-                let item = received[k].item ?? listing.item(at: i)
+                let item = ahead?.item ?? listing.item(at: i)
                 outcome.stats.reformattedTimestamps += 1
                 snapshot.replaceItem(at: position, with: item)
                 receivedItem = item
@@ -636,9 +651,15 @@ private struct DiffRun {
                     outcome.stats.staleExamples.append(listing.item(at: i).bulkId)
                 }
             case .changed:
-                let item = received[k].item ?? listing.item(at: i)
+                let item = ahead?.item ?? listing.item(at: i)
                 outcome.stats.changed += 1
-                outcome.changes.append(DetectedChange(kind: .changed, item: item, previous: received[k].previous))
+                let previous =
+                    ahead?.previous
+                    ?? {
+                        let before = snapshot.state(at: position)
+                        return PreviousState(status: before.status, updatedOn: before.updatedOn)
+                    }()
+                outcome.changes.append(DetectedChange(kind: .changed, item: item, previous: previous))
                 snapshot.replaceItem(at: position, with: item)
                 receivedItem = item
                 rowChanged = true

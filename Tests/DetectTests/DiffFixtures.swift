@@ -70,6 +70,8 @@ struct DiffHarness {
     private(set) var polls = 0
     /// ``SnapshotDiffer``'s `parallelFrom`: 1 splits every listing's lookups over two threads.
     var parallelFrom = SnapshotDiffer.parallelListingItems
+    /// ``SnapshotDiffer``'s `readAheadLimit`: 0 builds every item in pass 2, none ahead.
+    var readAheadLimit = SnapshotDiffer.readAheadItems
 
     init(expireAfter: Int = 2, initial: DetectionPolicy.InitialMode = .emit) {
         policy = DetectionPolicy(expireAfter: expireAfter, initial: initial)
@@ -83,7 +85,8 @@ struct DiffHarness {
     @discardableResult
     mutating func poll(_ listing: BulkListing) -> DiffOutcome {
         let outcome = SnapshotDiffer.apply(
-            listing, to: &snapshot, policy: policy, isFirstRun: polls == 0, parallelFrom: parallelFrom)
+            listing, to: &snapshot, policy: policy, isFirstRun: polls == 0, parallelFrom: parallelFrom,
+            readAheadLimit: readAheadLimit)
         polls += 1
         return outcome
     }

@@ -239,7 +239,8 @@ private struct HistoryRun {
 
     var snapshot = Snapshot()
     /// The same history diffed from listings built of ``BulkItem`` values (each item kept whole) instead of
-    /// decoded ones (offsets into the body): every outcome must be the same.
+    /// decoded ones (offsets into the body), and with no item built ahead of pass 2: every outcome must be the
+    /// same.
     var builtSnapshot = Snapshot()
     /// The same history diffed with every listing's lookups split over two threads (``SnapshotDiffer``'s
     /// `parallelFrom: 1`), as a large listing's are: every outcome must be the same as on one thread.
@@ -393,8 +394,10 @@ private struct HistoryRun {
             }
             let isFirstRun = !hasBaseline
             let outcome = SnapshotDiffer.apply(answer, to: &snapshot, policy: policy, isFirstRun: isFirstRun)
+            // Built one by one in pass 2 too (`readAheadLimit: 0`), not ahead: also the same outcome.
             let builtOutcome = SnapshotDiffer.apply(
-                listing(specs, built: true), to: &builtSnapshot, policy: policy, isFirstRun: isFirstRun)
+                listing(specs, built: true), to: &builtSnapshot, policy: policy, isFirstRun: isFirstRun,
+                readAheadLimit: 0)
             // The watcher's between-polls rewrite (every fifth poll here, whatever the holes and waste) must
             // change nothing the differ decides.
             if n % 5 == 4 { snapshot.closeHoles(spareFraction: 2) }

@@ -265,12 +265,13 @@ extension String {
 
 @Suite("Change detection rules (DESIGN.md §3)")
 struct DifferRuleTests {
-    /// Every rule on one thread, and with every listing's lookups split over two (as a large listing's are;
-    /// an empty listing, as in the mass-removal cases, has nothing to split).
+    /// Every rule on one thread with every item built in pass 2, and with every listing's lookups and items
+    /// built ahead split over two threads (as a large listing's are; an empty listing, as in the mass-removal
+    /// cases, has nothing to split).
     @Test("rule", arguments: RuleCase.all, [false, true])
     func ruleProducesExactlyTheseEvents(_ rule: RuleCase, split: Bool) {
         var harness = DiffHarness(expireAfter: rule.expireAfter, initial: rule.initial)
-        if split { harness.parallelFrom = 1 }
+        if split { harness.parallelFrom = 1 } else { harness.readAheadLimit = 0 }
         for (n, poll) in rule.polls.enumerated() {
             let events = harness.events(poll.listing)
             #expect(events == poll.events, "poll \(n + 1) of “\(rule.name)”\(split ? ", lookups split" : "")")
