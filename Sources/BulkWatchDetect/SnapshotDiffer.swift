@@ -588,7 +588,10 @@ private struct DiffRun {
                 results.withLock { $0.1 = plan }
             }
         }
-        return results.withLock { ($0.0 ?? [], $0.1 ?? AbsencePlan()) }
+        // Both parts ran (`concurrentPerform` runs every iteration); were one missing, it would run here, so the
+        // outcome never depends on the split.
+        let (received, plan) = results.withLock { ($0.0, $0.1) }
+        return (received ?? present(), plan ?? absent())
     }
 
     /// For each candidate that won its entry: the received item when pass 2 stores or announces it, and the state
