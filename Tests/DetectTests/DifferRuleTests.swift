@@ -274,7 +274,9 @@ struct DifferRuleTests {
         if split { harness.parallelFrom = 1 } else { harness.readAheadLimit = 0 }
         for (n, poll) in rule.polls.enumerated() {
             let events = harness.events(poll.listing)
-            #expect(events == poll.events, "poll \(n + 1) of “\(rule.name)”\(split ? ", lookups split" : "")")
+            #expect(
+                events == poll.events,
+                "poll \(n + 1) of “\(rule.name)”\(split ? ", lookups and read-ahead split" : ", nothing built ahead")")
         }
     }
 
