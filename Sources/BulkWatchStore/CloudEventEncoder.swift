@@ -1,4 +1,5 @@
 import BulkWatchDetect
+import BulkWatchSupport
 import Crypto
 import Foundation
 
@@ -13,14 +14,31 @@ enum CloudEventEncoder {
     /// userinfo alone (a Foundation substring search) was a third of a 3,000-event commit.
     struct Source: Sendable {
         let raw: String
+        /// ``raw``'s UTF-8 bytes, as the ids hash them.
+        let rawBytes: [UInt8]
         let member: [UInt8]
 
         init(_ raw: String) {
             self.raw = raw
+            rawBytes = Array(raw.utf8)
             var member: [UInt8] = []
             JSONText.appendString(CloudEventEncoder.withoutUserinfo(raw), to: &member)
             self.member = member
         }
+    }
+
+    /// What an event is written from: its kind, its item's bytes read in place (``BulkItem/withFieldBytes(_:)``)
+    /// and, for `changed`, the state before.
+    struct Parts {
+        let kind: DetectedChange.Kind
+        let item: BulkItem.FieldBytes
+        let previous: PreviousState?
+    }
+
+    /// Calls `body` with `change`'s ``Parts``.
+    @inline(__always)
+    static func withParts<R>(of change: DetectedChange, _ body: (Parts) throws -> R) rethrows -> R {
+        try change.item.withFieldBytes { try body(Parts(kind: change.kind, item: $0, previous: change.previous)) }
     }
 
     static func encode(
@@ -50,11 +68,23 @@ enum CloudEventEncoder {
         _ change: DetectedChange, source: Source, sequence: Int64, time: String, id: UnsafeRawBufferPointer,
         to out: inout [UInt8]
     ) {
-        // The item's fields are read through `change` (a `let item = change.item` copied the item, a retain and a
-        // release of each of its strings per event).
+        var time = time
+        time.withUTF8 { time in
+            withParts(of: change) { parts in
+                writeBody(
+                    parts, source: source, sequence: sequence, time: UnsafeRawBufferPointer(time), id: id, to: &out)
+            }
+        }
+    }
+
+    /// ``writeBody(_:source:sequence:time:id:to:)`` from an event's ``Parts``, `time` as UTF-8 bytes.
+    static func writeBody(
+        _ parts: Parts, source: Source, sequence: Int64, time: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer,
+        to out: inout [UInt8]
+    ) {
         out.removeAll(keepingCapacity: true)
         // The bound, not ``bodyLength``: working out the exact length per event was 5 % of a steady commit.
-        out.reserveCapacity(bodyLengthBound(of: change, source: source))
+        out.reserveCapacity(bodyLengthBound(of: parts, source: source))
         // Literals and strings are appended as byte buffers (one copy each): appending a `String.UTF8View`
         // goes through the generic sequence path, 7 % of a first poll's commit.
         append(Literal.opening, to: &out)
@@ -62,15 +92,15 @@ enum CloudEventEncoder {
         append(Literal.source, to: &out)
         out.append(contentsOf: source.member)
         append(Literal.type, to: &out)
-        append(JournalEvent.Kind(change.kind).staticType, to: &out)
+        append(JournalEvent.Kind(parts.kind).staticType, to: &out)
         append(Literal.subject, to: &out)
-        JSONText.appendString(change.item.bulkId, to: &out)
+        JSONText.appendString(parts.item.bulkId, to: &out)
         append(Literal.time, to: &out)
-        append(time, to: &out)
+        out.append(contentsOf: time)
         append(Literal.sequence, to: &out)
         appendDecimal(sequence, to: &out)
         append(Literal.data, to: &out)
-        appendData(change.item.rawJSON, previous: change.previous, to: &out)
+        appendData(parts.item.rawJSON, previous: parts.previous, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 
@@ -78,17 +108,25 @@ enum CloudEventEncoder {
     /// writing it: the commit adds these up from its newest event backwards to know which events can stay
     /// in memory at all, before it builds any of them.
     static func bodyLength(of change: DetectedChange, source: Source, sequence: Int64, time: String) -> Int {
-        return Literal.fixedLength + stableIDLength + source.member.count
-            + JournalEvent.Kind(change.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(change.item.bulkId)
-            + time.utf8.count + decimalLength(sequence) + dataLength(change.item.rawJSON, previous: change.previous) + 1
+        withParts(of: change) { parts in
+            Literal.fixedLength + stableIDLength + source.member.count
+                + JournalEvent.Kind(parts.kind).staticType.utf8CodeUnitCount + JSONText.quotedLength(parts.item.bulkId)
+                + time.utf8.count + decimalLength(sequence) + dataLength(parts.item.rawJSON, previous: parts.previous)
+                + 1
+        }
     }
 
     /// At least ``bodyLength(of:source:sequence:time:)`` for any sequence and an RFC 3339 time, without
     /// reading a byte of the item: every value counted as if each of its bytes needed a six-byte escape.
     static func bodyLengthBound(of change: DetectedChange, source: Source) -> Int {
-        let previous = ((change.previous?.status?.utf8.count ?? 0) + (change.previous?.updatedOn?.utf8.count ?? 0)) * 6
-        return Literal.fixedLength + stableIDLength + source.member.count + 64 + change.item.bulkId.utf8.count * 6
-            + change.item.rawJSON.count + 128 + previous
+        withParts(of: change) { bodyLengthBound(of: $0, source: source) }
+    }
+
+    /// ``bodyLengthBound(of:source:)`` from an event's ``Parts``.
+    static func bodyLengthBound(of parts: Parts, source: Source) -> Int {
+        let previous = ((parts.previous?.status?.utf8.count ?? 0) + (parts.previous?.updatedOn?.utf8.count ?? 0)) * 6
+        return Literal.fixedLength + stableIDLength + source.member.count + 64 + parts.item.bulkId.count * 6
+            + parts.item.rawJSON.count + 128 + previous
     }
 
     /// The body's fixed parts, shared by the writer and the length.
@@ -156,18 +194,19 @@ enum CloudEventEncoder {
 
     /// The item object without its closing brace, and whether it has no member: nil when `raw` is not an
     /// object (which cannot happen for decoded items).
-    private static func objectOpening(_ raw: ArraySlice<UInt8>) -> (bytes: ArraySlice<UInt8>, isEmpty: Bool)? {
+    private static func objectOpening(_ raw: UnsafeRawBufferPointer) -> (bytes: UnsafeRawBufferPointer, isEmpty: Bool)?
+    {
         var end = raw.endIndex
         while end > raw.startIndex, raw[end - 1] != UInt8(ascii: "}") { end -= 1 }
         var start = raw.startIndex
         while start < end, raw[start] != UInt8(ascii: "{") { start += 1 }
         guard end > start else { return nil }
-        let bytes = raw[start..<(end - 1)]
+        let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<(end - 1)])
         return (bytes, bytes.dropFirst().allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
     }
 
     /// The item object with `"previous"` added as its last member.
-    private static func appendData(_ raw: ArraySlice<UInt8>, previous: PreviousState?, to out: inout [UInt8]) {
+    private static func appendData(_ raw: UnsafeRawBufferPointer, previous: PreviousState?, to out: inout [UInt8]) {
         guard let object = objectOpening(raw) else {
             // Keep the event valid regardless.
             append(Literal.notAnObject, to: &out)
@@ -188,7 +227,7 @@ enum CloudEventEncoder {
         out.append(UInt8(ascii: "}"))
     }
 
-    private static func dataLength(_ raw: ArraySlice<UInt8>, previous: PreviousState?) -> Int {
+    private static func dataLength(_ raw: UnsafeRawBufferPointer, previous: PreviousState?) -> Int {
         guard let object = objectOpening(raw) else { return Literal.notAnObject.utf8CodeUnitCount }
         var length = object.bytes.count + (object.isEmpty ? 0 : 1) + Literal.previous.utf8CodeUnitCount + 1
         if let previous {
@@ -233,26 +272,48 @@ enum CloudEventEncoder {
     static func writeStableID(
         source: String, change: DetectedChange, incarnation: Int64 = 0, to out: UnsafeMutablePointer<UInt8>
     ) {
+        var source = source
+        source.withUTF8 { source in
+            withParts(of: change) { parts in
+                writeStableID(source: UnsafeRawBufferPointer(source), parts: parts, incarnation: incarnation, to: out)
+            }
+        }
+    }
+
+    /// The kind's name as the ids hash it: its raw value, as a literal (no `String` per event).
+    private static func hashedName(of kind: DetectedChange.Kind) -> StaticString {
+        switch kind {
+        case .created: "created"
+        case .changed: "changed"
+        case .expired: "expired"
+        }
+    }
+
+    /// ``writeStableID(source:change:incarnation:to:)`` from an event's ``Parts``, `source` as UTF-8 bytes.
+    static func writeStableID(
+        source: UnsafeRawBufferPointer, parts: Parts, incarnation: Int64, to out: UnsafeMutablePointer<UInt8>
+    ) {
         // The parts, each followed by a zero byte, are laid out in one buffer and hashed in one call: per
         // part, swift-crypto's update costs more than hashing the few bytes it is given (this runs once
         // per event, 100k times on a first poll). Each part is copied by a function that returns where the
         // next one goes, so no closure captures a variable (which cost an exclusivity check per access).
         let number = incarnation != 0 ? String(incarnation) : ""
-        let kind = change.kind.rawValue
-        let status = change.item.status ?? ""
+        let kind = hashedName(of: parts.kind)
+        let item = parts.item
+        let numberLength = incarnation != 0 ? number.utf8.count + 1 : 0
+        let statusLength = item.status?.count ?? 0
+        let updatedOnLength = item.updatedOn?.count ?? 0
         let length =
-            source.utf8.count + change.item.bulkId.utf8.count + (incarnation != 0 ? number.utf8.count + 1 : 0)
-            + kind.utf8.count + status.utf8.count + (change.item.updatedOnUTF8Count ?? 0) + 5
+            source.count + item.bulkId.count + numberLength + kind.utf8CodeUnitCount + statusLength + updatedOnLength
+            + 5
         let digest = withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { buffer in
             var next = buffer.baseAddress!
             next = part(copying: source, to: next)
-            next = part(copying: change.item.bulkId, to: next)
+            next = part(copying: item.bulkId, to: next)
             if incarnation != 0 { next = part(copying: number, to: next) }
-            next = part(copying: kind, to: next)
-            next = part(copying: status, to: next)
-            next = change.item.withUpdatedOnUTF8 {
-                part(copying: $0 ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
-            }
+            next = part(copying: UnsafeRawBufferPointer(start: kind.utf8Start, count: kind.utf8CodeUnitCount), to: next)
+            next = part(copying: item.status ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
+            next = part(copying: item.updatedOn ?? UnsafeRawBufferPointer(start: nil, count: 0), to: next)
             var hasher = SHA256()
             hasher.update(
                 bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: next - buffer.baseAddress!))
@@ -299,9 +360,23 @@ private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 package enum JSONText {
     /// The length of what ``appendOptionalString(_:to:)`` appends.
     static func quotedLength(_ value: String?) -> Int {
-        guard let value else { return 4 }
+        guard var value else { return 4 }
+        return value.withUTF8 { quotedLength(UnsafeRawBufferPointer($0)) }
+    }
+
+    static func appendOptionalString(_ value: String?, to out: inout [UInt8]) {
+        if let value { appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
+    }
+
+    package static func appendString(_ value: String, to out: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { appendString(UnsafeRawBufferPointer($0), to: &out) }
+    }
+
+    /// The length of what ``appendString(_:to:)-(UnsafeRawBufferPointer,_)`` appends.
+    static func quotedLength(_ value: UnsafeRawBufferPointer) -> Int {
         var length = 2
-        for byte in value.utf8 {
+        for byte in value {
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09: length += 2
             case 0..<0x20: length += 6
@@ -311,25 +386,16 @@ package enum JSONText {
         return length
     }
 
-    static func appendOptionalString(_ value: String?, to out: inout [UInt8]) {
-        if let value { appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
-    }
-
-    package static func appendString(_ value: String, to out: inout [UInt8]) {
+    /// ``appendString(_:to:)-(String,_)`` for a value's UTF-8 bytes.
+    static func appendString(_ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Nearly every value (a bulkId, a status) needs no escape: copied in one go.
-        var value = value
-        let plain = value.withUTF8 { bytes in
-            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
-            else { return false }
-            out.append(contentsOf: bytes)
-            return true
-        }
-        if plain {
+        if !value.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: value)
             out.append(UInt8(ascii: "\""))
             return
         }
-        for byte in value.utf8 {
+        for byte in value {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
             case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)

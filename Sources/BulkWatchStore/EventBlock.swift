@@ -46,12 +46,12 @@ enum EventBlock {
         }
 
         mutating func append(
-            kind: JournalEvent.Kind, id: UnsafeRawBufferPointer, subject: String, body: UnsafeRawBufferPointer
+            kind: JournalEvent.Kind, id: UnsafeRawBufferPointer, subject: UnsafeRawBufferPointer,
+            body: UnsafeRawBufferPointer
         ) {
             bytes.append(UInt8(EventBlock.storedKinds.firstIndex(of: kind)!))
             field(id)
-            var subject = subject
-            subject.withUTF8 { field(UnsafeRawBufferPointer($0)) }
+            field(subject)
             field(body)
             count += 1
         }

@@ -29,6 +29,20 @@ enum EventEncodingPipeline {
         let target: String
         /// Changes from this index on are also kept in memory as ``JournalEvent``s.
         let keepFrom: Int
+
+        /// What every event of the commit shares, copied into storage of its own for one encoder.
+        ///
+        /// Why: each event retains and releases these values (its kept copy holds the time and the target, its
+        /// body appends the source). On the plan's own storage, the two encoders' counts on the same objects
+        /// bounced one cache line between the cores for every event.
+        func privateCopies() -> (source: CloudEventEncoder.Source, time: String, target: String) {
+            (CloudEventEncoder.Source(Self.ownStorage(source.raw)), Self.ownStorage(time), Self.ownStorage(target))
+        }
+
+        /// `text` in a string of its own (a plain copy of a `String` shares its storage).
+        private static func ownStorage(_ text: String) -> String {
+            String(decoding: Array(text.utf8), as: UTF8.self)
+        }
     }
 
     /// Consecutive events, encoded.
@@ -37,10 +51,63 @@ enum EventEncodingPipeline {
         let start: Int
         /// The chunk's events as the store keeps them (``EventBlock``).
         var block: EventBlock.Writer
-        /// The chunk's events at or after ``Plan/keepFrom``, for the sinks.
-        var kept: [JournalEvent]
 
         var count: Int { block.count }
+    }
+
+    /// The events a commit keeps in memory for the sinks (``Plan/keepFrom`` on), each written in its place by the
+    /// encoder of its chunk, and handed over as one array once every chunk is encoded.
+    ///
+    /// Why one array: kept chunk by chunk, the chunks' arrays were joined into ``RecentEvents``' one after the
+    /// commit, a copy of every event past the first chunk (a retain and a release of its id, time and body):
+    /// 2,000 copies after a steady 100k commit, on the poll's path.
+    final class KeptEvents: @unchecked Sendable {
+        // Each slot is written once, by the one thread that encodes its chunk; the writer reads them only after
+        // it took every chunk from the ``Channel`` (whose semaphores order the writes before), or after the
+        // encoders were joined.
+        private let slots: UnsafeMutablePointer<JournalEvent>
+        /// The change of slot 0.
+        private let first: Int
+        let count: Int
+        /// The changes whose kept events are written, chunk by chunk: what to let go if they are never taken.
+        private let written = Mutex<[Range<Int>]>([])
+        private let taken = Atomic(false)
+
+        init(_ plan: Plan) {
+            first = plan.keepFrom
+            count = max(0, plan.changes.count - plan.keepFrom)
+            slots = .allocate(capacity: max(1, count))
+        }
+
+        /// Writes the kept event of change `index` (at or after ``Plan/keepFrom``).
+        func put(_ event: JournalEvent, change index: Int) {
+            (slots + (index - first)).initialize(to: event)
+        }
+
+        /// Records that the kept events of `changes` are all written.
+        func wrote(_ changes: Range<Int>) {
+            let kept = changes.clamped(to: first..<(first + count))
+            if !kept.isEmpty { written.withLock { $0.append(kept) } }
+        }
+
+        /// Every kept event, in order, moved into an array: once, after every chunk was encoded.
+        func take() -> [JournalEvent] {
+            let complete = written.withLock { $0.reduce(0) { $0 + $1.count } } == count
+            precondition(complete && !taken.exchange(true, ordering: .relaxed), "kept events taken before all written")
+            return [JournalEvent](unsafeUninitializedCapacity: count) { buffer, initialized in
+                if count > 0 { buffer.baseAddress!.moveInitialize(from: slots, count: count) }
+                initialized = count
+            }
+        }
+
+        deinit {
+            if !taken.load(ordering: .relaxed) {
+                for range in written.withLock({ $0 }) {
+                    (slots + (range.lowerBound - first)).deinitialize(count: range.count)
+                }
+            }
+            slots.deallocate()
+        }
     }
 
     static let chunkSize = 1024
@@ -51,7 +118,8 @@ enum EventEncodingPipeline {
 
     /// Encodes `plan`'s events and hands them to `consume` chunk by chunk, in order. `meanwhile` runs on the
     /// calling thread first, while the first chunks are being encoded: the writer's work that does not
-    /// need the events. Returns once nothing runs on the other threads any more, also when a closure throws.
+    /// need the events. Returns the events kept in memory (``Plan/keepFrom`` on, in order), once nothing runs on
+    /// the other threads any more; also throws only then.
     ///
     /// A commit of ``secondEncoderFrom`` chunks or more is encoded by two threads, each taking the next chunk
     /// not yet taken. Why: in a steady 100k commit (3,000 events, three chunks) one encoder took ~4 ms against
@@ -60,13 +128,14 @@ enum EventEncodingPipeline {
     /// 100000`, two alternated pairs: steady cycle 30.2 / 29.9 → 25.6 / 24.9 ms, steady peak unchanged.
     static func run(
         _ plan: Plan, meanwhile: () throws -> Void, consume: (Chunk) throws -> Void
-    ) throws {
+    ) throws -> [JournalEvent] {
         let count = plan.changes.count
         let chunkCount = (count + chunkSize - 1) / chunkSize
+        let kept = KeptEvents(plan)
         guard count >= threadedFrom else {
             try meanwhile()
-            for index in 0..<chunkCount { try consume(encode(chunk: index, of: plan)) }
-            return
+            for index in 0..<chunkCount { try consume(encode(chunk: index, of: plan, keeping: kept)) }
+            return kept.take()
         }
         let channel = Channel(chunks: chunkCount)
         // Threads of their own, not a global dispatch queue: the writer blocks until the first chunk arrives, so
@@ -74,7 +143,7 @@ enum EventEncodingPipeline {
         let encoders = (0..<(chunkCount >= secondEncoderFrom ? 2 : 1)).map { _ in
             JoinableThread(name: "bulkwatch-enc") {
                 while let index = channel.claim() {
-                    let chunk = encode(chunk: index, of: plan)
+                    let chunk = encode(chunk: index, of: plan, keeping: kept)
                     channel.put(chunk, at: index)
                 }
             }
@@ -88,53 +157,65 @@ enum EventEncodingPipeline {
             let chunk = channel.take(at: index)
             try consume(chunk)
         }
+        return kept.take()
     }
 
-    /// Encodes chunk `index` of `plan`.
-    static func encode(chunk index: Int, of plan: Plan) -> Chunk {
+    /// Encodes chunk `index` of `plan`; its events from ``Plan/keepFrom`` on go to `kept` as well.
+    static func encode(chunk index: Int, of plan: Plan, keeping kept: KeptEvents) -> Chunk {
         let idLength = CloudEventEncoder.stableIDLength
         let range = index * chunkSize..<min(plan.changes.count, (index + 1) * chunkSize)
-        // Room for every body at its bound (every byte of its values escaped), so the block never grows while
-        // it is filled; the exact lengths cost a pass of their own, for no lower peak (`bulkwatch-bench poll`).
-        // The changes are read in place through a buffer: `let change = plan.changes[i]` copied each one, a retain
-        // and a release of its item's strings and raw JSON, twice per event (`perf` of a steady 100k commit).
+        let shared = plan.privateCopies()
+        // Each change is read once, into a local, and written from its bytes in place (``CloudEventEncoder/Parts``):
+        // read again at each use, each use copied the change or one of its strings, a retain and a release each
+        // (`perf` and the disassembly of a steady 100k commit).
         return plan.changes.withUnsafeBufferPointer { changes in
-            var blockBytes = EventBlock.magic.count
-            for i in range {
-                blockBytes += EventBlock.Writer.length(
-                    id: idLength, subject: changes[i].item.bulkId.utf8.count,
-                    body: CloudEventEncoder.bodyLengthBound(of: changes[i], source: plan.source))
+            // Room for every event at the first one's bound (each byte of its values escaped): a chunk's events
+            // are alike, and one that is not grows the block. Each event's own bound, added up in a pass before,
+            // cost a read of every change for a block that would rarely have grown.
+            let eventBound = CloudEventEncoder.withParts(of: changes[range.lowerBound]) { parts in
+                EventBlock.Writer.length(
+                    id: idLength, subject: parts.item.bulkId.count,
+                    body: CloudEventEncoder.bodyLengthBound(of: parts, source: shared.source))
             }
-            var chunk = Chunk(start: range.lowerBound, block: EventBlock.Writer(reserving: blockBytes), kept: [])
-            var id = [UInt8](repeating: 0, count: idLength)
+            var chunk = Chunk(
+                start: range.lowerBound,
+                block: EventBlock.Writer(reserving: EventBlock.magic.count + range.count * eventBound))
             var body: [UInt8] = []
-            for i in range {
-                id.withUnsafeMutableBufferPointer {
-                    CloudEventEncoder.writeStableID(
-                        source: plan.source.raw, change: changes[i], incarnation: plan.incarnations[i] ?? 0,
-                        to: $0.baseAddress!)
-                }
-                let sequence = plan.firstSequence + Int64(i)
-                id.withUnsafeBytes { id in
-                    CloudEventEncoder.writeBody(
-                        changes[i], source: plan.source, sequence: sequence, time: plan.time, id: id, to: &body)
-                    if i >= plan.keepFrom {
-                        var event = JournalEvent(
-                            sequence: sequence, id: String(decoding: id, as: UTF8.self), kind: changes[i].kind,
-                            subject: changes[i].item.bulkId, time: plan.time,
-                            // A copy of exactly its size: handing over `body` itself would leave the event holding
-                            // the reused buffer's whole capacity, and the next body a new one.
-                            body: body.withUnsafeBufferPointer { Array($0) })
-                        event.target = plan.target
-                        chunk.kept.append(event)
-                    }
-                    body.withUnsafeBytes { body in
-                        chunk.block.append(
-                            kind: JournalEvent.Kind(changes[i].kind), id: id, subject: changes[i].item.bulkId,
-                            body: body)
+            shared.source.rawBytes.withUnsafeBytes { source in
+                var time = shared.time
+                time.withUTF8 { time in
+                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: idLength) { idBuffer in
+                        let id = UnsafeRawBufferPointer(idBuffer)
+                        for i in range {
+                            let change = changes[i]
+                            let sequence = plan.firstSequence + Int64(i)
+                            CloudEventEncoder.withParts(of: change) { parts in
+                                CloudEventEncoder.writeStableID(
+                                    source: source, parts: parts, incarnation: plan.incarnations[i] ?? 0,
+                                    to: idBuffer.baseAddress!)
+                                CloudEventEncoder.writeBody(
+                                    parts, source: shared.source, sequence: sequence,
+                                    time: UnsafeRawBufferPointer(time), id: id, to: &body)
+                                body.withUnsafeBytes { body in
+                                    chunk.block.append(
+                                        kind: JournalEvent.Kind(parts.kind), id: id, subject: parts.item.bulkId,
+                                        body: body)
+                                }
+                            }
+                            guard i >= plan.keepFrom else { continue }
+                            var event = JournalEvent(
+                                sequence: sequence, id: String(decoding: id, as: UTF8.self), kind: change.kind,
+                                subject: change.item.bulkId, time: shared.time,
+                                // A copy of exactly its size: handing over `body` itself would leave the event
+                                // holding the reused buffer's whole capacity, and the next body a new one.
+                                body: body.withUnsafeBufferPointer { Array($0) })
+                            event.target = shared.target
+                            kept.put(event, change: i)
+                        }
                     }
                 }
             }
+            kept.wrote(range)
             return chunk
         }
     }

@@ -368,7 +368,7 @@ package final class SQLiteStore: Store {
         let source = poll.source
         let budget = recent.withLock { $0.byteBudget }
         let (summary, kept, rows, written) = try await committing {
-            db -> (CommitSummary, [[JournalEvent]], [UInt64: Int64], (delta: Int, total: Int)) in
+            db -> (CommitSummary, [JournalEvent], [UInt64: Int64], (delta: Int, total: Int)) in
             let first = (try Int64.fetchOne(db, sql: "SELECT last_sequence FROM journal") ?? 0) + 1
             let insert = try BlockInsert(db, target: target, time: time)
             // Taken out of the store here, on the writer, and handed over: the book then holds the only reference
@@ -391,14 +391,12 @@ package final class SQLiteStore: Store {
                     CloudEventEncoder.bodyLength(
                         of: outcome.changes[$0], source: eventSource, sequence: first + Int64($0), time: time)
                 })
-            // Chunk by chunk, as encoded: the recent events take each chunk's array whole (``RecentEvents``).
-            var kept: [[JournalEvent]] = []
             let plan = EventEncodingPipeline.Plan(
                 changes: outcome.changes, incarnations: lives.incarnations, source: eventSource,
                 firstSequence: first, time: time, target: target, keepFrom: keepFrom)
             var deltaBytes = 0
             var blockBytes = 0
-            try EventEncodingPipeline.run(plan) {
+            let kept = try EventEncodingPipeline.run(plan) {
                 // While the first events are being encoded: the delta (in pieces, each bound in place: no copy
                 // of a first poll's whole delta is ever held), the counters and the incarnation rows.
                 let insertDelta = try RawStatement(
@@ -418,7 +416,6 @@ package final class SQLiteStore: Store {
                 try incarnations.write(lives.writes, of: outcome.changes)
             } consume: { chunk in
                 try insert.run(first: first + Int64(chunk.start), chunk.block)
-                kept.append(chunk.kept)
                 blockBytes += chunk.block.bytes.count
             }
             let next = first + Int64(outcome.changes.count)
@@ -440,9 +437,7 @@ package final class SQLiteStore: Store {
             entry.deltas += written.delta
             sizes[target] = entry
         }
-        recent.withLock { recent in
-            for chunk in kept { recent.append(chunk) }
-        }
+        recent.withLock { $0.append(kept) }
         return summary
     }
 
@@ -1232,11 +1227,14 @@ private struct IncarnationBook {
     ) throws -> (incarnations: [Int: Int64], writes: [Write]) {
         var incarnations: [Int: Int64] = [:]
         var writes: [Write] = []
-        for (index, change) in changes.enumerated() {
-            let hash = ByteKeys.hash(change.item.bulkId)
-            let recorded = try rows[hash].flatMap { try recordedIncarnation(of: change.item.bulkId, newestRow: $0) }
+        // By index, reading only the id and the kind: `enumerated()` copied every change (its strings and raw JSON
+        // retained and released).
+        for index in changes.indices {
+            let bulkId = changes[index].item.bulkId
+            let hash = ByteKeys.hash(bulkId)
+            let recorded = try rows[hash].flatMap { try recordedIncarnation(of: bulkId, newestRow: $0) }
             let incarnation: Int64
-            switch change.kind {
+            switch changes[index].kind {
             case .created:
                 incarnation = recorded.map { $0 + 1 } ?? 0
                 if recorded != nil {

@@ -236,11 +236,6 @@ enum SnapshotCodec {
             bytes.append(contentsOf: utf8)
         }
 
-        mutating func optional(_ text: String?) {
-            guard var text else { return optional(nil as UnsafeRawBufferPointer?) }
-            text.withUTF8 { optional(UnsafeRawBufferPointer($0)) }
-        }
-
         mutating func optional(_ utf8: UnsafeRawBufferPointer?) {
             guard let utf8 else { return varint(0) }
             varint(utf8.count + 1)
@@ -313,10 +308,12 @@ enum SnapshotCodec {
 
         /// The exact length ``item(_:)-(TrackedItem)`` writes.
         static func itemLength(_ row: TrackedItem) -> Int {
-            let item = row.item
-            return stringLength(item.bulkId.utf8.count) + optionalLength(item.status?.utf8.count)
-                + optionalLength(item.createdOnUTF8Count) + optionalLength(item.updatedOnUTF8Count)
-                + stringLength(item.rawJSON.count) + varintLength(row.absentPolls)
+            // Read in place (``BulkItem/withFieldBytes(_:)``): each field read on its own copied the item.
+            row.item.withFieldBytes { item in
+                stringLength(item.bulkId.count) + optionalLength(item.status?.count)
+                    + optionalLength(item.createdOn?.count) + optionalLength(item.updatedOn?.count)
+                    + stringLength(item.rawJSON.count) + varintLength(row.absentPolls)
+            }
         }
 
         static func stringsLength(_ list: [String]) -> Int {
@@ -328,12 +325,13 @@ enum SnapshotCodec {
         private static func optionalLength(_ count: Int?) -> Int { count.map { varintLength($0 + 1) + $0 } ?? 1 }
 
         mutating func item(_ row: TrackedItem) {
-            string(row.item.bulkId)
-            optional(row.item.status)
-            row.item.withCreatedOnUTF8 { optional($0) }
-            row.item.withUpdatedOnUTF8 { optional($0) }
-            varint(row.item.rawJSON.count)
-            bytes.append(contentsOf: row.item.rawJSON)
+            row.item.withFieldBytes { item in
+                counted(item.bulkId)
+                optional(item.status)
+                optional(item.createdOn)
+                optional(item.updatedOn)
+                counted(item.rawJSON)
+            }
             varint(row.absentPolls)
         }
     }

@@ -23,12 +23,15 @@ struct EventBlockTests {
         var writer = EventBlock.Writer(reserving: 0)
         for event in events {
             var id = event.id
+            var subject = event.subject
             var body = event.body
             id.withUTF8 { id in
-                body.withUTF8 { body in
-                    writer.append(
-                        kind: event.kind, id: UnsafeRawBufferPointer(id), subject: event.subject,
-                        body: UnsafeRawBufferPointer(body))
+                subject.withUTF8 { subject in
+                    body.withUTF8 { body in
+                        writer.append(
+                            kind: event.kind, id: UnsafeRawBufferPointer(id), subject: UnsafeRawBufferPointer(subject),
+                            body: UnsafeRawBufferPointer(body))
+                    }
                 }
             }
         }
