@@ -182,16 +182,7 @@ package struct BulkItem: Sendable, Equatable {
 
     @inline(__always)
     private func withUTF8<R>(of text: Text, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
-        switch text {
-        case .absent:
-            return try body(nil)
-        case .text(var value):
-            return try value.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
-        case .inRaw(let offset, let count):
-            return try raw.withUnsafeBytes { bytes in
-                try body(UnsafeRawBufferPointer(rebasing: bytes[Int(offset)..<(Int(offset) + Int(count))]))
-            }
-        }
+        try raw.withUnsafeBytes { try Self.withBytes(of: text, in: $0, body) }
     }
 
     private static func count(of text: Text) -> Int? {
